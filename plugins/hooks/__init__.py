@@ -1,0 +1,1 @@
+"""Built-in attach/detach lifecycle hooks, one module per concern."""

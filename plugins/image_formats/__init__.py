@@ -1,0 +1,1 @@
+"""Built-in image formats, one module per format."""
