@@ -8,6 +8,7 @@ maps one to where this process finds it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,20 @@ class Host:
             return str(local)
         rel = local.relative_to(self.root)
         return "/" + str(rel) if str(rel) != "." else "/"
+
+    def resolve(self, host_path: str) -> Path | None:
+        """Where ``host_path`` leads with every symlink followed, or ``None`` if nowhere.
+
+        On the real host the kernel follows links. Below ``--root`` links are resolved inside
+        the root (an absolute target means a path in the root), as systemd does with --root.
+        """
+        if self.is_real:
+            return Path(host_path) if os.path.exists(host_path) else None
+        from portable.confined import open_root, resolve_path
+
+        with open_root(self.root) as fd:
+            inside = resolve_path(fd, host_path)
+        return None if inside is None else self.path(inside)
 
     def os_release_path(self) -> str:
         """The host os-release that portabled binds into services (spec 3.4 ``<HOSTOSREL>``)."""

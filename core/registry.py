@@ -22,7 +22,6 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 import pluggy
@@ -154,7 +153,7 @@ class Registry:
 
     # -- collection --------------------------------------------------------------------------
 
-    def _collect(self, hook_name: str, call: Callable[[Any], Any], kind: str) -> list[Registered[Any]]:
+    def _collect(self, hook_name: str, call: Callable[[Any], Any]) -> list[Registered[Any]]:
         """Call ``hook_name`` once per plugin so every result keeps its provenance."""
         records = {p.name: p for p in self.plugins}
         out: list[Registered[Any]] = []
@@ -165,7 +164,8 @@ class Registry:
             rec = records.get(impl.plugin_name)
             dist = rec.distribution if rec else ""
             try:
-                results = call(sub)
+                # Iterate inside the try: a generator hook raises while being consumed.
+                specs = [spec for batch in call(sub) for spec in (batch or ())]
             except PluginError:
                 raise
             except Exception as exc:
@@ -173,15 +173,14 @@ class Registry:
                     f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: "
                     f"{exc} (report this to the plugin's author)"
                 ) from exc
-            for batch in results:
-                for spec in batch or ():
-                    out.append(Registered(spec=spec, plugin=impl.plugin_name, distribution=dist))
+            out.extend(Registered(spec=spec, plugin=impl.plugin_name, distribution=dist)
+                       for spec in specs)
         return out
 
     def formats(self) -> list[Registered[ImageFormat]]:
         """Every image format, sorted by name; a duplicate name is a :class:`PluginConflict`."""
         if self._formats is None:
-            found = self._collect("portable_image_formats", lambda h: h(), "image format")
+            found = self._collect("portable_image_formats", lambda h: h())
             by_name: dict[str, Registered[ImageFormat]] = {}
             for reg in found:
                 if not isinstance(reg.spec, ImageFormat):
@@ -200,20 +199,24 @@ class Registry:
     def profiles(self) -> dict[str, Registered[Profile]]:
         """Every profile by name, resolved by priority; equal priorities are a conflict."""
         if self._profiles is None:
-            found = self._collect("portable_profiles", lambda h: h(root=self.root), "profile")
-            by_name: dict[str, Registered[Profile]] = {}
+            found = self._collect("portable_profiles", lambda h: h(root=self.root))
+            candidates: dict[str, list[Registered[Profile]]] = {}
             for reg in found:
                 if not isinstance(reg.spec, Profile):
                     raise PluginError(f"plugin {reg.plugin!r} returned {reg.spec!r} from "
                                       "portable_profiles, not a Profile")
-                other = by_name.get(reg.spec.name)
-                if other is None or reg.spec.priority > other.spec.priority:
-                    by_name[reg.spec.name] = reg
-                elif reg.spec.priority == other.spec.priority:
+                candidates.setdefault(reg.spec.name, []).append(reg)
+            by_name: dict[str, Registered[Profile]] = {}
+            # Decided once everything is in: only a tie at the *highest* priority conflicts.
+            for name, regs in candidates.items():
+                top = max(r.spec.priority for r in regs)
+                best = [r for r in regs if r.spec.priority == top]
+                if len(best) > 1:
                     raise PluginConflict(
-                        f"profile {reg.spec.name!r} is provided by two plugins: "
-                        f"{_who(other)} and {_who(reg)}"
+                        f"profile {name!r} is provided by two plugins: "
+                        f"{_who(best[0])} and {_who(best[1])}"
                     )
+                by_name[name] = best[0]
             self._profiles = dict(sorted(by_name.items()))
         return self._profiles
 
@@ -289,6 +292,3 @@ def reset_registry() -> None:
     """Forget cached registries (tests, or after installing a plugin in-process)."""
     _cache.clear()
 
-
-def plugin_module(name: str) -> ModuleType:
-    return importlib.import_module(name)

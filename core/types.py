@@ -251,13 +251,16 @@ class UnitFile:
     """A unit file found in an image.
 
     :param name: unit name, e.g. ``foo.service``.
-    :param source: where it was found inside the image, e.g. ``/usr/lib/systemd/system/foo.service``
-        (symlinks inside the image resolved, confined to the image root).
+    :param source: the directory entry it was found as, inside the image, e.g.
+        ``/usr/lib/systemd/system/foo.service`` (unit directory symlinks resolved).
+    :param resolved: the file its bytes came from, inside the image: ``source`` with a symlink
+        at the entry itself resolved, confined to the image root.
     :param data: its bytes.
     """
 
     name: str
     source: str
+    resolved: str
     data: bytes
 
     @property

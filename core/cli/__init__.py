@@ -1,3 +1,224 @@
-"""placeholder"""
-def main() -> None:
-    print("todo")
+"""The ``portable`` command line: a thin layer over the library API.
+
+The root group parses global options into an :class:`App` (``ctx.obj``); each verb lives in its
+own module, imported only when that verb runs, so ``portable --help`` pays for none of them.
+Every :class:`~portable.errors.PortableError` becomes one line ``portable: error: ...`` and a
+non-zero exit; tracebacks only with ``--debug`` (or ``PORTABLE_SERVICES_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from portable import __version__
+
+if TYPE_CHECKING:
+    from portable.host import Host
+    from portable.registry import Registry
+
+__all__ = ["App", "build_cli", "main"]
+
+# verb -> (module, function): imported on demand (click's LazyGroup recipe).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("portable.cli.listing", "list_command"),
+    "inspect": ("portable.cli.inspect", "inspect_command"),
+    "attach": ("portable.cli.unavailable", "attach_command"),
+    "detach": ("portable.cli.unavailable", "detach_command"),
+    "reattach": ("portable.cli.unavailable", "reattach_command"),
+    "is-attached": ("portable.cli.unavailable", "is_attached_command"),
+    "read-only": ("portable.cli.unavailable", "read_only_command"),
+    "remove": ("portable.cli.unavailable", "remove_command"),
+    "set-limit": ("portable.cli.unavailable", "set_limit_command"),
+}
+
+# One line per verb for the group's help, so listing verbs imports nothing.
+SUMMARIES = {
+    "list": "List images in the search path (the default verb).",
+    "inspect": "Show an image's os-release and the unit files it offers.",
+    "attach": "Attach an image's units to the host (not available yet).",
+    "detach": "Detach an image's units from the host (not available yet).",
+    "reattach": "Replace an attached image by a new version (not available yet).",
+    "is-attached": "Show whether an image is attached (not available yet).",
+    "read-only": "Mark an image read-only or writable (not available yet).",
+    "remove": "Remove images (not available yet).",
+    "set-limit": "Set an image size limit (not available yet).",
+}
+
+ENV_DEBUG = "PORTABLE_SERVICES_DEBUG"
+
+
+@dataclass
+class App:
+    """State shared by every verb: where the host is and how to reach the plugins."""
+
+    root: Path = Path("/")
+    debug: bool = False
+    no_plugins: bool = False
+    disabled_plugins: tuple[str, ...] = ()
+    warnings: list[str] = field(default_factory=list)
+
+    @cached_property
+    def host(self) -> Host:
+        from portable.host import Host
+
+        return Host(self.root)
+
+    @cached_property
+    def registry(self) -> Registry:
+        from portable.registry import get_registry
+
+        return get_registry(root=self.root, load_entrypoints=not self.no_plugins,
+                            disabled=self.disabled_plugins)
+
+    def info(self, message: str, *, quiet: bool = False) -> None:
+        """Informational lines go to stderr, as portablectl's do."""
+        if not quiet:
+            click.echo(message, err=True)
+
+
+class PortableGroup(click.Group):
+    """Lazy verbs, and ``list`` when no verb is given (as portablectl)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "help":
+            return _help_command
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, SUMMARIES[name]) for name in COMMANDS])
+
+
+@click.command("help", help="Show this help.")
+@click.pass_context
+def _help_command(ctx: click.Context) -> None:
+    assert ctx.parent is not None
+    click.echo(ctx.parent.get_help())
+
+
+def _version_text() -> str:
+    return f"portable-services {__version__}"
+
+
+@click.group(
+    cls=PortableGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=(
+        "Environment: PORTABLE_SERVICES_NO_PLUGINS=1 (like --no-plugins), "
+        "PORTABLE_SERVICES_DISABLE_PLUGINS=a,b (like --disable-plugin), "
+        "PORTABLE_SERVICES_STRICT_PLUGINS=1 (a plugin that fails to load is fatal), "
+        "PORTABLE_SERVICES_DEBUG=1 (like --debug)."
+    ),
+)
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              help="Operate on an alternate root directory (files only; no service manager).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and plugin details on errors.")
+@click.option("--no-plugins", is_flag=True, help="Load built-in plugins only.")
+@click.option("--disable-plugin", "disabled", multiple=True, metavar="NAME",
+              help="Do not load this third-party plugin (repeatable).")
+@click.option("-H", "--host", "remote_host", metavar="[USER@]HOST", hidden=True)
+@click.option("-M", "--machine", metavar="CONTAINER", hidden=True)
+@click.version_option(__version__, "--version", message="portable-services %(version)s")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    root: Path | None,
+    debug: bool,
+    no_plugins: bool,
+    disabled: tuple[str, ...],
+    remote_host: str | None,
+    machine: str | None,
+) -> None:
+    """Attach, detach and inspect systemd portable service images.
+
+    IMAGE is an image name, looked up in /etc/portables, /run/portables, /var/lib/portables,
+    /usr/local/lib/portables and /usr/lib/portables, or a path to an image.
+    """
+    from portable.errors import PortableError
+
+    if remote_host or machine:
+        raise PortableError("-H/--host and -M/--machine are not supported; run portable there")
+    if root is not None:
+        if not root.is_dir():
+            raise PortableError(f"--root {root}: not a directory")
+        root = root.resolve()
+    ctx.obj = App(root=root or Path("/"), debug=debug or _env_debug(), no_plugins=no_plugins,
+                  disabled_plugins=disabled)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(PortableGroup.get_command(cli, ctx, "list"))  # type: ignore[arg-type]
+
+
+def _env_debug() -> bool:
+    return os.environ.get(ENV_DEBUG, "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def build_cli() -> click.Group:
+    """The root command (a function, so tests and plugins can build a fresh one)."""
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: run the CLI and map errors to one line and an exit code."""
+    from portable.errors import PortableError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or _env_debug()
+    try:
+        rv = cli.main(args=args, prog_name="portable", standalone_mode=False)
+    except PortableError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"portable: error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("portable: error: aborted", err=True)
+        sys.exit(1)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"portable: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"portable: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except PermissionError as exc:
+        click.echo(f"portable: error: {exc.strerror}: {exc.filename} (are you root?)", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("portable: error: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"portable: error: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for a traceback; with third-party plugins, try --no-plugins)",
+            err=True,
+        )
+        sys.exit(70)
+    sys.exit(rv if isinstance(rv, int) else 0)
+

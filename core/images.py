@@ -1,0 +1,149 @@
+"""Finding images: the search path, NAME vs PATH, and which format reads an image.
+
+An argument without ``/`` is an image *name*, looked up in the search path (spec 1.3, 1.4);
+anything else is a *path*, made absolute and canonical (spec 1.5, 1.7). Which plugin reads an
+image is decided by asking every format's ``detect()``: exactly one must claim it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+from portable.confined import open_root, resolve_path
+from portable.errors import AmbiguousImageFormat, ImageNotFound, UnknownImageFormat
+from portable.host import IMAGE_SEARCH_PATH, Host
+from portable.names import is_valid_image_name
+from portable.registry import Registry
+from portable.types import Image, ImageFormat
+
+__all__ = ["detect_format", "describe_file", "find_image", "is_name", "resolve_image"]
+
+log = logging.getLogger(__name__)
+
+
+def is_name(arg: str) -> bool:
+    """portablectl's rule: an argument that is a valid image name is a name, else a path."""
+    return is_valid_image_name(arg)
+
+
+def describe_file(path: Path) -> str:
+    """What a path is, in words, for "not a recognised image" errors."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return os.strerror(exc.errno or 0).lower()
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return "an empty file" if st.st_size == 0 else f"a regular file of {st.st_size} bytes"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "an unknown kind of file"
+
+
+def detect_format(registry: Registry, path: Path, shown: str) -> ImageFormat:
+    """The one format that claims ``path``; ``shown`` is the path as the user should see it."""
+    claims: list[ImageFormat] = []
+    for reg in registry.formats():
+        try:
+            if reg.spec.detect(path):
+                claims.append(reg.spec)
+        except Exception:  # a plugin's detect() is not allowed to break detection for others
+            log.debug("image format %r (plugin %s) failed to detect %s", reg.spec.name,
+                      reg.plugin, path, exc_info=True)
+    if len(claims) == 1:
+        return claims[0]
+    if claims:
+        raise AmbiguousImageFormat(
+            f"image '{shown}' is claimed by several image formats: "
+            + ", ".join(f.name for f in claims)
+        )
+    known = ", ".join(f"{r.spec.name} ({r.spec.description})" for r in registry.formats())
+    raise UnknownImageFormat(
+        f"image '{shown}' is {describe_file(path)}, not a recognised image; "
+        f"supported formats: {known or 'none'}"
+    )
+
+
+def find_image(name: str, *, host: Host, registry: Registry) -> Image | None:
+    """Look ``name`` up in the image search path (spec 1.4); first hit wins.
+
+    An entry called exactly ``name`` counts if it is a directory (or another non-regular image
+    a format claims); a regular file only counts with a format's suffix (``name.raw``).
+    """
+    formats = registry.formats()
+    for d in IMAGE_SEARCH_PATH:
+        local = host.resolve(f"{d}/{name}")
+        st = os.stat(local) if local is not None else None
+        if local is not None and st is not None and not stat.S_ISREG(st.st_mode):
+            for reg in formats:
+                if reg.spec.name_lookup and not reg.spec.suffixes and reg.spec.detect(local):
+                    return Image(path=f"{d}/{name}", host_path=local, name=name, format=reg.spec)
+            continue
+        if st is not None:
+            continue  # a regular file named exactly NAME is not an image by name (spec 1.4)
+        for reg in formats:
+            if not reg.spec.name_lookup:
+                continue
+            for suffix in reg.spec.suffixes:
+                candidate = host.resolve(f"{d}/{name}{suffix}")
+                try:
+                    ok = (candidate is not None and stat.S_ISREG(os.stat(candidate).st_mode)
+                          and reg.spec.detect(candidate))
+                except OSError:
+                    ok = False
+                if ok and candidate is not None:
+                    return Image(path=f"{d}/{name}{suffix}", host_path=candidate, name=name,
+                                 format=reg.spec)
+    return None
+
+
+def canonical_path(arg: str, *, host: Host, cwd: Path | None = None) -> str | None:
+    """The canonical host path of a PATH argument, or ``None`` if it does not exist.
+
+    Relative paths are taken from the current directory. With ``--root`` an absolute path means
+    a path inside the root, and a relative one must lead below the root.
+    """
+    cwd = cwd or Path.cwd()
+    if host.is_real:
+        absolute = os.path.normpath(os.path.join(cwd, arg))
+        real = os.path.realpath(absolute)
+        return real if os.path.lexists(real) else None
+    if arg.startswith("/"):
+        inside = arg
+    else:
+        absolute = Path(os.path.normpath(os.path.join(cwd, arg)))
+        try:
+            inside = host.unpath(absolute)
+        except ValueError:
+            raise ImageNotFound(f"image path '{arg}' is outside the --root directory") from None
+    with open_root(host.root) as rfd:
+        return resolve_path(rfd, inside)
+
+
+def resolve_image(arg: str, *, host: Host, registry: Registry, cwd: Path | None = None) -> Image:
+    """Resolve an IMAGE argument (name or path) to an :class:`Image`, or fail with one line."""
+    if is_name(arg):
+        image = find_image(arg, host=host, registry=registry)
+        if image is None:
+            raise ImageNotFound(f"No image '{arg}' found.")
+        return image
+    path = canonical_path(arg, host=host, cwd=cwd)
+    if path is None:
+        raise ImageNotFound(
+            f"Cannot normalize specified image path '{arg}': No such file or directory"
+        )
+    local = host.path(path)
+    fmt = detect_format(registry, local, path)
+    filename = path.rstrip("/").rsplit("/", 1)[-1] or "/"
+    return Image(path=path, host_path=local, name=fmt.image_name(filename), format=fmt)

@@ -1,0 +1,132 @@
+"""Which images are attached, read from the host's files (spec 3.11, 5.2).
+
+The only record of an attach is the first line of ``<unit>.d/20-portable.conf`` in the attached
+directory: the marker naming the image (and extensions). This module reads those markers, so
+units attached by systemd's portablectl and by us are seen alike. Whether a unit is enabled or
+running comes from the service manager, through a :class:`ManagerView` when one is available.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from portable.host import ATTACHED_DIR, Host
+from portable.names import is_valid_unit_name, marker_matches_image, parse_marker
+
+__all__ = ["STATES", "AttachedUnit", "ManagerView", "attached_units", "image_state"]
+
+STATES = (
+    "detached",
+    "attached",
+    "attached-runtime",
+    "enabled",
+    "enabled-runtime",
+    "running",
+    "running-runtime",
+)
+MARKER_FILE = "20-portable.conf"
+_MAX_MARKER_LINE = 64 * 1024
+
+
+class ManagerView(Protocol):
+    """What the state logic needs from the service manager (PID 1)."""
+
+    def unit_file_state(self, unit: str) -> str:
+        """``enabled``, ``disabled``, ``static``, ``linked``, ... as ``systemctl`` reports."""
+        ...
+
+    def is_active(self, unit: str) -> bool:
+        """True if the unit (for a template: any instance) is activating/active/reloading/
+        deactivating."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedUnit:
+    """A unit in an attached directory whose drop-in carries a marker."""
+
+    name: str
+    runtime: bool
+    marker: tuple[str, ...]  # image path, then extension paths
+    has_unit_file: bool  # False for drop-in-only leftovers (e.g. after ``disable``)
+
+
+def _read_marker(path: str) -> tuple[str, ...] | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.read(fd, _MAX_MARKER_LINE)
+    finally:
+        os.close(fd)
+    line = head.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+    parsed = parse_marker(line)
+    return tuple(parsed) if parsed else None
+
+
+def attached_units(host: Host, runtime: bool) -> Iterator[AttachedUnit]:
+    """Every marked unit in the persistent (or runtime) attached directory (spec 4.2 step 1)."""
+    where = host.path(ATTACHED_DIR[runtime])
+    try:
+        entries = sorted(os.listdir(where))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    names = set(entries)
+    seen: set[str] = set()
+    for entry in entries:
+        unit = entry[:-2] if entry.endswith(".d") else entry
+        if unit in seen or not is_valid_unit_name(unit):
+            continue
+        seen.add(unit)
+        marker = _read_marker(str(where / f"{unit}.d" / MARKER_FILE))
+        if marker is None:
+            continue
+        has_file = False
+        if unit in names:
+            try:
+                mode = os.lstat(where / unit).st_mode
+                has_file = stat.S_ISREG(mode) or stat.S_ISLNK(mode)
+            except OSError:
+                pass
+        yield AttachedUnit(name=unit, runtime=runtime, marker=marker, has_unit_file=has_file)
+
+
+def image_state(
+    image: str,
+    *,
+    host: Host,
+    extensions: Sequence[str] = (),
+    manager: ManagerView | None = None,
+) -> str:
+    """The attach state of an image (name or path), one of :data:`STATES` (spec 5.2).
+
+    The persistent directory is looked at first, the runtime one only if nothing was found
+    there. Without a ``manager`` (``--root``), ``enabled`` and ``running`` can't be known and
+    the answer is at most ``attached``.
+    """
+    for runtime in (False, True):
+        found = enabled = running = False
+        for unit in attached_units(host, runtime):
+            if not unit.has_unit_file:
+                continue
+            if not marker_matches_image(unit.marker, image, extensions, match_all=False):
+                continue
+            found = True
+            if manager is not None:
+                if manager.unit_file_state(unit.name) not in (
+                    "static", "disabled", "linked", "linked-runtime", ""
+                ):
+                    enabled = True
+                if manager.is_active(unit.name):
+                    running = True
+        if found:
+            state = "running" if running else "enabled" if enabled else "attached"
+            return f"{state}-runtime" if runtime else state
+    return "detached"

@@ -1,0 +1,143 @@
+"""The command line: help for every verb, one-line errors, exit codes, entry points."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from portable.cli import COMMANDS, build_cli, main
+from portable.testing.images import make_directory_image, service_unit
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize("verb", [*COMMANDS, None])
+def test_every_verb_has_help(verb):
+    args = [verb, "--help"] if verb else ["--help"]
+    result = CliRunner().invoke(build_cli(), args)
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_group_help_lists_verbs_and_switches():
+    result = CliRunner().invoke(build_cli(), ["--help"])
+    for verb in COMMANDS:
+        assert verb in result.output
+    assert "PORTABLE_SERVICES_NO_PLUGINS" in result.output
+    assert "--root" in result.output
+
+
+@pytest.mark.parametrize("verb", ["attach", "detach", "reattach", "is-attached", "remove",
+                                  "read-only", "set-limit"])
+def test_unbuilt_verbs_say_so(verb, capsys):
+    code, out, err = run([verb, "foo"], capsys)
+    assert code == 2
+    assert err == f"portable: error: 'portable {verb}' is not available yet in this version\n"
+
+
+@pytest.fixture
+def root(tmp_path):
+    r = tmp_path / "root"
+    make_directory_image(r / "srv/foo_1.2", units={"foo.service": service_unit()}, busybox=False,
+                         os_release='ID=t\nPRETTY_NAME="T OS"\nPORTABLE_PRETTY_NAME="Foo"\n')
+    return r
+
+
+def test_inspect_text(root, capsys):
+    code, out, err = run(["--root", str(root), "inspect", "/srv/foo_1.2"], capsys)
+    assert code == 0
+    assert err == "(Matching unit files with prefix 'foo'.)\n"
+    assert out == ("Image:\n\t/srv/foo_1.2\nPortable Service:\n\tFoo\nOperating System:\n\tT OS\n"
+                   "Unit files:\n\tfoo.service\n")
+
+
+def test_inspect_cat_and_quiet(root, capsys):
+    code, out, err = run(["--root", str(root), "inspect", "--cat", "-q", "/srv/foo_1.2"], capsys)
+    assert code == 0 and err == ""
+    assert out.startswith("-- OS Release: --\nID=t\n")
+    assert "\n-- Unit file: foo.service --\n[Unit]\n" in out
+
+
+def test_inspect_json(root, capsys):
+    code, out, err = run(["--root", str(root), "inspect", "--json", "/srv/foo_1.2"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["image"] == "/srv/foo_1.2" and doc["format"] == "directory"
+    assert [u["name"] for u in doc["units"]] == ["foo.service"]
+    assert doc["os_release"]["PORTABLE_PRETTY_NAME"] == "Foo"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["inspect", "/srv/nothing"], "Cannot normalize specified image path '/srv/nothing'"),
+        (["inspect", "nothing"], "No image 'nothing' found."),
+        (["inspect", "/srv/foo_1.2", "bar"], "Couldn't find any matching unit files"),
+        (["inspect", "/srv/foo_1.2/"], None),  # trailing slash is fine (v257 behaviour)
+        (["inspect", "/srv/b@d_1"], "Failed to extract prefix"),
+        (["bogus-verb"], "No such command 'bogus-verb'"),
+        (["inspect", "--bogus", "x"], "No such option"),
+        (["inspect"], "Missing argument 'IMAGE'"),
+    ],
+)
+def test_user_errors_are_one_line(root, capsys, args, message):
+    code, out, err = run(["--root", str(root), *args], capsys)
+    if message is None:
+        assert code == 0
+        return
+    assert code != 0
+    assert err.count("\n") == 1, err
+    assert err.startswith("portable: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_prefix_error_for_bad_image_name(tmp_path, capsys):
+    r = tmp_path / "root"
+    make_directory_image(r / "srv/b@d", units={"x.service": service_unit()}, busybox=False)
+    code, out, err = run(["--root", str(r), "inspect", "/srv/b@d"], capsys)
+    assert code == 1
+    assert err == ("portable: error: Failed to extract prefix of image name '/srv/b@d': "
+                   "Invalid argument\n")
+
+
+def test_list_default_verb_and_json(root, capsys):
+    code, out, err = run(["--root", str(root)], capsys)
+    assert (code, out) == (0, "No images.\n")
+    code, out, err = run(["--root", str(root), "list", "--json"], capsys)
+    assert json.loads(out) == []
+
+
+def test_bad_root(tmp_path, capsys):
+    code, out, err = run(["--root", str(tmp_path / "missing"), "list"], capsys)
+    assert code != 0 and err.startswith("portable: error: ")
+
+
+def test_ambiguous_name_warning(root, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "foo_1.2").write_text("")
+    code, out, err = run(["--root", str(root), "inspect", "foo_1.2"], capsys)
+    assert "Ambiguous invocation" in err
+
+
+def test_python_dash_m_and_console_script(root):
+    for cmd in ([sys.executable, "-m", "portable"], [str(__import__("shutil").which("portable"))]):
+        if cmd[0] == "None":
+            continue
+        proc = subprocess.run([*cmd, "--root", str(root), "inspect", "-q", "/srv/foo_1.2"],
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert "foo.service" in proc.stdout
+
+
+def test_version():
+    result = CliRunner().invoke(build_cli(), ["--version"])
+    assert result.exit_code == 0 and "portable-services" in result.output
