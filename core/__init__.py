@@ -43,7 +43,34 @@ _EXPORTS = {
     "list_images": "portable.listing",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "AmbiguousImageFormat",
+    "AttachOptions",
+    "AttachRefused",
+    "BadImage",
+    "Change",
+    "DetachOptions",
+    "DetachRefused",
+    "ExtraSetting",
+    "Image",
+    "ImageFormat",
+    "ImageMetadata",
+    "ImageNotFound",
+    "PluginConflict",
+    "PluginError",
+    "PortableError",
+    "Profile",
+    "ProfileDropin",
+    "UnitFile",
+    "UnknownImageFormat",
+    "UnknownProfile",
+    "__version__",
+    "get_registry",
+    "hookimpl",
+    "hookspec",
+    "inspect_image",
+    "list_images",
+]
 
 if TYPE_CHECKING:
     from portable.errors import (

@@ -156,8 +156,9 @@ def resolve_dir(root_fd: int, path: str) -> Iterator[tuple[int, str] | None]:
     fds, name, resolved = walked
     try:
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=fds[-1])
+            fd = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1]
+            )
         except (NotADirectoryError, FileNotFoundError):
             yield None
             return
@@ -208,8 +209,11 @@ def read_file(root_fd: int, path: str, *, max_size: int) -> ConfinedFile | None:
             raise UnsafePath(path, "is a directory, expected a file")
         # O_NONBLOCK: even if the entry was swapped for a FIFO since we looked, open won't hang.
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
-                         | os.O_CLOEXEC, dir_fd=fds[-1])
+            fd = os.open(
+                name,
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                dir_fd=fds[-1],
+            )
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -19,7 +19,7 @@ from portable.names import is_valid_image_name
 from portable.registry import Registry
 from portable.types import Image, ImageFormat
 
-__all__ = ["detect_format", "describe_file", "find_image", "is_name", "resolve_image"]
+__all__ = ["describe_file", "detect_format", "find_image", "is_name", "resolve_image"]
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,13 @@ def detect_format(registry: Registry, path: Path, shown: str) -> ImageFormat:
             if reg.spec.detect(path):
                 claims.append(reg.spec)
         except Exception:  # a plugin's detect() is not allowed to break detection for others
-            log.debug("image format %r (plugin %s) failed to detect %s", reg.spec.name,
-                      reg.plugin, path, exc_info=True)
+            log.debug(
+                "image format %r (plugin %s) failed to detect %s",
+                reg.spec.name,
+                reg.plugin,
+                path,
+                exc_info=True,
+            )
     if len(claims) == 1:
         return claims[0]
     if claims:
@@ -98,13 +103,17 @@ def find_image(name: str, *, host: Host, registry: Registry) -> Image | None:
             for suffix in reg.spec.suffixes:
                 candidate = host.resolve(f"{d}/{name}{suffix}")
                 try:
-                    ok = (candidate is not None and stat.S_ISREG(os.stat(candidate).st_mode)
-                          and reg.spec.detect(candidate))
+                    ok = (
+                        candidate is not None
+                        and stat.S_ISREG(os.stat(candidate).st_mode)
+                        and reg.spec.detect(candidate)
+                    )
                 except OSError:
                     ok = False
                 if ok and candidate is not None:
-                    return Image(path=f"{d}/{name}{suffix}", host_path=candidate, name=name,
-                                 format=reg.spec)
+                    return Image(
+                        path=f"{d}/{name}{suffix}", host_path=candidate, name=name, format=reg.spec
+                    )
     return None
 
 
@@ -122,9 +131,9 @@ def canonical_path(arg: str, *, host: Host, cwd: Path | None = None) -> str | No
     if arg.startswith("/"):
         inside = arg
     else:
-        absolute = Path(os.path.normpath(os.path.join(cwd, arg)))
+        local = Path(os.path.normpath(os.path.join(cwd, arg)))
         try:
-            inside = host.unpath(absolute)
+            inside = host.unpath(local)
         except ValueError:
             raise ImageNotFound(f"image path '{arg}' is outside the --root directory") from None
     with open_root(host.root) as rfd:

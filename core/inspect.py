@@ -29,8 +29,9 @@ def effective_prefixes(arg: str, prefixes: Sequence[str]) -> tuple[str, ...]:
     return tuple(prefixes) if prefixes else (extract_prefix(arg),)
 
 
-def read_metadata(image: Image, prefixes: Sequence[str], *, require_units: bool = True
-                  ) -> ImageMetadata:
+def read_metadata(
+    image: Image, prefixes: Sequence[str], *, require_units: bool = True
+) -> ImageMetadata:
     """Open the image with its format and read os-release and the matching units.
 
     :raises BadImage: no os-release, an unsafe file, or (``require_units``) no matching unit.

@@ -96,7 +96,9 @@ def _read_only(host_path: str, local: Path, st: os.stat_result) -> bool:
 
 
 def list_images(
-    *, host: Host | None = None, registry: Registry | None = None,
+    *,
+    host: Host | None = None,
+    registry: Registry | None = None,
     manager: ManagerView | None = None,
 ) -> list[ImageInfo]:
     """Every image in the search path, sorted by name; the first of a name wins (spec 5.3)."""

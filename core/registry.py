@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pluggy
-
 from portable import hookspecs
 from portable.errors import PluginConflict, PluginError, UnknownImageFormat, UnknownProfile
 from portable.types import ImageFormat, Profile
@@ -100,13 +99,28 @@ class Registry:
 
     # -- loading -----------------------------------------------------------------------------
 
-    def register(self, plugin: object, name: str, *, distribution: str = "", version: str = "",
-                 builtin: bool = False) -> None:
+    def register(
+        self,
+        plugin: object,
+        name: str,
+        *,
+        distribution: str = "",
+        version: str = "",
+        builtin: bool = False,
+    ) -> None:
         """Register one plugin object (module or instance) under ``name``."""
         self.pm.register(plugin, name=name)
         hooks = tuple(sorted(c.name for c in self.pm.get_hookcallers(plugin) or ()))
-        self.plugins.append(PluginRecord(name=name, builtin=builtin, status="active",
-                                         distribution=distribution, version=version, hooks=hooks))
+        self.plugins.append(
+            PluginRecord(
+                name=name,
+                builtin=builtin,
+                status="active",
+                distribution=distribution,
+                version=version,
+                hooks=hooks,
+            )
+        )
         self._formats = self._profiles = None
 
     def unregister(self, name: str) -> None:
@@ -116,8 +130,12 @@ class Registry:
 
     def load_builtins(self) -> None:
         for modname in BUILTIN_PLUGINS:
-            self.register(importlib.import_module(modname), modname, builtin=True,
-                          distribution="portable-services")
+            self.register(
+                importlib.import_module(modname),
+                modname,
+                builtin=True,
+                distribution="portable-services",
+            )
 
     def load_entrypoints(self, *, disabled: Iterable[str] = (), strict: bool = False) -> None:
         """Load the ``portable`` entry-point group; a plugin that fails is reported and skipped."""
@@ -128,8 +146,15 @@ class Registry:
             dist = ep.dist.name if ep.dist is not None else ""
             version = ep.dist.version if ep.dist is not None else ""
             if ep.name in disabled or self.pm.is_blocked(ep.name):
-                self.plugins.append(PluginRecord(name=ep.name, builtin=False, status="disabled",
-                                                 distribution=dist, version=version))
+                self.plugins.append(
+                    PluginRecord(
+                        name=ep.name,
+                        builtin=False,
+                        status="disabled",
+                        distribution=dist,
+                        version=version,
+                    )
+                )
                 continue
             if self.pm.has_plugin(ep.name):
                 continue
@@ -143,13 +168,23 @@ class Registry:
                     raise PluginError(
                         f"plugin {ep.name!r}{where} failed to load: {reason}"
                     ) from exc
-                _warn(f"plugin {ep.name!r}{where} failed to load and is skipped: {reason}"
-                      f" (set {ENV_STRICT}=1 to make this fatal)")
+                _warn(
+                    f"plugin {ep.name!r}{where} failed to load and is skipped: {reason}"
+                    f" (set {ENV_STRICT}=1 to make this fatal)"
+                )
                 if self.pm.has_plugin(ep.name):
                     self.pm.unregister(name=ep.name)
                 self.plugins = [p for p in self.plugins if p.name != ep.name]
-                self.plugins.append(PluginRecord(name=ep.name, builtin=False, status="failed",
-                                                 distribution=dist, version=version, error=reason))
+                self.plugins.append(
+                    PluginRecord(
+                        name=ep.name,
+                        builtin=False,
+                        status="failed",
+                        distribution=dist,
+                        version=version,
+                        error=reason,
+                    )
+                )
 
     # -- collection --------------------------------------------------------------------------
 
@@ -173,8 +208,9 @@ class Registry:
                     f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: "
                     f"{exc} (report this to the plugin's author)"
                 ) from exc
-            out.extend(Registered(spec=spec, plugin=impl.plugin_name, distribution=dist)
-                       for spec in specs)
+            out.extend(
+                Registered(spec=spec, plugin=impl.plugin_name, distribution=dist) for spec in specs
+            )
         return out
 
     def formats(self) -> list[Registered[ImageFormat]]:
@@ -184,8 +220,10 @@ class Registry:
             by_name: dict[str, Registered[ImageFormat]] = {}
             for reg in found:
                 if not isinstance(reg.spec, ImageFormat):
-                    raise PluginError(f"plugin {reg.plugin!r} returned {reg.spec!r} from "
-                                      "portable_image_formats, not an ImageFormat")
+                    raise PluginError(
+                        f"plugin {reg.plugin!r} returned {reg.spec!r} from "
+                        "portable_image_formats, not an ImageFormat"
+                    )
                 if reg.spec.name in by_name:
                     other = by_name[reg.spec.name]
                     raise PluginConflict(
@@ -203,8 +241,10 @@ class Registry:
             candidates: dict[str, list[Registered[Profile]]] = {}
             for reg in found:
                 if not isinstance(reg.spec, Profile):
-                    raise PluginError(f"plugin {reg.plugin!r} returned {reg.spec!r} from "
-                                      "portable_profiles, not a Profile")
+                    raise PluginError(
+                        f"plugin {reg.plugin!r} returned {reg.spec!r} from "
+                        "portable_profiles, not a Profile"
+                    )
                 candidates.setdefault(reg.spec.name, []).append(reg)
             by_name: dict[str, Registered[Profile]] = {}
             # Decided once everything is in: only a tie at the *highest* priority conflicts.
@@ -283,12 +323,10 @@ def get_registry(
     """The process-wide registry for these settings (built once, on first use)."""
     key = (str(root), load_entrypoints, tuple(sorted(disabled)))
     if key not in _cache:
-        _cache[key] = make_registry(root=root, load_entrypoints=load_entrypoints,
-                                    disabled=disabled)
+        _cache[key] = make_registry(root=root, load_entrypoints=load_entrypoints, disabled=disabled)
     return _cache[key]
 
 
 def reset_registry() -> None:
     """Forget cached registries (tests, or after installing a plugin in-process)."""
     _cache.clear()
-

@@ -121,7 +121,11 @@ def image_state(
             found = True
             if manager is not None:
                 if manager.unit_file_state(unit.name) not in (
-                    "static", "disabled", "linked", "linked-runtime", ""
+                    "static",
+                    "disabled",
+                    "linked",
+                    "linked-runtime",
+                    "",
                 ):
                     enabled = True
                 if manager.is_active(unit.name):

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
 from portable.cli import COMMANDS, build_cli, main
 from portable.testing.images import make_directory_image, service_unit
 
@@ -36,8 +35,9 @@ def test_group_help_lists_verbs_and_switches():
     assert "--root" in result.output
 
 
-@pytest.mark.parametrize("verb", ["attach", "detach", "reattach", "is-attached", "remove",
-                                  "read-only", "set-limit"])
+@pytest.mark.parametrize(
+    "verb", ["attach", "detach", "reattach", "is-attached", "remove", "read-only", "set-limit"]
+)
 def test_unbuilt_verbs_say_so(verb, capsys):
     code, out, err = run([verb, "foo"], capsys)
     assert code == 2
@@ -47,8 +47,12 @@ def test_unbuilt_verbs_say_so(verb, capsys):
 @pytest.fixture
 def root(tmp_path):
     r = tmp_path / "root"
-    make_directory_image(r / "srv/foo_1.2", units={"foo.service": service_unit()}, busybox=False,
-                         os_release='ID=t\nPRETTY_NAME="T OS"\nPORTABLE_PRETTY_NAME="Foo"\n')
+    make_directory_image(
+        r / "srv/foo_1.2",
+        units={"foo.service": service_unit()},
+        busybox=False,
+        os_release='ID=t\nPRETTY_NAME="T OS"\nPORTABLE_PRETTY_NAME="Foo"\n',
+    )
     return r
 
 
@@ -56,8 +60,10 @@ def test_inspect_text(root, capsys):
     code, out, err = run(["--root", str(root), "inspect", "/srv/foo_1.2"], capsys)
     assert code == 0
     assert err == "(Matching unit files with prefix 'foo'.)\n"
-    assert out == ("Image:\n\t/srv/foo_1.2\nPortable Service:\n\tFoo\nOperating System:\n\tT OS\n"
-                   "Unit files:\n\tfoo.service\n")
+    assert out == (
+        "Image:\n\t/srv/foo_1.2\nPortable Service:\n\tFoo\nOperating System:\n\tT OS\n"
+        "Unit files:\n\tfoo.service\n"
+    )
 
 
 def test_inspect_cat_and_quiet(root, capsys):
@@ -105,8 +111,9 @@ def test_prefix_error_for_bad_image_name(tmp_path, capsys):
     make_directory_image(r / "srv/b@d", units={"x.service": service_unit()}, busybox=False)
     code, out, err = run(["--root", str(r), "inspect", "/srv/b@d"], capsys)
     assert code == 1
-    assert err == ("portable: error: Failed to extract prefix of image name '/srv/b@d': "
-                   "Invalid argument\n")
+    assert err == (
+        "portable: error: Failed to extract prefix of image name '/srv/b@d': Invalid argument\n"
+    )
 
 
 def test_list_default_verb_and_json(root, capsys):
@@ -132,8 +139,12 @@ def test_python_dash_m_and_console_script(root):
     for cmd in ([sys.executable, "-m", "portable"], [str(__import__("shutil").which("portable"))]):
         if cmd[0] == "None":
             continue
-        proc = subprocess.run([*cmd, "--root", str(root), "inspect", "-q", "/srv/foo_1.2"],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [*cmd, "--root", str(root), "inspect", "-q", "/srv/foo_1.2"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
         assert "foo.service" in proc.stdout
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from portable.cli.listing import format_bytes, render_table
 from portable.host import Host
 from portable.listing import list_images
@@ -92,8 +91,16 @@ def test_table_layout(root):
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(0, "0B"), (512, "512B"), (1024, "1.0K"), (4096, "4.0K"), (1536, "1.5K"),
-     (10 * 1024**2, "10.0M"), (3 * 1024**3 + 1024**3 // 2, "3.5G"), (None, "-")],
+    [
+        (0, "0B"),
+        (512, "512B"),
+        (1024, "1.0K"),
+        (4096, "4.0K"),
+        (1536, "1.5K"),
+        (10 * 1024**2, "10.0M"),
+        (3 * 1024**3 + 1024**3 // 2, "3.5G"),
+        (None, "-"),
+    ],
 )
 def test_format_bytes(n, text):
     assert format_bytes(n) == text

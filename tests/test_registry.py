@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from portable import hookimpl
 from portable.errors import PluginConflict, PluginError, UnknownProfile
 from portable.registry import BUILTIN_PLUGINS, make_registry
@@ -17,21 +16,25 @@ def fake_dist(tmp_path, monkeypatch):
     """A fake installed distribution with good, failing and blockable entry points."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "good_plugin.py").write_text(textwrap.dedent("""
+    (site / "good_plugin.py").write_text(
+        textwrap.dedent("""
         from portable import hookimpl, Profile, ProfileDropin
 
         @hookimpl
         def portable_profiles():
             return [Profile(name="vendor-strict", description="from a plugin",
                             dropins={"service": ProfileDropin(text="[Service]\\nUser=x\\n")})]
-    """))
-    (site / "other_plugin.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (site / "other_plugin.py").write_text(
+        textwrap.dedent("""
         from portable import hookimpl, Profile
 
         @hookimpl
         def portable_profiles():
             return [Profile(name="other", description="another", dropins={})]
-    """))
+    """)
+    )
     (site / "broken_plugin.py").write_text("raise RuntimeError('boom at import')\n")
     info = site / "fake_portable_plugins-1.0.dist-info"
     info.mkdir()
@@ -42,8 +45,11 @@ def fake_dist(tmp_path, monkeypatch):
         "[portable]\ngood = good_plugin\nbroken = broken_plugin\nother = other_plugin\n"
     )
     monkeypatch.syspath_prepend(str(site))
-    for var in ("PORTABLE_SERVICES_NO_PLUGINS", "PORTABLE_SERVICES_DISABLE_PLUGINS",
-                "PORTABLE_SERVICES_STRICT_PLUGINS"):
+    for var in (
+        "PORTABLE_SERVICES_NO_PLUGINS",
+        "PORTABLE_SERVICES_DISABLE_PLUGINS",
+        "PORTABLE_SERVICES_STRICT_PLUGINS",
+    ):
         monkeypatch.delenv(var, raising=False)
     return site
 
@@ -74,7 +80,7 @@ def test_entry_points_loaded_and_broken_one_skipped(tmp_path, fake_dist, capsys)
 
 def test_strict_mode_makes_a_broken_plugin_fatal(tmp_path, fake_dist, monkeypatch):
     monkeypatch.setenv("PORTABLE_SERVICES_STRICT_PLUGINS", "1")
-    with pytest.raises(PluginError, match="'broken'.*boom at import"):
+    with pytest.raises(PluginError, match=r"'broken'.*boom at import"):
         make_registry(root=tmp_path)
 
 
@@ -115,8 +121,13 @@ def test_disabling_plugins(tmp_path, fake_dist, monkeypatch, how, expect_good, e
 
 
 def _format(name):
-    return ImageFormat(name=name, description="x", image_type="directory",
-                       detect=lambda p: False, open=lambda p: None)
+    return ImageFormat(
+        name=name,
+        description="x",
+        image_type="directory",
+        detect=lambda p: False,
+        open=lambda p: None,
+    )
 
 
 def test_duplicate_format_is_a_conflict_naming_both(tmp_path):
@@ -142,7 +153,7 @@ def test_duplicate_profile_is_a_conflict_naming_both(tmp_path):
 
     reg = make_registry(root=tmp_path, load_entrypoints=False)
     reg.register(Dup(), "dup-plugin")
-    with pytest.raises(PluginConflict, match="'strict'.*builtin.*dup-plugin"):
+    with pytest.raises(PluginConflict, match=r"'strict'.*builtin.*dup-plugin"):
         reg.profiles()
 
 
@@ -176,7 +187,7 @@ def test_plugin_raising_in_hook_is_a_plugin_error(tmp_path):
 
     reg = make_registry(root=tmp_path, load_entrypoints=False)
     reg.register(Bad(), "bad")
-    with pytest.raises(PluginError, match="'bad' failed in portable_profiles.*generator broke"):
+    with pytest.raises(PluginError, match=r"'bad' failed in portable_profiles.*generator broke"):
         reg.profiles()
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-
 from portable import __version__
 
 if TYPE_CHECKING:
@@ -76,8 +75,9 @@ class App:
     def registry(self) -> Registry:
         from portable.registry import get_registry
 
-        return get_registry(root=self.root, load_entrypoints=not self.no_plugins,
-                            disabled=self.disabled_plugins)
+        return get_registry(
+            root=self.root, load_entrypoints=not self.no_plugins, disabled=self.disabled_plugins
+        )
 
     def info(self, message: str, *, quiet: bool = False) -> None:
         """Informational lines go to stderr, as portablectl's do."""
@@ -129,12 +129,20 @@ def _version_text() -> str:
         "PORTABLE_SERVICES_DEBUG=1 (like --debug)."
     ),
 )
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
-              help="Operate on an alternate root directory (files only; no service manager).")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Operate on an alternate root directory (files only; no service manager).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and plugin details on errors.")
 @click.option("--no-plugins", is_flag=True, help="Load built-in plugins only.")
-@click.option("--disable-plugin", "disabled", multiple=True, metavar="NAME",
-              help="Do not load this third-party plugin (repeatable).")
+@click.option(
+    "--disable-plugin",
+    "disabled",
+    multiple=True,
+    metavar="NAME",
+    help="Do not load this third-party plugin (repeatable).",
+)
 @click.option("-H", "--host", "remote_host", metavar="[USER@]HOST", hidden=True)
 @click.option("-M", "--machine", metavar="CONTAINER", hidden=True)
 @click.version_option(__version__, "--version", message="portable-services %(version)s")
@@ -161,8 +169,12 @@ def cli(
         if not root.is_dir():
             raise PortableError(f"--root {root}: not a directory")
         root = root.resolve()
-    ctx.obj = App(root=root or Path("/"), debug=debug or _env_debug(), no_plugins=no_plugins,
-                  disabled_plugins=disabled)
+    ctx.obj = App(
+        root=root or Path("/"),
+        debug=debug or _env_debug(),
+        no_plugins=no_plugins,
+        disabled_plugins=disabled,
+    )
     if ctx.invoked_subcommand is None:
         ctx.invoke(PortableGroup.get_command(cli, ctx, "list"))  # type: ignore[arg-type]
 
@@ -221,4 +233,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         sys.exit(70)
     sys.exit(rv if isinstance(rv, int) else 0)
-

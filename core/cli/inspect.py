@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-
 from portable.cli import App
 from portable.cli.options import json_output, no_pager, quiet
 from portable.types import ImageMetadata
@@ -90,8 +89,15 @@ def render_json(meta: ImageMetadata, *, cat: bool) -> str:
 @no_pager
 @json_output
 @click.pass_obj
-def inspect_command(app: App, image: str, prefixes: tuple[str, ...], cat: bool, quiet: bool,
-                    no_pager: bool, as_json: bool) -> None:
+def inspect_command(
+    app: App,
+    image: str,
+    prefixes: tuple[str, ...],
+    cat: bool,
+    quiet: bool,
+    no_pager: bool,
+    as_json: bool,
+) -> None:
     """Show IMAGE's os-release and the unit files matching PREFIX...
 
     Without PREFIX, the prefix is derived from the image name (foo_1.2.raw -> foo); a single

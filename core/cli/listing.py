@@ -6,7 +6,6 @@ import json
 from datetime import datetime
 
 import click
-
 from portable.cli import App
 from portable.cli.options import json_output, no_legend, no_pager
 from portable.listing import ImageInfo
@@ -36,14 +35,22 @@ def render_table(rows: list[ImageInfo], *, legend: bool) -> str:
     if not rows:
         return "No images.\n" if legend else ""
     cells = [
-        [r.name, r.type, "yes" if r.read_only else "no", format_timestamp(r.crtime),
-         format_timestamp(r.mtime), format_bytes(r.usage), r.state]
+        [
+            r.name,
+            r.type,
+            "yes" if r.read_only else "no",
+            format_timestamp(r.crtime),
+            format_timestamp(r.mtime),
+            format_bytes(r.usage),
+            r.state,
+        ]
         for r in rows
     ]
     table = [list(COLUMNS), *cells] if legend else cells
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    lines = [" ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in table]
+    lines = [
+        " ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    ]
     out = "\n".join(lines) + "\n"
     if legend:
         out += f"\n{len(rows)} images listed.\n"
@@ -55,18 +62,32 @@ def render_table(rows: list[ImageInfo], *, legend: bool) -> str:
 @no_pager
 @json_output
 @click.pass_obj
-def list_command(app: App, no_legend: bool = False, no_pager: bool = False,
-                 as_json: bool = False) -> None:
+def list_command(
+    app: App, no_legend: bool = False, no_pager: bool = False, as_json: bool = False
+) -> None:
     """List the images in the search path, with their attach state."""
     from portable.listing import list_images
 
     rows = list_images(host=app.host, registry=app.registry)
     if as_json:
-        click.echo(json.dumps([
-            {"name": r.name, "type": r.type, "format": r.format, "path": r.path,
-             "read_only": r.read_only, "crtime_us": r.crtime or None, "mtime_us": r.mtime or None,
-             "usage": r.usage, "state": r.state}
-            for r in rows
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "type": r.type,
+                        "format": r.format,
+                        "path": r.path,
+                        "read_only": r.read_only,
+                        "crtime_us": r.crtime or None,
+                        "mtime_us": r.mtime or None,
+                        "usage": r.usage,
+                        "state": r.state,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
     else:
         click.echo(render_table(rows, legend=not no_legend), nl=False)

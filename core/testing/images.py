@@ -17,13 +17,12 @@ __all__ = ["BUSYBOX", "DEFAULT_OS_RELEASE", "make_directory_image", "service_uni
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
 APPLETS = ("sh", "sleep", "id", "ip", "cat", "echo", "ls", "true", "false", "env", "hostname")
 
-DEFAULT_OS_RELEASE = (
-    'ID=portabletest\nVERSION_ID=1\nPRETTY_NAME="Portable Test OS 1"\n'
-)
+DEFAULT_OS_RELEASE = 'ID=portabletest\nVERSION_ID=1\nPRETTY_NAME="Portable Test OS 1"\n'
 
 
-def service_unit(exec_start: str = "/usr/bin/sleep infinity", *, description: str = "test",
-                 extra: str = "") -> str:
+def service_unit(
+    exec_start: str = "/usr/bin/sleep infinity", *, description: str = "test", extra: str = ""
+) -> str:
     """A minimal ``.service`` unit running ``exec_start``."""
     return (
         f"[Unit]\nDescription={description}\n\n[Service]\nExecStart={exec_start}\n{extra}"
@@ -50,8 +49,20 @@ def make_directory_image(
     :param busybox: install the host's static busybox with a few applets in ``/usr/bin``.
     """
     path.mkdir(parents=True, exist_ok=True)
-    for d in ("usr/bin", "usr/lib", "etc", "proc", "sys", "dev", "run", "tmp", "var/tmp",
-              "var/lib", "var/log", "var/cache"):
+    for d in (
+        "usr/bin",
+        "usr/lib",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "var/tmp",
+        "var/lib",
+        "var/log",
+        "var/cache",
+    ):
         (path / d).mkdir(parents=True, exist_ok=True)
     for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("sbin", "usr/bin")):
         if not (path / link).exists():
@@ -72,13 +83,13 @@ def make_directory_image(
     target_dir.mkdir(parents=True, exist_ok=True)
     for name, content in (units or {}).items():
         (target_dir / name).write_text(content)
-    for rel, content in (files or {}).items():
+    for rel, data in (files or {}).items():
         f = path / rel.lstrip("/")
         f.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            f.write_bytes(content)
+        if isinstance(data, bytes):
+            f.write_bytes(data)
         else:
-            f.write_text(content)
+            f.write_text(data)
     for rel, target in (symlinks or {}).items():
         f = path / rel.lstrip("/")
         f.parent.mkdir(parents=True, exist_ok=True)
