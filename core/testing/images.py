@@ -15,7 +15,8 @@ from pathlib import Path
 __all__ = ["BUSYBOX", "DEFAULT_OS_RELEASE", "make_directory_image", "service_unit"]
 
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
-APPLETS = ("sh", "sleep", "id", "ip", "cat", "echo", "ls", "true", "false", "env", "hostname")
+APPLETS = ("sh", "sleep", "id", "ip", "cat", "echo", "ls", "true", "false", "env", "hostname",
+           "tail", "cut", "tr", "grep")
 
 DEFAULT_OS_RELEASE = 'ID=portabletest\nVERSION_ID=1\nPRETTY_NAME="Portable Test OS 1"\n'
 
@@ -39,6 +40,7 @@ def make_directory_image(
     files: Mapping[str, str | bytes] | None = None,
     symlinks: Mapping[str, str] | None = None,
     busybox: bool = True,
+    template: Path | None = None,
 ) -> Path:
     """Create a directory image at ``path`` and return it.
 
@@ -47,8 +49,12 @@ def make_directory_image(
     :param files: extra files, path inside the image -> content.
     :param symlinks: extra symlinks, path inside the image -> target (written verbatim).
     :param busybox: install the host's static busybox with a few applets in ``/usr/bin``.
+    :param template: a directory whose tree is copied into the image first (symlinks kept),
+        e.g. ``examples/hello``; ``os_release=None`` then keeps the template's.
     """
     path.mkdir(parents=True, exist_ok=True)
+    if template is not None:
+        shutil.copytree(template, path, symlinks=True, dirs_exist_ok=True)
     for d in (
         "usr/bin",
         "usr/lib",
@@ -72,8 +78,8 @@ def make_directory_image(
     (path / "etc/resolv.conf").touch()
     if os_release is not None:
         (path / "usr/lib/os-release").write_text(os_release)
-        if not os.path.lexists(path / "etc/os-release"):
-            os.symlink("../usr/lib/os-release", path / "etc/os-release")
+    if (path / "usr/lib/os-release").exists() and not os.path.lexists(path / "etc/os-release"):
+        os.symlink("../usr/lib/os-release", path / "etc/os-release")
     if busybox and BUSYBOX.exists():
         shutil.copy2(BUSYBOX, path / "usr/bin/busybox")
         for applet in APPLETS:
