@@ -167,33 +167,45 @@ def _has_mounts_below(path: Path) -> bool:
     return any(m == str(path) or m.startswith(prefix) for m in _mount_points())
 
 
-def _ensure_loop_nodes(minimum: int) -> list[Path]:
-    """Make sure /dev/loop-control and /dev/loopN exist on the host; return the loopN nodes.
+def _standard_loop_count() -> int:
+    """How many loop devices the kernel creates by itself (max_loop, default 8)."""
+    try:
+        return int(Path("/sys/module/loop/parameters/max_loop").read_text()) or 8
+    except (OSError, ValueError):
+        return 8
 
-    The kernel removes a loop device's node from devtmpfs when the device itself is removed
-    (systemd does that after using one), and nothing recreates it on a host without udev, so a
-    later container would be missing it.
+
+def _kernel_loop_numbers() -> set[int]:
+    """The loop devices that exist in the kernel (attached or not)."""
+    try:
+        return {int(p.name[4:]) for p in Path("/sys/block").iterdir() if p.name[4:].isdigit()}
+    except OSError:
+        return set()
+
+
+def _make_loop_node(n: int, directory: Path = Path("/dev")) -> None:
+    """Create ``directory``/loopN (block device 7:N) if it is missing."""
+    with contextlib.suppress(FileExistsError):
+        os.mknod(directory / f"loop{n}", 0o600 | stat.S_IFBLK, os.makedev(_LOOP_MAJOR, n))
+
+
+def _restore_host_loop_nodes() -> None:
+    """Recreate the host's missing /dev/loop-control and /dev/loopN.
+
+    The kernel drops a loop device's node from devtmpfs when the device is removed (systemd
+    removes the ones it used), and on a host without udev nothing brings it back.
     """
-    numbers = set(range(minimum))
-    with contextlib.suppress(OSError):
-        numbers |= {int(p.name[4:]) for p in Path("/sys/block").iterdir() if p.name[4:].isdigit()}
-    if not Path("/dev/loop-control").exists():
-        os.mknod("/dev/loop-control", 0o660 | stat.S_IFCHR, os.makedev(10, 237))
-    nodes = []
-    for n in sorted(numbers):
-        node = Path(f"/dev/loop{n}")
-        if not node.exists():
-            with contextlib.suppress(FileExistsError):
-                os.mknod(node, 0o660 | stat.S_IFBLK, os.makedev(_LOOP_MAJOR, n))
-        nodes.append(node)
-    return nodes
+    with contextlib.suppress(FileExistsError):
+        os.mknod("/dev/loop-control", 0o600 | stat.S_IFCHR, os.makedev(10, 237))
+    for n in set(range(_standard_loop_count())) | _kernel_loop_numbers():
+        _make_loop_node(n)
 
 
-def _loop_devices() -> dict[str, tuple[str, str]]:
-    """Attached loop devices: name -> (backing file, backing "maj:min")."""
+def _loop_devices() -> dict[str, tuple[str, str, str]]:
+    """Attached loop devices: name -> (backing file, its "maj:min", its inode)."""
     try:
         out = subprocess.run(
-            ["losetup", "--list", "--json", "--output", "NAME,BACK-FILE,BACK-MAJ:MIN"],
+            ["losetup", "--list", "--json", "--output", "NAME,BACK-FILE,BACK-MAJ:MIN,BACK-INO"],
             capture_output=True,
             text=True,
             check=True,
@@ -202,10 +214,33 @@ def _loop_devices() -> dict[str, tuple[str, str]]:
         return {}
     if not out.strip():
         return {}
+    # losetup pads some columns with spaces, even in JSON.
     return {
-        d["name"]: (d.get("back-file") or "", d.get("back-maj:min") or "")
+        d["name"]: (
+            str(d.get("back-file") or "").strip(),
+            str(d.get("back-maj:min") or "").strip(),
+            str(d.get("back-ino") or "").strip(),
+        )
         for d in json.loads(out).get("loopdevices", [])
     }
+
+
+def _detach_loops_backed_by(top: Path) -> None:
+    """Detach the loop devices whose backing file lies below ``top``."""
+    files = set()
+    for dirpath, _, filenames in os.walk(top):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, name))
+                files.add((f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}", str(st.st_ino)))
+    for loop, (_, dev, ino) in _loop_devices().items():
+        if (dev, ino) in files:
+            subprocess.run(["losetup", "--detach", loop], capture_output=True, check=False)
+
+
+def _mountinfo_devs(path: str) -> set[str]:
+    with open(path) as f:
+        return {line.split()[2] for line in f if line.strip()}
 
 
 def _cgroup_roots() -> list[Path]:
@@ -225,6 +260,25 @@ def _cgroup_roots() -> list[Path]:
         if controllers in mounts:
             roots.append(mounts[controllers] / path.lstrip("/"))
     return roots
+
+
+def _cgroup_pids(top: Path) -> set[int]:
+    """Every process in a cgroup and its children."""
+    pids: set[int] = set()
+    for procs in top.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            pids |= {int(line) for line in procs.read_text().split()}
+    return pids
+
+
+def _kill_cgroup_tree(top: Path, timeout: float = 5.0, spare: int | None = None) -> None:
+    """SIGKILL everything in a cgroup tree (but ``spare``) and wait until it is gone."""
+    deadline = time.monotonic() + timeout
+    while (pids := _cgroup_pids(top) - {spare}) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
 
 
 def _rmdir_cgroup_tree(top: Path, timeout: float = 5.0) -> None:
@@ -295,10 +349,14 @@ def _sweep_stale() -> None:
         if _nspawn_running(name):
             continue
         for root in _cgroup_roots():
-            _rmdir_cgroup_tree(root / (SCRATCH_PREFIX + name), timeout=0)
+            # A container that nspawn orphaned (SIGTERMed while starting) may still run here.
+            _kill_cgroup_tree(root / (SCRATCH_PREFIX + name))
+            _rmdir_cgroup_tree(root / (SCRATCH_PREFIX + name))
         with contextlib.suppress(OSError):
             (_PROPAGATE_DIR / name).rmdir()
+        shutil.rmtree(Path("/dev") / f".{SCRATCH_PREFIX}{name}", ignore_errors=True)
         if not _has_mounts_below(scratch):
+            _detach_loops_backed_by(scratch)
             shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -340,6 +398,7 @@ class Box:
         self.wait_running = wait_running
         self.loop_devices = loop_devices
         self.scratch_dir = SCRATCH_ROOT / (SCRATCH_PREFIX + self.name)
+        # core/testing/box.py -> the checkout (the package is installed editable).
         self.checkout = Path(__file__).resolve().parents[2]
         self.python_executable = Path(sys.prefix) / "bin" / "python"
         self.boot_seconds: float | None = None
@@ -352,7 +411,9 @@ class Box:
         self._leader: int | None = None
         self._cgroups: list[Path] = []
         self._loops_before: set[str] = set()
-        self._container_devs: set[str] = set()
+        self._loop_numbers: list[int] = []
+        self._dev_dir = Path("/dev") / f".{SCRATCH_PREFIX}{self.name}"
+        self._box_loops: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -373,6 +434,7 @@ class Box:
 
     @property
     def nspawn_pid(self) -> int:
+        """The PID of systemd-nspawn."""
         if self._proc is None:
             raise BoxError(f"box {self.name} is not running")
         return self._proc.pid
@@ -385,6 +447,7 @@ class Box:
         return self._leader
 
     def is_running(self) -> bool:
+        """Whether the container has been started and not stopped (or died) since."""
         return self._proc is not None and self._proc.poll() is None
 
     def console_output(self) -> str:
@@ -393,14 +456,23 @@ class Box:
             return self._console_text
         return os.pread(self._console_file.fileno(), 1 << 24, 0).decode(errors="replace")
 
-    def nspawn_command(self) -> list[str]:
-        """The full command line that boots this box (without the cgroup/pdeathsig wrapper)."""
+    def _bind_table(self) -> list[tuple[Path, str, bool]]:
+        """(host path, path inside, read-only) for every directory bound into the box."""
         ro: list[Path] = []
         for path in [self.checkout, *_venv_binds()]:
             # Skip paths inside one already bound (the venv usually lives in the checkout).
             if not any(path == p or path.is_relative_to(p) for p in ro):
                 ro.append(path)
-        cmd = [
+        return [
+            *((p, str(p), True) for p in ro),
+            *((src, dst, True) for src, dst in self._binds_ro),
+            (self.scratch_dir, str(self.scratch_dir), False),
+            *((src, dst, False) for src, dst in self._binds),
+        ]
+
+    def nspawn_command(self) -> list[str]:
+        """The command line that boots this box (without the cgroup/pdeathsig wrapper)."""
+        return [
             "systemd-nspawn",
             "--quiet",
             "--register=no",
@@ -410,14 +482,11 @@ class Box:
             "--boot",
             "--console=pipe",
             f"--machine={self.name}",
-            *(f"--bind-ro={p}" for p in ro),
-            *(f"--bind-ro={src}:{dst}" for src, dst in self._binds_ro),
-            f"--bind={self.scratch_dir}",
-            *(f"--bind={src}:{dst}" for src, dst in self._binds),
+            *(f"--bind{'-ro' if ro else ''}={src}:{dst}" for src, dst, ro in self._bind_table()),
             "--bind=/dev/loop-control",
-            *(f"--bind={node}" for node in _ensure_loop_nodes(self.loop_devices)),
+            *(f"--bind={self._dev_dir}/loop{n}:/dev/loop{n}" for n in self._loop_numbers),
             # Only takes effect where nspawn registers a scope; without registration it runs
-            # in our (unrestricted) device cgroup anyway.
+            # in our (here unrestricted) device cgroup anyway.
             "--property=DeviceAllow=block-loop rwm",
             *self._nspawn_args,
             # Arguments for the container's systemd (it reads them like a kernel command line).
@@ -425,7 +494,6 @@ class Box:
             # --console=pipe does not create) and fails, leaving the system "degraded".
             "systemd.mask=systemd-firstboot.service",
         ]
-        return cmd
 
     def start(self) -> Self:
         """Boot the container; return once PID 1 (and, with ``wait_running``, boot) is done."""
@@ -433,12 +501,14 @@ class Box:
             if self._proc is not None:
                 raise BoxError(f"box {self.name} is already started")
             _sweep_stale()
+            if self.scratch_dir.exists():  # checked here: cleaning up after a failure removes it
+                raise BoxError(f"box {self.name} exists already ({self.scratch_dir})")
             t0 = time.monotonic()
             try:
                 self._spawn()
                 self._wait_for_boot(t0 + self.boot_timeout)
             except BaseException:
-                self._stop_locked()
+                self._stop_locked(graceful=False)
                 raise
             self.boot_seconds = time.monotonic() - t0
             return self
@@ -448,18 +518,30 @@ class Box:
         st = _proc_stat(os.getpid())
         (self.scratch_dir / _OWNER_FILE).write_text(f"{os.getpid()} {st[2] if st else 0}\n")
         self._loops_before = set(_loop_devices())
+        _restore_host_loop_nodes()
+        # The box gets its loop nodes from a private directory: more than the kernel's default
+        # 8 (with loops busy on the host, one allocated inside gets a higher number, and a node
+        # appearing later would not show up inside), without adding any to the host's /dev.
+        self._dev_dir.mkdir(mode=0o700, exist_ok=True)
+        numbers = set(range(max(self.loop_devices, _standard_loop_count())))
+        self._loop_numbers = sorted(numbers | _kernel_loop_numbers())
+        for n in self._loop_numbers:
+            _make_loop_node(n, self._dev_dir)
         # Own cgroups: nspawn without a unit runs the container below its *current* cgroup
         # (creating "payload"/"supervisor" there); here that is the hierarchy root on a host
         # that systemd does not manage, so two boxes would share (and fight over) one tree.
         for root in _cgroup_roots():
             cg = root / (SCRATCH_PREFIX + self.name)
             with contextlib.suppress(OSError):
-                cg.mkdir()
+                cg.mkdir(exist_ok=True)
                 self._cgroups.append(cg)
         moves = "".join(f'echo $$ > "{cg}/cgroup.procs" && ' for cg in self._cgroups)
         # setpriv --pdeathsig: if this process dies without cleaning up, nspawn gets SIGTERM and
         # halts the container instead of living on. (Tied to the calling thread, see prctl(2).)
         wrapper = ["setpriv", "--pdeathsig=TERM", "--", "sh", "-c", moves + 'exec "$@"', "sh"]
+        # No SYSTEMD_NSPAWN_UNIFIED_HIERARCHY or the like is needed: on a hybrid v1/v2 host nspawn
+        # gives the container the same hybrid layout, which systemd inside boots with. Drop the
+        # caller's SYSTEMD_* variables so they cannot change how the box boots.
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYSTEMD_")}
         # Unlinked at once, so nothing is left in /tmp; lives until stop() closes it.
         self._console_file = tempfile.TemporaryFile(prefix="portable-box-console-")  # noqa: SIM115
@@ -529,17 +611,17 @@ class Box:
         with self._lock:
             self._stop_locked()
 
-    def _stop_locked(self) -> None:
+    def _stop_locked(self, graceful: bool = True) -> None:
         proc = self._proc
         if proc is not None:
-            self._remember_container_devs()
-            if proc.poll() is None:
-                # nspawn turns SIGTERM into an orderly poweroff of the container.
+            self._box_loops = self._find_box_loops()
+            # nspawn turns SIGTERM into an orderly poweroff of the container; but before it
+            # has set up its handlers SIGTERM just kills it, orphaning the container.
+            if graceful and self._leader is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    self._kill(proc)
+            self._kill(proc)
             self._console_text = self.console_output()
         if self._console_file is not None:
             self._console_file.close()
@@ -551,31 +633,54 @@ class Box:
             _LIVE.discard(self)
 
     def _kill(self, proc: subprocess.Popen[bytes]) -> None:
-        # Killing PID 1 of the container kills everything in its PID namespace; nspawn then
-        # notices and cleans up after itself. Only if that fails, kill nspawn too.
-        if self._leader is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._leader, signal.SIGKILL)
-        try:
+        """Make sure nspawn and every process of the container are gone."""
+        # nspawn and the container all live in our cgroups (and nowhere else): killing those
+        # catches everything, also a container that nspawn left behind.
+        # The container first: nspawn then exits by itself and reaps its helpers, which would
+        # otherwise linger as zombies of whatever reaps orphans here.
+        for cg in self._cgroups:
+            _kill_cgroup_tree(cg, spare=proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for cg in self._cgroups:
+            _kill_cgroup_tree(cg)
+        if not self._cgroups:  # we could not make our own cgroups: fall back to the PIDs
+            for pid in [p for p in (self._leader, proc.pid) if p is not None]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        proc.wait()
 
-    def _remember_container_devs(self) -> None:
-        """Note the devices of file systems only the container has (its tmpfs etc.)."""
+    def _find_box_loops(self) -> dict[str, str]:
+        """Loop devices attached from inside the box: name -> backing inode.
+
+        Read while the box runs: only then are backing files shown with their paths inside.
+        """
         if self._leader is None:
-            return
-
-        def devs(mountinfo: str) -> set[str]:
-            return {line.split()[2] for line in mountinfo.splitlines() if line}
-
-        with contextlib.suppress(OSError):
-            inside = devs(Path(f"/proc/{self._leader}/mountinfo").read_text())
-            self._container_devs = inside - devs(Path("/proc/self/mountinfo").read_text())
+            return {}
+        try:
+            # File systems only the container has: its tmpfs, images it mounted...
+            own_devs = _mountinfo_devs(f"/proc/{self._leader}/mountinfo")
+            own_devs -= _mountinfo_devs("/proc/self/mountinfo")
+        except OSError:
+            own_devs = set()
+        # Host directories inside: our binds, and /usr, which --volatile=yes binds from the host.
+        inside = [dst.rstrip("/") + "/" for _, dst, _ in self._bind_table()] + ["/usr/"]
+        return {
+            name: ino
+            for name, (back_file, back_dev, ino) in _loop_devices().items()
+            if name not in self._loops_before
+            and (back_dev in own_devs or any(back_file.startswith(p) for p in inside))
+        }
 
     def _cleanup_host(self) -> None:
-        self._detach_leaked_loops()
+        # Loops attached inside without autoclear (plain losetup) outlive the container.
+        for name, (_, _, ino) in _loop_devices().items():
+            if self._box_loops.get(name) == ino:
+                subprocess.run(["losetup", "--detach", name], capture_output=True, check=False)
+        self._box_loops = {}
+        _restore_host_loop_nodes()
+        self._loop_numbers = []
+        shutil.rmtree(self._dev_dir, ignore_errors=True)
         for cg in self._cgroups:
             _rmdir_cgroup_tree(cg)
         self._cgroups = []
@@ -585,20 +690,8 @@ class Box:
         if self.scratch_dir.exists():
             if _has_mounts_below(self.scratch_dir):
                 raise BoxError(f"{self.scratch_dir} still has mounts below it; not removing it")
+            _detach_loops_backed_by(self.scratch_dir)
             shutil.rmtree(self.scratch_dir, ignore_errors=True)
-
-    def _detach_leaked_loops(self) -> None:
-        """Detach loop devices the container attached without autoclear (e.g. ``losetup``)."""
-        ours = [str(p) for p in [self.scratch_dir, *(s for s, _ in self._binds)]]
-        ours += [str(s) for s, _ in self._binds_ro]
-        for name, (back_file, back_dev) in _loop_devices().items():
-            if name in self._loops_before:
-                continue
-            from_box = back_dev in self._container_devs or any(
-                back_file == p or back_file.startswith(p.rstrip("/") + "/") for p in ours
-            )
-            if from_box:
-                subprocess.run(["losetup", "--detach", name], capture_output=True, check=False)
 
     # --- using the box --------------------------------------------------------------------
 
@@ -622,8 +715,9 @@ class Box:
     ) -> CompletedProcess[str]:
         """Run a command inside the box (a string goes through ``sh -c``), capturing output.
 
-        ``env`` is added to :data:`BOX_ENV`. With ``check``, a non-zero exit raises
-        :class:`BoxCommandError`; a timeout raises :class:`subprocess.TimeoutExpired`.
+        ``env`` is added to :data:`BOX_ENV`; ``cwd`` is a directory inside. With ``check``, a
+        non-zero exit raises :class:`BoxCommandError`. A timeout raises
+        :class:`subprocess.TimeoutExpired` (the command itself lives on until the box stops).
         """
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         nsenter = shutil.which("nsenter") or "nsenter"

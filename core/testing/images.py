@@ -15,8 +15,23 @@ from pathlib import Path
 __all__ = ["BUSYBOX", "DEFAULT_OS_RELEASE", "make_directory_image", "service_unit"]
 
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
-APPLETS = ("sh", "sleep", "id", "ip", "cat", "echo", "ls", "true", "false", "env", "hostname",
-           "tail", "cut", "tr", "grep")
+APPLETS = (
+    "sh",
+    "sleep",
+    "id",
+    "ip",
+    "cat",
+    "echo",
+    "ls",
+    "true",
+    "false",
+    "env",
+    "hostname",
+    "tail",
+    "cut",
+    "tr",
+    "grep",
+)
 
 DEFAULT_OS_RELEASE = 'ID=portabletest\nVERSION_ID=1\nPRETTY_NAME="Portable Test OS 1"\n'
 
