@@ -99,7 +99,7 @@ def test_table_layout(root):
         (1536, "1.5K"),
         (10 * 1024**2, "10.0M"),
         (3 * 1024**3 + 1024**3 // 2, "3.5G"),
-        (None, "-"),
+        (None, ""),
     ],
 )
 def test_format_bytes(n, text):

@@ -12,10 +12,11 @@ from portable.cli.options import json_output, no_pager, quiet
 from portable.types import ImageMetadata
 
 
-def _matching_line(prefixes: tuple[str, ...]) -> str:
+def matching_line(prefixes: tuple[str, ...], *, explicit: bool) -> str:
+    """portablectl's info line: "prefix" for the derived one, "prefixes" for explicit ones."""
     if prefixes == ("-",):
         return "(Matching all unit files.)"
-    if len(prefixes) == 1:
+    if not explicit:
         return f"(Matching unit files with prefix '{prefixes[0]}'.)"
     return "(Matching unit files with prefixes " + ", ".join(f"'{p}'" for p in prefixes) + ".)"
 
@@ -109,7 +110,7 @@ def inspect_command(
     effective = effective_prefixes(image, prefixes)
     meta = inspect_image(image, effective, host=app.host, registry=app.registry)
     # After the work, so that a failure stays a single line on stderr.
-    app.info(_matching_line(effective), quiet=quiet or as_json)
+    app.info(matching_line(effective, explicit=bool(prefixes)), quiet=quiet or as_json)
     if as_json:
         click.echo(render_json(meta, cat=cat))
     else:

@@ -21,9 +21,12 @@ def format_timestamp(us: int) -> str:
 
 
 def format_bytes(n: int | None) -> str:
-    """systemd's format_bytes(): 1024-based, one decimal (``4.0K``), ``512B`` below 1 KiB."""
+    """systemd's format_bytes(): 1024-based, one decimal (``4.0K``), ``512B`` below 1 KiB.
+
+    Unknown (``None``) is an empty cell, as in portablectl's table.
+    """
     if n is None:
-        return "-"
+        return ""
     for exp, suffix in ((6, "E"), (5, "P"), (4, "T"), (3, "G"), (2, "M"), (1, "K")):
         factor = 1024**exp
         if n >= factor:
@@ -47,9 +50,11 @@ def render_table(rows: list[ImageInfo], *, legend: bool) -> str:
         for r in rows
     ]
     table = [list(COLUMNS), *cells] if legend else cells
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    # As systemd's table: every column at least one wide, all but the last padded.
+    widths = [max(1, *(len(row[i]) for row in table)) for i in range(len(COLUMNS))]
     lines = [
-        " ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+        " ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)), row[-1]])
+        for row in table
     ]
     out = "\n".join(lines) + "\n"
     if legend:
