@@ -140,6 +140,19 @@ def canonical_path(arg: str, *, host: Host, cwd: Path | None = None) -> str | No
         return resolve_path(rfd, inside)
 
 
+def normalize_image_arg(arg: str, *, host: Host, cwd: Path | None = None) -> str:
+    """An IMAGE argument as detach and is-attached use it: a name as is, a path made canonical
+    if it exists and absolute otherwise (a deleted image can still be detached, spec 1.7)."""
+    if is_name(arg):
+        return arg
+    path = canonical_path(arg, host=host, cwd=cwd)
+    if path is not None:
+        return path
+    if arg.startswith("/") or not host.is_real:
+        return os.path.normpath(arg if arg.startswith("/") else "/" + arg)
+    return os.path.normpath(os.path.join(cwd or Path.cwd(), arg))
+
+
 def resolve_image(arg: str, *, host: Host, registry: Registry, cwd: Path | None = None) -> Image:
     """Resolve an IMAGE argument (name or path) to an :class:`Image`, or fail with one line."""
     if is_name(arg):

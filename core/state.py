@@ -17,7 +17,14 @@ from typing import Protocol
 from portable.host import ATTACHED_DIR, Host
 from portable.names import is_valid_unit_name, marker_matches_image, parse_marker
 
-__all__ = ["STATES", "AttachedUnit", "ManagerView", "attached_units", "image_state"]
+__all__ = [
+    "STATES",
+    "AttachedUnit",
+    "ManagerView",
+    "attached_units",
+    "image_state",
+    "read_marker_line",
+]
 
 STATES = (
     "detached",
@@ -55,7 +62,8 @@ class AttachedUnit:
     has_unit_file: bool  # False for drop-in-only leftovers (e.g. after ``disable``)
 
 
-def _read_marker(path: str) -> tuple[str, ...] | None:
+def read_marker_line(path: os.PathLike[str] | str) -> str | None:
+    """The first line of a ``20-portable.conf`` (bounded read, never follows a FIFO)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -66,8 +74,12 @@ def _read_marker(path: str) -> tuple[str, ...] | None:
         head = os.read(fd, _MAX_MARKER_LINE)
     finally:
         os.close(fd)
-    line = head.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
-    parsed = parse_marker(line)
+    return head.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _read_marker(path: os.PathLike[str] | str) -> tuple[str, ...] | None:
+    line = read_marker_line(path)
+    parsed = parse_marker(line) if line is not None else None
     return tuple(parsed) if parsed else None
 
 

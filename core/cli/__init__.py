@@ -22,6 +22,7 @@ from portable import __version__
 
 if TYPE_CHECKING:
     from portable.host import Host
+    from portable.manager import Manager
     from portable.registry import Registry
 
 __all__ = ["App", "build_cli", "main"]
@@ -30,10 +31,10 @@ __all__ = ["App", "build_cli", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("portable.cli.listing", "list_command"),
     "inspect": ("portable.cli.inspect", "inspect_command"),
-    "attach": ("portable.cli.unavailable", "attach_command"),
-    "detach": ("portable.cli.unavailable", "detach_command"),
-    "reattach": ("portable.cli.unavailable", "reattach_command"),
-    "is-attached": ("portable.cli.unavailable", "is_attached_command"),
+    "attach": ("portable.cli.attach", "attach_command"),
+    "detach": ("portable.cli.detach", "detach_command"),
+    "reattach": ("portable.cli.attach", "reattach_command"),
+    "is-attached": ("portable.cli.is_attached", "is_attached_command"),
     "read-only": ("portable.cli.unavailable", "read_only_command"),
     "remove": ("portable.cli.unavailable", "remove_command"),
     "set-limit": ("portable.cli.unavailable", "set_limit_command"),
@@ -43,10 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 SUMMARIES = {
     "list": "List images in the search path (the default verb).",
     "inspect": "Show an image's os-release and the unit files it offers.",
-    "attach": "Attach an image's units to the host (not available yet).",
-    "detach": "Detach an image's units from the host (not available yet).",
-    "reattach": "Replace an attached image by a new version (not available yet).",
-    "is-attached": "Show whether an image is attached (not available yet).",
+    "attach": "Attach an image's units to the host, sandboxed by a profile.",
+    "detach": "Remove an attached image's units from the host.",
+    "reattach": "Replace an attached image by another version in one step.",
+    "is-attached": "Show whether an image is attached, enabled or running.",
     "read-only": "Mark an image read-only or writable (not available yet).",
     "remove": "Remove images (not available yet).",
     "set-limit": "Set an image size limit (not available yet).",
@@ -78,6 +79,30 @@ class App:
         return get_registry(
             root=self.root, load_entrypoints=not self.no_plugins, disabled=self.disabled_plugins
         )
+
+    def manager(self, *, required: bool) -> Manager | None:
+        """The service manager (PID 1) over D-Bus; ``None`` with ``--root``.
+
+        When it can't be reached, a ``required`` caller fails with one line; others get a
+        warning and work from the files alone.
+        """
+        if not self.host.is_real:
+            return None
+        from portable.errors import PortableError
+        from portable.manager import Manager
+
+        try:
+            return Manager.connect()
+        except PortableError as exc:
+            if required:
+                raise PortableError(
+                    f"{exc} (use --root DIR to work on the files of a root directory only)"
+                ) from None
+            self.warn(f"{exc}; showing what the files say")
+            return None
+
+    def warn(self, message: str) -> None:
+        click.echo(f"portable: warning: {message}", err=True)
 
     def info(self, message: str, *, quiet: bool = False) -> None:
         """Informational lines go to stderr, as portablectl's do."""

@@ -73,7 +73,7 @@ def list_command(
     """List the images in the search path, with their attach state."""
     from portable.listing import list_images
 
-    rows = list_images(host=app.host, registry=app.registry)
+    rows = list_images(host=app.host, registry=app.registry, manager=app.manager(required=False))
     if as_json:
         click.echo(
             json.dumps(

@@ -19,10 +19,6 @@ def _unavailable(verb: str, usage: str) -> click.Command:
     return command
 
 
-attach_command = _unavailable("attach", "Attach an image's unit files to the host.")
-detach_command = _unavailable("detach", "Detach an image's unit files from the host.")
-reattach_command = _unavailable("reattach", "Detach an image and attach its new version.")
-is_attached_command = _unavailable("is-attached", "Show whether an image is attached.")
 read_only_command = _unavailable("read-only", "Mark an image read-only (or writable).")
 remove_command = _unavailable("remove", "Remove images.")
 set_limit_command = _unavailable("set-limit", "Set an image size limit.")

@@ -1,0 +1,415 @@
+"""Attach: put an image's units on the host, sandboxed by a profile (spec 3).
+
+The engine works in three phases:
+
+1. *read and check* (nothing written): image, units, os-release ``ID=``, ``PORTABLE_PREFIXES``,
+   the profile, units that exist on the host already or are running, lifecycle pre-hooks;
+2. *write* (one :class:`~portable.transaction.Transaction`, under the host lock): per unit the
+   drop-in directory, ``20-portable.conf``, ``10-profile.conf``, the unit file (in systemd's
+   order: drop-ins before the unit, so a reload in between never sees an unsandboxed unit), then
+   the image link; post-hooks; any failure rolls every file back;
+3. *activate* (when a service manager is connected): reload, enable, start.
+
+A re-run after an interrupted attach completes it: files already in place for this image are
+kept, missing ones written. Attaching an image that is completely attached already reports so
+and changes nothing (but still reloads, enables or starts as asked).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from portable.dropins import MARKER_FILE, PROFILE_FILE, render_portable_dropin
+from portable.errors import AttachRefused, BadImage, PluginError, PortableError
+from portable.host import ATTACHED_DIR, PORTABLES_DIR, UNIT_SEARCH_PATH, Host
+from portable.images import resolve_image
+from portable.inspect import effective_prefixes, read_metadata
+from portable.names import format_marker
+from portable.osrelease import split_prefixes
+from portable.registry import Registry
+from portable.state import read_marker_line
+from portable.transaction import Transaction, host_lock
+from portable.types import (
+    AttachOptions,
+    Change,
+    ExtraSetting,
+    Image,
+    ImageMetadata,
+    Profile,
+    UnitFile,
+)
+
+if TYPE_CHECKING:
+    from portable.manager import JobResult, Manager
+
+__all__ = ["COPY_MODES", "AttachResult", "UnitExists", "activate", "attach", "prepare"]
+
+COPY_MODES = ("auto", "copy", "symlink", "mixed")
+
+
+class UnitExists(PortableError):
+    """A unit of that name exists on the host already, or is running (systemd's UnitExists)."""
+
+
+@dataclass(kw_only=True)
+class Planned:
+    """One file attach wants in place: its content (or link target) and how to report it."""
+
+    local: Path
+    kind: str  # "write", "copy" (regular file) or "symlink"
+    data: bytes = b""
+    target: str = ""
+    source: str = ""
+
+    def matches_disk(self) -> bool:
+        """Is exactly this already there?"""
+        try:
+            if self.kind == "symlink":
+                return os.readlink(self.local) == self.target
+            if self.local.is_symlink() or not self.local.is_file():
+                return False
+            return self.local.read_bytes() == self.data
+        except OSError:
+            return False
+
+
+@dataclass(kw_only=True)
+class AttachPlan:
+    """What an attach of one image will do; built by :func:`prepare` without writing."""
+
+    image: Image
+    metadata: ImageMetadata
+    profile: Profile
+    options: AttachOptions
+    where: Path  # local path of the attached directory
+    files: dict[str, list[Planned]]  # unit name -> its files, in systemd's order
+    image_link: Planned | None
+    extra: list[ExtraSetting] = field(default_factory=list)
+
+    @property
+    def units(self) -> tuple[UnitFile, ...]:
+        return self.metadata.units
+
+
+@dataclass(kw_only=True)
+class AttachResult:
+    image: Image
+    units: tuple[UnitFile, ...]
+    profile: Profile
+    changes: list[Change]
+    already_attached: bool = False
+    completed_interrupted: bool = False
+    reloaded: bool = False
+    reload_error: str = ""
+    install_changes: list[Change] = field(default_factory=list)
+    jobs: list[JobResult] = field(default_factory=list)
+
+
+def _check_prefixes(meta: ImageMetadata, prefixes: Sequence[str]) -> None:
+    valid = sorted(set(split_prefixes(meta.os_release_fields.get("PORTABLE_PREFIXES", ""))))
+    if valid and any(p not in valid for p in prefixes):
+        raise BadImage(
+            "Selected matches '" + "', '".join(prefixes) + "' are not compatible with portable "
+            f"service image '{meta.image.path}', refusing. (Acceptable prefix matches are: "
+            + ", ".join(valid)
+            + ")"
+        )
+
+
+def _profile_planned(
+    host: Host, profile: Profile, unit: UnitFile, local: Path, copy_mode: str
+) -> Planned | None:
+    dropin = profile.dropin_for(unit.type)
+    if dropin is None:
+        return None
+    # A link where the profile is a file this host can see and the copy mode allows it.
+    if copy_mode != "copy" and dropin.path is not None and host.path(str(dropin.path)).is_file():
+        return Planned(local=local, kind="symlink", target=str(dropin.path))
+    return Planned(
+        local=local,
+        kind="copy",
+        data=dropin.text.encode("utf-8", "surrogateescape"),
+        source=str(dropin.path or ""),
+    )
+
+
+def _plan_files(plan: AttachPlan, host: Host) -> None:
+    image, opts = plan.image, plan.options
+    is_dir_image = image.format.root_setting == "RootDirectory"
+    os_rel = host.os_release_path()
+    plan.files = {}
+    for unit in plan.units:
+        d = plan.where / f"{unit.name}.d"
+        files = [
+            Planned(
+                local=d / MARKER_FILE,
+                kind="write",
+                data=render_portable_dropin(image, unit, host_os_release=os_rel, extra=plan.extra),
+            )
+        ]
+        profile = _profile_planned(host, plan.profile, unit, d / PROFILE_FILE, opts.copy_mode)
+        if profile is not None:
+            files.append(profile)
+        if opts.copy_mode == "symlink" and is_dir_image:
+            # The confined resolution of the unit inside the image: never a path on the host.
+            files.append(
+                Planned(
+                    local=plan.where / unit.name,
+                    kind="symlink",
+                    target=image.path.rstrip("/") + unit.resolved,
+                )
+            )
+        else:
+            files.append(
+                Planned(
+                    local=plan.where / unit.name,
+                    kind="copy",
+                    data=unit.data,
+                    source=image.path.rstrip("/") + unit.source if is_dir_image else "",
+                )
+            )
+        plan.files[unit.name] = files
+    link = host.path(PORTABLES_DIR[opts.runtime]) / image.filename
+    plan.image_link = Planned(local=link, kind="symlink", target=image.path)
+
+
+def prepare(
+    arg: str,
+    options: AttachOptions,
+    *,
+    host: Host,
+    registry: Registry,
+    cwd: Path | None = None,
+) -> AttachPlan:
+    """Phase 1 up to the host checks: read the image and decide every file. Writes nothing."""
+    if options.prefixes == ("-",):
+        raise PortableError("Refusing all unit file match.")
+    if options.copy_mode not in COPY_MODES:
+        raise PortableError(f"Failed to parse --copy= argument: {options.copy_mode}")
+    if options.extensions:
+        raise PortableError("--extension is not available yet in this version")
+    profile = registry.profile(options.profile).spec
+    prefixes = effective_prefixes(arg, options.prefixes)
+    image = resolve_image(arg, host=host, registry=registry, cwd=cwd)
+    meta = read_metadata(image, prefixes)
+    if not meta.os_release_fields.get("ID"):
+        raise BadImage(f"Image {image.path} os-release metadata lacks the ID field")
+    _check_prefixes(meta, prefixes)
+    plan = AttachPlan(
+        image=image,
+        metadata=meta,
+        profile=profile,
+        options=options,
+        where=host.path(ATTACHED_DIR[options.runtime]),
+        files={},
+        image_link=None,
+    )
+    _plan_files(plan, host)
+    return plan
+
+
+def _ours(plan: AttachPlan, unit: str) -> bool:
+    marker = read_marker_line(plan.where / f"{unit}.d" / MARKER_FILE)
+    return marker == format_marker(plan.image.path)
+
+
+def _check_host(plan: AttachPlan, host: Host, manager: Manager | None) -> str:
+    """Refuse units that exist elsewhere or run (unless --force).
+
+    :returns: ``"fresh"`` (nothing of this image here), ``"complete"`` (attached exactly like
+        this already) or ``"partial"`` (an interrupted attach: some files missing, none
+        different).
+    """
+    force = plan.options.force
+    missing = differs = ours_any = False
+    for unit, files in plan.files.items():
+        ours = _ours(plan, unit)
+        ours_any = ours_any or ours
+        if not force:
+            for d in UNIT_SEARCH_PATH:
+                local = host.path(d) / unit
+                if not os.path.lexists(local):
+                    continue
+                if local.parent == plan.where and ours:
+                    continue  # our own unit from an earlier (maybe interrupted) attach
+                raise UnitExists(f"Unit file '{unit}' exists on the host already, refusing.")
+            if manager is not None and not ours and manager.is_active(unit):
+                raise UnitExists(f"Unit file '{unit}' is active already, refusing.")
+        for f in files:
+            if f.matches_disk():
+                continue
+            if os.path.lexists(f.local) and ours:
+                differs = True
+            else:
+                missing = True
+    if plan.image_link is not None and not os.path.lexists(plan.image_link.local):
+        missing = True
+    if not ours_any:
+        return "fresh"
+    if differs and not force:
+        raise UnitExists(
+            f"Image '{plan.image.path}' is already attached with other settings; detach it "
+            "first, use 'portable reattach' to update it, or --force."
+        )
+    return "partial" if missing or differs else "complete"
+
+
+def _run_pre_hooks(plan: AttachPlan, registry: Registry) -> None:
+    try:
+        results = registry.hook.portable_pre_attach(
+            image=plan.image, units=list(plan.units), profile=plan.profile, options=plan.options
+        )
+    except AttachRefused:
+        raise
+    except PortableError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"a portable_pre_attach hook failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    for batch in results:
+        for setting in batch or ():
+            if not isinstance(setting, ExtraSetting):
+                raise PluginError(f"portable_pre_attach returned {setting!r}, not an ExtraSetting")
+            plan.extra.append(setting)
+
+
+def _copy_image(tx: Transaction, plan: AttachPlan) -> None:
+    """--copy=mixed: a copy of the image in the portables directory instead of a link."""
+    link = plan.image_link
+    assert link is not None
+    if os.path.lexists(link.local):
+        return
+    tx.mkdir(link.local.parent, record=False)
+    temp = link.local.parent / f".#portable-new-{link.local.name}"
+    src = plan.image.host_path
+    if src.is_dir():
+        shutil.copytree(src, temp, symlinks=True)
+    else:
+        shutil.copy2(src, temp)
+    os.rename(temp, link.local)
+    tx._undo.append(
+        lambda: (
+            shutil.rmtree(link.local, ignore_errors=True)
+            if link.local.is_dir()
+            else link.local.unlink()
+        )
+    )
+    tx.changes.append(Change(type="copy", path=tx.host.unpath(link.local), source=plan.image.path))
+
+
+def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) -> None:
+    """Phase 2: write every planned file that is not in place yet, in systemd's order."""
+    force = plan.options.force or replace_all
+    tx.mkdir(plan.where)
+    for unit, files in plan.files.items():
+        d = plan.where / f"{unit}.d"
+        tx.mkdir(d)
+        for f in files:
+            if f.matches_disk():
+                continue
+            replace = force or f.local.name == MARKER_FILE or _ours(plan, unit)
+            if f.kind == "symlink":
+                tx.symlink(f.local, f.target, replace=replace)
+            else:
+                tx.write(f.local, f.data, replace=replace, change=f.kind, source=f.source)
+    if plan.options.copy_mode == "mixed":
+        _copy_image(tx, plan)
+    elif plan.image_link is not None and not os.path.lexists(plan.image_link.local):
+        # As systemd: an existing entry is left alone and a failure doesn't fail the attach.
+        try:
+            tx.mkdir(plan.image_link.local.parent, record=False)
+            tx.symlink(plan.image_link.local, plan.image_link.target, replace=False)
+        except OSError:
+            pass
+
+
+def attach(
+    arg: str,
+    options: AttachOptions,
+    *,
+    host: Host,
+    registry: Registry,
+    manager: Manager | None = None,
+    cwd: Path | None = None,
+    on_plan: Callable[[AttachPlan], None] | None = None,
+) -> AttachResult:
+    """Attach image ``arg`` (name or path): check, write, and activate if ``manager`` is given.
+
+    :raises PortableError: anything that stops the attach; nothing is left on disk then.
+    """
+    plan = prepare(arg, options, host=host, registry=registry, cwd=cwd)
+    if on_plan is not None:
+        on_plan(plan)
+    with host_lock(host):
+        from portable.detach import sweep
+
+        sweep(host, runtime=options.runtime)
+        status = _check_host(plan, host, manager)
+        _run_pre_hooks(plan, registry)
+        if plan.extra:  # hooks changed the drop-ins: re-plan, re-check
+            _plan_files(plan, host)
+            status = _check_host(plan, host, manager)
+        result = AttachResult(
+            image=plan.image,
+            units=plan.units,
+            profile=plan.profile,
+            changes=[],
+            already_attached=status == "complete",
+            completed_interrupted=status == "partial",
+        )
+        if status != "complete":
+            tx = Transaction(host)
+            try:
+                write_plan(plan, tx)
+                _run_post_hooks(plan, registry, tx.changes)
+            except BaseException:
+                tx.rollback()
+                raise
+            tx.commit()
+            result.changes = tx.changes
+    if manager is not None:
+        activate(result, options, manager)
+    return result
+
+
+def _run_post_hooks(plan: AttachPlan, registry: Registry, changes: list[Change]) -> None:
+    try:
+        registry.hook.portable_post_attach(
+            image=plan.image,
+            units=list(plan.units),
+            profile=plan.profile,
+            options=plan.options,
+            changes=list(changes),
+        )
+    except PortableError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"a portable_post_attach hook failed, attach rolled back: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def activate(result: AttachResult, options: AttachOptions, manager: Manager) -> None:
+    """Phase 3: reload (unless --no-reload), then enable and/or start the attached units."""
+    if not options.no_reload:
+        try:
+            manager.reload()
+            result.reloaded = True
+        except PortableError as exc:
+            result.reload_error = str(exc)
+    where = ATTACHED_DIR[options.runtime]
+    names = [u.name for u in result.units]
+    if options.enable:
+        result.install_changes = manager.enable_unit_files(
+            [f"{where}/{n}" for n in names], runtime=options.runtime
+        )
+    if options.now:
+        # Templates can't be started without an instance: skip them instead of failing.
+        startable = [n for n in names if "@." not in n]
+        result.jobs = manager.run_jobs([("start", n) for n in startable], wait=not options.no_block)

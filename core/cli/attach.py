@@ -1,0 +1,185 @@
+"""``portable attach`` and ``portable reattach``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from portable.cli import App
+from portable.cli.changes import print_changes, print_install_changes, report_jobs
+from portable.cli.inspect import matching_line, warn_if_ambiguous
+from portable.cli.options import no_pager, quiet
+
+COPY_HELP = "How to place unit files and profiles: auto (default), copy, symlink or mixed."
+
+
+def attach_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(
+        [
+            click.argument("image"),
+            click.argument("prefixes", nargs=-1),
+            click.option(
+                "-p",
+                "--profile",
+                default="default",
+                show_default=True,
+                help="Security profile to apply ('help' lists them).",
+            ),
+            click.option("--copy", "copy_mode", default="auto", metavar="MODE", help=COPY_HELP),
+            click.option(
+                "--runtime",
+                is_flag=True,
+                help="Attach until the next reboot only (/run instead of /etc).",
+            ),
+            click.option("--now", is_flag=True, help="Start the units after attaching."),
+            click.option("--enable", is_flag=True, help="Enable the units after attaching."),
+            click.option("--no-block", is_flag=True, help="Do not wait for start jobs to finish."),
+            click.option("--no-reload", is_flag=True, help="Do not reload the service manager."),
+            click.option(
+                "--force",
+                is_flag=True,
+                help="Replace existing unit files and skip the running-unit check.",
+            ),
+            click.option(
+                "--extension",
+                "extensions",
+                multiple=True,
+                metavar="PATH",
+                help="Extension image (not available yet).",
+            ),
+            quiet,
+            no_pager,
+            click.pass_obj,
+        ]
+    ):
+        f = decorator(f)
+    return f
+
+
+def _options(
+    profile: str,
+    copy_mode: str,
+    prefixes: tuple[str, ...],
+    extensions: tuple[str, ...],
+    **flags: Any,
+) -> Any:
+    from portable.types import AttachOptions
+
+    return AttachOptions(
+        profile=profile,
+        copy_mode=copy_mode,
+        prefixes=prefixes,
+        extensions=extensions,
+        runtime=flags["runtime"],
+        now=flags["now"],
+        enable=flags["enable"],
+        no_block=flags["no_block"],
+        no_reload=flags["no_reload"],
+        force=flags["force"],
+    )
+
+
+def _special_values(app: App, profile: str, copy_mode: str) -> bool:
+    """``--profile=help`` and ``--copy=help`` list the choices, as portablectl does."""
+    if profile == "help":
+        app.info("Available unit profiles:")
+        for name in app.registry.profiles():
+            click.echo(name)
+        return True
+    if copy_mode == "help":
+        from portable.attach import COPY_MODES
+
+        for mode in COPY_MODES:
+            click.echo(mode)
+        return True
+    return False
+
+
+def _finish(app: App, result: Any, quiet: bool) -> None:
+    """Reload warnings, install changes and job results, then the exit status."""
+    if result.reload_error:
+        click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
+    print_install_changes(result.install_changes, quiet=quiet)
+
+
+@click.command("attach")
+@attach_options
+def attach_command(
+    app: App,
+    image: str,
+    prefixes: tuple[str, ...],
+    profile: str,
+    copy_mode: str,
+    extensions: tuple[str, ...],
+    quiet: bool,
+    no_pager: bool,
+    **flags: Any,
+) -> None:
+    """Attach IMAGE's unit files matching PREFIX... to the host.
+
+    Unit files are copied (or linked) into /etc/systemd/system.attached/ (/run/... with
+    --runtime), each with a drop-in pointing it at the image and the security profile's
+    drop-in. Without PREFIX, the prefix comes from the image name (foo_1.2 -> foo).
+    """
+    from portable.attach import attach
+
+    if _special_values(app, profile, copy_mode):
+        return
+    warn_if_ambiguous(app, image, quiet)
+    options = _options(profile, copy_mode, prefixes, extensions, **flags)
+    manager = app.manager(required=True)
+    result = attach(image, options, host=app.host, registry=app.registry, manager=manager)
+    from portable.inspect import effective_prefixes
+
+    app.info(
+        matching_line(effective_prefixes(image, prefixes), explicit=bool(prefixes)), quiet=quiet
+    )
+    if result.already_attached:
+        app.info(f"Image '{result.image.path}' is already attached.", quiet=quiet)
+    elif result.completed_interrupted:
+        app.info(f"Completed an interrupted attach of '{result.image.path}'.", quiet=quiet)
+    print_changes(result.changes, quiet=quiet)
+    _finish(app, result, quiet)
+    if not report_jobs(result.jobs, quiet=quiet):
+        sys.exit(1)
+
+
+@click.command("reattach")
+@attach_options
+def reattach_command(
+    app: App,
+    image: str,
+    prefixes: tuple[str, ...],
+    profile: str,
+    copy_mode: str,
+    extensions: tuple[str, ...],
+    quiet: bool,
+    no_pager: bool,
+    **flags: Any,
+) -> None:
+    """Replace the attached version of IMAGE by IMAGE, in one step.
+
+    The units of the attached version (found by image name: foo_2 replaces foo_1) are removed
+    and IMAGE's attached. With --now, units that went away are stopped and the others
+    restarted. If IMAGE does not exist, nothing is detached.
+    """
+    from portable.reattach import reattach
+
+    if _special_values(app, profile, copy_mode):
+        return
+    warn_if_ambiguous(app, image, quiet)
+    options = _options(profile, copy_mode, prefixes, extensions, **flags)
+    manager = app.manager(required=True)
+    result = reattach(image, options, host=app.host, registry=app.registry, manager=manager)
+    from portable.inspect import effective_prefixes
+
+    app.info(
+        matching_line(effective_prefixes(image, prefixes), explicit=bool(prefixes)), quiet=quiet
+    )
+    print_changes(result.removed, quiet=quiet)
+    print_changes(result.attached.changes, quiet=quiet)
+    _finish(app, result.attached, quiet)
+    if not report_jobs(result.jobs, quiet=quiet):
+        sys.exit(1)

@@ -1,0 +1,75 @@
+"""``portable detach``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from portable.cli import App
+from portable.cli.changes import print_changes, print_install_changes, report_jobs
+from portable.cli.inspect import warn_if_ambiguous
+from portable.cli.options import no_pager, quiet
+
+
+@click.command("detach")
+@click.argument("image")
+@click.argument("prefixes", nargs=-1)
+@click.option("--runtime", is_flag=True, help="Detach what was attached with --runtime.")
+@click.option("--now", is_flag=True, help="Stop the units first.")
+@click.option("--enable", is_flag=True, help="Disable the units first.")
+@click.option("--no-reload", is_flag=True, help="Do not reload the service manager.")
+@click.option("--force", is_flag=True, help="Detach even units that are running.")
+@click.option(
+    "--extension",
+    "extensions",
+    multiple=True,
+    metavar="PATH",
+    help="Extension image (not available yet).",
+)
+@quiet
+@no_pager
+@click.pass_obj
+def detach_command(
+    app: App,
+    image: str,
+    prefixes: tuple[str, ...],
+    runtime: bool,
+    now: bool,
+    enable: bool,
+    no_reload: bool,
+    force: bool,
+    extensions: tuple[str, ...],
+    quiet: bool,
+    no_pager: bool,
+) -> None:
+    """Detach IMAGE: remove its units, drop-ins and image link from the host.
+
+    Units are found by the marker in their drop-in, so whatever attached them (this tool or
+    systemd's portablectl) they are detached; the image itself need not exist any more.
+    PREFIX... limits which units --now stops and --enable disables.
+    """
+    from portable.detach import detach
+    from portable.types import DetachOptions
+
+    warn_if_ambiguous(app, image, quiet)
+    options = DetachOptions(
+        runtime=runtime,
+        now=now,
+        enable=enable,
+        no_reload=no_reload,
+        force=force,
+        extensions=extensions,
+    )
+    manager = app.manager(required=True)
+    result = detach(
+        image, options, host=app.host, registry=app.registry, manager=manager, prefixes=prefixes
+    )
+    ok = report_jobs(result.jobs, quiet=quiet)
+    print_install_changes(result.install_changes, quiet=quiet)
+    if result.reload_error:
+        click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
+    print_changes(result.changes, quiet=quiet)
+    for warning in result.warnings:
+        app.warn(warning)
+    if not ok:
+        sys.exit(1)

@@ -1,0 +1,214 @@
+"""Detach: remove every trace of an attached image (spec 4).
+
+Units are found by their marker alone (the first line of ``<unit>.d/20-portable.conf``), so
+what systemd's portablectl attached is detached too. Only files of units whose marker names
+this image are touched; a host unit or another image's unit never is. Removal order: the image
+link first, then per unit the unit file, the profile, the marker, the drop-in directory (the
+marker last: a killed detach leaves units a re-run still recognises), then the attached
+directory if empty. The change list is printed in systemd's order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from portable.dropins import MARKER_FILE, PROFILE_FILE
+from portable.errors import DetachRefused, PluginError, PortableError
+from portable.host import ATTACHED_DIR, PORTABLES_DIR, Host
+from portable.images import normalize_image_arg
+from portable.inspect import effective_prefixes
+from portable.names import marker_matches_image, unit_matches
+from portable.registry import Registry
+from portable.state import AttachedUnit, attached_units
+from portable.transaction import Transaction, host_lock, recover
+from portable.types import Change, DetachOptions
+
+if TYPE_CHECKING:
+    from portable.manager import JobResult, Manager
+
+__all__ = [
+    "DetachResult",
+    "NotAttached",
+    "detach",
+    "find_attached",
+    "remove_units",
+    "run_pre_detach",
+    "sweep",
+]
+
+
+class NotAttached(PortableError):
+    """Nothing of that image is attached (systemd's NoSuchUnit)."""
+
+
+@dataclass(kw_only=True)
+class DetachResult:
+    image: str
+    units: list[str]
+    changes: list[Change]
+    reloaded: bool = False
+    reload_error: str = ""
+    install_changes: list[Change] = field(default_factory=list)
+    jobs: list[JobResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def sweep(host: Host, *, runtime: bool) -> None:
+    """Roll back what a killed run left (see :func:`portable.transaction.recover`), then drop
+    empty drop-in directories of units that no longer exist and an empty attached directory
+    (never a directory with anything in it)."""
+    where = host.path(ATTACHED_DIR[runtime])
+    recover(host.path(PORTABLES_DIR[runtime]))
+    recover(where)
+    try:
+        entries = os.listdir(where)
+    except OSError:
+        return
+    for entry in entries:
+        d = where / entry
+        if not entry.endswith(".d") or d.is_symlink() or not d.is_dir():
+            continue
+        recover(d)
+        if not os.path.lexists(where / entry[:-2]):
+            _rmdir_quiet(d)
+    _rmdir_quiet(where)
+
+
+def _rmdir_quiet(d: Path) -> None:
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
+
+
+def find_attached(
+    host: Host, image: str, extensions: Sequence[str], *, runtime: bool
+) -> list[AttachedUnit]:
+    """Units in the (runtime) attached directory whose marker matches the image (spec 4.3)."""
+    return [
+        u
+        for u in attached_units(host, runtime)
+        if marker_matches_image(u.marker, image, extensions, match_all=True)
+    ]
+
+
+def _not_attached(image: str, extensions: Sequence[str]) -> NotAttached:
+    ext = f"' or any of its extensions '{', '.join(extensions)}" if extensions else ""
+    return NotAttached(
+        f"No unit files associated with '{image}{ext}' found attached to the system. "
+        "Image not attached?"
+    )
+
+
+def remove_units(
+    tx: Transaction, host: Host, units: Sequence[AttachedUnit], *, runtime: bool
+) -> list[Change]:
+    """Remove the units' files and image links in ``tx``; returns the changes in systemd's
+    order (units, then image links, then the attached directory)."""
+    where = host.path(ATTACHED_DIR[runtime])
+    portables = host.path(PORTABLES_DIR[runtime])
+    link_changes: list[Change] = []
+    tokens = list(dict.fromkeys(t for u in units for t in u.marker))
+    start = len(tx.changes)
+    for token in tokens:
+        name = token.rstrip("/").rsplit("/", 1)[-1]
+        if not name or "/" not in token:
+            continue
+        link = portables / name
+        # A link is ours to remove; so is a --copy=mixed copy, but never the image itself
+        # (an image placed directly in the portables directory: systemd issue #40020).
+        if link.is_symlink() or (os.path.lexists(link) and host.path(token) != link):
+            tx.remove(link)
+    link_changes = tx.changes[start:]
+    del tx.changes[start:]
+    for unit in units:
+        tx.remove(where / unit.name)
+        tx.remove(where / f"{unit.name}.d" / PROFILE_FILE)
+        tx.remove(where / f"{unit.name}.d" / MARKER_FILE)
+        tx.rmdir(where / f"{unit.name}.d")
+    unit_changes = tx.changes[start:]
+    del tx.changes[start:]
+    tx.rmdir(where)
+    tail = tx.changes[start:]
+    del tx.changes[start:]
+    ordered = [*unit_changes, *link_changes, *tail]
+    tx.changes.extend(ordered)
+    return ordered
+
+
+def run_pre_detach(
+    registry: Registry, image: str, units: list[str], options: DetachOptions
+) -> None:
+    try:
+        registry.hook.portable_pre_detach(image=image, units=units, options=options)
+    except PortableError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"a portable_pre_detach hook failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def detach(
+    arg: str,
+    options: DetachOptions,
+    *,
+    host: Host,
+    registry: Registry,
+    manager: Manager | None = None,
+    prefixes: Sequence[str] = (),
+    cwd: Path | None = None,
+) -> DetachResult:
+    """Detach image ``arg`` (name or path; the image itself need not exist any more)."""
+    if options.extensions:
+        raise PortableError("--extension is not available yet in this version")
+    image = normalize_image_arg(arg, host=host, cwd=cwd)
+    result = DetachResult(image=image, units=[], changes=[])
+    with host_lock(host):
+        sweep(host, runtime=options.runtime)
+        units = find_attached(host, image, options.extensions, runtime=options.runtime)
+        if not units:
+            raise _not_attached(image, options.extensions)
+        names = [u.name for u in units]
+        result.units = names
+        if manager is not None and (options.now or options.enable):
+            selected = [n for n in names if unit_matches(n, effective_prefixes(arg, prefixes))]
+            if options.now:
+                # Stop jobs are always awaited, as portablectl does, so the check below holds.
+                result.jobs = manager.run_jobs(
+                    [("stop", n) for n in selected if "@." not in n], wait=True
+                )
+            if options.enable:
+                result.install_changes = manager.disable_unit_files(
+                    selected, runtime=options.runtime
+                )
+        if manager is not None and not options.force:
+            for name in names:
+                if manager.is_active(name):
+                    raise DetachRefused(f"Unit file '{name}' is active, can't detach.")
+        run_pre_detach(registry, image, names, options)
+        tx = Transaction(host)
+        try:
+            remove_units(tx, host, units, runtime=options.runtime)
+        except BaseException:
+            tx.rollback()
+            raise
+        tx.commit()
+        result.changes = tx.changes
+        try:
+            registry.hook.portable_post_detach(
+                image=image, units=names, options=options, changes=list(tx.changes)
+            )
+        except Exception as exc:  # the files are gone: report, don't fail
+            result.warnings.append(f"a portable_post_detach hook failed: {exc}")
+    if manager is not None and not options.no_reload:
+        try:
+            manager.reload()
+            result.reloaded = True
+        except PortableError as exc:
+            result.reload_error = str(exc)
+    return result

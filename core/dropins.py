@@ -1,0 +1,52 @@
+"""The ``20-portable.conf`` drop-in: the ownership marker and the settings pointing at the image.
+
+Byte-compatible with systemd 252 (spec 3.4): the first line is the marker, the only record of
+an attach; ``.service`` units get a ``[Service]`` section with the image reference. Settings a
+pre-attach hook adds (:class:`~portable.types.ExtraSetting`) are appended at the end, so
+systemd's portablectl still recognises and removes the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from portable.names import format_marker
+from portable.types import ExtraSetting, Image, UnitFile
+
+__all__ = ["MARKER_FILE", "PROFILE_FILE", "render_portable_dropin"]
+
+MARKER_FILE = "20-portable.conf"
+PROFILE_FILE = "10-profile.conf"
+
+
+def render_portable_dropin(
+    image: Image,
+    unit: UnitFile,
+    *,
+    host_os_release: str,
+    extensions: Sequence[str] = (),
+    extra: Sequence[ExtraSetting] = (),
+) -> bytes:
+    """The content of ``<unit>.d/20-portable.conf`` for ``unit`` attached from ``image``."""
+    lines = [format_marker(image.path, extensions)]
+    if unit.type == "service":
+        lines += [
+            "",
+            "[Service]",
+            f"{image.format.root_setting}={image.path}",
+            f"Environment=PORTABLE={image.filename}",
+            f"BindReadOnlyPaths={host_os_release}:/run/host/os-release",
+            f"LogExtraFields=PORTABLE={image.filename}",
+        ]
+    sections: dict[str, list[str]] = {}
+    for setting in extra:
+        if setting.units and unit.name not in setting.units:
+            continue
+        if not setting.units and setting.section.lower() != unit.type:
+            continue  # "every unit that has this section": Service -> .service units, ...
+        sections.setdefault(setting.section, []).append(f"{setting.key}={setting.value}")
+    for section, settings in sections.items():
+        if not (section == "Service" and unit.type == "service"):
+            lines += ["", f"[{section}]"]
+        lines += settings
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")

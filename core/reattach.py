@@ -1,0 +1,125 @@
+"""Reattach: replace an attached image by another version in one step (spec 5.1).
+
+The old version's units (found by image *name*, so ``foo_2`` replaces ``foo_1``) are removed and
+the new version's written in a single transaction: if anything fails, the old files are back.
+With ``--now``, units that went away are stopped, the others restarted in place (keeping their
+runtime state and fd store), as systemd does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from portable.attach import (
+    AttachResult,
+    _plan_files,
+    _run_post_hooks,
+    _run_pre_hooks,
+    prepare,
+    write_plan,
+)
+from portable.detach import _not_attached, find_attached, remove_units, run_pre_detach, sweep
+from portable.errors import PortableError
+from portable.host import ATTACHED_DIR, Host
+from portable.registry import Registry
+from portable.transaction import Transaction, host_lock
+from portable.types import AttachOptions, Change, DetachOptions
+
+if TYPE_CHECKING:
+    from portable.manager import JobResult, Manager
+
+__all__ = ["ReattachResult", "reattach"]
+
+UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".path")
+
+
+@dataclass(kw_only=True)
+class ReattachResult:
+    attached: AttachResult
+    removed: list[Change]  # detach changes whose file name the attach did not write again
+    stopped: list[str] = field(default_factory=list)
+    jobs: list[JobResult] = field(default_factory=list)
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def reattach(
+    arg: str,
+    options: AttachOptions,
+    *,
+    host: Host,
+    registry: Registry,
+    manager: Manager | None = None,
+    cwd: Path | None = None,
+) -> ReattachResult:
+    """Detach the attached version of ``arg``'s image and attach ``arg`` instead."""
+    plan = prepare(arg, options, host=host, registry=registry, cwd=cwd)  # new image must exist
+    detach_opts = DetachOptions(runtime=options.runtime, force=True, extensions=options.extensions)
+    with host_lock(host):
+        sweep(host, runtime=options.runtime)
+        old = find_attached(host, plan.image.path, options.extensions, runtime=options.runtime)
+        if not old:
+            raise _not_attached(plan.image.path, options.extensions)
+        old_names = [u.name for u in old]
+        run_pre_detach(registry, plan.image.path, old_names, detach_opts)
+        _run_pre_hooks(plan, registry)
+        if plan.extra:
+            _plan_files(plan, host)
+        tx = Transaction(host)
+        try:
+            detach_changes = list(remove_units(tx, host, old, runtime=options.runtime))
+            start = len(tx.changes)
+            write_plan(plan, tx, replace_all=True)
+            attach_changes = tx.changes[start:]
+            _run_post_hooks(plan, registry, attach_changes)
+        except BaseException:
+            tx.rollback()
+            raise
+        tx.commit()
+    written = {_basename(c.path) for c in attach_changes}
+    removed = [c for c in detach_changes if _basename(c.path) not in written]
+    attached = AttachResult(
+        image=plan.image, units=plan.units, profile=plan.profile, changes=attach_changes
+    )
+    result = ReattachResult(attached=attached, removed=removed)
+    if manager is not None:
+        _activate(result, options, manager)
+    return result
+
+
+def _activate(result: ReattachResult, options: AttachOptions, manager: Manager) -> None:
+    att = result.attached
+    if not options.no_reload:
+        try:
+            manager.reload()
+            att.reloaded = True
+        except PortableError as exc:
+            att.reload_error = str(exc)
+    if not (options.now or options.enable):
+        return
+    gone = [
+        _basename(c.path)
+        for c in result.removed
+        if c.type == "unlink" and c.path.endswith(UNIT_SUFFIXES)
+    ]
+    kept = [
+        _basename(c.path)
+        for c in att.changes
+        if c.type in ("copy", "symlink") and c.path.endswith(UNIT_SUFFIXES)
+    ]
+    calls: list[tuple[str, str]] = []
+    if options.now:
+        calls += [("stop", n) for n in gone if "@." not in n]
+        calls += [("restart", n) for n in kept if "@." not in n]
+    where = ATTACHED_DIR[options.runtime]
+    if options.enable and kept:
+        att.install_changes = manager.enable_unit_files(
+            [f"{where}/{n}" for n in kept], runtime=options.runtime
+        )
+    if calls:
+        result.jobs = manager.run_jobs(calls, wait=not options.no_block)
+    result.stopped = gone

@@ -1,0 +1,254 @@
+"""File changes that are atomic one by one and undoable as a whole.
+
+Every file is written under a hidden temporary name in its target directory and renamed into
+place, so systemd never reads a half-written unit or drop-in. Each step records how to undo it;
+:meth:`Transaction.rollback` restores the previous state after a failure, :meth:`commit` drops
+the backups. Temporary and backup names start with ``.#portable-`` and end in a random suffix,
+which no unit or drop-in name can (systemd ignores them); the next run under the lock rolls back
+whatever a killed process left (:func:`recover`) before doing its own work.
+
+A test-only crash point (``PORTABLE_SERVICES_TEST_CRASH_AT=N``) kills the process with SIGKILL
+at the N-th step, to prove that a re-run recovers from every point.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from portable.host import Host
+from portable.types import Change
+
+__all__ = ["TEMP_PREFIX", "Transaction", "crash_point", "host_lock", "recover"]
+
+TEMP_PREFIX = ".#portable-"
+ENV_CRASH = "PORTABLE_SERVICES_TEST_CRASH_AT"
+
+_crash_counter = 0
+
+
+def crash_point() -> None:
+    """Count a step; die here if the test asked for a crash at this step."""
+    global _crash_counter
+    target = os.environ.get(ENV_CRASH)
+    if not target:
+        return
+    _crash_counter += 1
+    if _crash_counter == int(target):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextmanager
+def host_lock(host: Host) -> Iterator[None]:
+    """Serialize every command that changes the host (attach, detach, reattach).
+
+    The lock is taken on the root directory itself, so nothing is created for it: a refused
+    command leaves the host exactly as it was, and there is no lock file to clean up.
+    """
+    fd = os.open(host.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _temp_name(target: Path, what: str) -> Path:
+    return target.parent / f"{TEMP_PREFIX}{what}-{target.name}.{secrets.token_hex(4)}"
+
+
+def _original_name(entry: str) -> tuple[str, str] | None:
+    """``(kind, name)`` of a temporary ``.#portable-<kind>-<name>.<hex>``, else ``None``."""
+    if not entry.startswith(TEMP_PREFIX):
+        return None
+    kind, sep, rest = entry[len(TEMP_PREFIX) :].partition("-")
+    name, dot, suffix = rest.rpartition(".")
+    if not (sep and dot and name and len(suffix) == 8):
+        return None
+    return kind, name
+
+
+def recover(directory: Path) -> None:
+    """Roll back what a killed transaction left in ``directory`` (call under the lock).
+
+    New files not yet renamed into place are deleted; backups of replaced or removed files
+    are put back. The state is then the one before the killed command, and re-running that
+    command does all of its work again.
+    """
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        parsed = _original_name(entry)
+        if parsed is None:
+            if entry.startswith(TEMP_PREFIX):
+                _remove_tree_quiet(directory / entry)
+            continue
+        kind, name = parsed
+        if kind in ("backup", "removed"):
+            try:
+                if (directory / name).is_dir() and not (directory / name).is_symlink():
+                    shutil.rmtree(directory / name)
+                os.rename(directory / entry, directory / name)
+                continue
+            except OSError:
+                pass
+        _remove_tree_quiet(directory / entry)
+
+
+class Transaction:
+    """An ordered set of file changes with undo. Paths are local (already under the root)."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.changes: list[Change] = []
+        self._undo: list[Callable[[], None]] = []
+        self._on_commit: list[Callable[[], None]] = []
+        self._rmdirs: list[tuple[Path, Change]] = []
+
+    def _record(self, type_: str, local: Path, source: str = "") -> None:
+        self.changes.append(Change(type=type_, path=self.host.unpath(local), source=source))
+
+    # -- creating ----------------------------------------------------------------------------
+
+    def mkdir(self, local: Path, *, record: bool = True) -> bool:
+        """Create a directory (0755, parents as needed); True if it was created."""
+        if local.is_dir():
+            return False
+        if not local.parent.is_dir():
+            self.mkdir(local.parent, record=False)
+        crash_point()
+        try:
+            os.mkdir(local, 0o755)
+        except FileExistsError:
+            return False
+        os.chmod(local, 0o755)  # regardless of umask
+        self._undo.append(lambda: _rmdir_quiet(local))
+        if record:
+            self._record("mkdir", local)
+        return True
+
+    def _place(self, temp: Path, local: Path, *, replace: bool) -> None:
+        """Move a finished temporary into place; keep a backup of what it replaces."""
+        crash_point()
+        if os.path.lexists(local):
+            if not replace:
+                _unlink_quiet(temp)
+                raise FileExistsError(errno.EEXIST, "File exists", str(local))
+            backup = _temp_name(local, "backup")
+            os.link(local, backup, follow_symlinks=False)  # the old file stays in place...
+            os.rename(temp, local)  # ...until this atomic swap
+            self._undo.append(lambda: os.rename(backup, local))
+            self._on_commit.append(lambda: _unlink_quiet(backup))
+        else:
+            try:
+                os.link(temp, local, follow_symlinks=False)  # fails if something appeared
+            finally:
+                _unlink_quiet(temp)
+            self._undo.append(lambda: _unlink_quiet(local))
+
+    def write(
+        self, local: Path, data: bytes, *, replace: bool, change: str = "write", source: str = ""
+    ) -> None:
+        """Write a regular file (0644) atomically and record the change."""
+        temp = _temp_name(local, "new")
+        crash_point()
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, 0o644)  # fixed mode regardless of umask
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            _unlink_quiet(temp)
+            raise
+        os.close(fd)
+        self._place(temp, local, replace=replace)
+        self._record(change, local, source)
+
+    def symlink(self, local: Path, target: str, *, replace: bool) -> None:
+        """Create a symlink atomically and record the change."""
+        temp = _temp_name(local, "new")
+        crash_point()
+        os.symlink(target, temp)
+        self._place(temp, local, replace=replace)
+        self._record("symlink", local, target)
+
+    # -- removing ----------------------------------------------------------------------------
+
+    def remove(self, local: Path) -> bool:
+        """Remove a file, symlink or tree (a hidden backup until commit); False if absent."""
+        if not os.path.lexists(local):
+            return False
+        backup = _temp_name(local, "removed")
+        crash_point()
+        os.rename(local, backup)
+        self._undo.append(lambda: os.rename(backup, local))
+        self._on_commit.append(lambda: _remove_tree_quiet(backup))
+        self._record("unlink", local)
+        return True
+
+    def rmdir(self, local: Path) -> None:
+        """Remove a directory at commit, if it is empty then (backups of its files are gone by
+        then); the change is reported only if it was removed."""
+        change = Change(type="unlink", path=self.host.unpath(local))
+        self.changes.append(change)
+        self._rmdirs.append((local, change))
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        for action in self._on_commit:
+            action()
+        for local, change in self._rmdirs:
+            crash_point()
+            try:
+                os.rmdir(local)
+            except OSError:  # not empty (e.g. an admin's own drop-in) or gone: keep quiet
+                self.changes.remove(change)
+        self._undo.clear()
+        self._on_commit.clear()
+        self._rmdirs.clear()
+
+    def rollback(self) -> None:
+        """Undo every step, newest first; best effort (a failing undo doesn't stop the rest)."""
+        for action in reversed(self._undo):
+            try:
+                action()
+            except OSError:
+                pass
+        self._undo.clear()
+        self._on_commit.clear()
+        self._rmdirs.clear()
+        self.changes.clear()
+
+
+def _unlink_quiet(p: Path) -> None:
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        pass
+
+
+def _remove_tree_quiet(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        _unlink_quiet(p)
+
+
+def _rmdir_quiet(p: Path) -> None:
+    try:
+        os.rmdir(p)
+    except OSError:
+        pass
