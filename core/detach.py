@@ -10,6 +10,7 @@ directory if empty. The change list is printed in systemd's order.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -79,10 +80,8 @@ def sweep(host: Host, *, runtime: bool) -> None:
 
 
 def _rmdir_quiet(d: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.rmdir(d)
-    except OSError:
-        pass
 
 
 def find_attached(

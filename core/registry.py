@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pluggy
+
 from portable import hookspecs
 from portable.errors import PluginConflict, PluginError, UnknownImageFormat, UnknownProfile
 from portable.types import ImageFormat, Profile

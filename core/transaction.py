@@ -20,7 +20,7 @@ import secrets
 import shutil
 import signal
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from portable.host import Host
@@ -223,10 +223,8 @@ class Transaction:
     def rollback(self) -> None:
         """Undo every step, newest first; best effort (a failing undo doesn't stop the rest)."""
         for action in reversed(self._undo):
-            try:
+            with suppress(OSError):
                 action()
-            except OSError:
-                pass
         self._undo.clear()
         self._on_commit.clear()
         self._rmdirs.clear()
@@ -234,10 +232,8 @@ class Transaction:
 
 
 def _unlink_quiet(p: Path) -> None:
-    try:
+    with suppress(FileNotFoundError):
         os.unlink(p)
-    except FileNotFoundError:
-        pass
 
 
 def _remove_tree_quiet(p: Path) -> None:
@@ -248,7 +244,5 @@ def _remove_tree_quiet(p: Path) -> None:
 
 
 def _rmdir_quiet(p: Path) -> None:
-    try:
+    with suppress(OSError):
         os.rmdir(p)
-    except OSError:
-        pass

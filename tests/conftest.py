@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from portable.testing.box import Box, box_unavailable_reason
 
 # --- test box: a throwaway systemd (portable.testing.box) -----------------------------------

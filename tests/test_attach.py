@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from portable import hookimpl
 from portable.attach import attach
 from portable.detach import detach
@@ -365,7 +366,7 @@ def test_pre_hook_refusal_writes_nothing(root, registry):
 def test_post_hook_failure_rolls_back(root, registry):
     registry.register(Recorder(fail_post=True), "breaker")
     before = tree(root)
-    with pytest.raises(PluginError, match="rolled back.*post hook broke"):
+    with pytest.raises(PluginError, match=r"rolled back.*post hook broke"):
         do_attach(root, registry, runtime=True)
     assert leftovers(root, before) == {}
     assert not (root / "run/systemd/system.attached").exists()

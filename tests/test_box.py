@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from portable.testing.box import Box, BoxCommandError, box_unavailable_reason
 
 

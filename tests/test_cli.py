@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+
 from portable.cli import COMMANDS, build_cli, main
 from portable.testing.images import make_directory_image, service_unit
 

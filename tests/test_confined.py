@@ -6,6 +6,7 @@ import os
 import threading
 
 import pytest
+
 from portable.confined import UnsafePath, list_dir, open_root, read_file, resolve_dir, resolve_path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from portable.errors import BadImage, ImageNotFound, PortableError
 from portable.host import Host
 from portable.inspect import inspect_image

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from portable.cli.listing import format_bytes, render_table
 from portable.host import Host
 from portable.listing import list_images

@@ -8,6 +8,7 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from portable.errors import PortableError
 from portable.names import (
     PORTABLE_UNIT_TYPES,

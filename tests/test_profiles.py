@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from portable.errors import PluginConflict
 from portable.hookspecs import hookimpl
 from portable.plugins.profiles import builtin, systemd_dirs

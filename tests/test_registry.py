@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
 from portable import hookimpl
 from portable.errors import PluginConflict, PluginError, UnknownProfile
 from portable.registry import BUILTIN_PLUGINS, make_registry

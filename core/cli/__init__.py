@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+
 from portable import __version__
 
 if TYPE_CHECKING:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+
 from portable.cli import App
 from portable.cli.changes import print_changes, print_install_changes, report_jobs
 from portable.cli.inspect import matching_line, warn_if_ambiguous

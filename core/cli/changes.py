@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import click
+
 from portable.types import Change
 
 if TYPE_CHECKING:

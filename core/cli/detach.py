@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from portable.cli import App
 from portable.cli.changes import print_changes, print_install_changes, report_jobs
 from portable.cli.inspect import warn_if_ambiguous

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from portable.cli import App
 from portable.cli.options import json_output, no_pager, quiet
 from portable.types import ImageMetadata

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from portable.cli import App
 from portable.cli.options import quiet
 

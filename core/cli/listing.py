@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 import click
+
 from portable.cli import App
 from portable.cli.options import json_output, no_legend, no_pager
 from portable.listing import ImageInfo
