@@ -36,9 +36,7 @@ def test_group_help_lists_verbs_and_switches():
     assert "--root" in result.output
 
 
-@pytest.mark.parametrize(
-    "verb", ["attach", "detach", "reattach", "is-attached", "remove", "read-only", "set-limit"]
-)
+@pytest.mark.parametrize("verb", ["remove", "read-only", "set-limit"])
 def test_unbuilt_verbs_say_so(verb, capsys):
     code, out, err = run([verb, "foo"], capsys)
     assert code == 2

@@ -16,45 +16,47 @@ from portable.cli.options import no_pager, quiet
 COPY_HELP = "How to place unit files and profiles: auto (default), copy, symlink or mixed."
 
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
 def attach_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for decorator in reversed(
-        [
-            click.argument("image"),
-            click.argument("prefixes", nargs=-1),
-            click.option(
-                "-p",
-                "--profile",
-                default="default",
-                show_default=True,
-                help="Security profile to apply ('help' lists them).",
-            ),
-            click.option("--copy", "copy_mode", default="auto", metavar="MODE", help=COPY_HELP),
-            click.option(
-                "--runtime",
-                is_flag=True,
-                help="Attach until the next reboot only (/run instead of /etc).",
-            ),
-            click.option("--now", is_flag=True, help="Start the units after attaching."),
-            click.option("--enable", is_flag=True, help="Enable the units after attaching."),
-            click.option("--no-block", is_flag=True, help="Do not wait for start jobs to finish."),
-            click.option("--no-reload", is_flag=True, help="Do not reload the service manager."),
-            click.option(
-                "--force",
-                is_flag=True,
-                help="Replace existing unit files and skip the running-unit check.",
-            ),
-            click.option(
-                "--extension",
-                "extensions",
-                multiple=True,
-                metavar="PATH",
-                help="Extension image (not available yet).",
-            ),
-            quiet,
-            no_pager,
-            click.pass_obj,
-        ]
-    ):
+    decorators: list[Decorator] = [
+        click.argument("image"),
+        click.argument("prefixes", nargs=-1),
+        click.option(
+            "-p",
+            "--profile",
+            default="default",
+            show_default=True,
+            help="Security profile to apply ('help' lists them).",
+        ),
+        click.option("--copy", "copy_mode", default="auto", metavar="MODE", help=COPY_HELP),
+        click.option(
+            "--runtime",
+            is_flag=True,
+            help="Attach until the next reboot only (/run instead of /etc).",
+        ),
+        click.option("--now", is_flag=True, help="Start the units after attaching."),
+        click.option("--enable", is_flag=True, help="Enable the units after attaching."),
+        click.option("--no-block", is_flag=True, help="Do not wait for start jobs to finish."),
+        click.option("--no-reload", is_flag=True, help="Do not reload the service manager."),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Replace existing unit files and skip the running-unit check.",
+        ),
+        click.option(
+            "--extension",
+            "extensions",
+            multiple=True,
+            metavar="PATH",
+            help="Extension image (not available yet).",
+        ),
+        quiet,
+        no_pager,
+        click.pass_obj,
+    ]
+    for decorator in reversed(decorators):
         f = decorator(f)
     return f
 
