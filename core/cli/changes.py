@@ -56,17 +56,14 @@ def print_install_changes(changes: Sequence[Change], *, quiet: bool) -> None:
 
 
 def report_jobs(jobs: Sequence[JobResult], *, quiet: bool) -> bool:
-    """Print job outcomes; True if every job succeeded (or was only queued)."""
+    """Print job outcomes, a failure as one line naming the unit and systemd's result;
+    True if every job succeeded (or was only queued)."""
     ok = True
     for job in jobs:
-        if job.result in ("done", "queued", "skipped"):
-            if job.result == "queued" and not quiet:
-                click.echo(f"Queued {job.verb} job for {job.unit}.", err=True)
-            continue
-        ok = False
-        click.echo(
-            f"portable: error: failed to {job.verb} {job.unit}: {job.result}"
-            f" (see 'journalctl -u {job.unit}')",
-            err=True,
-        )
+        if job.result == "queued" and not quiet:
+            click.echo(f"Queued {job.verb} job for {job.unit}.", err=True)
+        error = job.error
+        if error is not None:
+            ok = False
+            click.echo(f"portable: error: {error} (see 'journalctl -u {job.unit}')", err=True)
     return ok
