@@ -45,7 +45,8 @@ from portable.types import (
 )
 
 if TYPE_CHECKING:
-    from portable.manager import JobResult, Manager
+    from portable.activation import Activation
+    from portable.manager import Manager
 
 __all__ = ["COPY_MODES", "AttachResult", "UnitExists", "activate", "attach", "prepare"]
 
@@ -106,8 +107,7 @@ class AttachResult:
     completed_interrupted: bool = False
     reloaded: bool = False
     reload_error: str = ""
-    install_changes: list[Change] = field(default_factory=list)
-    jobs: list[JobResult] = field(default_factory=list)
+    activation: Activation | None = None
 
 
 def _check_prefixes(meta: ImageMetadata, prefixes: Sequence[str]) -> None:
@@ -396,20 +396,26 @@ def _run_post_hooks(plan: AttachPlan, registry: Registry, changes: list[Change])
 
 
 def activate(result: AttachResult, options: AttachOptions, manager: Manager) -> None:
-    """Phase 3: reload (unless --no-reload), then enable and/or start the attached units."""
+    """Phase 3: reload (unless --no-reload), then per unit enable and/or start it."""
+    from portable.activation import Step, perform
+
     if not options.no_reload:
         try:
             manager.reload()
             result.reloaded = True
         except PortableError as exc:
             result.reload_error = str(exc)
+    if not (options.enable or options.now):
+        return
     where = ATTACHED_DIR[options.runtime]
-    names = [u.name for u in result.units]
-    if options.enable:
-        result.install_changes = manager.enable_unit_files(
-            [f"{where}/{n}" for n in names], runtime=options.runtime
+    steps = [
+        Step(
+            unit=u.name,
+            enable_path=f"{where}/{u.name}" if options.enable else None,
+            # A template can't be started without an instance: not tried (portablectl tries
+            # and prints the failure).
+            job="start" if options.now and "@." not in u.name else None,
         )
-    if options.now:
-        # Templates can't be started without an instance: skip them instead of failing.
-        startable = [n for n in names if "@." not in n]
-        result.jobs = manager.run_jobs([("start", n) for n in startable], wait=not options.no_block)
+        for u in result.units
+    ]
+    result.activation = perform(manager, steps, runtime=options.runtime, wait=not options.no_block)

@@ -29,7 +29,8 @@ from portable.transaction import Transaction, host_lock, recover
 from portable.types import Change, DetachOptions
 
 if TYPE_CHECKING:
-    from portable.manager import JobResult, Manager
+    from portable.activation import Activation
+    from portable.manager import Manager
 
 __all__ = [
     "DetachResult",
@@ -53,8 +54,7 @@ class DetachResult:
     changes: list[Change]
     reloaded: bool = False
     reload_error: str = ""
-    install_changes: list[Change] = field(default_factory=list)
-    jobs: list[JobResult] = field(default_factory=list)
+    activation: Activation | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -175,16 +175,20 @@ def detach(
         names = [u.name for u in units]
         result.units = names
         if manager is not None and (options.now or options.enable):
-            selected = [n for n in names if unit_matches(n, effective_prefixes(arg, prefixes))]
-            if options.now:
-                # Stop jobs are always awaited, as portablectl does, so the check below holds.
-                result.jobs = manager.run_jobs(
-                    [("stop", n) for n in selected if "@." not in n], wait=True
+            from portable.activation import Step, perform
+
+            # As portablectl: per unit (in name order) stop, then disable; the stop jobs are
+            # always awaited, so the running-unit check below sees the result.
+            steps = [
+                Step(
+                    unit=n,
+                    disable=options.enable,
+                    job="stop" if options.now and "@." not in n else None,
                 )
-            if options.enable:
-                result.install_changes = manager.disable_unit_files(
-                    selected, runtime=options.runtime
-                )
+                for n in names
+                if unit_matches(n, effective_prefixes(arg, prefixes))
+            ]
+            result.activation = perform(manager, steps, runtime=options.runtime, wait=True)
         if manager is not None and not options.force:
             for name in names:
                 if manager.is_active(name):

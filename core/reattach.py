@@ -28,7 +28,7 @@ from portable.transaction import Transaction, host_lock
 from portable.types import AttachOptions, Change, DetachOptions
 
 if TYPE_CHECKING:
-    from portable.manager import JobResult, Manager
+    from portable.manager import Manager
 
 __all__ = ["ReattachResult", "reattach"]
 
@@ -40,7 +40,6 @@ class ReattachResult:
     attached: AttachResult
     removed: list[Change]  # detach changes whose file name the attach did not write again
     stopped: list[str] = field(default_factory=list)
-    jobs: list[JobResult] = field(default_factory=list)
 
 
 def _basename(path: str) -> str:
@@ -92,6 +91,8 @@ def reattach(
 
 
 def _activate(result: ReattachResult, options: AttachOptions, manager: Manager) -> None:
+    from portable.activation import Step, perform
+
     att = result.attached
     if not options.no_reload:
         try:
@@ -111,15 +112,15 @@ def _activate(result: ReattachResult, options: AttachOptions, manager: Manager) 
         for c in att.changes
         if c.type in ("copy", "symlink") and c.path.endswith(UNIT_SUFFIXES)
     ]
-    calls: list[tuple[str, str]] = []
-    if options.now:
-        calls += [("stop", n) for n in gone if "@." not in n]
-        calls += [("restart", n) for n in kept if "@." not in n]
     where = ATTACHED_DIR[options.runtime]
-    if options.enable and kept:
-        att.install_changes = manager.enable_unit_files(
-            [f"{where}/{n}" for n in kept], runtime=options.runtime
+    steps = [Step(unit=n, job="stop") for n in gone if options.now and "@." not in n]
+    steps += [
+        Step(
+            unit=n,
+            enable_path=f"{where}/{n}" if options.enable else None,
+            job="restart" if options.now and "@." not in n else None,
         )
-    if calls:
-        result.jobs = manager.run_jobs(calls, wait=not options.no_block)
+        for n in kept
+    ]
+    att.activation = perform(manager, steps, runtime=options.runtime, wait=not options.no_block)
     result.stopped = gone

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from portable.cli import App
-from portable.cli.changes import print_changes, print_install_changes, report_jobs
+from portable.cli.changes import print_activation, print_changes
 from portable.cli.inspect import matching_line, warn_if_ambiguous
 from portable.cli.options import no_pager, quiet
 
@@ -100,11 +100,12 @@ def _special_values(app: App, profile: str, copy_mode: str) -> bool:
     return False
 
 
-def _finish(app: App, result: Any, quiet: bool) -> None:
-    """Reload warnings, install changes and job results, then the exit status."""
+def _finish(result: Any, quiet: bool) -> None:
+    """Reload failure (a warning, as portablectl), enable/start results, the exit status."""
     if result.reload_error:
         click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
-    print_install_changes(result.install_changes, quiet=quiet)
+    if not print_activation(result.activation, quiet=quiet):
+        sys.exit(1)
 
 
 @click.command("attach")
@@ -144,9 +145,7 @@ def attach_command(
     elif result.completed_interrupted:
         app.info(f"Completed an interrupted attach of '{result.image.path}'.", quiet=quiet)
     print_changes(result.changes, quiet=quiet)
-    _finish(app, result, quiet)
-    if not report_jobs(result.jobs, quiet=quiet):
-        sys.exit(1)
+    _finish(result, quiet)
 
 
 @click.command("reattach")
@@ -183,6 +182,4 @@ def reattach_command(
     )
     print_changes(result.removed, quiet=quiet)
     print_changes(result.attached.changes, quiet=quiet)
-    _finish(app, result.attached, quiet)
-    if not report_jobs(result.jobs, quiet=quiet):
-        sys.exit(1)
+    _finish(result.attached, quiet)

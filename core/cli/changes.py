@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import locale
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import click
@@ -12,7 +12,7 @@ import click
 from portable.types import Change
 
 if TYPE_CHECKING:
-    from portable.manager import JobResult
+    from portable.activation import Activation
 
 
 def arrow() -> str:
@@ -45,25 +45,28 @@ def print_changes(changes: Iterable[Change], *, quiet: bool) -> None:
         click.echo(format_change(change), err=True)
 
 
-def print_install_changes(changes: Sequence[Change], *, quiet: bool) -> None:
-    """Enable/disable results, as systemctl prints them."""
-    if quiet or not changes:
-        return
+def print_activation(activation: Activation | None, *, quiet: bool) -> bool:
+    """Print enable/disable changes and queued jobs in order (as portablectl), then one line
+    per failure naming the unit and systemd's result; True if everything succeeded."""
+    if activation is None:
+        return True
+    from portable.activation import JOB_METHODS
     from portable.manager import format_install_changes
 
-    for line in format_install_changes(changes, arrow()):
-        click.echo(line, err=True)
-
-
-def report_jobs(jobs: Sequence[JobResult], *, quiet: bool) -> bool:
-    """Print job outcomes, a failure as one line naming the unit and systemd's result;
-    True if every job succeeded (or was only queued)."""
-    ok = True
-    for job in jobs:
-        if job.result == "queued" and not quiet:
-            click.echo(f"Queued {job.verb} job for {job.unit}.", err=True)
+    for event in activation.events:
+        if event.kind == "install" and not quiet:
+            for line in format_install_changes(event.changes, arrow()):
+                click.echo(line, err=True)
+        elif event.kind == "queued" and not quiet:
+            click.echo(
+                f"Queued {event.job} to call {JOB_METHODS[event.verb]} on portable "
+                f"service {event.unit}.",
+                err=True,
+            )
+        elif event.kind == "error":
+            click.echo(f"portable: error: {event.message}", err=True)
+    for job in activation.jobs:
         error = job.error
         if error is not None:
-            ok = False
             click.echo(f"portable: error: {error} (see 'journalctl -u {job.unit}')", err=True)
-    return ok
+    return activation.ok

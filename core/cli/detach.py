@@ -7,8 +7,8 @@ import sys
 import click
 
 from portable.cli import App
-from portable.cli.changes import print_changes, print_install_changes, report_jobs
-from portable.cli.inspect import warn_if_ambiguous
+from portable.cli.changes import print_activation, print_changes
+from portable.cli.inspect import matching_line, warn_if_ambiguous
 from portable.cli.options import no_pager, quiet
 
 
@@ -20,6 +20,7 @@ from portable.cli.options import no_pager, quiet
 @click.option("--enable", is_flag=True, help="Disable the units first.")
 @click.option("--no-reload", is_flag=True, help="Do not reload the service manager.")
 @click.option("--force", is_flag=True, help="Detach even units that are running.")
+@click.option("--no-block", is_flag=True, hidden=True)  # accepted as portablectl does
 @click.option(
     "--extension",
     "extensions",
@@ -39,6 +40,7 @@ def detach_command(
     enable: bool,
     no_reload: bool,
     force: bool,
+    no_block: bool,
     extensions: tuple[str, ...],
     quiet: bool,
     no_pager: bool,
@@ -65,8 +67,14 @@ def detach_command(
     result = detach(
         image, options, host=app.host, registry=app.registry, manager=manager, prefixes=prefixes
     )
-    ok = report_jobs(result.jobs, quiet=quiet)
-    print_install_changes(result.install_changes, quiet=quiet)
+    if now or enable:  # only then does portablectl compute (and announce) the matches
+        from portable.inspect import effective_prefixes
+
+        app.info(
+            matching_line(effective_prefixes(image, prefixes), explicit=bool(prefixes)),
+            quiet=quiet,
+        )
+    ok = print_activation(result.activation, quiet=quiet)
     if result.reload_error:
         click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
     print_changes(result.changes, quiet=quiet)
