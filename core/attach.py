@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +48,16 @@ if TYPE_CHECKING:
     from portable.activation import Activation
     from portable.manager import Manager
 
-__all__ = ["COPY_MODES", "AttachResult", "UnitExists", "activate", "attach", "prepare"]
+__all__ = [
+    "COPY_MODES",
+    "AttachBatch",
+    "AttachResult",
+    "UnitExists",
+    "activate",
+    "attach",
+    "attach_many",
+    "prepare",
+]
 
 COPY_MODES = ("auto", "copy", "symlink", "mixed")
 
@@ -106,6 +115,15 @@ class AttachResult:
     already_attached: bool = False
     completed_interrupted: bool = False
     reloaded: bool = False
+    reload_error: str = ""
+    activation: Activation | None = None
+
+
+@dataclass(kw_only=True)
+class AttachBatch:
+    """The outcome of :func:`attach_many`: per image, then the one reload and activation."""
+
+    results: list[AttachResult]
     reload_error: str = ""
     activation: Activation | None = None
 
@@ -337,45 +355,76 @@ def attach(
     registry: Registry,
     manager: Manager | None = None,
     cwd: Path | None = None,
-    on_plan: Callable[[AttachPlan], None] | None = None,
 ) -> AttachResult:
     """Attach image ``arg`` (name or path): check, write, and activate if ``manager`` is given.
 
     :raises PortableError: anything that stops the attach; nothing is left on disk then.
     """
-    plan = prepare(arg, options, host=host, registry=registry, cwd=cwd)
-    if on_plan is not None:
-        on_plan(plan)
+    (result,) = attach_many([arg], options, host=host, registry=registry, manager=manager, cwd=cwd)
+    return result
+
+
+def attach_many(
+    args: Sequence[str],
+    options: AttachOptions,
+    *,
+    host: Host,
+    registry: Registry,
+    manager: Manager | None = None,
+    cwd: Path | None = None,
+) -> AttachBatch:
+    """Attach several images at once: all or nothing, then a single reload.
+
+    Every image is read and checked before anything is written; the files of all of them are
+    written in one transaction, so a failure on the last image leaves none attached.
+    """
+    plans = [prepare(arg, options, host=host, registry=registry, cwd=cwd) for arg in args]
+    owner: dict[str, str] = {}
+    for plan in plans:
+        for unit in plan.units:
+            if unit.name in owner and owner[unit.name] != plan.image.path:
+                raise UnitExists(
+                    f"Unit file '{unit.name}' is in both '{owner[unit.name]}' and "
+                    f"'{plan.image.path}', refusing."
+                )
+            owner[unit.name] = plan.image.path
+    results: list[AttachResult] = []
     with host_lock(host):
         from portable.detach import sweep
 
         sweep(host, runtime=options.runtime)
-        status = _check_host(plan, host, manager)
-        _run_pre_hooks(plan, registry)
-        if plan.extra:  # hooks changed the drop-ins: re-plan, re-check
-            _plan_files(plan, host)
-            status = _check_host(plan, host, manager)
-        result = AttachResult(
-            image=plan.image,
-            units=plan.units,
-            profile=plan.profile,
-            changes=[],
-            already_attached=status == "complete",
-            completed_interrupted=status == "partial",
-        )
-        if status != "complete":
-            tx = Transaction(host)
-            try:
-                write_plan(plan, tx)
-                _run_post_hooks(plan, registry, tx.changes)
-            except BaseException:
-                tx.rollback()
-                raise
-            tx.commit()
-            result.changes = tx.changes
+        statuses = []
+        for plan in plans:
+            _check_host(plan, host, manager)
+            _run_pre_hooks(plan, registry)
+            if plan.extra:  # hooks changed the drop-ins: re-plan
+                _plan_files(plan, host)
+            statuses.append(_check_host(plan, host, manager))
+        tx = Transaction(host)
+        try:
+            for plan, status in zip(plans, statuses, strict=True):
+                result = AttachResult(
+                    image=plan.image,
+                    units=plan.units,
+                    profile=plan.profile,
+                    changes=[],
+                    already_attached=status == "complete",
+                    completed_interrupted=status == "partial",
+                )
+                if status != "complete":
+                    start = len(tx.changes)
+                    write_plan(plan, tx)
+                    result.changes = tx.changes[start:]
+                    _run_post_hooks(plan, registry, result.changes)
+                results.append(result)
+        except BaseException:
+            tx.rollback()
+            raise
+        tx.commit()
+    batch = AttachBatch(results=results)
     if manager is not None:
-        activate(result, options, manager)
-    return result
+        activate(batch, options, manager)
+    return batch
 
 
 def _run_post_hooks(plan: AttachPlan, registry: Registry, changes: list[Change]) -> None:
@@ -395,16 +444,18 @@ def _run_post_hooks(plan: AttachPlan, registry: Registry, changes: list[Change])
         ) from exc
 
 
-def activate(result: AttachResult, options: AttachOptions, manager: Manager) -> None:
-    """Phase 3: reload (unless --no-reload), then per unit enable and/or start it."""
+def activate(batch: AttachBatch, options: AttachOptions, manager: Manager) -> None:
+    """Phase 3: one reload (unless --no-reload), then per unit enable and/or start it; all
+    jobs of the batch are queued before any is awaited."""
     from portable.activation import Step, perform
 
-    if not options.no_reload:
+    if not options.no_reload and batch.results:
         try:
             manager.reload()
-            result.reloaded = True
+            for r in batch.results:
+                r.reloaded = True
         except PortableError as exc:
-            result.reload_error = str(exc)
+            batch.reload_error = str(exc)
     if not (options.enable or options.now):
         return
     where = ATTACHED_DIR[options.runtime]
@@ -416,6 +467,7 @@ def activate(result: AttachResult, options: AttachOptions, manager: Manager) -> 
             # and prints the failure).
             job="start" if options.now and "@." not in u.name else None,
         )
+        for result in batch.results
         for u in result.units
     ]
-    result.activation = perform(manager, steps, runtime=options.runtime, wait=not options.no_block)
+    batch.activation = perform(manager, steps, runtime=options.runtime, wait=not options.no_block)

@@ -36,6 +36,7 @@ __all__ = [
     "DetachResult",
     "NotAttached",
     "detach",
+    "detach_many",
     "find_attached",
     "remove_units",
     "run_pre_detach",
@@ -49,7 +50,7 @@ class NotAttached(PortableError):
 
 @dataclass(kw_only=True)
 class DetachResult:
-    image: str
+    images: list[str]
     units: list[str]
     changes: list[Change]
     reloaded: bool = False
@@ -163,16 +164,44 @@ def detach(
     cwd: Path | None = None,
 ) -> DetachResult:
     """Detach image ``arg`` (name or path; the image itself need not exist any more)."""
+    return detach_many(
+        [arg], options, host=host, registry=registry, manager=manager, prefixes=prefixes, cwd=cwd
+    )
+
+
+def detach_many(
+    args: Sequence[str],
+    options: DetachOptions,
+    *,
+    host: Host,
+    registry: Registry,
+    manager: Manager | None = None,
+    prefixes: Sequence[str] = (),
+    cwd: Path | None = None,
+) -> DetachResult:
+    """Detach several images at once: all or nothing, then a single reload.
+
+    ``prefixes`` limit which units ``--now`` stops and ``--enable`` disables (all units of
+    each image are removed, as systemd does); without them, each image's own prefix is used.
+    """
     if options.extensions:
         raise PortableError("--extension is not available yet in this version")
-    image = normalize_image_arg(arg, host=host, cwd=cwd)
-    result = DetachResult(image=image, units=[], changes=[])
+    images = [normalize_image_arg(arg, host=host, cwd=cwd) for arg in args]
+    result = DetachResult(images=images, units=[], changes=[])
     with host_lock(host):
         sweep(host, runtime=options.runtime)
-        units = find_attached(host, image, options.extensions, runtime=options.runtime)
-        if not units:
-            raise _not_attached(image, options.extensions)
-        names = [u.name for u in units]
+        found: dict[str, AttachedUnit] = {}
+        selected: list[str] = []
+        for arg, image in zip(args, images, strict=True):
+            units = find_attached(host, image, options.extensions, runtime=options.runtime)
+            if not units:
+                raise _not_attached(image, options.extensions)
+            wanted = effective_prefixes(arg, prefixes)
+            for unit in units:
+                found.setdefault(unit.name, unit)
+                if unit_matches(unit.name, wanted) and unit.name not in selected:
+                    selected.append(unit.name)
+        names = list(found)
         result.units = names
         if manager is not None and (options.now or options.enable):
             from portable.activation import Step, perform
@@ -185,29 +214,38 @@ def detach(
                     disable=options.enable,
                     job="stop" if options.now and "@." not in n else None,
                 )
-                for n in names
-                if unit_matches(n, effective_prefixes(arg, prefixes))
+                for n in sorted(selected)
             ]
             result.activation = perform(manager, steps, runtime=options.runtime, wait=True)
         if manager is not None and not options.force:
             for name in names:
                 if manager.is_active(name):
                     raise DetachRefused(f"Unit file '{name}' is active, can't detach.")
-        run_pre_detach(registry, image, names, options)
+        per_image = {
+            image: [
+                u.name
+                for u in found.values()
+                if marker_matches_image(u.marker, image, options.extensions, match_all=True)
+            ]
+            for image in images
+        }
+        for image, mine in per_image.items():
+            run_pre_detach(registry, image, mine, options)
         tx = Transaction(host)
         try:
-            remove_units(tx, host, units, runtime=options.runtime)
+            remove_units(tx, host, list(found.values()), runtime=options.runtime)
         except BaseException:
             tx.rollback()
             raise
         tx.commit()
         result.changes = tx.changes
-        try:
-            registry.hook.portable_post_detach(
-                image=image, units=names, options=options, changes=list(tx.changes)
-            )
-        except Exception as exc:  # the files are gone: report, don't fail
-            result.warnings.append(f"a portable_post_detach hook failed: {exc}")
+        for image, mine in per_image.items():
+            try:
+                registry.hook.portable_post_detach(
+                    image=image, units=mine, options=options, changes=list(tx.changes)
+                )
+            except Exception as exc:  # the files are gone: report, don't fail
+                result.warnings.append(f"a portable_post_detach hook failed: {exc}")
     if manager is not None and not options.no_reload:
         try:
             manager.reload()

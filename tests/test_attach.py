@@ -442,3 +442,59 @@ def test_kill_at_every_step_then_rerun_recovers(root, verb):
             assert cli(root, "detach", "--runtime", final).returncode == 0
         assert leftovers(root, pristine) == {}, step
     assert step > 5
+
+
+# --- several images in one call -------------------------------------------------------------
+
+
+def test_batch_attach_and_detach(root):
+    for name in ("a_1", "b_1", "c_1"):
+        make_directory_image(
+            root / "srv" / name,
+            busybox=False,
+            os_release="ID=x\n",
+            units={f"{name[0]}.service": service_unit()},
+        )
+    r = cli(root, "attach", "--runtime", "/srv/a_1", "/srv/b_1", "/srv/c_1")
+    assert r.returncode == 0, r.stderr
+    for name in ("a_1", "b_1", "c_1"):
+        assert cli(root, "is-attached", f"/srv/{name}").stdout == "attached-runtime\n"
+    r = cli(root, "detach", "--runtime", "/srv/a_1", "/srv/b_1", "/srv/c_1")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[-1] == "Removed /run/systemd/system.attached."
+    assert not (root / "run/systemd/system.attached").exists()
+
+
+def test_batch_is_all_or_nothing(root):
+    make_directory_image(
+        root / "srv/a_1", busybox=False, os_release="ID=x\n", units={"a.service": service_unit()}
+    )
+    make_directory_image(
+        root / "srv/b_1",
+        busybox=False,
+        os_release="VERSION_ID=1\n",
+        units={"b.service": service_unit()},
+    )  # no ID=: refused
+    before = tree(root)
+    r = cli(root, "attach", "--runtime", "/srv/a_1", "/srv/b_1")
+    assert r.returncode == 1 and "lacks the ID field" in r.stderr
+    assert tree(root) == before
+    # a unit name in two images of one batch
+    make_directory_image(
+        root / "srv/a_2", busybox=False, os_release="ID=x\n", units={"a.service": service_unit()}
+    )
+    r = cli(root, "attach", "--runtime", "/srv/a_1", "/srv/a_2")
+    assert r.returncode == 1 and "is in both" in r.stderr
+    assert tree(root) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/srv/a_1", "foo", "/srv/b_1"], "either one IMAGE with PREFIX arguments"),
+        (["/srv/a_1", "/srv/a_1"], "an image is given twice"),
+    ],
+)
+def test_batch_argument_errors(root, args, message):
+    r = cli(root, "attach", *args)
+    assert r.returncode == 1 and message in r.stderr and r.stderr.count("\n") == 1

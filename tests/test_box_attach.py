@@ -227,3 +227,38 @@ def test_kill_then_rerun_in_the_box(box, box_tmp, clean, verb):
             assert rerun.returncode == 0 or "Image not attached?" in rerun.stderr, rerun.stderr
         assert state(box, str(img)) == "detached", step
         assert box.run("ls -A /run/systemd/system.attached", check=False).returncode != 0, step
+
+
+def test_batch_of_images_reloads_once(box, box_tmp, clean):
+    imgs = [
+        make_directory_image(box_tmp / f"bat{i}_1", units={f"bat{i}.service": unit()})
+        for i in range(5)
+    ]
+
+    def reloads() -> int:
+        # UnitsLoadTimestampMonotonic changes on every reload of PID 1
+        return int(box.systemctl(["show", "-P", "UnitsLoadTimestampMonotonic"]).stdout)
+
+    before = reloads()
+    box.portable(["attach", "--runtime", "--now", "-q", *map(str, imgs)])
+    after_attach = reloads()
+    assert after_attach != before
+    for i, img in enumerate(imgs):
+        assert state(box, str(img)) == "running-runtime", i
+    journal_cursor = box.run(["journalctl", "-n", "0", "--show-cursor", "-q"]).stdout
+    r = box.portable(["detach", "--runtime", "--now", *map(str, imgs)])
+    assert r.stderr.count("Removed /run/systemd/system.attached.\n") == 1
+    reload_lines = box.run(
+        [
+            "journalctl",
+            "--no-pager",
+            "-q",
+            "--after-cursor",
+            journal_cursor.strip().removeprefix("-- cursor: "),
+            "-g",
+            "Reloading",
+        ],
+        check=False,
+    ).stdout
+    assert reload_lines.count("Reloading") == 1, reload_lines
+    assert box.portable(["list"]).stdout == "No images.\n"

@@ -11,7 +11,7 @@ import click
 from portable.cli import App
 from portable.cli.changes import print_activation, print_changes
 from portable.cli.inspect import matching_line, warn_if_ambiguous
-from portable.cli.options import no_pager, quiet
+from portable.cli.options import no_pager, quiet, split_images
 
 COPY_HELP = "How to place unit files and profiles: auto (default), copy, symlink or mixed."
 
@@ -126,26 +126,30 @@ def attach_command(
     Unit files are copied (or linked) into /etc/systemd/system.attached/ (/run/... with
     --runtime), each with a drop-in pointing it at the image and the security profile's
     drop-in. Without PREFIX, the prefix comes from the image name (foo_1.2 -> foo).
+
+    Several images given as paths (portable attach /srv/a /srv/b ...) are attached all or
+    nothing, with a single reload of the service manager.
     """
-    from portable.attach import attach
+    from portable.attach import attach_many
+    from portable.inspect import effective_prefixes
 
     if _special_values(app, profile, copy_mode):
         return
-    warn_if_ambiguous(app, image, quiet)
+    images, prefixes = split_images(image, prefixes)
+    for one in images:
+        warn_if_ambiguous(app, one, quiet)
     options = _options(profile, copy_mode, prefixes, extensions, **flags)
     manager = app.manager(required=True)
-    result = attach(image, options, host=app.host, registry=app.registry, manager=manager)
-    from portable.inspect import effective_prefixes
-
-    app.info(
-        matching_line(effective_prefixes(image, prefixes), explicit=bool(prefixes)), quiet=quiet
-    )
-    if result.already_attached:
-        app.info(f"Image '{result.image.path}' is already attached.", quiet=quiet)
-    elif result.completed_interrupted:
-        app.info(f"Completed an interrupted attach of '{result.image.path}'.", quiet=quiet)
-    print_changes(result.changes, quiet=quiet)
-    _finish(result, quiet)
+    batch = attach_many(images, options, host=app.host, registry=app.registry, manager=manager)
+    for one, result in zip(images, batch.results, strict=True):
+        explicit = bool(prefixes)
+        app.info(matching_line(effective_prefixes(one, prefixes), explicit=explicit), quiet=quiet)
+        if result.already_attached:
+            app.info(f"Image '{result.image.path}' is already attached.", quiet=quiet)
+        elif result.completed_interrupted:
+            app.info(f"Completed an interrupted attach of '{result.image.path}'.", quiet=quiet)
+        print_changes(result.changes, quiet=quiet)
+    _finish(batch, quiet)
 
 
 @click.command("reattach")

@@ -9,7 +9,7 @@ import click
 from portable.cli import App
 from portable.cli.changes import print_activation, print_changes
 from portable.cli.inspect import matching_line, warn_if_ambiguous
-from portable.cli.options import no_pager, quiet
+from portable.cli.options import no_pager, quiet, split_images
 
 
 @click.command("detach")
@@ -49,12 +49,15 @@ def detach_command(
 
     Units are found by the marker in their drop-in, so whatever attached them (this tool or
     systemd's portablectl) they are detached; the image itself need not exist any more.
-    PREFIX... limits which units --now stops and --enable disables.
+    PREFIX... limits which units --now stops and --enable disables. Several images given as
+    paths are detached all or nothing, with a single reload.
     """
-    from portable.detach import detach
+    from portable.detach import detach_many
     from portable.types import DetachOptions
 
-    warn_if_ambiguous(app, image, quiet)
+    images, prefixes = split_images(image, prefixes)
+    for one in images:
+        warn_if_ambiguous(app, one, quiet)
     options = DetachOptions(
         runtime=runtime,
         now=now,
@@ -64,16 +67,17 @@ def detach_command(
         extensions=extensions,
     )
     manager = app.manager(required=True)
-    result = detach(
-        image, options, host=app.host, registry=app.registry, manager=manager, prefixes=prefixes
+    result = detach_many(
+        images, options, host=app.host, registry=app.registry, manager=manager, prefixes=prefixes
     )
     if now or enable:  # only then does portablectl compute (and announce) the matches
         from portable.inspect import effective_prefixes
 
-        app.info(
-            matching_line(effective_prefixes(image, prefixes), explicit=bool(prefixes)),
-            quiet=quiet,
-        )
+        for one in images:
+            app.info(
+                matching_line(effective_prefixes(one, prefixes), explicit=bool(prefixes)),
+                quiet=quiet,
+            )
     ok = print_activation(result.activation, quiet=quiet)
     if result.reload_error:
         click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
