@@ -360,7 +360,9 @@ def attach(
 
     :raises PortableError: anything that stops the attach; nothing is left on disk then.
     """
-    (result,) = attach_many([arg], options, host=host, registry=registry, manager=manager, cwd=cwd)
+    batch = attach_many([arg], options, host=host, registry=registry, manager=manager, cwd=cwd)
+    (result,) = batch.results
+    result.reload_error, result.activation = batch.reload_error, batch.activation
     return result
 
 
