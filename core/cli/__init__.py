@@ -102,6 +102,16 @@ class App:
             self.warn(f"{exc}; showing what the files say")
             return None
 
+    def require_root(self, verb: str) -> None:
+        """Changing the real host needs root: say so before anything is touched."""
+        if self.host.is_real and os.geteuid() != 0:
+            from portable.errors import PortableError
+
+            raise PortableError(
+                f"'portable {verb}' changes the host's systemd configuration and must run as "
+                "root (or use --root DIR on a directory you own)"
+            )
+
     def warn(self, message: str) -> None:
         click.echo(f"portable: warning: {message}", err=True)
 

@@ -139,6 +139,7 @@ def attach_command(
     for one in images:
         warn_if_ambiguous(app, one, quiet)
     options = _options(profile, copy_mode, prefixes, extensions, **flags)
+    app.require_root("attach")
     manager = app.manager(required=True)
     batch = attach_many(images, options, host=app.host, registry=app.registry, manager=manager)
     for one, result in zip(images, batch.results, strict=True):
@@ -177,6 +178,7 @@ def reattach_command(
         return
     warn_if_ambiguous(app, image, quiet)
     options = _options(profile, copy_mode, prefixes, extensions, **flags)
+    app.require_root("reattach")
     manager = app.manager(required=True)
     result = reattach(image, options, host=app.host, registry=app.registry, manager=manager)
     from portable.inspect import effective_prefixes

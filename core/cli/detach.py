@@ -66,6 +66,7 @@ def detach_command(
         force=force,
         extensions=extensions,
     )
+    app.require_root("detach")
     manager = app.manager(required=True)
     result = detach_many(
         images, options, host=app.host, registry=app.registry, manager=manager, prefixes=prefixes
