@@ -27,7 +27,13 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from portable import hookspecs
-from portable.errors import PluginConflict, PluginError, UnknownImageFormat, UnknownProfile
+from portable.errors import (
+    PluginConflict,
+    PluginError,
+    PortableError,
+    UnknownImageFormat,
+    UnknownProfile,
+)
 from portable.types import ImageFormat, Profile
 
 __all__ = [
@@ -45,6 +51,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "portable.plugins.image_formats.directory",
     "portable.plugins.profiles.builtin",
     "portable.plugins.profiles.systemd_dirs",
+    "portable.plugins.profiles.toml_files",
 )
 
 ENV_NO_PLUGINS = "PORTABLE_SERVICES_NO_PLUGINS"
@@ -93,6 +100,7 @@ class Registry:
     plugins: list[PluginRecord] = field(default_factory=list)
     _formats: list[Registered[ImageFormat]] | None = None
     _profiles: dict[str, Registered[Profile]] | None = None
+    profile_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def hook(self) -> Any:
@@ -236,7 +244,11 @@ class Registry:
         return self._formats
 
     def profiles(self) -> dict[str, Registered[Profile]]:
-        """Every profile by name, resolved by priority; equal priorities are a conflict."""
+        """Every usable profile by name, resolved by priority; equal priorities conflict.
+
+        Profiles that ``extend`` another are resolved here into concrete drop-ins; one that
+        can't be (unknown base, a cycle) is left out and its reason kept for :meth:`profile`.
+        """
         if self._profiles is None:
             found = self._collect("portable_profiles", lambda h: h(root=self.root))
             candidates: dict[str, list[Registered[Profile]]] = {}
@@ -247,28 +259,78 @@ class Registry:
                         "portable_profiles, not a Profile"
                     )
                 candidates.setdefault(reg.spec.name, []).append(reg)
-            by_name: dict[str, Registered[Profile]] = {}
-            # Decided once everything is in: only a tie at the *highest* priority conflicts.
-            for name, regs in candidates.items():
-                top = max(r.spec.priority for r in regs)
-                best = [r for r in regs if r.spec.priority == top]
-                if len(best) > 1:
+            for regs in candidates.values():
+                regs.sort(key=lambda r: -r.spec.priority)
+                # Decided once everything is in: only a tie at the *highest* priority conflicts.
+                if len(regs) > 1 and regs[0].spec.priority == regs[1].spec.priority:
                     raise PluginConflict(
-                        f"profile {name!r} is provided by two plugins: "
-                        f"{_who(best[0])} and {_who(best[1])}"
+                        f"profile {regs[0].spec.name!r} is provided by two plugins: "
+                        f"{_who(regs[0])} and {_who(regs[1])}"
                     )
-                by_name[name] = best[0]
-            self._profiles = dict(sorted(by_name.items()))
+            self.profile_errors = {}
+            resolved: dict[str, Registered[Profile]] = {}
+            for name, regs in sorted(candidates.items()):
+                try:
+                    resolved[name] = self._resolve(regs[0], candidates, ())
+                except PortableError as exc:
+                    self.profile_errors[name] = str(exc)
+            self._profiles = resolved
         return self._profiles
+
+    def _resolve(
+        self,
+        reg: Registered[Profile],
+        candidates: dict[str, list[Registered[Profile]]],
+        seen: tuple[str, ...],
+    ) -> Registered[Profile]:
+        from dataclasses import replace
+
+        from portable.profile_files import resolve
+
+        spec = reg.spec
+        if spec.extends is None:
+            return reg
+        key = f"{spec.name}@{spec.priority}"
+        if key in seen:
+            raise PortableError(f"profile {spec.name!r} ({spec.origin}) extends itself in a loop")
+        if spec.extends == spec.name:  # the profile of that name this one overrides
+            lower = [r for r in candidates.get(spec.name, []) if r.spec.priority < spec.priority]
+            base_reg = lower[0] if lower else None
+        else:
+            regs = candidates.get(spec.extends, [])
+            base_reg = regs[0] if regs else None
+        if base_reg is None:
+            raise PortableError(
+                f"profile {spec.name!r} ({spec.origin}) extends unknown profile {spec.extends!r}"
+            )
+        base = self._resolve(base_reg, candidates, (*seen, key)).spec
+        return replace(reg, spec=resolve(spec, base))
+
+    def provided(self) -> dict[str, dict[str, list[str]]]:
+        """What each plugin provides: plugin name -> {"formats": [...], "profiles": [...]}."""
+        out: dict[str, dict[str, list[str]]] = {}
+        for reg in self.formats():
+            out.setdefault(reg.plugin, {}).setdefault("formats", []).append(reg.spec.name)
+        for reg in self._collect("portable_profiles", lambda h: h(root=self.root)):
+            names = out.setdefault(reg.plugin, {}).setdefault("profiles", [])
+            if reg.spec.name not in names:
+                names.append(reg.spec.name)
+        return out
 
     def failed_plugins(self) -> list[PluginRecord]:
         return [p for p in self.plugins if p.status == "failed"]
 
-    def profile(self, name: str) -> Registered[Profile]:
-        """Look a profile up by name; an unknown name lists the known ones."""
+    def profile(self, name: str, *, cwd: Path | None = None) -> Registered[Profile]:
+        """Look a profile up by name, or load it from a path (anything with a ``/``: a TOML
+        profile or a systemd drop-in, systemd issue #10235); an unknown name lists the known
+        ones."""
+        if "/" in name:
+            return self._profile_from_path(name, cwd)
         profiles = self.profiles()
         if name in profiles:
             return profiles[name]
+        if name in self.profile_errors:
+            raise UnknownProfile(f"profile {name!r} can't be used: {self.profile_errors[name]}")
         msg = f"unknown profile {name!r}; available profiles: {', '.join(profiles) or 'none'}"
         failed = self.failed_plugins()
         if failed:
@@ -276,6 +338,29 @@ class Registry:
                 f"{p.name} ({p.error})" for p in failed
             )
         raise UnknownProfile(msg)
+
+    def _profile_from_path(self, arg: str, cwd: Path | None) -> Registered[Profile]:
+        from portable.host import Host
+        from portable.profile_files import load_dropin_profile, load_toml_profile
+
+        host = Host(self.root)
+        # As image paths: relative to the current directory; with --root, inside the root.
+        inside = os.path.normpath(os.path.join(cwd or Path.cwd(), arg))
+        if not host.is_real and not arg.startswith("/"):
+            inside = host.unpath(Path(inside))
+        elif not host.is_real:
+            inside = os.path.normpath(arg)
+        local = host.path(inside)
+        if inside.endswith(".toml"):
+            spec = load_toml_profile(local, shown=inside, origin=inside)
+            if spec.extends is not None:
+                regs = {spec.extends: [self.profile(spec.extends)]}
+                spec = self._resolve(
+                    Registered(spec=spec, plugin="", distribution=""), regs, ()
+                ).spec
+        else:
+            spec = load_dropin_profile(local, shown=inside, host_path=inside)
+        return Registered(spec=spec, plugin="(file)", distribution="")
 
     def image_format(self, name: str) -> ImageFormat:
         for reg in self.formats():

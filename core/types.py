@@ -27,6 +27,7 @@ __all__ = [
     "ImageMetadata",
     "Profile",
     "ProfileDropin",
+    "ProfileEdit",
     "UnitFile",
     "validate_plugin_name",
     "validate_profile_name",
@@ -74,6 +75,19 @@ class ProfileDropin:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ProfileEdit:
+    """How a profile changes the drop-in of the profile it ``extends``, for one unit type.
+
+    :param remove: setting names dropped from the base (every occurrence).
+    :param set: settings replacing every occurrence of their key in the base (or added), in
+        order; a key may repeat (``BindReadOnlyPaths=`` twice).
+    """
+
+    remove: tuple[str, ...] = ()
+    set: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Profile:
     """A security profile: drop-in settings applied to each attached unit of a given type.
 
@@ -87,6 +101,9 @@ class Profile:
         plugin's profile as systemd users expect, and -10 (``/usr/lib``, where systemd ships its
         copies of the built-in four).
     :param origin: where it comes from, for listings (a file, a directory, "built-in").
+    :param extends: the name of a profile this one is based on; the registry resolves it into
+        ``dropins`` by applying ``edits`` (unit type -> :class:`ProfileEdit`). Extending one's
+        own name means the profile of that name it overrides (lower priority).
     """
 
     name: str
@@ -94,6 +111,8 @@ class Profile:
     dropins: Mapping[str, ProfileDropin]
     priority: int = 0
     origin: str = ""
+    extends: str | None = None
+    edits: Mapping[str, ProfileEdit] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_profile_name(self.name)
@@ -103,8 +122,12 @@ class Profile:
                     f"profile {self.name!r}: unknown unit type {unit_type!r}"
                     f" (expected one of {', '.join(UNIT_TYPES)})"
                 )
-        # Freeze the mapping too, so a registered profile can't change under the registry.
+        for unit_type in self.edits:
+            if unit_type not in UNIT_TYPES:
+                raise PluginError(f"profile {self.name!r}: unknown unit type {unit_type!r}")
+        # Freeze the mappings too, so a registered profile can't change under the registry.
         object.__setattr__(self, "dropins", MappingProxyType(dict(self.dropins)))
+        object.__setattr__(self, "edits", MappingProxyType(dict(self.edits)))
 
     def dropin_for(self, unit_type: str) -> ProfileDropin | None:
         return self.dropins.get(unit_type)

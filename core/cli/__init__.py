@@ -39,6 +39,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "read-only": ("portable.cli.unavailable", "read_only_command"),
     "remove": ("portable.cli.unavailable", "remove_command"),
     "set-limit": ("portable.cli.unavailable", "set_limit_command"),
+    "plugins": ("portable.cli.plugins", "plugins_command"),
+    "profiles": ("portable.cli.profiles", "profiles_command"),
+    "profile": ("portable.cli.profiles", "profile_group"),
 }
 
 # One line per verb for the group's help, so listing verbs imports nothing.
@@ -52,6 +55,9 @@ SUMMARIES = {
     "read-only": "Mark an image read-only or writable (not available yet).",
     "remove": "Remove images (not available yet).",
     "set-limit": "Set an image size limit (not available yet).",
+    "plugins": "List plugins: what they provide, their version and status.",
+    "profiles": "List security profiles and where each comes from.",
+    "profile": "Show a profile's settings, or export it as TOML.",
 }
 
 ENV_DEBUG = "PORTABLE_SERVICES_DEBUG"

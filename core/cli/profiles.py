@@ -1,0 +1,122 @@
+"""``portable profiles`` and ``portable profile show|export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from portable.cli import App
+from portable.cli.options import json_output
+
+
+def source_of(app: App, plugin: str, origin: str) -> str:
+    """Where a profile comes from, in words: built-in, a directory or file, a plugin."""
+    record = next((p for p in app.registry.plugins if p.name == plugin), None)
+    if plugin == "(file)":
+        return origin
+    if record is not None and record.builtin:
+        return "built-in" if origin in ("", "built-in") else origin
+    dist = record.distribution if record is not None else ""
+    return f"plugin {plugin}" + (f" ({dist})" if dist else "")
+
+
+def _exposure(profile: Any) -> str | None:
+    """The exposure score with this profile, once portable.security exists."""
+    import importlib
+
+    try:  # provided by the security module (issue 6) when present
+        profile_exposure = importlib.import_module("portable.security").profile_exposure
+    except (ImportError, AttributeError):
+        return None
+    score = profile_exposure(profile, root_image=False)
+    return f"{score.value:.1f} {score.verdict}"
+
+
+@click.command("profiles")
+@json_output
+@click.pass_obj
+def profiles_command(app: App, as_json: bool) -> None:
+    """List the security profiles attach can apply, and where each comes from.
+
+    Profiles come from the built-in plugins (default, nonetwork, strict, trusted), systemd's
+    profile directories (/etc/systemd/portable/profile/NAME/...), TOML files
+    (/etc/portable/profiles/NAME.toml) and third-party plugins.
+    """
+    rows: list[dict[str, Any]] = []
+    for name, reg in app.registry.profiles().items():
+        rows.append(
+            {
+                "name": name,
+                "source": source_of(app, reg.plugin, reg.spec.origin),
+                "plugin": reg.plugin,
+                "description": reg.spec.description,
+                "unit_types": sorted(reg.spec.dropins),
+                "exposure": _exposure(reg.spec),
+            }
+        )
+    broken = [{"name": n, "error": e} for n, e in sorted(app.registry.profile_errors.items())]
+    if as_json:
+        click.echo(json.dumps({"profiles": rows, "unusable": broken}, indent=2))
+        return
+    width = max([len(r["name"]) for r in rows] + [7])
+    has_score = any(r["exposure"] for r in rows)
+    head = f"{'PROFILE':<{width}} " + ("EXPOSURE   " if has_score else "") + "SOURCE"
+    click.echo(head)
+    for r in rows:
+        score = f"{(r['exposure'] or '-'):<10} " if has_score else ""
+        click.echo(f"{r['name']:<{width}} {score}{r['source']}")
+        click.echo(f"{'':<{width}}   {r['description']}")
+    for b in broken:
+        click.echo(
+            f"portable: warning: profile {b['name']!r} can't be used: {b['error']}", err=True
+        )
+
+
+@click.group("profile")
+def profile_group() -> None:
+    """Show or export one security profile (a name, or a path to a TOML or drop-in file)."""
+
+
+@profile_group.command("show")
+@click.argument("name")
+@click.pass_obj
+def show_command(app: App, name: str) -> None:
+    """Print the settings profile NAME applies, per unit type."""
+    reg = app.registry.profile(name)
+    spec = reg.spec
+    click.echo(f"Profile: {spec.name}")
+    click.echo(f"Source: {source_of(app, reg.plugin, spec.origin)}")
+    click.echo(f"Description: {spec.description}")
+    score = _exposure(spec)
+    if score:
+        click.echo(f"Exposure: {score}")
+    for unit_type, dropin in sorted(spec.dropins.items()):
+        where = f" ({dropin.path})" if dropin.path else ""
+        click.echo(f"\n-- Drop-in for .{unit_type} units{where} --")
+        click.echo(dropin.text, nl=not dropin.text.endswith("\n"))
+
+
+@profile_group.command("export")
+@click.argument("name")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+@click.pass_obj
+def export_command(app: App, name: str, output: Path | None) -> None:
+    """Write profile NAME as a TOML profile (every setting spelled out).
+
+    Put it in /etc/portable/profiles/NEW.toml and edit it to make your own profile.
+    """
+    from portable.profile_files import profile_to_toml
+
+    text = profile_to_toml(app.registry.profile(name).spec)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
