@@ -19,7 +19,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -411,6 +412,21 @@ def get_registry(
     if key not in _cache:
         _cache[key] = make_registry(root=root, load_entrypoints=load_entrypoints, disabled=disabled)
     return _cache[key]
+
+
+@contextmanager
+def seed_registry(registry: Registry) -> Iterator[None]:
+    """Make :func:`get_registry` return ``registry`` for its root, for a while (tests)."""
+    key = (str(registry.root), True, ())
+    saved = dict(_cache)
+    _cache.clear()
+    _cache[key] = registry
+    _cache[(str(registry.root), False, ())] = registry
+    try:
+        yield
+    finally:
+        _cache.clear()
+        _cache.update(saved)
 
 
 def reset_registry() -> None:

@@ -153,6 +153,11 @@ class ImageFormat:
     :param suffixes: file name suffixes stripped to form the image name (``(".raw",)``).
     :param name_lookup: may an image of this format be found by *name* in the search path?
         (``"foo"`` finds ``/var/lib/portables/foo`` for directories, ``foo.raw`` for raw files.)
+    :param unpack: for images the service manager can't use as they are (an archive):
+        ``unpack(image, destination)`` fills the empty directory ``destination`` with the
+        image's tree. attach then unpacks the image into a cache directory
+        (``/var/cache/portable-services/unpacked/...``) and points ``RootDirectory=`` there;
+        detach removes it. Requires ``root_setting="RootDirectory"``.
     """
 
     name: str
@@ -164,6 +169,7 @@ class ImageFormat:
     suffixes: tuple[str, ...] = ()
     name_lookup: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
+    unpack: Callable[[Path, Path], None] | None = None
 
     def __post_init__(self) -> None:
         validate_plugin_name("image format", self.name)
@@ -171,6 +177,8 @@ class ImageFormat:
             raise PluginError(
                 f"image format {self.name!r}: root_setting must be RootDirectory or RootImage"
             )
+        if self.unpack is not None and self.root_setting != "RootDirectory":
+            raise PluginError(f"image format {self.name!r}: unpack needs RootDirectory")
 
     def image_name(self, filename: str) -> str:
         """The image's name (list NAME column): the file name minus this format's suffix."""
