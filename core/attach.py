@@ -280,7 +280,11 @@ def _check_host(plan: AttachPlan, host: Host, manager: Manager | None) -> str:
 def _run_pre_hooks(plan: AttachPlan, registry: Registry) -> None:
     try:
         results = registry.hook.portable_pre_attach(
-            image=plan.image, units=list(plan.units), profile=plan.profile, options=plan.options
+            image=plan.image,
+            units=list(plan.units),
+            profile=plan.profile,
+            options=plan.options,
+            metadata=plan.metadata,
         )
     except AttachRefused:
         raise
@@ -437,6 +441,7 @@ def _run_post_hooks(plan: AttachPlan, registry: Registry, changes: list[Change])
             profile=plan.profile,
             options=plan.options,
             changes=list(changes),
+            metadata=plan.metadata,
         )
     except PortableError:
         raise

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         ExtraSetting,
         Image,
         ImageFormat,
+        ImageMetadata,
         Profile,
         UnitFile,
     )
@@ -111,6 +112,7 @@ def portable_pre_attach(
     units: Sequence[UnitFile],
     profile: Profile,
     options: AttachOptions,
+    metadata: ImageMetadata,
 ) -> Iterable[ExtraSetting] | None:
     """Called before ``attach`` (and the attach half of ``reattach``) writes anything.
 
@@ -121,6 +123,8 @@ def portable_pre_attach(
     :param units: the unit files that will be attached (sorted by name).
     :param profile: the security profile that will be applied.
     :param options: the attach options the user gave.
+    :param metadata: what was read from the image: ``metadata.os_release_fields`` (a dict of
+        its os-release), ``metadata.os_release`` (the bytes), the matched prefixes.
     :returns: ``None``, or settings to add to the units' ``20-portable.conf``
         (:class:`portable.ExtraSetting`). The results of all plugins are collected, in hook call
         order.
@@ -138,6 +142,7 @@ def portable_post_attach(
     profile: Profile,
     options: AttachOptions,
     changes: Sequence[Change],
+    metadata: ImageMetadata,
 ) -> None:
     """Called after ``attach`` wrote every file (and before the service manager is reloaded).
 
@@ -146,6 +151,7 @@ def portable_post_attach(
     :param profile: the security profile applied.
     :param options: the attach options the user gave.
     :param changes: the changes made on disk, in order.
+    :param metadata: what was read from the image (os-release, prefixes).
     :returns: nothing; return values are ignored. An exception rolls the attach back (the
         files written are removed) and is reported as a plugin error.
     """

@@ -156,8 +156,18 @@ def _help_command(ctx: click.Context) -> None:
     click.echo(ctx.parent.get_help())
 
 
-def _version_text() -> str:
-    return f"portable-services {__version__}"
+def _print_version(ctx: click.Context, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"portable-services {__version__}")
+    from portable.registry import get_registry
+
+    for rec in get_registry().plugins:
+        if not rec.builtin:
+            where = " ".join(x for x in (rec.distribution, rec.version) if x)
+            status = "" if rec.status == "active" else f" [{rec.status}]"
+            click.echo(f"  plugin {rec.name}{f' ({where})' if where else ''}{status}")
+    ctx.exit()
 
 
 @click.group(
@@ -187,7 +197,14 @@ def _version_text() -> str:
 )
 @click.option("-H", "--host", "remote_host", metavar="[USER@]HOST", hidden=True)
 @click.option("-M", "--machine", metavar="CONTAINER", hidden=True)
-@click.version_option(__version__, "--version", message="portable-services %(version)s")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, param, value: _print_version(ctx, value),
+    help="Show the version, and the third-party plugins' versions, and exit.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
