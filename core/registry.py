@@ -348,7 +348,12 @@ class Registry:
         # As image paths: relative to the current directory; with --root, inside the root.
         inside = os.path.normpath(os.path.join(cwd or Path.cwd(), arg))
         if not host.is_real and not arg.startswith("/"):
-            inside = host.unpath(Path(inside))
+            try:
+                inside = host.unpath(Path(inside))
+            except ValueError:
+                raise UnknownProfile(
+                    f"profile path '{arg}' is outside the --root directory"
+                ) from None
         elif not host.is_real:
             inside = os.path.normpath(arg)
         local = host.path(inside)

@@ -199,7 +199,8 @@ def test_attach_with_other_settings_is_refused(root, registry):
     ("kw", "setup", "message"),
     [
         ({"profile": "nope"}, None, "unknown profile 'nope'; available profiles: default"),
-        ({"profile": "../x"}, None, "unknown profile"),
+        ({"profile": "../x"}, None, "profile path '../x' is outside the --root directory"),
+        ({"profile": "/x/y.toml"}, None, "profile file /x/y.toml: No such file or directory"),
         ({"copy_mode": "bogus"}, None, "Failed to parse --copy= argument: bogus"),
         ({"prefixes": ("-",)}, None, "Refusing all unit file match."),
         ({"prefixes": ("nothing",)}, None, "Couldn't find any matching unit files"),
