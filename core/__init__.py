@@ -27,6 +27,7 @@ _EXPORTS = {
     "ImageMetadata": "portable.types",
     "Profile": "portable.types",
     "ProfileDropin": "portable.types",
+    "ProfileEdit": "portable.types",
     "UnitFile": "portable.types",
     "PortableError": "portable.errors",
     "PluginError": "portable.errors",
@@ -61,6 +62,7 @@ __all__ = [
     "PortableError",
     "Profile",
     "ProfileDropin",
+    "ProfileEdit",
     "UnitFile",
     "UnknownImageFormat",
     "UnknownProfile",
@@ -99,6 +101,7 @@ if TYPE_CHECKING:
         ImageMetadata,
         Profile,
         ProfileDropin,
+        ProfileEdit,
         UnitFile,
     )
 

@@ -158,8 +158,14 @@ def _profile_planned(
 
 def _plan_files(plan: AttachPlan, host: Host) -> None:
     image, opts = plan.image, plan.options
-    is_dir_image = image.format.root_setting == "RootDirectory"
+    # Units can be linked only into a directory image; raw and archive images get copies.
+    is_dir_image = image.format.root_setting == "RootDirectory" and image.format.unpack is None
     os_rel = host.os_release_path()
+    root_path = None
+    if image.format.unpack is not None:
+        from portable.unpacked import unpacked_path
+
+        root_path = unpacked_path(image.path, runtime=opts.runtime)
     plan.files = {}
     for unit in plan.units:
         d = plan.where / f"{unit.name}.d"
@@ -167,7 +173,9 @@ def _plan_files(plan: AttachPlan, host: Host) -> None:
             Planned(
                 local=d / MARKER_FILE,
                 kind="write",
-                data=render_portable_dropin(image, unit, host_os_release=os_rel, extra=plan.extra),
+                data=render_portable_dropin(
+                    image, unit, host_os_release=os_rel, extra=plan.extra, root_path=root_path
+                ),
             )
         ]
         profile = _profile_planned(host, plan.profile, unit, d / PROFILE_FILE, opts.copy_mode)
@@ -328,6 +336,10 @@ def _copy_image(tx: Transaction, plan: AttachPlan) -> None:
 def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) -> None:
     """Phase 2: write every planned file that is not in place yet, in systemd's order."""
     force = plan.options.force or replace_all
+    if plan.image.format.unpack is not None:
+        from portable.unpacked import ensure_unpacked
+
+        ensure_unpacked(tx, tx.host, plan.image, runtime=plan.options.runtime)
     tx.mkdir(plan.where)
     for unit, files in plan.files.items():
         d = plan.where / f"{unit}.d"

@@ -63,8 +63,11 @@ def sweep(host: Host, *, runtime: bool) -> None:
     """Roll back what a killed run left (see :func:`portable.transaction.recover`), then drop
     empty drop-in directories of units that no longer exist and an empty attached directory
     (never a directory with anything in it)."""
+    from portable.unpacked import UNPACK_DIR
+
     where = host.path(ATTACHED_DIR[runtime])
     recover(host.path(PORTABLES_DIR[runtime]))
+    recover(host.path(UNPACK_DIR[runtime]))
     recover(where)
     try:
         entries = os.listdir(where)
@@ -132,6 +135,9 @@ def remove_units(
         tx.rmdir(where / f"{unit.name}.d")
     unit_changes = tx.changes[start:]
     del tx.changes[start:]
+    _remove_unpacked(tx, host, units, tokens, runtime=runtime)
+    link_changes += tx.changes[start:]
+    del tx.changes[start:]
     tx.rmdir(where)
     tail = tx.changes[start:]
     del tx.changes[start:]
@@ -151,6 +157,31 @@ def run_pre_detach(
         raise PluginError(
             f"a portable_pre_detach hook failed: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _remove_unpacked(
+    tx: Transaction,
+    host: Host,
+    removed: Sequence[AttachedUnit],
+    tokens: Sequence[str],
+    *,
+    runtime: bool,
+) -> None:
+    """Remove archive images' unpacked trees that no attached unit refers to any more."""
+    from portable.unpacked import unpacked_path
+
+    gone = {(u.name, u.runtime) for u in removed}
+    still = {
+        t
+        for rt in (False, True)
+        for u in attached_units(host, rt)
+        if (u.name, u.runtime) not in gone
+        for t in u.marker
+    }
+    for token in tokens:
+        local = host.path(unpacked_path(token, runtime=runtime))
+        if token not in still and local.is_dir() and not local.is_symlink():
+            tx.remove(local)
 
 
 def detach(

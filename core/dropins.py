@@ -26,14 +26,19 @@ def render_portable_dropin(
     host_os_release: str,
     extensions: Sequence[str] = (),
     extra: Sequence[ExtraSetting] = (),
+    root_path: str | None = None,
 ) -> bytes:
-    """The content of ``<unit>.d/20-portable.conf`` for ``unit`` attached from ``image``."""
+    """The content of ``<unit>.d/20-portable.conf`` for ``unit`` attached from ``image``.
+
+    ``root_path`` is what ``RootDirectory=``/``RootImage=`` point at when that is not the image
+    itself (an archive format's unpacked tree).
+    """
     lines = [format_marker(image.path, extensions)]
     if unit.type == "service":
         lines += [
             "",
             "[Service]",
-            f"{image.format.root_setting}={image.path}",
+            f"{image.format.root_setting}={root_path or image.path}",
             f"Environment=PORTABLE={image.filename}",
             f"BindReadOnlyPaths={host_os_release}:/run/host/os-release",
             f"LogExtraFields=PORTABLE={image.filename}",

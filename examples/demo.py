@@ -23,8 +23,7 @@ def main() -> int:
     with Box() as box:
         print(f"# Booted a throwaway systemd in {box.boot_seconds:.1f}s (container {box.name}).")
         images = box.mkdtemp(prefix="demo-")
-        image = make_directory_image(images / "hello_1.0", template=HERE / "hello",
-                                     os_release=None)
+        image = make_directory_image(images / "hello_1.0", template=HERE / "hello", os_release=None)
         portable = [str(box.python_executable), "-m", "portable"]
 
         def show(title: str, cmd: list[str] | str, *, check: bool = True) -> str:
@@ -39,28 +38,60 @@ def main() -> int:
                 print(out)
             return result.stdout
 
-        show("The image: an OS tree with a busybox payload and three units",
-             [*portable, "inspect", str(image)])
-        show("Attach it with the strict profile and start it",
-             [*portable, "attach", "--profile=strict", "--runtime", "--now", str(image)])
+        show(
+            "The image: an OS tree with a busybox payload and three units",
+            [*portable, "inspect", str(image)],
+        )
+        show(
+            "Attach it with the strict profile and start it",
+            [*portable, "attach", "--profile=strict", "--runtime", "--now", str(image)],
+        )
         show("It is attached and running", [*portable, "list"])
-        show("The unit systemd runs: the image's unit plus our two drop-ins",
-             ["systemctl", "cat", "--no-pager", "hello.service"])
-        show("Sandboxed: a dynamic user, no capabilities, a private network",
-             ["systemctl", "show", "hello.service", "-p", "ActiveState", "-p", "MainPID",
-              "-p", "DynamicUser", "-p", "PrivateNetwork", "-p", "CapabilityBoundingSet",
-              "-p", "RootDirectory"])
+        show(
+            "The unit systemd runs: the image's unit plus our two drop-ins",
+            ["systemctl", "cat", "--no-pager", "hello.service"],
+        )
+        show(
+            "Sandboxed: a dynamic user, no capabilities, a private network",
+            [
+                "systemctl",
+                "show",
+                "hello.service",
+                "-p",
+                "ActiveState",
+                "-p",
+                "MainPID",
+                "-p",
+                "DynamicUser",
+                "-p",
+                "PrivateNetwork",
+                "-p",
+                "CapabilityBoundingSet",
+                "-p",
+                "RootDirectory",
+            ],
+        )
         time.sleep(0.5)  # let the service print its first lines
-        show("What the service itself says (journal)",
-             ["journalctl", "--no-pager", "-o", "cat", "-u", "hello.service"])
+        show(
+            "What the service itself says (journal)",
+            ["journalctl", "--no-pager", "-o", "cat", "-u", "hello.service"],
+        )
         pid = box.run(["systemctl", "show", "-P", "MainPID", "hello.service"]).stdout.strip()
-        show("Its network namespace holds only the loopback device",
-             ["nsenter", "-t", pid, "-n", "ip", "-br", "link"])
-        show("Detach it again (stopping it first)",
-             [*portable, "detach", "--runtime", "--now", str(image)])
+        show(
+            "Its network namespace holds only the loopback device",
+            ["nsenter", "-t", pid, "-n", "ip", "-br", "link"],
+        )
+        show(
+            "Detach it again (stopping it first)",
+            [*portable, "detach", "--runtime", "--now", str(image)],
+        )
         show("Nothing is left", [*portable, "list"])
-        show("", "ls -A /run/systemd/system.attached /run/portables 2>&1; "
-             "systemctl is-active hello.service", check=False)
+        show(
+            "",
+            "ls -A /run/systemd/system.attached /run/portables 2>&1; "
+            "systemctl is-active hello.service",
+            check=False,
+        )
     print("\n# The box is powered off; it left nothing on this machine.")
     return 0
 
