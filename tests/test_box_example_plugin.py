@@ -72,6 +72,7 @@ def test_installed_plugin_end_to_end(box: Box, venv: Path, box_tmp: Path) -> Non
     image = make_tar(box_tmp / "app_1.tar", vendor=True)
     r = box.run([portable, "attach", "--profile=example-locked", "--runtime", "--now", str(image)])
     assert "Copied " + str(image) + " → /run/portable-services/unpacked/app_1.tar-" in r.stderr
+    assert "(Plugins taking part: example (portable-example-plugin 0.1.0).)" in r.stderr
     assert box.run([portable, "is-attached", str(image)]).stdout == "running-runtime\n"
     show = box.systemctl(
         [

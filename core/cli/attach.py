@@ -100,6 +100,26 @@ def _special_values(app: App, profile: str, copy_mode: str) -> bool:
     return False
 
 
+def plugins_taking_part(app: App, images: list[Any], profile: str) -> list[str]:
+    """Third-party plugins in this attach: lifecycle hooks, the profile, the image formats."""
+    registry = app.registry
+    involved = {
+        rec.name
+        for rec in registry.plugins
+        if rec.status == "active"
+        and {"portable_pre_attach", "portable_post_attach"} & set(rec.hooks)
+    }
+    if profile != "help":
+        involved.add(registry.profile(profile).plugin)
+    formats = {r.spec.name: r.plugin for r in registry.formats()}
+    involved |= {formats.get(image.format.name, "") for image in images}
+    return [
+        f"{rec.name} ({' '.join(x for x in (rec.distribution, rec.version) if x)})"
+        for rec in registry.plugins
+        if rec.name in involved and not rec.builtin
+    ]
+
+
 def _finish(result: Any, quiet: bool) -> None:
     """Reload failure (a warning, as portablectl), enable/start results, the exit status."""
     if result.reload_error:
@@ -150,6 +170,10 @@ def attach_command(
         elif result.completed_interrupted:
             app.info(f"Completed an interrupted attach of '{result.image.path}'.", quiet=quiet)
         print_changes(result.changes, quiet=quiet)
+    # Plugins run as root: say which took part, so an admin can see what touched the host.
+    taking_part = plugins_taking_part(app, [r.image for r in batch.results], profile)
+    if taking_part:
+        app.info(f"(Plugins taking part: {', '.join(taking_part)}.)", quiet=quiet)
     _finish(batch, quiet)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tarfile
 
 import portable_example_plugin as plugin
+
 from portable.testing.images import make_directory_image, service_unit
 
 VENDOR = 'ID=ex\nVENDOR_NAME="Example Corp"\n'
