@@ -74,9 +74,12 @@ def detect_format(registry: Registry, path: Path, shown: str) -> ImageFormat:
             + ", ".join(f.name for f in claims)
         )
     known = ", ".join(f"{r.spec.name} ({r.spec.description})" for r in registry.formats())
+    failed = "".join(
+        f"; plugin {p.name!r} failed to load: {p.error}" for p in registry.failed_plugins()
+    )
     raise UnknownImageFormat(
         f"image '{shown}' is {describe_file(path)}, not a recognised image; "
-        f"supported formats: {known or 'none'}"
+        f"supported formats: {known or 'none'}{failed}"
     )
 
 

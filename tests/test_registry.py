@@ -222,3 +222,18 @@ def test_public_api_importable():
         assert getattr(portable, name) is not None
     with pytest.raises(AttributeError):
         portable.nope  # noqa: B018
+
+
+def test_unknown_image_names_failed_plugins(tmp_path, fake_dist):
+    from portable.errors import UnknownImageFormat
+    from portable.host import Host
+    from portable.images import resolve_image
+
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv/app.tar").write_bytes(b"x" * 600)
+    reg = make_registry(root=tmp_path)
+    with pytest.raises(UnknownImageFormat) as info:
+        resolve_image("/srv/app.tar", host=Host(tmp_path), registry=reg)
+    msg = str(info.value)
+    assert "a regular file of 600 bytes, not a recognised image" in msg
+    assert "plugin 'broken' failed to load: RuntimeError: boom at import" in msg
