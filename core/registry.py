@@ -53,6 +53,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "portable.plugins.profiles.builtin",
     "portable.plugins.profiles.systemd_dirs",
     "portable.plugins.profiles.toml_files",
+    "portable.plugins.image_formats.squashfs",
+    "portable.plugins.image_formats.filesystem",
+    "portable.plugins.image_formats.gpt",
 )
 
 ENV_NO_PLUGINS = "PORTABLE_SERVICES_NO_PLUGINS"

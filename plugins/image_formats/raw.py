@@ -1,0 +1,78 @@
+"""What the built-in raw image formats share: opening a file system image read-only.
+
+Not a plugin itself; :mod:`.squashfs`, :mod:`.filesystem` and :mod:`.gpt` build on it (and so
+can third-party formats). An image is opened by attaching a read-only loop device and mounting
+its file system read-only, nosuid, nodev, noexec, detached from every mount namespace (see
+:mod:`portable.loopdev`); both are released when the ``with`` block ends, whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from portable.errors import BadImage
+from portable.loopdev import MountError, mount_image
+
+from .probe import filesystem_at, filesystem_size, open_image_file
+
+__all__ = ["check_size", "describe_filesystem", "mounted", "open_filesystem"]
+
+
+def check_size(fd: int, fstype: str, *, image: str, offset: int = 0, available: int) -> None:
+    """Refuse a file system that claims more bytes than there are (a truncated image)."""
+    needed = filesystem_size(fd, fstype, offset)
+    if needed is not None and needed > available:
+        raise BadImage(
+            f"Image '{image}' is truncated: its {fstype} file system needs {needed} bytes, "
+            f"only {available} are there"
+        )
+
+
+def _open_checked(path: Path) -> tuple[int, int]:
+    fd = open_image_file(path)
+    if fd is None:
+        raise BadImage(f"Image '{path}' is not a regular file")
+    return fd, os.fstat(fd).st_size
+
+
+@contextmanager
+def open_filesystem(path: Path, fstype: str) -> Iterator[Path]:
+    """Mount the bare ``fstype`` file system image ``path``; yield its root."""
+    fd, size = _open_checked(path)
+    try:
+        if filesystem_at(fd) != fstype:
+            raise BadImage(f"Image '{path}' no longer holds a {fstype} file system")
+        check_size(fd, fstype, image=str(path), available=size)
+    finally:
+        os.close(fd)
+    with mounted(path, [("", fstype, 0, 0)]) as root:
+        yield root
+
+
+@contextmanager
+def mounted(path: Path, parts: list[tuple[str, str, int, int]]) -> Iterator[Path]:
+    """:func:`portable.loopdev.mount_image`, with mount failures naming the image."""
+    try:
+        with mount_image(path, parts) as root:
+            yield root
+    except MountError as exc:
+        raise BadImage(f"Image '{path}': {exc}") from None
+
+
+def describe_filesystem(path: Path) -> dict[str, Any]:
+    """Facts for ``inspect --json``: the file system and its size."""
+    fd = open_image_file(path)
+    if fd is None:
+        return {}
+    try:
+        fstype = filesystem_at(fd)
+        info: dict[str, Any] = {"filesystem": fstype}
+        if fstype is not None:
+            info["filesystem_size"] = filesystem_size(fd, fstype)
+        return info
+    finally:
+        os.close(fd)
