@@ -1865,13 +1865,13 @@ def profile_exposure(
     return score_unit(UnitSource(name="portable.service", text=BARE_UNIT, dropins=tuple(dropins)))
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str | os.PathLike[str]) -> str:
     with open(path, "rb") as f:
         return f.read(4 * 1024 * 1024).decode("utf-8", "surrogateescape")
 
 
 def host_dropins(
-    local: Callable[[str], str],
+    local: Callable[[str], str | os.PathLike[str]],
     unit: str,
     search_path: Sequence[str],
     *,
@@ -1904,3 +1904,135 @@ def host_dropins(
                 except OSError:
                     continue
     return merge_dropins(found)
+
+
+# --- scoring what is (or would be) on a host ---------------------------------------------------
+
+SCORED_TYPES = ("service",)
+"""Unit types that get a score (systemd-analyze security grades services only)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UnitExposure:
+    """The score of one unit as found on a host or as an attach would write it.
+
+    :param how: ``"attached"`` (its files on the host), ``"attach"`` (what attaching the image
+        would write), ``"unit"`` (a unit on the host or a unit file).
+    :param profile: the profile scored with (``None``: whatever the files say).
+    :param files: the unit file and the drop-ins applied, in order (host paths).
+    """
+
+    unit: str
+    how: str
+    profile: str | None
+    score: Score
+    files: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.score.to_json(),
+            "how": self.how,
+            "profile": self.profile,
+            "files": list(self.files),
+        }
+
+
+def would_attach_exposure(
+    image: Any,
+    units: Sequence[Any],
+    profile: Any,
+    *,
+    host: Any = None,
+    runtime: bool = False,
+    extra: Sequence[Any] = (),
+) -> list[UnitExposure]:
+    """The scores the services of ``image`` would get if attached with ``profile``: each unit
+    file with the ``10-profile.conf`` and ``20-portable.conf`` attach writes, plus the drop-ins
+    already on the host for that unit name (``host=None``: none).
+
+    :param image: a :class:`portable.types.Image`; :param units: its
+        :class:`portable.types.UnitFile`\\ s (other types than services are skipped);
+    :param profile: a :class:`portable.types.Profile`; :param extra: the
+        :class:`portable.types.ExtraSetting`\\ s hooks add to ``20-portable.conf``.
+    """
+    from portable.dropins import MARKER_FILE, PROFILE_FILE, render_portable_dropin
+    from portable.host import ATTACHED_DIR, UNIT_SEARCH_PATH, Host
+
+    the_host = host if host is not None else Host()
+    where = ATTACHED_DIR[runtime]
+    out = []
+    for unit in units:
+        if unit.type not in SCORED_TYPES:
+            continue
+        overlay: dict[str, str] = {}
+        dropin = profile.dropin_for(unit.type) if profile is not None else None
+        if dropin is not None:
+            overlay[PROFILE_FILE] = dropin.text
+        overlay[MARKER_FILE] = render_portable_dropin(
+            image, unit, host_os_release=the_host.os_release_path(), extra=extra
+        ).decode("utf-8", "surrogateescape")
+        replace = {f"{where}/{unit.name}.d": overlay}
+        if host is None:
+            dropins = [(f"{where}/{unit.name}.d/{n}", t) for n, t in sorted(overlay.items())]
+        else:
+            dropins = host_dropins(the_host.path, unit.name, UNIT_SEARCH_PATH, replace=replace)
+        text = unit.data.decode("utf-8", "surrogateescape")
+        score = score_unit(UnitSource(name=unit.name, text=text, dropins=tuple(dropins)))
+        out.append(
+            UnitExposure(
+                unit=unit.name,
+                how="attach",
+                profile=getattr(profile, "name", None),
+                score=score,
+                files=(f"{image.path.rstrip('/')}{unit.source}", *(p for p, _ in dropins)),
+            )
+        )
+    return out
+
+
+def host_unit_exposure(
+    unit: str,
+    *,
+    host: Any,
+    profile: Any = None,
+    fragment: str | None = None,
+) -> UnitExposure:
+    """The score of a unit on the host: its unit file (the first in the unit search path, or
+    ``fragment``) and every drop-in systemd would apply. With ``profile``, the unit's
+    ``10-profile.conf`` (if attached) is replaced by that profile's drop-in, or added.
+
+    :raises portable.errors.PortableError: no such unit.
+    """
+    from portable.dropins import PROFILE_FILE
+    from portable.errors import PortableError
+    from portable.host import ATTACHED_DIR, UNIT_SEARCH_PATH
+
+    if fragment is None:
+        for directory in UNIT_SEARCH_PATH:
+            if os.path.isfile(host.path(f"{directory}/{unit}")):
+                fragment = f"{directory}/{unit}"
+                break
+        else:
+            raise PortableError(f"Unit {unit} not found on the host.")
+    try:
+        text = _read_text(host.path(fragment))
+    except OSError as exc:
+        raise PortableError(f"Cannot read unit file {fragment}: {exc.strerror}") from None
+    directory = fragment.rsplit("/", 1)[0] or "/"
+    search = list(UNIT_SEARCH_PATH)
+    if directory not in search:
+        search.insert(0, directory)
+    replace: dict[str, dict[str, str]] = {}
+    if profile is not None:
+        dropin = profile.dropin_for(unit.rsplit(".", 1)[-1])
+        if dropin is not None:
+            replace[f"{directory}/{unit}.d"] = {PROFILE_FILE: dropin.text}
+    dropins = host_dropins(host.path, unit, search, replace=replace)
+    score = score_unit(UnitSource(name=unit, text=text, dropins=tuple(dropins)))
+    return UnitExposure(
+        unit=unit,
+        how="attached" if directory in ATTACHED_DIR.values() else "unit",
+        profile=getattr(profile, "name", None),
+        score=score,
+        files=(fragment, *(p for p, _ in dropins)),
+    )
