@@ -28,9 +28,14 @@ from portable.dropins import MARKER_FILE, PROFILE_FILE, render_portable_dropin
 from portable.errors import AttachRefused, BadImage, PluginError, PortableError
 from portable.host import ATTACHED_DIR, PORTABLES_DIR, UNIT_SEARCH_PATH, Host
 from portable.images import resolve_image
-from portable.inspect import effective_prefixes, read_metadata
+from portable.inspect import (
+    Inspection,
+    check_extension_compatible,
+    effective_prefixes,
+    read_image_and_extensions,
+    resolve_extensions,
+)
 from portable.names import format_marker
-from portable.osrelease import split_prefixes
 from portable.registry import Registry
 from portable.state import read_marker_line
 from portable.transaction import Transaction, host_lock
@@ -98,8 +103,19 @@ class AttachPlan:
     options: AttachOptions
     where: Path  # local path of the attached directory
     files: dict[str, list[Planned]]  # unit name -> its files, in systemd's order
-    image_link: Planned | None
+    image_links: list[Planned] = field(default_factory=list)  # extensions first, then root
     extra: list[ExtraSetting] = field(default_factory=list)
+    extensions: list[Image] = field(default_factory=list)
+    inspection: Inspection | None = None
+
+    def origin(self, unit: str) -> Image:
+        """The image (root or an extension) a unit comes from."""
+        if self.inspection is None:
+            return self.image
+        return self.inspection.origin.get(unit, self.image)
+
+    def marker(self) -> str:
+        return format_marker(self.image.path, [e.path for e in self.extensions])
 
     @property
     def units(self) -> tuple[UnitFile, ...]:
@@ -128,14 +144,16 @@ class AttachBatch:
     activation: Activation | None = None
 
 
-def _check_prefixes(meta: ImageMetadata, prefixes: Sequence[str]) -> None:
-    valid = sorted(set(split_prefixes(meta.os_release_fields.get("PORTABLE_PREFIXES", ""))))
+def _check_prefixes(found: Inspection, prefixes: Sequence[str]) -> None:
+    """Every match must be one of the root's and extensions' ``PORTABLE_PREFIXES`` (spec 2.5)."""
+    valid = found.valid_prefixes()
     if valid and any(p not in valid for p in prefixes):
+        exts = ", ".join(e.image.path for e in found.extensions)
+        where = f"' or any of its extensions '{exts}" if exts else ""
         raise BadImage(
             "Selected matches '" + "', '".join(prefixes) + "' are not compatible with portable "
-            f"service image '{meta.image.path}', refusing. (Acceptable prefix matches are: "
-            + ", ".join(valid)
-            + ")"
+            f"service image '{found.image.path}{where}', refusing. (Acceptable prefix matches "
+            "are: " + ", ".join(valid) + ")"
         )
 
 
@@ -169,25 +187,39 @@ def _plan_files(plan: AttachPlan, host: Host) -> None:
     plan.files = {}
     for unit in plan.units:
         d = plan.where / f"{unit.name}.d"
+        origin = plan.origin(unit.name)
+        # A unit from an extension is linked into (or copied from) that extension.
+        from_dir = (
+            is_dir_image
+            if origin is image
+            else origin.format.root_setting == "RootDirectory" and origin.format.unpack is None
+        )
         files = [
             Planned(
                 local=d / MARKER_FILE,
                 kind="write",
                 data=render_portable_dropin(
-                    image, unit, host_os_release=os_rel, extra=plan.extra, root_path=root_path
+                    image,
+                    unit,
+                    host_os_release=os_rel,
+                    extra=plan.extra,
+                    root_path=root_path,
+                    extension_images=plan.extensions,
+                    origin=None if origin is image else origin,
+                    relax_extension_check=opts.force,
                 ),
             )
         ]
         profile = _profile_planned(host, plan.profile, unit, d / PROFILE_FILE, opts.copy_mode)
         if profile is not None:
             files.append(profile)
-        if opts.copy_mode == "symlink" and is_dir_image:
+        if opts.copy_mode == "symlink" and from_dir:
             # The confined resolution of the unit inside the image: never a path on the host.
             files.append(
                 Planned(
                     local=plan.where / unit.name,
                     kind="symlink",
-                    target=image.path.rstrip("/") + unit.resolved,
+                    target=origin.path.rstrip("/") + unit.resolved,
                 )
             )
         else:
@@ -196,12 +228,16 @@ def _plan_files(plan: AttachPlan, host: Host) -> None:
                     local=plan.where / unit.name,
                     kind="copy",
                     data=unit.data,
-                    source=image.path.rstrip("/") + unit.source if is_dir_image else "",
+                    source=origin.path.rstrip("/") + unit.source if from_dir else "",
                 )
             )
         plan.files[unit.name] = files
-    link = host.path(PORTABLES_DIR[opts.runtime]) / image.filename
-    plan.image_link = Planned(local=link, kind="symlink", target=image.path)
+    portables = host.path(PORTABLES_DIR[opts.runtime])
+    # As systemd: the extensions' links first, then the root image's (spec 3.9).
+    plan.image_links = [
+        Planned(local=portables / img.filename, kind="symlink", target=img.path, source=img.path)
+        for img in [*plan.extensions, image]
+    ]
 
 
 def prepare(
@@ -217,15 +253,30 @@ def prepare(
         raise PortableError("Refusing all unit file match.")
     if options.copy_mode not in COPY_MODES:
         raise PortableError(f"Failed to parse --copy= argument: {options.copy_mode}")
-    if options.extensions:
-        raise PortableError("--extension is not available yet in this version")
     profile = registry.profile(options.profile).spec
     prefixes = effective_prefixes(arg, options.prefixes)
     image = resolve_image(arg, host=host, registry=registry, cwd=cwd)
-    meta = read_metadata(image, prefixes)
+    extensions = resolve_extensions(options.extensions, host=host, registry=registry, cwd=cwd)
+    # Units are required only after the prefix check, as systemd orders its refusals.
+    found = read_image_and_extensions(
+        image, extensions, prefixes, relax=options.force, require_units=False
+    )
+    meta = found.metadata
     if not meta.os_release_fields.get("ID"):
         raise BadImage(f"Image {image.path} os-release metadata lacks the ID field")
-    _check_prefixes(meta, prefixes)
+    for ext in found.extensions:
+        check_extension_compatible(meta, ext)
+    _check_prefixes(found, prefixes)
+    if not meta.units:
+        raise BadImage(
+            f"Couldn't find any matching unit files in image '{image.path}"
+            + (
+                "' or any of its extensions '" + ", ".join(e.path for e in extensions)
+                if extensions
+                else ""
+            )
+            + "', refusing."
+        )
     plan = AttachPlan(
         image=image,
         metadata=meta,
@@ -233,7 +284,8 @@ def prepare(
         options=options,
         where=host.path(ATTACHED_DIR[options.runtime]),
         files={},
-        image_link=None,
+        extensions=extensions,
+        inspection=found,
     )
     _plan_files(plan, host)
     return plan
@@ -241,7 +293,7 @@ def prepare(
 
 def _ours(plan: AttachPlan, unit: str) -> bool:
     marker = read_marker_line(plan.where / f"{unit}.d" / MARKER_FILE)
-    return marker == format_marker(plan.image.path)
+    return marker == plan.marker()
 
 
 def _check_host(plan: AttachPlan, host: Host, manager: Manager | None) -> str:
@@ -273,7 +325,7 @@ def _check_host(plan: AttachPlan, host: Host, manager: Manager | None) -> str:
                 differs = True
             else:
                 missing = True
-    if plan.image_link is not None and not os.path.lexists(plan.image_link.local):
+    if any(not os.path.lexists(link.local) for link in plan.image_links):
         missing = True
     if not ours_any:
         return "fresh"
@@ -309,15 +361,13 @@ def _run_pre_hooks(plan: AttachPlan, registry: Registry) -> None:
             plan.extra.append(setting)
 
 
-def _copy_image(tx: Transaction, plan: AttachPlan) -> None:
+def _copy_image(tx: Transaction, link: Planned, image: Image) -> None:
     """--copy=mixed: a copy of the image in the portables directory instead of a link."""
-    link = plan.image_link
-    assert link is not None
     if os.path.lexists(link.local):
         return
     tx.mkdir(link.local.parent, record=False)
     temp = link.local.parent / f".#portable-new-{link.local.name}"
-    src = plan.image.host_path
+    src = image.host_path
     if src.is_dir():
         shutil.copytree(src, temp, symlinks=True)
     else:
@@ -330,7 +380,7 @@ def _copy_image(tx: Transaction, plan: AttachPlan) -> None:
             else link.local.unlink()
         )
     )
-    tx.changes.append(Change(type="copy", path=tx.host.unpath(link.local), source=plan.image.path))
+    tx.changes.append(Change(type="copy", path=tx.host.unpath(link.local), source=image.path))
 
 
 def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) -> None:
@@ -352,15 +402,16 @@ def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) 
                 tx.symlink(f.local, f.target, replace=replace)
             else:
                 tx.write(f.local, f.data, replace=replace, change=f.kind, source=f.source)
-    if plan.options.copy_mode == "mixed":
-        _copy_image(tx, plan)
-    elif plan.image_link is not None and not os.path.lexists(plan.image_link.local):
-        # As systemd: an existing entry is left alone and a failure doesn't fail the attach.
-        try:
-            tx.mkdir(plan.image_link.local.parent, record=False)
-            tx.symlink(plan.image_link.local, plan.image_link.target, replace=False)
-        except OSError:
-            pass
+    for link, image in zip(plan.image_links, [*plan.extensions, plan.image], strict=True):
+        if plan.options.copy_mode == "mixed":
+            _copy_image(tx, link, image)
+        elif not os.path.lexists(link.local):
+            # As systemd: an existing entry is left alone and a failure doesn't fail the attach.
+            try:
+                tx.mkdir(link.local.parent, record=False)
+                tx.symlink(link.local, link.target, replace=False)
+            except OSError:
+                pass
 
 
 def attach(
@@ -396,6 +447,8 @@ def attach_many(
     Every image is read and checked before anything is written; the files of all of them are
     written in one transaction, so a failure on the last image leaves none attached.
     """
+    if options.extensions and len(args) > 1:
+        raise PortableError("--extension can be used with one image at a time")
     plans = [prepare(arg, options, host=host, registry=registry, cwd=cwd) for arg in args]
     owner: dict[str, str] = {}
     for plan in plans:

@@ -215,18 +215,21 @@ def detach_many(
     ``prefixes`` limit which units ``--now`` stops and ``--enable`` disables (all units of
     each image are removed, as systemd does); without them, each image's own prefix is used.
     """
-    if options.extensions:
-        raise PortableError("--extension is not available yet in this version")
+    if options.extensions and len(args) > 1:
+        raise PortableError("--extension can be used with one image at a time")
     images = [normalize_image_arg(arg, host=host, cwd=cwd) for arg in args]
+    # Like the image: canonical if it exists, else as given (a deleted extension can still be
+    # detached, spec 1.7).
+    extensions = [normalize_image_arg(e, host=host, cwd=cwd) for e in options.extensions]
     result = DetachResult(images=images, units=[], changes=[])
     with host_lock(host):
         sweep(host, runtime=options.runtime)
         found: dict[str, AttachedUnit] = {}
         selected: list[str] = []
         for arg, image in zip(args, images, strict=True):
-            units = find_attached(host, image, options.extensions, runtime=options.runtime)
+            units = find_attached(host, image, extensions, runtime=options.runtime)
             if not units:
-                raise _not_attached(image, options.extensions)
+                raise _not_attached(image, extensions)
             wanted = effective_prefixes(arg, prefixes)
             for unit in units:
                 found.setdefault(unit.name, unit)
@@ -256,7 +259,7 @@ def detach_many(
             image: [
                 u.name
                 for u in found.values()
-                if marker_matches_image(u.marker, image, options.extensions, match_all=True)
+                if marker_matches_image(u.marker, image, extensions, match_all=True)
             ]
             for image in images
         }

@@ -27,22 +27,45 @@ def render_portable_dropin(
     extensions: Sequence[str] = (),
     extra: Sequence[ExtraSetting] = (),
     root_path: str | None = None,
+    extension_images: Sequence[Image] = (),
+    origin: Image | None = None,
+    relax_extension_check: bool = False,
 ) -> bytes:
     """The content of ``<unit>.d/20-portable.conf`` for ``unit`` attached from ``image``.
 
     ``root_path`` is what ``RootDirectory=``/``RootImage=`` point at when that is not the image
     itself (an archive format's unpacked tree).
+
+    With extension images (``extension_images``, in command-line order; the marker names them
+    all), a service that comes from one of them (``origin``) is labelled with that extension's
+    file name (``PORTABLE=``) and gets an ``ExtensionImages=``/``ExtensionDirectories=`` line
+    for every extension, as systemd 252 writes them (spec 3.4). ``relax_extension_check``
+    (``--force``) appends ``:x-systemd.relax-extension-release-check`` to ``ExtensionImages=``
+    lines; unlike systemd 252, which decided that by the *root* image's type and so could write
+    the option after an ``ExtensionDirectories=`` path (where PID 1 takes it for part of the
+    path), the extension's own type decides, as systemd 257 does.
     """
-    lines = [format_marker(image.path, extensions)]
+    marker_extensions = [e.path for e in extension_images] or list(extensions)
+    lines = [format_marker(image.path, marker_extensions)]
+    label = (origin or image).filename
     if unit.type == "service":
         lines += [
             "",
             "[Service]",
             f"{image.format.root_setting}={root_path or image.path}",
-            f"Environment=PORTABLE={image.filename}",
+            f"Environment=PORTABLE={label}",
             f"BindReadOnlyPaths={host_os_release}:/run/host/os-release",
-            f"LogExtraFields=PORTABLE={image.filename}",
+            f"LogExtraFields=PORTABLE={label}",
         ]
+        if origin is not None:
+            for ext in extension_images:
+                if ext.format.root_setting == "RootDirectory":
+                    lines.append(f"ExtensionDirectories={ext.path}")
+                else:
+                    relax = ":x-systemd.relax-extension-release-check"
+                    lines.append(
+                        f"ExtensionImages={ext.path}{relax if relax_extension_check else ''}"
+                    )
     sections: dict[str, list[str]] = {}
     for setting in extra:
         if setting.units and unit.name not in setting.units:

@@ -60,9 +60,10 @@ def reattach(
     detach_opts = DetachOptions(runtime=options.runtime, force=True, extensions=options.extensions)
     with host_lock(host):
         sweep(host, runtime=options.runtime)
-        old = find_attached(host, plan.image.path, options.extensions, runtime=options.runtime)
+        ext_paths = [e.path for e in plan.extensions]
+        old = find_attached(host, plan.image.path, ext_paths, runtime=options.runtime)
         if not old:
-            raise _not_attached(plan.image.path, options.extensions)
+            raise _not_attached(plan.image.path, ext_paths)
         old_names = [u.name for u in old]
         run_pre_detach(registry, plan.image.path, old_names, detach_opts)
         _run_pre_hooks(plan, registry)

@@ -50,7 +50,7 @@ def attach_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "extensions",
             multiple=True,
             metavar="PATH",
-            help="Extension image (not available yet).",
+            help="Extension image to layer on the image (repeatable, in order).",
         ),
         quiet,
         no_pager,

@@ -26,7 +26,7 @@ from portable.cli.options import no_pager, quiet, split_images
     "extensions",
     multiple=True,
     metavar="PATH",
-    help="Extension image (not available yet).",
+    help="Extension image the image was attached with (repeatable, in attach order).",
 )
 @quiet
 @no_pager

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from portable.cli import App
 from portable.cli.options import json_output, no_pager, quiet
 from portable.types import ImageMetadata
+
+if TYPE_CHECKING:
+    from portable.inspect import Inspection
 
 
 def matching_line(prefixes: tuple[str, ...], *, explicit: bool) -> str:
@@ -34,10 +38,21 @@ def warn_if_ambiguous(app: App, arg: str, quiet: bool) -> None:
         )
 
 
-def render_text(meta: ImageMetadata, *, cat: bool) -> bytes:
+def _as_inspection(found: Inspection | ImageMetadata) -> Inspection:
+    from portable.inspect import Inspection
+
+    return found if isinstance(found, Inspection) else Inspection(metadata=found)
+
+
+def render_text(found: Inspection | ImageMetadata, *, cat: bool) -> bytes:
+    """portablectl's ``inspect`` output (spec 2.7), extension blocks included."""
+    found = _as_inspection(found)
+    meta = found.metadata
     fields = meta.os_release_fields
     if cat:
         parts = [b"-- OS Release: --\n", meta.os_release]
+        for ext in found.extensions:
+            parts += [b"\n-- Extension Release: ", _b(ext.image.path), b" --\n", ext.release]
         for unit in meta.units:
             parts += [b"\n-- Unit file: ", unit.name.encode(), b" --\n", unit.data]
         return b"".join(parts)
@@ -48,17 +63,39 @@ def render_text(meta: ImageMetadata, *, cat: bool) -> bytes:
         f"\t{fields.get('PORTABLE_PRETTY_NAME') or 'n/a'}",
         "Operating System:",
         f"\t{fields.get('PRETTY_NAME') or 'n/a'}",
-        "Unit files:",
-        *(f"\t{u.name}" for u in meta.units),
     ]
+    for ext in found.extensions:
+        rel = ext.release_fields
+        lines += [
+            "Extension:",
+            f"\t{ext.image.path}",
+            "\tExtension Scope:",
+            f"\t\t{rel.get('SYSEXT_SCOPE') or 'n/a'}",
+            "\tExtension Compatibility Level:",
+            f"\t\t{rel.get('SYSEXT_LEVEL') or 'n/a'}",
+            "\tPortable Service:",
+            f"\t\t{rel.get('PORTABLE_PRETTY_NAME') or 'n/a'}",
+            "\tPortable Prefixes:",
+            f"\t\t{rel.get('PORTABLE_PREFIXES') or 'n/a'}",
+            "\tOperating System:",
+            f"\t\t{rel.get('PRETTY_NAME') or 'n/a'} "
+            f"({rel.get('ID') or 'n/a'} {rel.get('VERSION_ID') or 'n/a'})",
+        ]
+    lines += ["Unit files:", *(f"\t{u.name}" for u in meta.units)]
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
-def render_json(meta: ImageMetadata, *, cat: bool) -> str:
+def _b(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def render_json(found: Inspection | ImageMetadata, *, cat: bool) -> str:
     from portable.osrelease import split_prefixes
 
+    found = _as_inspection(found)
+    meta = found.metadata
     fields = meta.os_release_fields
-    doc = {
+    doc: dict[str, Any] = {
         "image": meta.image.path,
         "name": meta.image.name,
         "format": meta.image.format.name,
@@ -73,20 +110,65 @@ def render_json(meta: ImageMetadata, *, cat: bool) -> str:
                 "name": u.name,
                 "type": u.type,
                 "source": u.source,
+                **({"image": found.origin[u.name].path} if found.extensions else {}),
                 **({"content": u.data.decode("utf-8", "replace")} if cat else {}),
             }
             for u in meta.units
         ],
     }
+    if found.details:
+        doc["details"] = dict(found.details)
+    if found.extensions:
+        doc["extensions"] = [
+            {
+                "image": ext.image.path,
+                "name": ext.image.name,
+                "format": ext.image.format.name,
+                "type": ext.image.format.image_type,
+                "extension_release_file": ext.release_path,
+                "extension_release": dict(ext.release_fields),
+                "portable_prefixes": split_prefixes(
+                    ext.release_fields.get("PORTABLE_PREFIXES", "")
+                ),
+                "units": [u.name for u in ext.units],
+                **(
+                    {"extension_release_content": ext.release.decode("utf-8", "replace")}
+                    if cat
+                    else {}
+                ),
+            }
+            for ext in found.extensions
+        ]
     if cat:
         doc["os_release_content"] = meta.os_release.decode("utf-8", "replace")
     return json.dumps(doc, indent=2)
+
+
+def verity_note(found: Inspection) -> str | None:
+    """An info line when the image has verity partitions, which inspection does not use."""
+    verity = found.details.get("verity") if found.details else None
+    if not verity:
+        return None
+    return (
+        f"(Image has {', '.join(verity)} partition(s): not used to read it here; the service "
+        "manager sets up verity when it starts the service, if a root hash is available.)"
+    )
 
 
 @click.command("inspect")
 @click.argument("image")
 @click.argument("prefixes", nargs=-1)
 @click.option("--cat", is_flag=True, help="Show os-release and unit files verbatim.")
+@click.option(
+    "--extension",
+    "extensions",
+    multiple=True,
+    metavar="PATH",
+    help="Extension image to inspect with the image (repeatable, in order).",
+)
+@click.option(
+    "--force", is_flag=True, help="Accept any single extension-release file in an extension."
+)
 @quiet
 @no_pager
 @json_output
@@ -96,6 +178,8 @@ def inspect_command(
     image: str,
     prefixes: tuple[str, ...],
     cat: bool,
+    extensions: tuple[str, ...],
+    force: bool,
     quiet: bool,
     no_pager: bool,
     as_json: bool,
@@ -103,17 +187,28 @@ def inspect_command(
     """Show IMAGE's os-release and the unit files matching PREFIX...
 
     Without PREFIX, the prefix is derived from the image name (foo_1.2.raw -> foo); a single
-    '-' matches every unit file.
+    '-' matches every unit file. With --extension, each extension's extension-release and
+    units are shown too (--cat: its extension-release file).
     """
-    from portable.inspect import effective_prefixes, inspect_image
+    from portable.inspect import effective_prefixes, inspect_image_with_extensions
 
     warn_if_ambiguous(app, image, quiet)
     effective = effective_prefixes(image, prefixes)
-    meta = inspect_image(image, effective, host=app.host, registry=app.registry)
+    found = inspect_image_with_extensions(
+        image,
+        effective,
+        extensions=extensions,
+        force=force,
+        host=app.host,
+        registry=app.registry,
+    )
     # After the work, so that a failure stays a single line on stderr.
     app.info(matching_line(effective, explicit=bool(prefixes)), quiet=quiet or as_json)
+    note = verity_note(found)
+    if note is not None:
+        app.info(note, quiet=quiet or as_json)
     if as_json:
-        click.echo(render_json(meta, cat=cat))
+        click.echo(render_json(found, cat=cat))
     else:
-        sys.stdout.buffer.write(render_text(meta, cat=cat))
+        sys.stdout.buffer.write(render_text(found, cat=cat))
         sys.stdout.flush()

@@ -15,7 +15,7 @@ from portable.cli.options import quiet
     "extensions",
     multiple=True,
     metavar="PATH",
-    help="Extension image the state is asked for.",
+    help="Extension image the state is asked for (repeatable, in attach order).",
 )
 @quiet
 @click.pass_obj
@@ -29,7 +29,7 @@ def is_attached_command(app: App, image: str, extensions: tuple[str, ...], quiet
     state = image_state(
         normalize_image_arg(image, host=app.host),
         host=app.host,
-        extensions=extensions,
+        extensions=[normalize_image_arg(e, host=app.host) for e in extensions],
         manager=manager,
     )
     if not quiet:

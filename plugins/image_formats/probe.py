@@ -12,7 +12,6 @@ only takes files named ``*.raw``, and rejects ``foo.squashfs`` with "Wrong mediu
 from __future__ import annotations
 
 import os
-import platform
 import stat
 import struct
 import uuid
@@ -240,32 +239,6 @@ _TYPES: dict[str, tuple[str, str]] = {
     for role, u in zip(_ROLES, uuids, strict=True)
 }
 
-# uname -m -> systemd's architecture name (as in extension-release ARCHITECTURE=)
-_UNAME_ARCH = {
-    "x86_64": "x86-64",
-    "i386": "x86",
-    "i486": "x86",
-    "i586": "x86",
-    "i686": "x86",
-    "aarch64": "arm64",
-    "aarch64_be": "arm64-be",
-    "ppc64le": "ppc64-le",
-    "ppc64": "ppc64",
-    "ppc": "ppc",
-    "s390x": "s390x",
-    "s390": "s390",
-    "riscv64": "riscv64",
-    "riscv32": "riscv32",
-    "loongarch64": "loongarch64",
-    "ia64": "ia64",
-    "alpha": "alpha",
-    "parisc": "parisc",
-    "parisc64": "parisc64",
-    "mips": "mips",
-    "mips64": "mips64",
-    "tilegx": "tilegx",
-    "arc": "arc",
-}
 # Images for these run on the native architecture too (systemd's "secondary" architecture).
 _SECONDARY = {"x86-64": "x86", "arm64": "arm"}
 
@@ -275,10 +248,9 @@ GPT_FLAG_READ_ONLY = 1 << 60
 
 def native_architecture() -> str:
     """The host's architecture as systemd names it (``x86-64``, ``arm64``...)."""
-    machine = platform.machine()
-    if machine.startswith("arm") and machine not in _UNAME_ARCH:
-        return "arm"
-    return _UNAME_ARCH.get(machine, machine)
+    from portable.inspect import host_architecture
+
+    return host_architecture()
 
 
 def partition_type_name(type_uuid: str) -> str:
