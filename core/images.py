@@ -16,10 +16,10 @@ from portable.confined import open_root, resolve_path
 from portable.errors import AmbiguousImageFormat, ImageNotFound, UnknownImageFormat
 from portable.host import IMAGE_SEARCH_PATH, Host
 from portable.names import is_valid_image_name
-from portable.registry import Registry
+from portable.registry import Registered, Registry
 from portable.types import Image, ImageFormat
 
-__all__ = ["describe_file", "detect_format", "find_image", "is_name", "resolve_image"]
+__all__ = ["describe_file", "detect_format", "find_image", "is_name", "resolve_image", "sniff"]
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,69 @@ def describe_file(path: Path) -> str:
     return "an unknown kind of file"
 
 
-def detect_format(registry: Registry, path: Path, shown: str) -> ImageFormat:
-    """The one format that claims ``path``; ``shown`` is the path as the user should see it."""
+# Signatures of files people mistake for images: (offset, magic, what it is).
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xfd7zXZ\x00", "xz-compressed data: decompress it first"),
+    (0, b"\x1f\x8b", "gzip-compressed data: decompress it first"),
+    (0, b"\x28\xb5\x2f\xfd", "zstd-compressed data: decompress it first"),
+    (0, b"BZh", "bzip2-compressed data: decompress it first"),
+    (0, b"\x04\x22\x4d\x18", "lz4-compressed data: decompress it first"),
+    (0, b"QFI\xfb", "a qcow2 disk image: convert it with 'qemu-img convert -O raw'"),
+    (0, b"KDMV", "a VMDK disk image: convert it with 'qemu-img convert -O raw'"),
+    (0, b"vhdxfile", "a VHDX disk image: convert it with 'qemu-img convert -O raw'"),
+    (0, b"LUKS\xba\xbe", "a LUKS encrypted volume"),
+    (0, b"PK\x03\x04", "a zip archive"),
+    (0, b"\x7fELF", "an ELF executable"),
+    (0, b"070701", "a cpio archive"),
+    (257, b"ustar", "a tar archive"),
+    (32769, b"CD001", "an ISO 9660 image"),
+)
+
+
+def sniff(path: Path) -> str | None:
+    """What a regular file that no format claims looks like, if we can tell (for errors)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.pread(fd, 4096, 0)
+        for offset, magic, what in _SIGNATURES:
+            data = (
+                head[offset : offset + len(magic)]
+                if offset + len(magic) <= len(head)
+                else os.pread(fd, len(magic), offset)
+            )
+            if data == magic:
+                return what
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(head) >= 512 and head[510:512] == b"\x55\xaa" and head[450] not in (0, 0xEE):
+        return "an MBR-partitioned disk image: only GPT disk images are supported"
+    if head and not head.strip(b"\0"):
+        return "only zero bytes at its start: no file system or partition table"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "text"
+    return "no file system or partition table that is known"
+
+
+def detect_format(
+    registry: Registry,
+    path: Path,
+    shown: str,
+    *,
+    among: list[Registered[ImageFormat]] | None = None,
+) -> ImageFormat:
+    """The one format that claims ``path``; ``shown`` is the path as the user should see it.
+
+    ``among``: only these registered formats are asked (default: all).
+    """
     claims: list[ImageFormat] = []
-    for reg in registry.formats():
+    for reg in registry.formats() if among is None else among:
         try:
             if reg.spec.detect(path):
                 claims.append(reg.spec)
@@ -73,13 +132,15 @@ def detect_format(registry: Registry, path: Path, shown: str) -> ImageFormat:
             f"image '{shown}' is claimed by several image formats: "
             + ", ".join(f.name for f in claims)
         )
-    known = ", ".join(f"{r.spec.name} ({r.spec.description})" for r in registry.formats())
+    known = ", ".join(r.spec.name for r in registry.formats())
+    what = sniff(path)
     failed = "".join(
         f"; plugin {p.name!r} failed to load: {p.error}" for p in registry.failed_plugins()
     )
     raise UnknownImageFormat(
-        f"image '{shown}' is {describe_file(path)}, not a recognised image; "
-        f"supported formats: {known or 'none'}{failed}"
+        f"image '{shown}' is {describe_file(path)}, not a recognised image"
+        + (f" ({what})" if what else "")
+        + f"; supported formats: {known or 'none'}{failed}"
     )
 
 
@@ -100,23 +161,19 @@ def find_image(name: str, *, host: Host, registry: Registry) -> Image | None:
             continue
         if st is not None:
             continue  # a regular file named exactly NAME is not an image by name (spec 1.4)
-        for reg in formats:
-            if not reg.spec.name_lookup:
+        suffixes = dict.fromkeys(s for r in formats if r.spec.name_lookup for s in r.spec.suffixes)
+        for suffix in suffixes:
+            candidate = host.resolve(f"{d}/{name}{suffix}")
+            try:
+                if candidate is None or not stat.S_ISREG(os.stat(candidate).st_mode):
+                    continue
+            except OSError:
                 continue
-            for suffix in reg.spec.suffixes:
-                candidate = host.resolve(f"{d}/{name}{suffix}")
-                try:
-                    ok = (
-                        candidate is not None
-                        and stat.S_ISREG(os.stat(candidate).st_mode)
-                        and reg.spec.detect(candidate)
-                    )
-                except OSError:
-                    ok = False
-                if ok and candidate is not None:
-                    return Image(
-                        path=f"{d}/{name}{suffix}", host_path=candidate, name=name, format=reg.spec
-                    )
+            # The first NAME.raw wins, as with systemd; if no format can read it, say what it
+            # is rather than "not found".
+            among = [r for r in formats if r.spec.name_lookup and suffix in r.spec.suffixes]
+            fmt = detect_format(registry, candidate, f"{d}/{name}{suffix}", among=among)
+            return Image(path=f"{d}/{name}{suffix}", host_path=candidate, name=name, format=fmt)
     return None
 
 

@@ -19,7 +19,8 @@ The checkout, the virtualenv and the Python installation behind it are bound rea
 same paths, so ``box.python()`` runs exactly the code under test. Extra directories go in with
 ``bind=``/``bind_ro=`` (``"SRC"``, ``"SRC:DST"`` or ``(SRC, DST)``); note ``/usr`` is read-only
 inside, so put images under ``/srv`` or ``/var/tmp``. Loop devices are passed in so
-``portablectl attach`` of raw/squashfs images works.
+``portablectl attach`` of raw/squashfs images works, and the host's ``/dev`` is visible at
+``/run/hostdev`` with ``/dev/loopNpM`` linked there, so GPT disk images work too.
 
 Needs root, ``systemd-nspawn`` and ``nsenter``; :func:`box_unavailable_reason` says why not.
 The box powers off when the ``with`` block ends (also on exceptions), at interpreter exit, and
@@ -82,6 +83,8 @@ NAME_PREFIX = "ptest-"
 _OWNER_FILE = ".box-owner"
 _PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
 _LOOP_MAJOR = 7
+HOST_DEV = "/run/hostdev"  # where the host's /dev is visible inside the box
+_PARTITIONS_PER_LOOP = 16
 
 
 class RunOptions(TypedDict, total=False):
@@ -378,6 +381,10 @@ class Box:
     ``wait_running``: after PID 1 is up, also wait for ``systemctl is-system-running --wait``,
     so the bus and the boot jobs are settled when :meth:`start` returns.
     ``loop_devices``: how many /dev/loopN nodes (at least) to pass in.
+    ``host_dev``: also bind the host's ``/dev`` read-only at :data:`HOST_DEV` and link every
+    ``/dev/loopNpM`` there. Partition devices of loop devices (GPT images, which systemd
+    attaches with partition scanning) appear only in the host's devtmpfs, never in the box's
+    own ``/dev``; the links (dangling until the kernel creates the partition) make them reachable.
     """
 
     def __init__(
@@ -390,6 +397,7 @@ class Box:
         stop_timeout: float = 20.0,
         wait_running: bool = True,
         loop_devices: int = 16,
+        host_dev: bool = True,
         nspawn_args: Sequence[str] = (),
     ) -> None:
         self.name = name or NAME_PREFIX + secrets.token_hex(4)
@@ -397,6 +405,7 @@ class Box:
         self.stop_timeout = stop_timeout
         self.wait_running = wait_running
         self.loop_devices = loop_devices
+        self.host_dev = host_dev
         self.scratch_dir = SCRATCH_ROOT / (SCRATCH_PREFIX + self.name)
         # core/testing/box.py -> the checkout (the package is installed editable).
         self.checkout = Path(__file__).resolve().parents[2]
@@ -484,6 +493,7 @@ class Box:
             f"--machine={self.name}",
             *(f"--bind{'-ro' if ro else ''}={src}:{dst}" for src, dst, ro in self._bind_table()),
             "--bind=/dev/loop-control",
+            *([f"--bind-ro=/dev:{HOST_DEV}"] if self.host_dev else []),
             *(f"--bind={self._dev_dir}/loop{n}:/dev/loop{n}" for n in self._loop_numbers),
             # Only takes effect where nspawn registers a scope; without registration it runs
             # in our (here unrestricted) device cgroup anyway.
@@ -601,10 +611,20 @@ class Box:
                     f"box {self.name} did not finish booting within {self.boot_timeout:g}s",
                     self.console_output() + diag.stdout + diag.stderr,
                 ) from e
+        if self.host_dev:
+            self._link_partition_nodes()
         # Debian ships /etc/os-release as a link into /usr; the volatile /etc lacks it.
         os_release = self.path("/etc/os-release")
         if not os_release.exists() and not os_release.is_symlink():
             os_release.symlink_to("../usr/lib/os-release")
+
+    def _link_partition_nodes(self) -> None:
+        """``/dev/loopNpM`` -> the host's node (see ``host_dev``), for every loop passed in."""
+        dev = self.path("/dev")
+        for n in self._loop_numbers:
+            for m in range(1, _PARTITIONS_PER_LOOP + 1):
+                with contextlib.suppress(FileExistsError):
+                    os.symlink(f"{HOST_DEV}/loop{n}p{m}", dev / f"loop{n}p{m}")
 
     def stop(self) -> None:
         """Power the container off and remove everything it left on the host. Idempotent."""
