@@ -7,7 +7,7 @@ and ``..`` never climbing above it. So ``foo.service -> /etc/shadow`` reads the 
 ``/etc/shadow``, never the host's (systemd 252 follows it onto the host: issue #43049).
 
 Only regular files are read, with a size limit; FIFOs, devices and sockets are refused without
-being opened for reading, so nothing can hang.
+ever being opened for reading, so nothing can hang and no device driver is woken up.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from portable.errors import BadImage
 
 __all__ = [
     "MAX_SYMLINKS",
@@ -36,10 +38,11 @@ MAX_SYMLINKS = 40  # as the kernel and systemd's chase()
 _O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class UnsafePath(Exception):
+class UnsafePath(BadImage):
     """A path inside the image can't be used safely: loop, not a regular file, too large...
 
-    ``path`` is the path inside the image as asked for, ``reason`` says what is wrong.
+    ``path`` is the path inside the image as asked for, ``reason`` says what is wrong. Callers
+    usually say which image it is about; one that does not still gets a one-line error.
     """
 
     def __init__(self, path: str, reason: str) -> None:
@@ -105,6 +108,10 @@ def _walk(root_fd: int, path: str) -> tuple[list[int], str, str] | None:
                 fd = os.open(comp, _O_PATH, dir_fd=fds[-1])
             except FileNotFoundError:
                 raise _Missing() from None
+            except OSError as exc:
+                if exc.errno == errno.ENAMETOOLONG:  # no such name can exist
+                    raise _Missing() from None
+                raise UnsafePath(path, os.strerror(exc.errno or 0).lower()) from None
             st = os.fstat(fd)
             if stat.S_ISLNK(st.st_mode):
                 os.close(fd)
@@ -207,23 +214,10 @@ def read_file(root_fd: int, path: str, *, max_size: int) -> ConfinedFile | None:
     try:
         if name == ".":
             raise UnsafePath(path, "is a directory, expected a file")
-        # O_NONBLOCK: even if the entry was swapped for a FIFO since we looked, open won't hang.
-        try:
-            fd = os.open(
-                name,
-                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
-                dir_fd=fds[-1],
-            )
-        except FileNotFoundError:
+        fd = _open_regular(fds[-1], name, path, max_size)
+        if fd is None:
             return None
-        except OSError as exc:
-            raise UnsafePath(path, os.strerror(exc.errno or 0).lower()) from None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise UnsafePath(path, f"is {_kind(st.st_mode)}, expected a regular file")
-            if st.st_size > max_size:
-                raise UnsafePath(path, f"is too large ({st.st_size} bytes, limit {max_size})")
             chunks: list[bytes] = []
             total = 0
             while True:  # st_size can lie (procfs-like files, concurrent writers): bound reads
@@ -240,6 +234,54 @@ def read_file(root_fd: int, path: str, *, max_size: int) -> ConfinedFile | None:
     finally:
         for f in fds:
             os.close(f)
+
+
+_O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def _open_regular(dir_fd: int, name: str, path: str, max_size: int) -> int | None:
+    """Open entry ``name`` of ``dir_fd`` for reading only if it is a regular file of at most
+    ``max_size`` bytes; ``None`` if it is gone.
+
+    The entry is first opened with ``O_PATH`` and checked, and the read descriptor is made from
+    that very inode (through ``/proc/self/fd``), so a device is never opened (opening one can
+    have effects: a watchdog, a tape, a modem) and swapping the entry in between changes nothing.
+    Without ``/proc`` the entry is opened by name (``O_NONBLOCK``: a FIFO swapped in does not
+    hang) and must still be the inode that was checked.
+    """
+    try:
+        pfd = os.open(name, _O_PATH, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UnsafePath(path, os.strerror(exc.errno or 0).lower()) from None
+    try:
+        st = os.fstat(pfd)
+        if stat.S_ISLNK(st.st_mode):  # was no symlink a moment ago: the image is changing
+            raise UnsafePath(path, "changed while being read")
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePath(path, f"is {_kind(st.st_mode)}, expected a regular file")
+        if st.st_size > max_size:
+            raise UnsafePath(path, f"is too large ({st.st_size} bytes, limit {max_size})")
+        try:
+            return os.open(f"/proc/self/fd/{pfd}", _O_READ & ~os.O_NOFOLLOW)
+        except FileNotFoundError:
+            pass  # no /proc: by name, then make sure it is the same file
+        except OSError as exc:
+            raise UnsafePath(path, os.strerror(exc.errno or 0).lower()) from None
+        try:
+            fd = os.open(name, _O_READ, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise UnsafePath(path, os.strerror(exc.errno or 0).lower()) from None
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            os.close(fd)
+            raise UnsafePath(path, "changed while being read")
+        return fd
+    finally:
+        os.close(pfd)
 
 
 def resolve_path(root_fd: int, path: str) -> str | None:

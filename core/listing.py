@@ -12,6 +12,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from portable.confined import UnsafePath
 from portable.host import IMAGE_SEARCH_PATH, Host
 from portable.names import is_valid_image_name
 from portable.registry import Registry, get_registry
@@ -64,7 +65,8 @@ def _is_immutable(path: Path) -> bool:
     import fcntl
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        # O_DIRECTORY: whatever the path has become since its stat, never open a device
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_DIRECTORY)
     except OSError:
         return False
     try:
@@ -113,7 +115,10 @@ def list_images(
         except OSError:
             continue
         for entry in entries:
-            resolved = host.resolve(f"{d}/{entry}")
+            try:
+                resolved = host.resolve(f"{d}/{entry}")
+            except UnsafePath:
+                continue  # a symlink loop (below --root): not an image
             if resolved is None:
                 continue  # dangling link: not an image
             local = resolved

@@ -30,11 +30,14 @@ def discover_units(root_fd: int, prefixes: Sequence[str], *, image: str) -> list
     """
     found: dict[str, UnitFile] = {}
     for unit_dir in UNIT_SEARCH_PATH:
-        with resolve_dir(root_fd, unit_dir) as opened:
-            if opened is None:
-                continue
-            dir_fd, resolved_dir = opened
-            entries = list_dir(dir_fd)
+        try:
+            with resolve_dir(root_fd, unit_dir) as opened:
+                if opened is None:
+                    continue
+                dir_fd, resolved_dir = opened
+                entries = list_dir(dir_fd)
+        except UnsafePath:
+            continue  # a unit directory that is a symlink loop: skipped, as systemd does
         for name, kind in sorted(entries):
             if name in found or kind == "other":
                 continue
