@@ -5,7 +5,9 @@ place, so systemd never reads a half-written unit or drop-in. Each step records 
 :meth:`Transaction.rollback` restores the previous state after a failure, :meth:`commit` drops
 the backups. Temporary and backup names start with ``.#portable-`` and end in a random suffix,
 which no unit or drop-in name can (systemd ignores them); the next run under the lock rolls back
-whatever a killed process left (:func:`recover`) before doing its own work.
+whatever a killed process left (:func:`recover`) before doing its own work. A name too long to
+carry that decoration (a valid unit name has up to 255 bytes) keeps its own name inside a hidden
+holder directory ``.#portable-hold-<kind>.<hex>/`` instead.
 
 A test-only crash point (``PORTABLE_SERVICES_TEST_CRASH_AT=N``) kills the process with SIGKILL
 at the N-th step, to prove that a re-run recovers from every point.
@@ -60,8 +62,33 @@ def host_lock(host: Host) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+NAME_MAX = 255  # bytes in one file name
+_HOLD = "hold"
+
+
 def _temp_name(target: Path, what: str) -> Path:
-    return target.parent / f"{TEMP_PREFIX}{what}-{target.name}.{secrets.token_hex(4)}"
+    """A fresh hidden name next to ``target`` for a file of kind ``what`` (``new``, ``backup``,
+    ``removed``); for a name too long for that, a name inside a holder directory (created by
+    :func:`_make_holder`)."""
+    token = secrets.token_hex(4)
+    name = f"{TEMP_PREFIX}{what}-{target.name}.{token}"
+    if len(os.fsencode(name)) <= NAME_MAX:
+        return target.parent / name
+    return target.parent / f"{TEMP_PREFIX}{_HOLD}-{what}.{token}" / target.name
+
+
+def _in_holder(temp: Path) -> bool:
+    return temp.parent.name.startswith(f"{TEMP_PREFIX}{_HOLD}-")
+
+
+def _make_holder(temp: Path) -> None:
+    if _in_holder(temp):
+        os.mkdir(temp.parent, 0o700)
+
+
+def _drop_holder(temp: Path) -> None:
+    if _in_holder(temp):
+        _rmdir_quiet(temp.parent)
 
 
 def _original_name(entry: str) -> tuple[str, str] | None:
@@ -93,15 +120,31 @@ def recover(directory: Path) -> None:
                 _remove_tree_quiet(directory / entry)
             continue
         kind, name = parsed
-        if kind in ("backup", "removed"):
-            try:
-                if (directory / name).is_dir() and not (directory / name).is_symlink():
-                    shutil.rmtree(directory / name)
-                os.rename(directory / entry, directory / name)
-                continue
-            except OSError:
-                pass
+        if kind == _HOLD:  # a holder directory: name is the kind of what it holds
+            if name in ("backup", "removed") and _is_real_dir(directory / entry):
+                with suppress(OSError):
+                    for held in os.listdir(directory / entry):
+                        _put_back(directory / entry / held, directory / held)
+            _remove_tree_quiet(directory / entry)
+            continue
+        if kind in ("backup", "removed") and _put_back(directory / entry, directory / name):
+            continue
         _remove_tree_quiet(directory / entry)
+
+
+def _is_real_dir(p: Path) -> bool:
+    return p.is_dir() and not p.is_symlink()
+
+
+def _put_back(backup: Path, original: Path) -> bool:
+    """Move a backup over whatever replaced it; False if that failed."""
+    try:
+        if _is_real_dir(original):
+            shutil.rmtree(original)
+        os.rename(backup, original)
+        return True
+    except OSError:
+        return False
 
 
 class Transaction:
@@ -141,18 +184,20 @@ class Transaction:
         crash_point()
         if os.path.lexists(local):
             if not replace:
-                _unlink_quiet(temp)
+                _discard(temp)
                 raise FileExistsError(errno.EEXIST, "File exists", str(local))
             backup = _temp_name(local, "backup")
+            _make_holder(backup)
             os.link(local, backup, follow_symlinks=False)  # the old file stays in place...
             os.rename(temp, local)  # ...until this atomic swap
-            self._undo.append(lambda: os.rename(backup, local))
-            self._on_commit.append(lambda: _unlink_quiet(backup))
+            _drop_holder(temp)
+            self._undo.append(lambda: _restore(backup, local))
+            self._on_commit.append(lambda: _discard(backup))
         else:
             try:
                 os.link(temp, local, follow_symlinks=False)  # fails if something appeared
             finally:
-                _unlink_quiet(temp)
+                _discard(temp)
             self._undo.append(lambda: _unlink_quiet(local))
 
     def write(
@@ -161,6 +206,7 @@ class Transaction:
         """Write a regular file (0644) atomically and record the change."""
         temp = _temp_name(local, "new")
         crash_point()
+        _make_holder(temp)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             view = memoryview(data)
@@ -170,7 +216,7 @@ class Transaction:
             os.fsync(fd)
         except BaseException:
             os.close(fd)
-            _unlink_quiet(temp)
+            _discard(temp)
             raise
         os.close(fd)
         self._place(temp, local, replace=replace)
@@ -180,6 +226,7 @@ class Transaction:
         """Create a symlink atomically and record the change."""
         temp = _temp_name(local, "new")
         crash_point()
+        _make_holder(temp)
         os.symlink(target, temp)
         self._place(temp, local, replace=replace)
         self._record("symlink", local, target)
@@ -192,9 +239,10 @@ class Transaction:
             return False
         backup = _temp_name(local, "removed")
         crash_point()
+        _make_holder(backup)
         os.rename(local, backup)
-        self._undo.append(lambda: os.rename(backup, local))
-        self._on_commit.append(lambda: _remove_tree_quiet(backup))
+        self._undo.append(lambda: _restore(backup, local))
+        self._on_commit.append(lambda: _discard(backup))
         self._record("unlink", local)
         return True
 
@@ -229,6 +277,17 @@ class Transaction:
         self._on_commit.clear()
         self._rmdirs.clear()
         self.changes.clear()
+
+
+def _restore(backup: Path, local: Path) -> None:
+    os.rename(backup, local)
+    _drop_holder(backup)
+
+
+def _discard(temp: Path) -> None:
+    """Remove a temporary or backup (a file or a tree) and its holder directory, if any."""
+    _remove_tree_quiet(temp)
+    _drop_holder(temp)
 
 
 def _unlink_quiet(p: Path) -> None:
