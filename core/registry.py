@@ -56,6 +56,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "portable.plugins.image_formats.squashfs",
     "portable.plugins.image_formats.filesystem",
     "portable.plugins.image_formats.gpt",
+    "portable.plugins.hooks.max_exposure",
+    "portable.plugins.hooks.netns",
 )
 
 ENV_NO_PLUGINS = "PORTABLE_SERVICES_NO_PLUGINS"

@@ -61,6 +61,7 @@ __all__ = [
     "capability_names",
     "dropin_dirs",
     "load_settings",
+    "parse_boolean",
     "parse_unit_text",
     "profile_exposure",
     "score_unit",
@@ -552,7 +553,8 @@ _TRUE = ("1", "yes", "y", "true", "t", "on")
 _FALSE = ("0", "no", "n", "false", "f", "off")
 
 
-def _bool(value: str) -> bool | None:
+def parse_boolean(value: str) -> bool | None:
+    """systemd's parse_boolean(): yes/no, true/false, on/off, 1/0, y/n, t/f; None otherwise."""
     v = value.lower()
     if v in _TRUE:
         return True
@@ -560,6 +562,8 @@ def _bool(value: str) -> bool | None:
         return False
     return None
 
+
+_bool = parse_boolean
 
 # --- the settings the score looks at ---------------------------------------------------------
 

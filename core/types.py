@@ -205,6 +205,9 @@ class AttachOptions:
     force: bool = False
     prefixes: tuple[str, ...] = ()
     extensions: tuple[str, ...] = ()
+    netns: bool = False  # own network namespace + veth (portable.plugins.hooks.netns)
+    netns_subnet: str | None = None  # IPv4 subnet for it (implies netns)
+    max_exposure: float | None = None  # refuse services scoring above this (0.0-10.0)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

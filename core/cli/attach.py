@@ -52,6 +52,26 @@ def attach_options(f: Callable[..., Any]) -> Callable[..., Any]:
             metavar="PATH",
             help="Extension image to layer on the image (repeatable, in order).",
         ),
+        click.option(
+            "--netns",
+            is_flag=True,
+            help="Run the services in their own network namespace (/run/netns/portable-NAME), "
+            "wired to the host by a veth pair.",
+        ),
+        click.option(
+            "--netns-subnet",
+            metavar="CIDR",
+            default=None,
+            help="IPv4 subnet for --netns: host side gets its first address, the services the "
+            "second (default: a /30 in 169.254.0.0/16 derived from the name). Implies --netns.",
+        ),
+        click.option(
+            "--max-exposure",
+            type=click.FloatRange(0, 10),
+            default=None,
+            metavar="N",
+            help="Refuse if a service's exposure score ('portable security') is above N.",
+        ),
         quiet,
         no_pager,
         click.pass_obj,
@@ -81,6 +101,9 @@ def _options(
         no_block=flags["no_block"],
         no_reload=flags["no_reload"],
         force=flags["force"],
+        netns=flags["netns"],
+        netns_subnet=flags["netns_subnet"],
+        max_exposure=flags["max_exposure"],
     )
 
 
