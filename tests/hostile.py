@@ -1,0 +1,1108 @@
+"""A corpus of hostile inputs, built at test time (nothing binary is committed).
+
+Each :class:`Case` builds one bad input (an image, an argument, a host unit in the way) in a
+:class:`Place` and says what ``portable`` must do with it: a one-line error containing some
+text, or a safe success (then which unit files end up attached). The drivers are
+``test_hostile.py`` (the real CLI with ``--root``) and ``test_box_hostile.py`` (a subset against
+a real systemd in the box); both also check that nothing on the host changed, that no secret was
+copied out of the host, and that no loop device, mount or network namespace was left behind.
+
+Secrets: :func:`plant_secrets` writes :data:`SECRET` into host files that the escaping symlinks
+of the corpus point at (absolutely, relatively, through ``/proc``); it must never show up in
+anything ``portable`` prints or writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import stat
+import struct
+import subprocess
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from portable.testing.images import make_directory_image, service_unit
+
+__all__ = [
+    "CASES",
+    "SECRET",
+    "SECRET_PATH",
+    "SECRET_UNIT",
+    "Built",
+    "Case",
+    "Place",
+    "gpt_without_partitions",
+    "plant_secrets",
+]
+
+SECRET = f"hostile-secret-{secrets.token_hex(8)}"
+SECRET_PATH = "/etc/portable-hostile-secret"  # a host file holding the secret
+SECRET_UNIT = "/etc/systemd/system/foo-leak.service"  # a host unit holding the secret
+UNIT_DIR = "usr/lib/systemd/system"
+BIG = 64 * 1024 * 1024  # "huge": 64 MiB, sparse
+
+# What a case expects of one verb: ("ok", "") or ("error", text the error line must contain;
+# "" accepts any one-line error).
+Expect = tuple[str, str]
+OK: Expect = ("ok", "")
+
+
+def error(text: str = "") -> Expect:
+    return ("error", text)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a case builds its input.
+
+    :param images: directory for images, as this process sees it.
+    :param images_arg: the same directory as the command under test sees it.
+    :param host: the host root as this process sees it (``--root`` dir, or the box's root).
+    :param outside: a secret file outside the host root (``--root`` runs only), or ``None``.
+    :param in_box: the command runs in the box (so ``cwd`` is ``/``, not outside the root).
+    """
+
+    images: Path
+    images_arg: str
+    host: Path
+    outside: str | None = None
+    in_box: bool = False
+
+
+@dataclass(frozen=True)
+class Built:
+    """What the command line of a case is: image argument, prefixes, extra attach options."""
+
+    image: str
+    prefixes: tuple[str, ...] = ()
+    attach_opts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Case:
+    """One hostile input and what must happen to it.
+
+    ``inspect``/``attach``/``detach``: the expectation per verb (``None``: not run). After an
+    ``ok`` attach, the unit files in the attached directory must be exactly ``attached`` and
+    ``check`` (if any) is called with the attached directory; then the image is detached again.
+    ``raw``: a file image (loop devices are watched). ``box``: also run in the box.
+    ``root_only``: can only be built for ``--root`` runs. ``xfail``: a known bug, described.
+    """
+
+    id: str
+    build: Callable[[Place], Built]
+    inspect: Expect | None = None
+    attach: Expect | None = None
+    detach: Expect | None = None
+    attached: frozenset[str] = frozenset()
+    check: Callable[[Path], None] | None = None
+    raw: bool = False
+    box: bool = False
+    root_only: bool = False
+    xfail: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def plant_secrets(host: Path) -> None:
+    """Host files holding :data:`SECRET`: escaping symlinks in the corpus point at them."""
+    secret = host / SECRET_PATH.lstrip("/")
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text(SECRET + "\n")
+    os.chmod(secret, 0o600)
+    unit = host / SECRET_UNIT.lstrip("/")
+    unit.parent.mkdir(parents=True, exist_ok=True)
+    unit.write_text(service_unit("/bin/true", description=SECRET))
+
+
+def _image(
+    place: Place,
+    name: str,
+    *,
+    units: dict[str, str] | None = None,
+    os_release: str | None = "ID=hostile\nVERSION_ID=1\n",
+) -> Path:
+    path = place.images / name
+    if path.exists() or path.is_symlink():
+        raise FileExistsError(path)
+    return make_directory_image(path, units=units or {}, os_release=os_release, busybox=False)
+
+
+def _arg(place: Place, name: str) -> str:
+    return f"{place.images_arg.rstrip('/')}/{name}"
+
+
+def _escapes(place: Place) -> dict[str, str]:
+    """Symlink targets that would leave the image and reach a host secret."""
+    rel = "../" * 12 + SECRET_PATH.lstrip("/")
+    out = {
+        "abs": SECRET_PATH,
+        "rel": rel,
+        "proc-self": "/proc/self/root" + SECRET_PATH,
+        "proc-1": "/proc/1/root" + SECRET_PATH,
+    }
+    if place.outside is not None:
+        out["outside"] = place.outside
+    return out
+
+
+def _sparse(path: Path, size: int, head: bytes = b"") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size)
+
+
+def _mknod(path: Path, kind: int, major: int, minor: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mknod(path, 0o600 | kind, os.makedev(major, minor))
+
+
+def _unlink_os_release(img: Path) -> None:
+    for rel in ("etc/os-release", "usr/lib/os-release"):
+        p = img / rel
+        if p.is_symlink() or p.exists():
+            p.unlink()
+
+
+def gpt_without_partitions(size: int = 1024 * 1024) -> bytes:
+    """A disk image with a protective MBR and valid primary and backup GPT headers, and an
+    empty partition table: CRCs right, no partition at all."""
+    sector = 512
+    sectors = size // sector
+    entries = b"\0" * (128 * 128)
+    entries_crc = zlib.crc32(entries)
+    entry_sectors = len(entries) // sector
+
+    def header(current: int, backup: int, entries_lba: int) -> bytes:
+        fields = struct.pack(
+            "<8sIIIIQQQQ16sQIII",
+            b"EFI PART",
+            0x00010000,
+            92,
+            0,  # header CRC, filled below
+            0,
+            current,
+            backup,
+            2 + entry_sectors,  # first usable LBA
+            sectors - 2 - entry_sectors,  # last usable LBA
+            secrets.token_bytes(16),
+            entries_lba,
+            128,
+            128,
+            entries_crc,
+        )
+        crc = zlib.crc32(fields)
+        fields = fields[:16] + struct.pack("<I", crc) + fields[20:]
+        return fields.ljust(sector, b"\0")
+
+    mbr = bytearray(sector)
+    # One partition of type 0xEE covering the disk: the protective MBR.
+    mbr[446:462] = struct.pack("<B3sB3sII", 0, b"\0\x02\0", 0xEE, b"\xff\xff\xff", 1, sectors - 1)
+    mbr[510:512] = b"\x55\xaa"
+    disk = bytearray(size)
+    disk[0:sector] = mbr
+    disk[sector : 2 * sector] = header(1, sectors - 1, 2)
+    disk[2 * sector : 2 * sector + len(entries)] = entries
+    backup_entries = sectors - 1 - entry_sectors
+    disk[backup_entries * sector : (sectors - 1) * sector] = entries
+    disk[(sectors - 1) * sector :] = header(sectors - 1, 1, backup_entries)
+    return bytes(disk)
+
+
+def _squashfs(place: Place, name: str, *, keep: float) -> Path:
+    """A squashfs image of a valid portable tree, cut to ``keep`` of its size (needs mksquashfs;
+    without it, garbage that starts like one)."""
+    target = place.images / name
+    mksquashfs = shutil.which("mksquashfs")
+    if mksquashfs is None:
+        target.write_bytes(b"hsqs" + os.urandom(64 * 1024))
+        return target
+    tree = make_directory_image(
+        place.images / f".tree-{name}",
+        units={"foo.service": service_unit()},
+        os_release="ID=hostile\n",
+        busybox=False,
+    )
+    for i in range(8):  # something to cut into
+        (tree / f"usr/lib/filler{i}").write_bytes(os.urandom(32 * 1024))
+    subprocess.run(
+        [mksquashfs, str(tree), str(target), "-quiet", "-noappend", "-comp", "gzip"],
+        check=True,
+        capture_output=True,
+    )
+    shutil.rmtree(tree)
+    size = target.stat().st_size
+    with open(target, "r+b") as f:
+        f.truncate(max(int(size * keep), 96))
+    return target
+
+
+def _attached_dropins_only(expected_profile: str) -> Callable[[Path], None]:
+    """The attached foo.service.d holds only our two drop-ins, the profile as shipped."""
+
+    def check(attached: Path) -> None:
+        d = attached / "foo.service.d"
+        assert sorted(os.listdir(d)) == ["10-profile.conf", "20-portable.conf"], os.listdir(d)
+        profile = (d / "10-profile.conf").read_bytes()
+        assert b"weaken" not in profile and b"PrivateNetwork=no" not in profile
+        assert expected_profile.encode() in profile
+        for name in os.listdir(attached):
+            assert not name.startswith("service.d"), name
+
+    return check
+
+
+# --- the corpus ---------------------------------------------------------------------------
+
+LEGIT = service_unit("/usr/bin/sleep infinity", description="legit")
+FOO_OK = frozenset({"foo-ok.service"})
+cases: list[Case] = []
+
+
+def case(**kw: object) -> None:
+    cases.append(Case(**kw))  # type: ignore[arg-type]
+
+
+def _baseline(place: Place) -> Built:
+    _image(place, "foo_1", units={"foo.service": LEGIT, "foo.socket": "[Socket]\n"})
+    return Built(_arg(place, "foo_1"))
+
+
+case(
+    id="baseline",
+    build=_baseline,
+    inspect=OK,
+    attach=OK,
+    attached=frozenset({"foo.service", "foo.socket"}),
+    box=True,
+)
+
+
+# Unit files that are symlinks leaving the image: resolved inside it, where they dangle, so
+# they are skipped; the image's legitimate unit is attached, the secret never read.
+def _unit_escape(kind: str) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        img = _image(place, "foo_1", units={"foo-ok.service": LEGIT})
+        os.symlink(_escapes(place)[kind], img / UNIT_DIR / "foo.service")
+        # ... also through a symlinked directory component
+        os.symlink(os.path.dirname(_escapes(place)[kind]), img / UNIT_DIR / "hostetc")
+        os.symlink("hostetc/" + os.path.basename(SECRET_PATH), img / UNIT_DIR / "foo-2.service")
+        return Built(_arg(place, "foo_1"))
+
+    return build
+
+
+for _kind in ("abs", "rel", "proc-self", "proc-1", "outside"):
+    case(
+        id=f"unit-symlink-escape-{_kind}",
+        build=_unit_escape(_kind),
+        inspect=OK,
+        attach=OK,
+        attached=FOO_OK,
+        box=_kind in ("abs", "rel", "proc-1"),
+        root_only=_kind == "outside",
+    )
+
+
+def _unit_escape_only(place: Place) -> Built:
+    img = _image(place, "foo_1")
+    os.symlink(SECRET_PATH, img / UNIT_DIR / "foo.service")
+    return Built(_arg(place, "foo_1"))
+
+
+case(
+    id="unit-symlink-escape-only-unit",
+    build=_unit_escape_only,
+    inspect=error("Couldn't find any matching unit files"),
+    attach=error("Couldn't find any matching unit files"),
+    box=True,
+)
+
+
+def _osrel_escape(kind: str, fallback: bool) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        img = _image(place, "foo_1", units={"foo-ok.service": LEGIT})
+        _unlink_os_release(img)
+        if fallback:
+            (img / "usr/lib/os-release").write_text("ID=inside\n")
+        os.symlink(_escapes(place)[kind], img / "etc/os-release")
+        return Built(_arg(place, "foo_1"))
+
+    return build
+
+
+for _kind in ("abs", "rel", "proc-self", "outside"):
+    case(
+        id=f"os-release-symlink-escape-{_kind}",
+        build=_osrel_escape(_kind, fallback=False),
+        inspect=error("lacks os-release data"),
+        attach=error("lacks os-release data"),
+        box=_kind == "abs",
+        root_only=_kind == "outside",
+    )
+case(
+    id="os-release-symlink-escape-falls-back-to-usr-lib",
+    build=_osrel_escape("abs", fallback=True),
+    inspect=OK,
+    attach=OK,
+    attached=FOO_OK,
+    box=True,
+)
+
+
+# A unit directory that is a symlink out of the image: confined, so the host's units (one of
+# them holds the secret) are never seen; a unit directory that loops is skipped (systemd too).
+def _unitdir_escape(kind: str) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        img = _image(place, "foo_1", units={"foo-ok.service": LEGIT})
+        target = {
+            "abs": "/etc/systemd/system",
+            "rel": "../" * 12 + "etc/systemd/system",
+            "loop": "system",
+        }[kind]
+        (img / "usr/local/lib/systemd").mkdir(parents=True)
+        os.symlink(target, img / "usr/local/lib/systemd/system")
+        (img / "etc/systemd").mkdir(parents=True)
+        os.symlink(target if kind != "loop" else "../systemd/system", img / "etc/systemd/system")
+        return Built(_arg(place, "foo_1"))
+
+    return build
+
+
+for _kind in ("abs", "rel", "loop"):
+    case(
+        id=f"unit-directory-symlink-{_kind}",
+        build=_unitdir_escape(_kind),
+        inspect=OK,
+        attach=OK,
+        attached=FOO_OK,
+        box=_kind != "rel",
+    )
+
+
+# Loops.
+def _loop(what: str, length: int) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        img = _image(place, "foo_1", units={"foo-ok.service": LEGIT})
+        if what == "unit":
+            d, name = img / UNIT_DIR, "foo.service"
+        else:
+            _unlink_os_release(img)
+            d, name = img / "etc", "os-release"
+        names = [name] + [f"link{i}" for i in range(1, length)]
+        for a, b in zip(names, [*names[1:], names[0]], strict=True):
+            os.symlink(b, d / a)
+        return Built(_arg(place, "foo_1"))
+
+    return build
+
+
+for _what in ("unit", "os-release"):
+    for _length in (1, 2):
+        case(
+            id=f"{_what}-symlink-loop-{_length}",
+            build=_loop(_what, _length),
+            inspect=error("too many levels of symbolic links"),
+            attach=error("too many levels of symbolic links"),
+            box=_length == 2,
+        )
+
+
+def _chain(length: int) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        img = _image(place, "foo_1")
+        d = img / UNIT_DIR
+        (d / "real").write_text(LEGIT)
+        names = ["foo.service"] + [f"c{i}" for i in range(1, length)]
+        for a, b in zip(names, [*names[1:], "real"], strict=True):
+            os.symlink(b, d / a)
+        return Built(_arg(place, "foo_1"))
+
+    return build
+
+
+def _long_target(place: Place) -> Built:
+    """Symlinks whose targets have components longer than any file name can be."""
+    img = _image(place, "foo_1", units={"foo-ok.service": LEGIT})
+    os.symlink("x" * 300, img / UNIT_DIR / "foo.service")
+    os.symlink("/" + "y" * 300 + "/z", img / UNIT_DIR / "foo-2.service")
+    os.symlink("/".join(["d" * 255] * 15), img / UNIT_DIR / "foo-3.service")
+    return Built(_arg(place, "foo_1"))
+
+
+case(
+    id="unit-symlink-to-overlong-names",
+    build=_long_target,
+    inspect=OK,
+    attach=OK,
+    attached=FOO_OK,
+    box=True,
+)
+
+
+case(
+    id="unit-symlink-chain-40",
+    build=_chain(40),
+    inspect=OK,
+    attach=OK,
+    attached=frozenset({"foo.service"}),
+)
+case(
+    id="unit-symlink-chain-41",
+    build=_chain(41),
+    inspect=error("too many levels of symbolic links"),
+    attach=error("too many levels of symbolic links"),
+)
+
+
+# Special files where a file is expected: refused without being opened (no hang, no device
+# driver woken up).
+def _special(what: str, kind: str) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        img = _image(place, "foo_1", units={"foo-ok.service": LEGIT})
+        if what == "unit":
+            target = img / UNIT_DIR / "foo-bad.service"
+        else:
+            _unlink_os_release(img)
+            target = img / "etc/os-release"
+        # The special file is reached through a symlink (a directory entry of a special kind
+        # is skipped, as systemd does); the symlink is inside the image.
+        special = img / "special"
+        if kind == "fifo":
+            os.mkfifo(special)
+        elif kind == "chardev":
+            _mknod(special, stat.S_IFCHR, 5, 0)  # /dev/tty: opening it would fail (ENXIO)
+        elif kind == "blockdev":
+            _mknod(special, stat.S_IFBLK, 7, 255)  # a loop device nobody uses
+        elif kind == "directory":
+            special.mkdir()
+        os.symlink("/special", target)
+        return Built(_arg(place, "foo_1"))
+
+    return build
+
+
+_KIND_TEXT = {
+    "fifo": "is a FIFO",
+    "chardev": "is a character device",
+    "blockdev": "is a block device",
+    "directory": "is a directory",
+}
+for _what in ("unit", "os-release"):
+    for _kind, _text in _KIND_TEXT.items():
+        case(
+            id=f"{_what}-is-{_kind}",
+            build=_special(_what, _kind),
+            inspect=error(_text),
+            attach=error(_text),
+            box=_kind in ("fifo", "chardev"),
+        )
+
+
+def _unit_entries_special(place: Place) -> Built:
+    """Directory entries of odd kinds named like units are skipped (d_type, as systemd)."""
+    img = _image(place, "foo_1", units={"foo-ok.service": LEGIT})
+    d = img / UNIT_DIR
+    os.mkfifo(d / "foo-fifo.service")
+    (d / "foo-dir.service").mkdir()
+    (d / "foo-dir.service" / "x").write_text(LEGIT)
+    _mknod(d / "foo-chr.service", stat.S_IFCHR, 1, 3)
+    return Built(_arg(place, "foo_1"))
+
+
+case(
+    id="unit-entries-of-special-kinds",
+    build=_unit_entries_special,
+    inspect=OK,
+    attach=OK,
+    attached=FOO_OK,
+    box=True,
+)
+
+
+# Huge and binary files.
+def _huge(what: str) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        img = _image(place, "foo_1", units={"foo-ok.service": LEGIT})
+        if what == "unit":
+            _sparse(img / UNIT_DIR / "foo.service", BIG, b"[Service]\nExecStart=/x\n")
+        else:
+            _unlink_os_release(img)
+            _sparse(img / "usr/lib/os-release", BIG, b"ID=huge\n")
+        return Built(_arg(place, "foo_1"))
+
+    return build
+
+
+for _what in ("unit", "os-release"):
+    case(
+        id=f"{_what}-huge",
+        build=_huge(_what),
+        inspect=error("is too large"),
+        attach=error("is too large"),
+        box=True,
+    )
+
+BINARY = bytes(range(256)) * 16 + b"\0\0\xff\xfe" + os.urandom(4096)
+
+
+def _binary_unit(place: Place) -> Built:
+    img = _image(place, "foo_1")
+    (img / UNIT_DIR / "foo.service").write_bytes(BINARY)
+    return Built(_arg(place, "foo_1"))
+
+
+def _check_binary(attached: Path) -> None:
+    assert (attached / "foo.service").read_bytes() == BINARY  # copied as is, as systemd does
+
+
+case(
+    id="unit-binary",
+    build=_binary_unit,
+    inspect=OK,
+    attach=OK,
+    attached=frozenset({"foo.service"}),
+    check=_check_binary,
+    box=True,
+)
+
+
+def _binary_osrel(with_id: bool) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        img = _image(place, "foo_1", units={"foo.service": LEGIT})
+        _unlink_os_release(img)
+        data = BINARY.replace(b"\n", b" ") + (b"\nID=binary\n" if with_id else b"")
+        (img / "usr/lib/os-release").write_bytes(data)
+        return Built(_arg(place, "foo_1"))
+
+    return build
+
+
+case(
+    id="os-release-binary",
+    build=_binary_osrel(False),
+    inspect=OK,
+    attach=error("lacks the ID field"),
+    box=True,
+)
+case(
+    id="os-release-binary-with-id",
+    build=_binary_osrel(True),
+    inspect=OK,
+    attach=OK,
+    attached=frozenset({"foo.service"}),
+)
+
+
+def _no_os_release(place: Place) -> Built:
+    _image(place, "foo_1", units={"foo.service": LEGIT}, os_release=None)
+    return Built(_arg(place, "foo_1"))
+
+
+case(
+    id="os-release-missing",
+    build=_no_os_release,
+    inspect=error("lacks os-release data"),
+    attach=error("lacks os-release data"),
+)
+
+
+# Unit names: invalid ones are never picked up; odd valid ones ('..service') stay inside the
+# attached directory.
+def _odd_unit_names(place: Place) -> Built:
+    img = _image(place, "foo_1", units={"foo.service": LEGIT})
+    d = img / UNIT_DIR
+    for name in (
+        "foo bar.service",
+        "foo\nExecStart=x.service",
+        "foo.service~",
+        "foo.mount",
+        "foo-x.device",
+        "foo-x.slice",
+        "foo",
+        ".service",
+        "foo-\x7f.service",
+        "foo-é.service",
+    ):
+        (d / name).write_text(LEGIT)
+    (d / os.fsdecode(b"foo-\xff.service")).write_text(LEGIT)
+    (d / "foo-\\x2d.service").write_text(LEGIT)  # valid: an escaped unit name
+    (d / "foo...service").write_text(LEGIT)  # valid
+    return Built(_arg(place, "foo_1"))
+
+
+case(
+    id="unit-names-invalid-and-odd",
+    build=_odd_unit_names,
+    inspect=OK,
+    attach=OK,
+    attached=frozenset({"foo.service", "foo-\\x2d.service", "foo...service"}),
+    box=True,
+)
+
+
+def _dotdot_unit_names(place: Place) -> Built:
+    img = _image(place, "foo_1", units={"..service": LEGIT, "...service": LEGIT})
+    (img / UNIT_DIR / "..socket").write_text("[Socket]\n")
+    return Built(_arg(place, "foo_1"), prefixes=(".",))
+
+
+case(
+    id="unit-names-with-dotdot",
+    build=_dotdot_unit_names,
+    inspect=OK,
+    attach=OK,
+    attached=frozenset({"..service", "...service", "..socket"}),
+)
+
+
+def _long_unit_name(length: int) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        name = "foo-" + "a" * (length - len("foo-.service")) + ".service"
+        assert len(name) == length
+        _image(place, "foo_1", units={name: LEGIT})
+        return Built(_arg(place, "foo_1"))
+
+    return build
+
+
+case(
+    id="unit-name-253-bytes",  # its drop-in directory name is 255 bytes: fits
+    build=_long_unit_name(253),
+    inspect=OK,
+    attach=OK,
+    attached=frozenset({"foo-" + "a" * 241 + ".service"}),
+)
+case(
+    id="unit-name-255-bytes",  # valid, but "<name>.d" is longer than a file name can be
+    build=_long_unit_name(255),
+    inspect=OK,
+    attach=error("too long"),
+    xfail=(
+        "attach.py: a 254/255-byte unit name makes mkdir('<unit>.d') fail with "
+        "ENAMETOOLONG, which escapes as 'internal error: OSError' (exit 70) instead of a "
+        "one-line error (files are rolled back correctly)"
+    ),
+)
+
+
+# Drop-ins shipped in the image, trying to weaken the profile: never copied (systemd ignores
+# them, PID 1 never sees them); the attached unit gets exactly the profile's drop-in.
+def _weakening_dropins(place: Place) -> Built:
+    img = _image(place, "foo_1", units={"foo.service": LEGIT})
+    weaken = "# weaken\n[Service]\nPrivateNetwork=no\nUser=root\nProtectSystem=no\nTasksMax=\n"
+    for d in (
+        f"{UNIT_DIR}/foo.service.d",
+        "etc/systemd/system/foo.service.d",
+        f"{UNIT_DIR}/service.d",
+        "etc/systemd/system.attached/foo.service.d",
+        "run/systemd/system/foo.service.d",
+    ):
+        (img / d).mkdir(parents=True, exist_ok=True)
+        (img / d / "99-weaken.conf").write_text(weaken)
+        (img / d / "10-profile.conf").write_text(weaken)
+        (img / d / "20-portable.conf").write_text(weaken)
+    return Built(_arg(place, "foo_1"), attach_opts=("--profile=strict",))
+
+
+case(
+    id="image-drop-ins-weakening-the-profile",
+    build=_weakening_dropins,
+    inspect=OK,
+    attach=OK,
+    attached=frozenset({"foo.service"}),
+    check=_attached_dropins_only("TasksMax=4"),
+    box=True,
+)
+
+
+# Profiles: unknown and path-like names.
+def _with_profile(profile: str) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        _image(place, "foo_1", units={"foo.service": LEGIT})
+        return Built(_arg(place, "foo_1"), attach_opts=(f"--profile={profile}",))
+
+    return build
+
+
+for _id, _profile in (
+    ("unknown", "nope"),
+    ("empty", ""),
+    ("dot", "."),
+    ("dotdot", ".."),
+    ("relative-path", "../../etc/systemd"),
+    ("nested-path", "foo/bar"),
+    ("absolute-missing", "/nonexistent/profile"),
+    ("absolute-dir", "/etc"),
+    ("300-chars", "p" * 300),
+    ("control-chars", "a\nb"),
+):
+    case(
+        id=f"profile-{_id}",
+        build=_with_profile(_profile),
+        attach=error(),
+        box=_id in ("unknown", "relative-path", "absolute-dir"),
+    )
+
+
+# A host unit of the same name.
+def _host_unit(where: str, force: bool) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        _image(place, "foo_1", units={"foo.service": LEGIT})
+        host_unit = place.host / where.lstrip("/") / "foo.service"
+        host_unit.parent.mkdir(parents=True, exist_ok=True)
+        host_unit.write_text(service_unit("/bin/true", description="the host's own foo"))
+        return Built(_arg(place, "foo_1"), attach_opts=("--force",) if force else ())
+
+    return build
+
+
+for _where in ("/etc/systemd/system", "/run/systemd/system"):
+    case(
+        id=f"host-unit-same-name-{_where.split('/')[1]}",
+        build=_host_unit(_where, False),
+        inspect=OK,
+        attach=error("Unit file 'foo.service' exists on the host already, refusing."),
+        box=True,
+    )
+case(
+    id="host-unit-same-name-force",
+    build=_host_unit("/etc/systemd/system", True),
+    attach=OK,
+    attached=frozenset({"foo.service"}),
+    box=True,
+)
+
+
+# Image names and paths given on the command line.
+def _name(arg: str, *, in_images: bool = False) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        _image(place, "foo_1", units={"foo.service": LEGIT})
+        return Built(_arg(place, arg) if in_images else arg)
+
+    return build
+
+
+_CONTROL_XFAIL = (
+    "cli/images.py: error messages embed the argument verbatim, so a newline in it splits "
+    "the 'portable: error:' line in two (and lets a hostile file name forge output lines)"
+)
+for _id, _arg_text, _in_images, _xfail in (
+    ("dotdot", "..", False, ""),
+    ("dot", ".", False, ""),
+    ("300-chars", "a" * 300, False, ""),
+    ("300-chars-path", "a" * 300, True, ""),
+    ("dotdot-components", "../../../../../../etc", True, ""),
+    ("temporary-name", ".#foo_1", False, ""),
+    ("control-chars", "foo\n1", False, _CONTROL_XFAIL),
+    ("empty", "", False, ""),
+):
+    case(
+        id=f"image-name-{_id}",
+        build=_name(_arg_text, in_images=_in_images),
+        inspect=error(),
+        attach=error(),
+        detach=error(),
+        box=_id in ("dotdot", "300-chars", "dotdot-components"),
+        xfail=_xfail,
+    )
+
+
+def _image_name_300_with_prefix(place: Place) -> Built:
+    """A long (but valid) image directory name, units chosen by an explicit prefix."""
+    name = "x" * 240 + "_1"
+    _image(place, name, units={"foo.service": LEGIT})
+    return Built(_arg(place, name), prefixes=("foo",))
+
+
+case(
+    id="image-name-long-with-prefix",
+    build=_image_name_300_with_prefix,
+    inspect=OK,
+    attach=OK,
+    attached=frozenset({"foo.service"}),
+)
+
+
+def _newline_in_image_path(via_symlink: bool) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        evil = "foo_1\nProtectSystem=no\nUser=root"
+        _image(place, evil, units={"foo.service": LEGIT})
+        if via_symlink:  # the argument looks harmless; its canonical path does not
+            os.symlink(evil, place.images / "foo_2")
+            return Built(_arg(place, "foo_2"))
+        return Built(_arg(place, evil))
+
+    return build
+
+
+_INJECTION_XFAIL = (
+    "images.py/dropins.py: an image path with a newline (e.g. a directory named "
+    "'foo_1\\nProtectSystem=no', or a harmless-looking symlink to one) is written unescaped "
+    "into 20-portable.conf (RootDirectory=, Environment=PORTABLE=), injecting settings that "
+    "weaken the sandbox; systemd refuses image names with control characters "
+    "(image_name_is_valid). It must be refused with a one-line error."
+)
+for _via in (False, True):
+    case(
+        id=f"image-path-with-newline{'-via-symlink' if _via else ''}",
+        build=_newline_in_image_path(_via),
+        attach=error(),
+        xfail=_INJECTION_XFAIL,
+    )
+
+
+def _image_symlink_to_root(place: Place) -> Built:
+    os.symlink("/", place.images / "evil_1")
+    return Built(_arg(place, "evil_1"))
+
+
+case(
+    id="image-symlink-to-host-root",
+    build=_image_symlink_to_root,
+    inspect=error(),
+    attach=error(),
+    box=True,
+)
+
+
+def _image_path_loop(place: Place) -> Built:
+    os.symlink("foo_1", place.images / "foo_1")
+    return Built(_arg(place, "foo_1"))
+
+
+case(
+    id="image-path-symlink-loop",
+    build=_image_path_loop,
+    inspect=error(),
+    attach=error(),
+    detach=error(),
+    box=True,
+)
+
+
+def _by_name(place: Place) -> Built:
+    """An image found by name in the search path, with escaping unit symlinks."""
+    d = place.host / "run/portables"
+    d.mkdir(parents=True, exist_ok=True)
+    img = make_directory_image(
+        d / "foo_7", units={"foo-ok.service": LEGIT}, os_release="ID=x\n", busybox=False
+    )
+    os.symlink(SECRET_PATH, img / UNIT_DIR / "foo.service")
+    os.symlink("../" * 12 + SECRET_PATH.lstrip("/"), img / UNIT_DIR / "foo-rel.service")
+    return Built("foo_7")
+
+
+case(
+    id="image-by-name-with-escaping-units",
+    build=_by_name,
+    inspect=OK,
+    attach=OK,
+    attached=FOO_OK,
+    box=True,
+)
+
+
+# Files that are no image at all, and raw images that are broken. Without a raw format they
+# are "not a recognised image"; once raw formats exist they must still fail with one line and
+# leave no loop device or mount behind.
+def _file(
+    name: str, data: Callable[[], bytes] | None = None, size: int = 0
+) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        p = place.images / name
+        if data is not None:
+            p.write_bytes(data())
+        else:
+            _sparse(p, size)
+        return Built(_arg(place, name))
+
+    return build
+
+
+def _special_image(kind: str) -> Callable[[Place], Built]:
+    def build(place: Place) -> Built:
+        p = place.images / "foo_1.raw"
+        if kind == "fifo":
+            os.mkfifo(p)
+        else:
+            _mknod(p, stat.S_IFCHR, 5, 0)
+        return Built(_arg(place, "foo_1.raw"))
+
+    return build
+
+
+def _truncated_squashfs(place: Place) -> Built:
+    _squashfs(place, "foo_1.raw", keep=0.5)
+    return Built(_arg(place, "foo_1.raw"))
+
+
+def _squashfs_header_only(place: Place) -> Built:
+    _squashfs(place, "foo_1.raw", keep=0.0)
+    return Built(_arg(place, "foo_1.raw"))
+
+
+for _id, _build in (
+    ("not-an-image", _file("foo_1.tar", lambda: b"\0" * 10240)),
+    ("empty-raw", _file("foo_1.raw", lambda: b"")),
+    ("garbage-raw", _file("foo_1.raw", lambda: os.urandom(1024 * 1024))),
+    ("zeros-raw-sparse-64M", _file("foo_1.raw", size=BIG)),
+    ("truncated-squashfs", _truncated_squashfs),
+    ("squashfs-header-only", _squashfs_header_only),
+    ("gpt-without-partitions", _file("foo_1.raw", gpt_without_partitions)),
+    ("fifo-raw", _special_image("fifo")),
+    ("chardev-raw", _special_image("chardev")),
+):
+    case(
+        id=f"raw-{_id}",
+        build=_build,
+        inspect=error(),
+        attach=error(),
+        raw=True,
+        box=_id not in ("empty-raw", "zeros-raw-sparse-64M"),
+    )
+
+
+CASES: tuple[Case, ...] = tuple(cases)
+_ids = [c.id for c in CASES]
+assert len(_ids) == len(set(_ids)), "duplicate case ids"
+
+
+# --- what the drivers check ---------------------------------------------------------------
+
+Snapshot = dict[str, tuple[str, int, bytes]]
+
+
+def snapshot(top: Path, dirs: tuple[str, ...]) -> Snapshot:
+    """Every entry below ``top``/``dirs``: path -> (kind, mode, content or link target).
+
+    Special files are recorded, never opened.
+    """
+    out: Snapshot = {}
+    for d in dirs:
+        start = top / d.lstrip("/")
+        if not os.path.lexists(start):
+            continue
+        for dirpath, dirnames, filenames in os.walk(start):
+            for name in sorted(dirnames + filenames):
+                p = Path(dirpath) / name
+                key = "/" + str(p.relative_to(top))
+                st = os.lstat(p)
+                mode = stat.S_IMODE(st.st_mode)
+                if stat.S_ISLNK(st.st_mode):
+                    out[key] = ("link", 0, os.fsencode(os.readlink(p)))
+                elif stat.S_ISDIR(st.st_mode):
+                    out[key] = ("dir", mode, b"")
+                elif stat.S_ISREG(st.st_mode):
+                    out[key] = ("file", mode, p.read_bytes())
+                else:
+                    out[key] = ("special", mode, str(st.st_rdev).encode())
+    return out
+
+
+def loops_below(paths: tuple[str, ...]) -> set[str]:
+    """Attached loop devices whose backing file lies below one of ``paths``."""
+    import json
+
+    try:
+        out = subprocess.run(
+            ["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return set()
+    if not out.strip():
+        return set()
+    found = set()
+    for dev in json.loads(out).get("loopdevices", []):
+        back = str(dev.get("back-file") or "").strip()
+        if any(back.startswith(p) for p in paths):
+            found.add(f"{dev['name']} {back}")
+    return found
+
+
+def mount_points(mountinfo: str = "/proc/self/mountinfo") -> set[str]:
+    with open(mountinfo) as f:
+        return {line.split()[4] for line in f if line.strip()}
+
+
+def netns(run: Path) -> set[str]:
+    try:
+        return set(os.listdir(run / "netns"))
+    except OSError:
+        return set()
+
+
+def fork_cli(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 30.0
+) -> tuple[int, bytes]:
+    """Run ``portable ARGS`` (its ``main()``) in a forked child: the real CLI without the
+    interpreter's start-up, for sweeps that run it hundreds of times. Returns the exit status
+    (``-N`` for a signal) and stderr; stdout is discarded."""
+    import importlib
+    import select
+    import signal
+    import sys
+    import time
+
+    from portable.cli import COMMANDS, main
+
+    # Imported once here, not in every child.
+    for module, _ in COMMANDS.values():
+        importlib.import_module(module)
+    for module in ("attach", "detach", "reattach", "inspect", "listing", "state"):
+        importlib.import_module(f"portable.{module}")
+    from portable.registry import make_registry
+
+    make_registry(load_entrypoints=False)  # imports the built-in plugins
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 70
+        try:
+            os.close(r)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(w, 2)
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+            os.environ.update(env or {})
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            code = 71
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, _, _ = select.select([r], [], [], max(deadline - time.monotonic(), 0))
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(r)
+            raise TimeoutError(f"portable {args!r} hung")
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return rc, b"".join(chunks)
