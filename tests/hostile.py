@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from portable.testing.images import make_directory_image, service_unit
 
@@ -1006,6 +1007,61 @@ def snapshot(top: Path, dirs: tuple[str, ...]) -> Snapshot:
                 else:
                     out[key] = ("special", mode, str(st.st_rdev).encode())
     return out
+
+
+INFO_PREFIXES = ("portable: warning:", "(Matching ")
+ATTACHED = "/run/systemd/system.attached"
+
+
+def check_result(proc: subprocess.CompletedProcess[Any], expect: Expect) -> None:
+    """Exit status and output of one run: success, or exactly one one-line error holding the
+    expected text; never a traceback, never the secret."""
+    out = _bytes(proc.stdout) + _bytes(proc.stderr)
+    stderr = _bytes(proc.stderr).decode("utf-8", "replace")
+    assert SECRET.encode() not in out, "the host secret was printed"
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.splitlines()
+    errors = [line for line in lines if line.startswith("portable: error:")]
+    outcome, text = expect
+    if outcome == "ok":
+        assert proc.returncode == 0, stderr
+        assert errors == [], stderr
+        return
+    assert proc.returncode == 1, (proc.returncode, stderr)  # 70 would be an internal error
+    assert len(errors) == 1, stderr
+    assert text in errors[0], errors[0]
+    others = [ln for ln in lines if not ln.startswith(("portable: error:", *INFO_PREFIXES))]
+    assert others == [], f"the error is not one line: {stderr!r}"
+
+
+def _bytes(data: str | bytes | None) -> bytes:
+    if data is None:
+        return b""
+    return data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
+
+
+def check_attached(host: Path, case: Case, before: Snapshot, now: Snapshot) -> None:
+    """After a safe runtime attach: only added files, in the runtime directories, with fixed
+    modes and no secret; exactly the expected unit files, each with its marker."""
+    changed = [k for k, v in before.items() if now.get(k) != v]
+    assert changed == [], f"attach changed existing host files: {changed}"
+    added = {k: v for k, v in now.items() if k not in before}
+    for key, (kind, mode, data) in added.items():
+        assert key.startswith((ATTACHED, "/run/portables/")), key
+        assert SECRET.encode() not in data, f"the host secret was copied into {key}"
+        if kind == "file":
+            assert mode == 0o644, (key, oct(mode))
+        elif kind == "dir":
+            assert mode == 0o755, (key, oct(mode))
+        assert kind != "special", key
+        assert not mode & stat.S_IWOTH, key
+    attached_dir = host / ATTACHED.lstrip("/")
+    units = {n for n in os.listdir(attached_dir) if not n.endswith(".d")}
+    assert units == set(case.attached)
+    for unit in units:
+        assert (attached_dir / f"{unit}.d" / "20-portable.conf").is_file()
+    if case.check is not None:
+        case.check(attached_dir)
 
 
 def loops_below(paths: tuple[str, ...]) -> set[str]:

@@ -21,7 +21,8 @@ from hostile import (
     SECRET,
     Case,
     Place,
-    Snapshot,
+    check_attached,
+    check_result,
     fork_cli,
     loops_below,
     mount_points,
@@ -36,7 +37,6 @@ CLI = [sys.executable, "-m", "portable"]
 TIMEOUT = 30
 HOST_DIRS = ("/etc", "/run", "/var")
 ATTACHED = "/run/systemd/system.attached"
-INFO_PREFIXES = ("portable: warning:", "(Matching ")
 
 
 def _param(case: Case) -> object:
@@ -75,50 +75,6 @@ def run(place: Place, *args: str) -> subprocess.CompletedProcess[bytes]:
         pytest.fail(f"portable {' '.join(args)!r} hung for {TIMEOUT}s")
 
 
-def check_result(proc: subprocess.CompletedProcess[bytes], expect: tuple[str, str]) -> None:
-    out = proc.stdout + proc.stderr
-    stderr = proc.stderr.decode("utf-8", "replace")
-    assert SECRET.encode() not in out, "the host secret was printed"
-    assert "Traceback" not in stderr, stderr
-    lines = stderr.splitlines()
-    errors = [line for line in lines if line.startswith("portable: error:")]
-    outcome, text = expect
-    if outcome == "ok":
-        assert proc.returncode == 0, stderr
-        assert errors == [], stderr
-        return
-    assert proc.returncode == 1, (proc.returncode, stderr)  # 70 would be an internal error
-    assert len(errors) == 1, stderr
-    assert text in errors[0], errors[0]
-    others = [ln for ln in lines if not ln.startswith(("portable: error:", *INFO_PREFIXES))]
-    assert others == [], f"the error is not one line: {stderr!r}"
-
-
-def check_attached(place: Place, case: Case, before: Snapshot) -> None:
-    """After a safe attach: only added files, in the runtime directories, with fixed modes and
-    no secret; exactly the expected unit files."""
-    now = snapshot(place.host, HOST_DIRS)
-    changed = [k for k, v in before.items() if now.get(k) != v]
-    assert changed == [], f"attach changed existing host files: {changed}"
-    added = {k: v for k, v in now.items() if k not in before}
-    for key, (kind, mode, data) in added.items():
-        assert key.startswith((ATTACHED, "/run/portables/")), key
-        assert SECRET.encode() not in data, f"the host secret was copied into {key}"
-        if kind == "file":
-            assert mode == 0o644, (key, oct(mode))
-        elif kind == "dir":
-            assert mode == 0o755, (key, oct(mode))
-        assert kind != "special", key
-        assert not mode & stat.S_IWOTH, key
-    attached_dir = place.host / ATTACHED.lstrip("/")
-    units = {n for n in os.listdir(attached_dir) if not n.endswith(".d")}
-    assert units == set(case.attached)
-    for unit in units:  # each unit has its marker and nothing else of the image's
-        assert (attached_dir / f"{unit}.d" / "20-portable.conf").is_file()
-    if case.check is not None:
-        case.check(attached_dir)
-
-
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_hostile_input(place: Place, case: Case) -> None:
     built = case.build(place)
@@ -133,7 +89,7 @@ def test_hostile_input(place: Place, case: Case) -> None:
         args = ["attach", "--runtime", *built.attach_opts, built.image, *built.prefixes]
         check_result(run(place, *args), case.attach)
         if case.attach[0] == "ok":
-            check_attached(place, case, before)
+            check_attached(place.host, case, before, snapshot(place.host, HOST_DIRS))
             check_result(run(place, "detach", "--runtime", built.image), ("ok", ""))
         assert snapshot(place.host, HOST_DIRS) == before
     if case.detach is not None:
