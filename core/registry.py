@@ -152,14 +152,19 @@ class Registry:
                 distribution="portable-services",
             )
 
-    def load_entrypoints(self, *, disabled: Iterable[str] = (), strict: bool = False) -> None:
-        """Load the ``portable`` entry-point group; a plugin that fails is reported and skipped."""
-        from importlib.metadata import entry_points  # ~13 ms: only when plugins are loaded
+    def load_entrypoints(
+        self, *, disabled: Iterable[str] = (), strict: bool = False, cache: bool = False
+    ) -> None:
+        """Load the ``portable`` entry-point group; a plugin that fails is reported and skipped.
+
+        With ``cache`` the scan comes from the on-disk cache while nothing has been installed
+        or removed since (:mod:`portable.entrypoints`; the CLI uses it).
+        """
+        from portable import entrypoints
 
         disabled = set(disabled)
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            dist = ep.dist.name if ep.dist is not None else ""
-            version = ep.dist.version if ep.dist is not None else ""
+        for ep in entrypoints.find(ENTRY_POINT_GROUP, cache=cache):
+            dist, version = ep.dist, ep.version
             if ep.name in disabled or self.pm.is_blocked(ep.name):
                 self.plugins.append(
                     PluginRecord(
@@ -391,8 +396,12 @@ def make_registry(
     disabled: Iterable[str] = (),
     strict: bool | None = None,
     builtins: bool = True,
+    cache: bool = False,
 ) -> Registry:
-    """Build a fresh registry: hookspecs, built-ins, then third-party entry points."""
+    """Build a fresh registry: hookspecs, built-ins, then third-party entry points.
+
+    ``cache``: take the entry-point scan from the on-disk cache when it is still valid.
+    """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     if os.environ.get("PORTABLE_SERVICES_TRACE_PLUGINS"):
@@ -406,6 +415,7 @@ def make_registry(
         reg.load_entrypoints(
             disabled=[*disabled, *env_disabled],
             strict=_env_flag(ENV_STRICT) if strict is None else strict,
+            cache=cache,
         )
     pm.check_pending()
     return reg
@@ -415,12 +425,23 @@ _cache: dict[tuple[Any, ...], Registry] = {}
 
 
 def get_registry(
-    *, root: Path = Path("/"), load_entrypoints: bool = True, disabled: Iterable[str] = ()
+    *,
+    root: Path = Path("/"),
+    load_entrypoints: bool = True,
+    disabled: Iterable[str] = (),
+    cache: bool = False,
 ) -> Registry:
-    """The process-wide registry for these settings (built once, on first use)."""
+    """The process-wide registry for these settings (built once, on first use).
+
+    ``cache``: on first use, take the entry-point scan from the on-disk cache when it is still
+    valid (the CLI does; it saves importing ``importlib.metadata`` and reading every
+    distribution's metadata).
+    """
     key = (str(root), load_entrypoints, tuple(sorted(disabled)))
     if key not in _cache:
-        _cache[key] = make_registry(root=root, load_entrypoints=load_entrypoints, disabled=disabled)
+        _cache[key] = make_registry(
+            root=root, load_entrypoints=load_entrypoints, disabled=disabled, cache=cache
+        )
     return _cache[key]
 
 

@@ -12,7 +12,6 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,15 +64,30 @@ SUMMARIES = {
 ENV_DEBUG = "PORTABLE_SERVICES_DEBUG"
 
 
-@dataclass
 class App:
-    """State shared by every verb: where the host is and how to reach the plugins."""
+    """State shared by every verb: where the host is and how to reach the plugins.
 
-    root: Path = Path("/")
-    debug: bool = False
-    no_plugins: bool = False
-    disabled_plugins: tuple[str, ...] = ()
-    warnings: list[str] = field(default_factory=list)
+    (A plain class, not a dataclass: ``--help`` need not import ``dataclasses``.)
+    """
+
+    def __init__(
+        self,
+        root: Path = Path("/"),
+        debug: bool = False,
+        no_plugins: bool = False,
+        disabled_plugins: tuple[str, ...] = (),
+    ) -> None:
+        self.root = root
+        self.debug = debug
+        self.no_plugins = no_plugins
+        self.disabled_plugins = disabled_plugins
+        self.warnings: list[str] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"App(root={self.root!r}, debug={self.debug!r}, no_plugins={self.no_plugins!r}, "
+            f"disabled_plugins={self.disabled_plugins!r})"
+        )
 
     @cached_property
     def host(self) -> Host:
@@ -86,7 +100,10 @@ class App:
         from portable.registry import get_registry
 
         return get_registry(
-            root=self.root, load_entrypoints=not self.no_plugins, disabled=self.disabled_plugins
+            root=self.root,
+            load_entrypoints=not self.no_plugins,
+            disabled=self.disabled_plugins,
+            cache=True,
         )
 
     def manager(self, *, required: bool) -> Manager | None:
@@ -164,7 +181,7 @@ def _print_version(ctx: click.Context, value: bool) -> None:
     click.echo(f"portable-services {__version__}")
     from portable.registry import get_registry
 
-    for rec in get_registry().plugins:
+    for rec in get_registry(cache=True).plugins:
         if not rec.builtin:
             where = " ".join(x for x in (rec.distribution, rec.version) if x)
             status = "" if rec.status == "active" else f" [{rec.status}]"
