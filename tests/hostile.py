@@ -30,6 +30,7 @@ from typing import Any
 from portable.testing.images import make_directory_image, service_unit
 
 __all__ = [
+    "BOX_CASES",
     "CASES",
     "SECRET",
     "SECRET_PATH",
@@ -91,7 +92,7 @@ class Case:
     ``inspect``/``attach``/``detach``: the expectation per verb (``None``: not run). After an
     ``ok`` attach, the unit files in the attached directory must be exactly ``attached`` and
     ``check`` (if any) is called with the attached directory; then the image is detached again.
-    ``raw``: a file image (loop devices are watched). ``box``: also run in the box.
+    ``raw``: a file image (loop devices are watched).
     ``root_only``: can only be built for ``--root`` runs. ``xfail``: a known bug, described.
     """
 
@@ -103,7 +104,6 @@ class Case:
     attached: frozenset[str] = frozenset()
     check: Callable[[Path], None] | None = None
     raw: bool = False
-    box: bool = False
     root_only: bool = False
     xfail: str = ""
     tags: tuple[str, ...] = field(default=())
@@ -283,7 +283,6 @@ case(
     inspect=OK,
     attach=OK,
     attached=frozenset({"foo.service", "foo.socket"}),
-    box=True,
 )
 
 
@@ -308,7 +307,6 @@ for _kind in ("abs", "rel", "proc-self", "proc-1", "outside"):
         inspect=OK,
         attach=OK,
         attached=FOO_OK,
-        box=_kind in ("abs", "rel", "proc-1"),
         root_only=_kind == "outside",
     )
 
@@ -324,7 +322,6 @@ case(
     build=_unit_escape_only,
     inspect=error("Couldn't find any matching unit files"),
     attach=error("Couldn't find any matching unit files"),
-    box=True,
 )
 
 
@@ -346,7 +343,6 @@ for _kind in ("abs", "rel", "proc-self", "outside"):
         build=_osrel_escape(_kind, fallback=False),
         inspect=error("lacks os-release data"),
         attach=error("lacks os-release data"),
-        box=_kind == "abs",
         root_only=_kind == "outside",
     )
 case(
@@ -355,7 +351,6 @@ case(
     inspect=OK,
     attach=OK,
     attached=FOO_OK,
-    box=True,
 )
 
 
@@ -385,7 +380,6 @@ for _kind in ("abs", "rel", "loop"):
         inspect=OK,
         attach=OK,
         attached=FOO_OK,
-        box=_kind != "rel",
     )
 
 
@@ -413,7 +407,6 @@ for _what in ("unit", "os-release"):
             build=_loop(_what, _length),
             inspect=error("too many levels of symbolic links"),
             attach=error("too many levels of symbolic links"),
-            box=_length == 2,
         )
 
 
@@ -445,7 +438,6 @@ case(
     inspect=OK,
     attach=OK,
     attached=FOO_OK,
-    box=True,
 )
 
 
@@ -504,7 +496,6 @@ for _what in ("unit", "os-release"):
             build=_special(_what, _kind),
             inspect=error(_text),
             attach=error(_text),
-            box=_kind in ("fifo", "chardev"),
         )
 
 
@@ -525,7 +516,6 @@ case(
     inspect=OK,
     attach=OK,
     attached=FOO_OK,
-    box=True,
 )
 
 
@@ -549,7 +539,6 @@ for _what in ("unit", "os-release"):
         build=_huge(_what),
         inspect=error("is too large"),
         attach=error("is too large"),
-        box=True,
     )
 
 BINARY = bytes(range(256)) * 16 + b"\0\0\xff\xfe" + os.urandom(4096)
@@ -572,7 +561,6 @@ case(
     attach=OK,
     attached=frozenset({"foo.service"}),
     check=_check_binary,
-    box=True,
 )
 
 
@@ -592,7 +580,6 @@ case(
     build=_binary_osrel(False),
     inspect=OK,
     attach=error("lacks the ID field"),
-    box=True,
 )
 case(
     id="os-release-binary-with-id",
@@ -646,7 +633,6 @@ case(
     inspect=OK,
     attach=OK,
     attached=frozenset({"foo.service", "foo-\\x2d.service", "foo...service"}),
-    box=True,
 )
 
 
@@ -721,7 +707,6 @@ case(
     attach=OK,
     attached=frozenset({"foo.service"}),
     check=_attached_dropins_only("TasksMax=4"),
-    box=True,
 )
 
 
@@ -750,7 +735,6 @@ for _id, _profile in (
         id=f"profile-{_id}",
         build=_with_profile(_profile),
         attach=error(),
-        box=_id in ("unknown", "relative-path", "absolute-dir"),
     )
 
 
@@ -772,14 +756,12 @@ for _where in ("/etc/systemd/system", "/run/systemd/system"):
         build=_host_unit(_where, False),
         inspect=OK,
         attach=error("Unit file 'foo.service' exists on the host already, refusing."),
-        box=True,
     )
 case(
     id="host-unit-same-name-force",
     build=_host_unit("/etc/systemd/system", True),
     attach=OK,
     attached=frozenset({"foo.service"}),
-    box=True,
 )
 
 
@@ -812,7 +794,6 @@ for _id, _arg_text, _in_images, _xfail in (
         inspect=error(),
         attach=error(),
         detach=error(),
-        box=_id in ("dotdot", "300-chars", "dotdot-components"),
         xfail=_xfail,
     )
 
@@ -871,7 +852,6 @@ case(
     build=_image_symlink_to_root,
     inspect=error(),
     attach=error(),
-    box=True,
 )
 
 
@@ -886,7 +866,6 @@ case(
     inspect=error(),
     attach=error(),
     detach=error(),
-    box=True,
 )
 
 
@@ -908,7 +887,6 @@ case(
     inspect=OK,
     attach=OK,
     attached=FOO_OK,
-    box=True,
 )
 
 
@@ -968,13 +946,46 @@ for _id, _build in (
         inspect=error(),
         attach=error(),
         raw=True,
-        box=_id not in ("empty-raw", "zeros-raw-sparse-64M"),
     )
 
 
 CASES: tuple[Case, ...] = tuple(cases)
+
+# The cases also run against a real systemd in the box: one or two of each kind.
+BOX_CASES = frozenset(
+    {
+        "baseline",
+        "unit-symlink-escape-abs",
+        "unit-symlink-escape-rel",
+        "unit-symlink-escape-proc-1",
+        "os-release-symlink-escape-abs",
+        "unit-directory-symlink-abs",
+        "unit-symlink-loop-2",
+        "unit-is-fifo",
+        "unit-is-chardev",
+        "os-release-is-fifo",
+        "unit-huge",
+        "os-release-huge",
+        "unit-binary",
+        "unit-names-invalid-and-odd",
+        "image-drop-ins-weakening-the-profile",
+        "profile-unknown",
+        "profile-relative-path",
+        "host-unit-same-name-etc",
+        "host-unit-same-name-force",
+        "image-name-dotdot",
+        "image-name-300-chars",
+        "image-symlink-to-host-root",
+        "image-by-name-with-escaping-units",
+        "raw-garbage-raw",
+        "raw-truncated-squashfs",
+        "raw-gpt-without-partitions",
+        "raw-fifo-raw",
+    }
+)
 _ids = [c.id for c in CASES]
 assert len(_ids) == len(set(_ids)), "duplicate case ids"
+assert set(_ids) >= BOX_CASES, BOX_CASES - set(_ids)
 
 
 # --- what the drivers check ---------------------------------------------------------------
