@@ -109,13 +109,17 @@ def cache_dir() -> Path | None:
 
 
 def cache_file(group: str) -> Path | None:
-    """The cache file for this interpreter and group (several virtualenvs don't share one)."""
+    """The cache file for this interpreter, ``sys.path`` and group: virtualenvs, or the same
+    one with another ``PYTHONPATH``, don't take turns overwriting one file. (``''``, the current
+    directory of ``python -m``, is left out of the name, so running from many directories
+    doesn't leave a file for each.)"""
     import zlib
 
     where = cache_dir()
     if where is None:
         return None
-    tag = zlib.crc32(f"{sys.executable}\0{sys.prefix}\0{group}".encode())
+    path = "\0".join(p for p in sys.path if p)
+    tag = zlib.crc32(f"{sys.prefix}\0{group}\0{path}".encode())
     return where / f"entry-points-{tag:08x}.json"
 
 

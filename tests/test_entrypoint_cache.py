@@ -223,3 +223,14 @@ def test_entry_point_load_follows_attributes():
     ep = entrypoints.EntryPoint(name="x", value="os.path : join [extra1, extra2]")
     assert ep.load() is os.path.join
     assert entrypoints.EntryPoint(name="y", value="os.path").load() is os.path
+
+
+def test_another_sys_path_gets_its_own_file(site, tmp_path, monkeypatch):
+    first = entrypoints.cache_file("portable")
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setattr(sys, "path", [str(other), *sys.path])
+    second = entrypoints.cache_file("portable")
+    assert first is not None and second is not None and first != second
+    monkeypatch.setattr(sys, "path", ["", *sys.path[1:]])  # python -m: the current directory
+    assert entrypoints.cache_file("portable") == first
