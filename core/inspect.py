@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from portable.confined import ConfinedFile, UnsafePath, list_dir, open_root, read_file, resolve_dir
-from portable.errors import BadImage, PortableError
+from portable.errors import BadImage
 from portable.host import Host
 from portable.images import resolve_image
-from portable.names import extract_prefix, is_valid_image_name, path_extract_image_name
+from portable.names import extract_prefix, is_valid_image_name
 from portable.osrelease import MAX_OS_RELEASE_SIZE, parse_os_release, split_prefixes
 from portable.registry import Registry, get_registry
 from portable.types import Image, ImageMetadata, UnitFile
@@ -179,9 +179,13 @@ def _read_extension_release(root_fd: int, image: Image, *, relax: bool) -> Confi
     """Find and read the extension's ``extension-release.NAME`` (spec 2.2).
 
     The exact name first; else the one other ``extension-release.X`` that applies: with
-    ``relax`` (``--force``) any, else one whose X is the extension's name without its version
-    (v254+: ``app0_1.0.raw`` uses ``extension-release.app0``) or that carries the xattr
+    ``relax`` (``--force``) any, else one that carries the xattr
     ``user.extension-release.strict=false``. Several that apply are an error.
+
+    As systemd 252, not 254+: there ``app0_1.0.raw`` may also use ``extension-release.app0``
+    (its name without the version), but systemd 252's PID 1 applies the strict rule itself when
+    it mounts ``ExtensionImages=``, so such a service would be attached and then fail to start.
+    The error names the release file that was found instead.
     """
     name = extension_release_name(image)
     exact = f"{EXTENSION_RELEASE_DIR}/{EXTENSION_RELEASE_PREFIX}{name}"
@@ -191,11 +195,8 @@ def _read_extension_release(root_fd: int, image: Image, *, relax: bool) -> Confi
         raise BadImage(f"extension-release of image '{image.path}': {exc}") from None
     if found is not None:
         return found
-    try:
-        unversioned: str | None = path_extract_image_name(name, is_dir=True)
-    except PortableError:
-        unversioned = None
     candidates: list[str] = []
+    others: list[str] = []
     with resolve_dir(root_fd, EXTENSION_RELEASE_DIR) as opened:
         if opened is not None:
             dir_fd, _ = opened
@@ -205,8 +206,10 @@ def _read_extension_release(root_fd: int, image: Image, *, relax: bool) -> Confi
                     continue
                 if kind != "file":
                     continue
-                if relax or x == unversioned or _strict_false(dir_fd, entry):
+                if relax or _strict_false(dir_fd, entry):
                     candidates.append(entry)
+                else:
+                    others.append(entry)
     if len(candidates) > 1:
         raise BadImage(
             f"Image '{image.path}' has several extension-release files that could apply "
@@ -221,7 +224,13 @@ def _read_extension_release(root_fd: int, image: Image, *, relax: bool) -> Confi
             raise BadImage(f"extension-release of image '{image.path}': {exc}") from None
         if found is not None:
             return found
-    raise BadImage(f"Image '{image.path}' lacks extension-release data, refusing.")
+    hint = ""
+    if others:
+        hint = (
+            f" (Found {', '.join(others)}; for this image it must be named "
+            f"{EXTENSION_RELEASE_PREFIX}{name}, or use --force.)"
+        )
+    raise BadImage(f"Image '{image.path}' lacks extension-release data, refusing.{hint}")
 
 
 def _details(image: Image) -> Mapping[str, Any]:

@@ -8,6 +8,7 @@ runtime state and fd store), as systemd does.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,8 +81,12 @@ def reattach(
             tx.rollback()
             raise
         tx.commit()
+    attach_changes = _as_if_detached_first(host, detach_changes, attach_changes)
+    # Directories the detach meant to remove but that were not empty at commit are gone from
+    # tx.changes: drop them here too.
+    done = {id(c) for c in tx.changes}
     written = {_basename(c.path) for c in attach_changes}
-    removed = [c for c in detach_changes if _basename(c.path) not in written]
+    removed = [c for c in detach_changes if id(c) in done and _basename(c.path) not in written]
     attached = AttachResult(
         image=plan.image, units=plan.units, profile=plan.profile, changes=attach_changes
     )
@@ -89,6 +94,48 @@ def reattach(
     if manager is not None:
         _activate(result, options, manager)
     return result
+
+
+def _as_if_detached_first(
+    host: Host, detach_changes: list[Change], attach_changes: list[Change]
+) -> list[Change]:
+    """The attach changes as systemd reports them after its complete detach.
+
+    systemd detaches first, removing emptied directories (a unit's ``.d``, the attached
+    directory), and the attach creates them again: "Created directory" lines. Done in one
+    transaction here, those directories never went away (the detach's removal of them was
+    dropped at commit); report them as systemd does, so that the change list matches.
+    """
+    written: dict[str, set[str]] = {}
+    for c in attach_changes:
+        parent, _, name = c.path.rpartition("/")
+        written.setdefault(parent, set()).add(name)
+
+    def emptied_by_detach(path: str) -> bool:
+        """Would the detach have left it empty (all it holds now is what attach wrote)?"""
+        local = host.path(path)
+        if local.is_symlink() or not local.is_dir():
+            return False
+        names = set(os.listdir(local))
+        mine = written.get(path, set()) | {
+            d.rpartition("/")[2] for d in written if d.rpartition("/")[0] == path
+        }
+        return names <= mine
+
+    kept = {c.path for c in detach_changes if c.type == "unlink" and emptied_by_detach(c.path)}
+    made = {c.path for c in attach_changes if c.type == "mkdir"}
+    out: list[Change] = []
+    for c in attach_changes:
+        d = c.path.rsplit("/", 1)[0]
+        if c.path.endswith("/20-portable.conf") and d in kept and d not in made:
+            attached_dir = d.rsplit("/", 1)[0]
+            if attached_dir in kept and attached_dir not in made:
+                out.append(Change(type="mkdir", path=attached_dir))
+                made.add(attached_dir)
+            out.append(Change(type="mkdir", path=d))
+            made.add(d)
+        out.append(c)
+    return out
 
 
 def _activate(result: ReattachResult, options: AttachOptions, manager: Manager) -> None:

@@ -177,17 +177,22 @@ def test_no_units_anywhere(root):
 def test_missing_extension_release(root):
     os.rename(root / "srv/app0", root / "srv/app10")
     msg = fails(root, "inspect", "--extension", "/srv/app10", "/srv/rootdir", "app0")
-    assert msg == "Image '/srv/app10' lacks extension-release data, refusing."
+    assert msg.startswith("Image '/srv/app10' lacks extension-release data, refusing.")
     # --force: any single extension-release.* file is taken
     r = ok(root, "inspect", "--force", "--cat", "--extension", "/srv/app10", "/srv/rootdir", "app0")
     assert f"-- Extension Release: /srv/app10 --\n{REL}" in r.stdout
 
 
-def test_versioned_extension_name_finds_unversioned_release(root):
-    # v254+: app0_1.0 uses extension-release.app0 (systemd 252 refuses this one).
+def test_versioned_extension_name_needs_its_own_release_file(root):
+    # As systemd 252 (whose PID 1 checks the same): app0_1.0 needs extension-release.app0_1.0
+    # (v254+ would take extension-release.app0). The error says what was found.
     os.rename(root / "srv/app0", root / "srv/app0_1.0")
-    r = ok(root, "inspect", "--extension", "/srv/app0_1.0", "/srv/rootdir", "app0")
-    assert "\tapp0.service\n" in r.stdout
+    msg = fails(root, "inspect", "--extension", "/srv/app0_1.0", "/srv/rootdir", "app0")
+    assert msg == (
+        "Image '/srv/app0_1.0' lacks extension-release data, refusing. (Found "
+        "extension-release.app0; for this image it must be named extension-release.app0_1.0, "
+        "or use --force.)"
+    )
 
 
 def test_two_release_files_that_could_apply(root):
@@ -203,7 +208,7 @@ def test_strict_true_xattr_does_not_relax(root):
     rel = root / "srv/app1/usr/lib/extension-release.d/extension-release.app2"
     os.setxattr(rel, "user.extension-release.strict", b"true")
     msg = fails(root, "inspect", "--extension", "/srv/app1", "/srv/rootdir", "app1")
-    assert msg == "Image '/srv/app1' lacks extension-release data, refusing."
+    assert msg.startswith("Image '/srv/app1' lacks extension-release data, refusing. (Found ")
 
 
 def test_extension_release_name_of_files(tmp_path):
@@ -447,7 +452,7 @@ def test_raw_extension_on_raw_root_with_force(root):
     msg = fails(
         root, "attach", "--runtime", "--extension", "/srv/app10.raw", "/srv/minimal_0.raw", "app0"
     )
-    assert msg == "Image '/srv/app10.raw' lacks extension-release data, refusing."
+    assert msg.startswith("Image '/srv/app10.raw' lacks extension-release data, refusing.")
     ok(
         root,
         "attach",
