@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profiles": ("portable.cli.profiles", "profiles_command"),
     "profile": ("portable.cli.profiles", "profile_group"),
     "security": ("portable.cli.security", "security_command"),
+    "verify": ("portable.cli.verify", "verify_command"),
 }
 
 # One line per verb for the group's help, so listing verbs imports nothing.
@@ -59,6 +60,7 @@ SUMMARIES = {
     "profiles": "List security profiles and where each comes from.",
     "profile": "Show a profile's settings, or export it as TOML.",
     "security": "Show the exposure score of an image's services or a unit (0.0-10.0).",
+    "verify": "Check running services against the sandbox their profile promises.",
 }
 
 ENV_DEBUG = "PORTABLE_SERVICES_DEBUG"

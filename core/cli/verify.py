@@ -1,0 +1,104 @@
+"""``portable verify UNIT|IMAGE [--json]``: the running sandbox against the profile's promise."""
+
+from __future__ import annotations
+
+import json
+import locale
+import sys
+import textwrap
+from typing import TYPE_CHECKING
+
+import click
+
+from portable.cli import App
+from portable.cli.options import json_output, no_pager, quiet
+
+if TYPE_CHECKING:
+    from portable.verify import UnitReport
+
+
+CELL = 44  # wrap long cells (capability lists) at this width
+
+
+def _utf8() -> bool:
+    encoding = (sys.stdout.encoding or locale.getpreferredencoding(False) or "").lower()
+    return encoding.replace("-", "") == "utf8"
+
+
+def render_text(report: UnitReport) -> str:
+    good, bad = ("✓", "✗") if _utf8() else ("+", "-")
+    head = f"{report.unit}"
+    details = []
+    if report.pid is not None:
+        details.append(f"PID {report.pid}")
+    if report.profile:
+        details.append(f"profile {report.profile}")
+    if details:
+        head += f" ({', '.join(details)})"
+    if report.error:
+        return f"{bad} {head}: {report.error}\n"
+    rows = [("", "CHECK", "PROMISED", "SEEN")]
+    rows += [(good if i.ok else bad, i.check, i.promised, i.seen) for i in report.items]
+    w1 = max(len(r[1]) for r in rows)
+    w2 = min(max(len(r[2]) for r in rows), CELL)
+    lines = [f"{head}:"]
+    for mark, check, promised, seen in rows:
+        left = textwrap.wrap(promised, CELL, break_on_hyphens=False, break_long_words=False) or [""]
+        right = textwrap.wrap(seen, CELL, break_on_hyphens=False, break_long_words=False) or [""]
+        for n in range(max(len(left), len(right))):
+            cells = (
+                mark if n == 0 else "",
+                check if n == 0 else "",
+                left[n] if n < len(left) else "",
+                right[n] if n < len(right) else "",
+            )
+            lines.append(f"{cells[0]:1} {cells[1]:<{w1}}  {cells[2]:<{w2}}  {cells[3]}".rstrip())
+    verdict = "as promised" if report.ok else "NOT as promised"
+    lines.append(f"{good if report.ok else bad} {report.unit}: sandbox {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+@click.command("verify")
+@click.argument("target", metavar="UNIT|IMAGE")
+@click.option(
+    "--runtime",
+    is_flag=True,
+    default=None,
+    help="Only look for IMAGE's units in the runtime attach directory.",
+)
+@quiet
+@no_pager
+@json_output
+@click.pass_obj
+def verify_command(
+    app: App, target: str, runtime: bool | None, quiet: bool, no_pager: bool, as_json: bool
+) -> None:
+    """Check that running services get the sandbox their profile promises.
+
+    For UNIT, or each attached service of IMAGE, the settings of its unit file and the
+    drop-ins the attach wrote (profile, 20-portable.conf) are compared with what its main
+    process really has: network namespace, links and addresses, capability bounding set,
+    NoNewPrivileges, seccomp, user id, root directory or image, read-only mounts. Settings
+    from other drop-ins (an administrator's) are not part of the promise, so a drop-in that
+    weakens the sandbox shows up here.
+
+    Exits 1 if anything is not as promised (or a service is not running).
+    """
+    from portable.errors import PortableError
+    from portable.verify import verify
+
+    if not app.host.is_real:
+        raise PortableError("'portable verify' looks at running services: not with --root")
+    manager = app.manager(required=True)
+    assert manager is not None
+    with manager:
+        reports = verify(target, host=app.host, manager=manager, runtime=runtime or None)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in reports], indent=2))
+    else:
+        for i, report in enumerate(reports):
+            if i:
+                click.echo()
+            click.echo(render_text(report), nl=False)
+    if not all(r.ok for r in reports):
+        sys.exit(1)

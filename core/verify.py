@@ -1,0 +1,723 @@
+"""``portable verify``: does a running service get the sandbox its profile promises?
+
+The promise is what the attach wrote: the unit file and the drop-ins next to it in the attached
+directory (``10-profile.conf``, ``20-portable.conf``), read as systemd reads them
+(:mod:`portable.security`). Drop-ins elsewhere (an administrator's ``/etc/systemd/system/
+UNIT.d/``) are *not* part of the promise: a setting there that weakens the sandbox is what this
+finds. What the service really got is read from the kernel, for its main process:
+
+* network: its network namespace (``/proc/PID/ns/net``) - the host's, a private one
+  (``PrivateNetwork=``), or the named one of ``NetworkNamespacePath=`` - and the links and
+  addresses in it (pyroute2, in that namespace);
+* ``CapBnd``, ``NoNewPrivs``, ``Seccomp`` and ``Uid`` in ``/proc/PID/status``;
+* its root directory (``/proc/PID/root`` against ``RootDirectory=``; for ``RootImage=``, the
+  loop device mounted as its ``/``);
+* read-only mounts in ``/proc/PID/mountinfo``: ``/`` (``ProtectSystem=strict``), ``/usr``
+  (``yes``/``full``), ``/etc`` (``full``), ``/proc/sys`` (``ProtectKernelTunables=``),
+  ``/sys/fs/cgroup`` (``ProtectControlGroups=``), and each ``BindReadOnlyPaths=`` target;
+  a private ``/dev`` (``PrivateDevices=``) and ``/tmp`` (``PrivateTmp=``).
+
+A check passes when what is seen is at least as strict as the promise (fewer capabilities than
+promised is fine). Needs root (other processes' ``/proc`` entries) and, for the main PID, the
+service manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from portable.errors import PortableError
+from portable.security import ServiceSettings, UnitSource, capability_names, load_settings
+
+if TYPE_CHECKING:
+    from portable.host import Host
+    from portable.manager import Manager
+
+__all__ = [
+    "DYNAMIC_UID_MAX",
+    "DYNAMIC_UID_MIN",
+    "Item",
+    "Observed",
+    "UnitReport",
+    "compare",
+    "observe",
+    "promised_settings",
+    "verify",
+    "verify_unit",
+]
+
+DYNAMIC_UID_MIN, DYNAMIC_UID_MAX = 61184, 65519
+SETUP_WAIT = 3.0  # seconds to wait for a main process still being set up by systemd
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Item:
+    """One row: what the profile promises, what the process has, and whether that holds."""
+
+    check: str
+    promised: str
+    seen: str
+    ok: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "promised": self.promised, "seen": self.seen, "ok": self.ok}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UnitReport:
+    """The verification of one service. ``error`` is set when it could not be looked at (not
+    running, ...), which counts as a mismatch."""
+
+    unit: str
+    pid: int | None
+    profile: str | None
+    items: tuple[Item, ...] = ()
+    error: str = ""
+    files: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and all(i.ok for i in self.items)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            "pid": self.pid,
+            "profile": self.profile,
+            "ok": self.ok,
+            "error": self.error or None,
+            "files": list(self.files),
+            "checks": [i.to_json() for i in self.items],
+        }
+
+
+# --- the promise ---------------------------------------------------------------------------------
+
+
+def _read(path: str | os.PathLike[str], limit: int = 4 << 20) -> str:
+    with open(path, "rb") as f:
+        return f.read(limit).decode("utf-8", "surrogateescape")
+
+
+def _profile_name(host: Host, dropin: str) -> str | None:
+    """The profile a ``10-profile.conf`` came from: its symlink's directory name, or the
+    description line of a copy."""
+    local = host.path(dropin)
+    try:
+        target = os.readlink(local)
+    except OSError:
+        target = ""
+    if target:
+        return os.path.basename(os.path.dirname(target)) or None
+    try:
+        first = _read(local, 4096).splitlines()[:1]
+    except OSError:
+        return None
+    if first and first[0].startswith('# The "'):
+        return first[0].split('"')[1]
+    return "(copied)" if first else None
+
+
+def promised_settings(
+    unit: str, *, host: Host
+) -> tuple[ServiceSettings, str | None, tuple[str, ...]]:
+    """What the unit's own files promise: the unit file found in the unit search path and the
+    ``*.conf`` drop-ins in ``UNIT.d/`` next to it, in name order.
+
+    :returns: (settings, profile name or None, the files read).
+    :raises PortableError: no such unit file.
+    """
+    from portable.dropins import PROFILE_FILE
+    from portable.host import UNIT_SEARCH_PATH
+
+    for directory in UNIT_SEARCH_PATH:
+        fragment = f"{directory}/{unit}"
+        if os.path.isfile(host.path(fragment)):
+            break
+    else:
+        raise PortableError(f"Unit {unit} not found on the host.")
+    dropins: list[tuple[str, str]] = []
+    dropin_dir = f"{fragment}.d"
+    profile = None
+    try:
+        names = sorted(n for n in os.listdir(host.path(dropin_dir)) if n.endswith(".conf"))
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            dropins.append((f"{dropin_dir}/{name}", _read(host.path(f"{dropin_dir}/{name}"))))
+        except OSError:
+            continue
+        if name == PROFILE_FILE:
+            profile = _profile_name(host, f"{dropin_dir}/{name}")
+    source = UnitSource(name=unit, text=_read(host.path(fragment)), dropins=tuple(dropins))
+    files = (fragment, *(p for p, _ in dropins))
+    return load_settings(source), profile, files
+
+
+# --- what the kernel says ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    mount_point: str
+    fstype: str
+    source: str
+    read_only: bool
+    device: str = ""  # "major:minor"
+
+
+@dataclass(kw_only=True)
+class Observed:
+    """What a process has, read from ``/proc/PID`` (and its network namespace)."""
+
+    pid: int
+    uid: int
+    cap_bounding: int
+    no_new_privs: bool
+    seccomp: int
+    netns_inode: tuple[int, int]
+    host_netns_inode: tuple[int, int]
+    links: list[tuple[str, str | None, bool]] = field(default_factory=list)  # name, kind, up
+    addresses: list[tuple[str, str]] = field(default_factory=list)  # link name, address/len
+    root: tuple[int, int] = (0, 0)
+    mounts: list[Mount] = field(default_factory=list)
+    network_error: str = ""
+
+    def mount_at(self, path: str) -> Mount | None:
+        """The mount that ``path`` is on (the last one mounted on its longest prefix)."""
+        best: Mount | None = None
+        best_len = -1
+        for m in self.mounts:
+            mp = m.mount_point
+            covers = path == mp or mp == "/" or path.startswith(mp.rstrip("/") + "/")
+            if covers and len(mp) >= best_len:
+                best, best_len = m, len(mp)
+        return best
+
+
+def _unescape(field_: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal."""
+    out = []
+    i = 0
+    while i < len(field_):
+        if field_[i] == "\\" and i + 3 < len(field_) + 1 and field_[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field_[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field_[i])
+            i += 1
+    return "".join(out)
+
+
+def _mounts(pid: int) -> list[Mount]:
+    mounts = []
+    for line in _read(f"/proc/{pid}/mountinfo").splitlines():
+        pre, _, post = line.partition(" - ")
+        fields = pre.split()
+        if len(fields) < 6:
+            continue
+        post_fields = post.split()
+        mounts.append(
+            Mount(
+                mount_point=_unescape(fields[4]),
+                fstype=post_fields[0] if post_fields else "",
+                source=_unescape(post_fields[1]) if len(post_fields) > 1 else "",
+                read_only="ro" in fields[5].split(","),
+                device=fields[2],
+            )
+        )
+    return mounts
+
+
+def _inode(path: str | os.PathLike[str]) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _network(pid: int, observed: Observed) -> None:
+    import socket
+
+    from pyroute2 import NetNS
+
+    with NetNS(f"/proc/{pid}/ns/net", flags=0) as ns:
+        names = {}
+        for link in ns.get_links():
+            name = str(link.get("IFLA_IFNAME"))
+            names[link["index"]] = name
+            kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+            observed.links.append(
+                (name, None if kind is None else str(kind), bool(link["flags"] & 1))
+            )
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for a in ns.get_addr(family=family):
+                address = f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
+                observed.addresses.append((names.get(a["index"], str(a["index"])), address))
+
+
+def observe(pid: int) -> Observed:
+    """Read a process's sandbox from the kernel (needs root)."""
+    status: dict[str, str] = {}
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        key, _, value = line.partition(":")
+        status[key] = value.strip()
+    observed = Observed(
+        pid=pid,
+        uid=int(status.get("Uid", "0").split()[0]),
+        cap_bounding=int(status.get("CapBnd", "0"), 16),
+        no_new_privs=status.get("NoNewPrivs", "0") == "1",
+        seccomp=int(status.get("Seccomp", "0")),
+        netns_inode=_inode(f"/proc/{pid}/ns/net"),
+        host_netns_inode=_inode("/proc/1/ns/net"),
+        root=_inode(f"/proc/{pid}/root"),
+        mounts=_mounts(pid),
+    )
+    try:
+        _network(pid, observed)
+    except Exception as exc:  # the process may be gone; pyroute2 errors are not one type
+        observed.network_error = f"{type(exc).__name__}: {exc}"
+    return observed
+
+
+# --- comparing ---------------------------------------------------------------------------------
+
+
+def _caps_text(mask: int, all_caps: int) -> str:
+    if mask & all_caps == all_caps:
+        return "all"
+    names = [n.lower() for n in capability_names(mask & all_caps)]
+    return " ".join(names) if names else "(none)"
+
+
+def _all_caps() -> int:
+    try:
+        last = int(_read("/proc/sys/kernel/cap_last_cap", 64))
+    except (OSError, ValueError):
+        last = 40
+    return (1 << (last + 1)) - 1
+
+
+def _bind_ro_targets(settings: ServiceSettings) -> list[tuple[str, bool]]:
+    """BindReadOnlyPaths= targets: (path inside, optional)."""
+    from portable.security import _words
+
+    out: list[tuple[str, bool]] = []
+    for a in settings.assignments:
+        if a.section != "Service" or a.key != "BindReadOnlyPaths":
+            continue
+        if not a.value:
+            out = []
+            continue
+        for word in _words(a.value):
+            optional = word.startswith("-")
+            spec = word[1:] if optional else word
+            parts = spec.split(":")
+            out.append((parts[1] if len(parts) > 1 and parts[1] else parts[0], optional))
+    return out
+
+
+def _seccomp_promised(settings: ServiceSettings) -> bool:
+    """Settings systemd implements with a seccomp filter: any of them means Seccomp: 2."""
+    return bool(
+        settings.system_call_filter
+        or settings.system_call_filter_allow_list
+        or settings.system_call_architectures
+        or settings.address_families is not None
+        or settings.address_families_allow_list
+        or settings.restrict_namespaces != (1 << 64) - 1
+        or settings.lock_personality
+        or settings.memory_deny_write_execute
+        or settings.restrict_realtime
+        or settings.restrict_suid_sgid
+        or settings.protect_kernel_modules
+        or settings.protect_kernel_logs
+        or settings.protect_clock
+        or settings.protect_hostname
+        or settings.private_devices
+    )
+
+
+def _network_items(settings: ServiceSettings, seen: Observed, host: Host) -> list[Item]:
+    items = []
+    own = seen.netns_inode != seen.host_netns_inode
+    links = sorted(name for name, _, _ in seen.links)
+    link_text = ", ".join(
+        name
+        + ("" if up else " (down)")
+        + "".join(f" {addr}" for ifname, addr in seen.addresses if ifname == name)
+        for name, _, up in sorted(seen.links)
+    )
+    path = settings.network_namespace_path
+    if path:
+        try:
+            wanted = _inode(host.path(path))
+        except OSError:
+            wanted = None
+        items.append(
+            Item(
+                check="network namespace",
+                promised=path,
+                seen=path if wanted == seen.netns_inode else "another one" if own else "host's",
+                ok=wanted == seen.netns_inode,
+            )
+        )
+        veths = [name for name, kind, up in seen.links if kind == "veth"]
+        has_addr = {ifname for ifname, addr in seen.addresses if ":" not in addr}
+        fine = (
+            not seen.network_error
+            and sorted(n for n in links if n != "lo") == veths
+            and len(veths) == 1
+            and all(up for _, _, up in seen.links)
+            and veths[0] in has_addr
+        )
+        items.append(
+            Item(
+                check="network links",
+                promised="lo and one veth with an IPv4 address, up",
+                seen=seen.network_error or link_text or "(none)",
+                ok=fine,
+            )
+        )
+    elif settings.private_network:
+        items.append(
+            Item(
+                check="network namespace",
+                promised="own (PrivateNetwork=yes)",
+                seen="own" if own else "host's",
+                ok=own,
+            )
+        )
+        items.append(
+            Item(
+                check="network links",
+                promised="lo only",
+                seen=seen.network_error or link_text or "(none)",
+                ok=not seen.network_error and links in ([], ["lo"]),
+            )
+        )
+    else:
+        items.append(
+            Item(
+                check="network namespace",
+                promised="host's",
+                seen="own" if own else "host's",
+                ok=True,
+            )
+        )
+    return items
+
+
+def _user_item(settings: ServiceSettings, seen: Observed) -> Item:
+    if settings.dynamic_user and settings.user not in ("0", "root"):
+        promised = f"dynamic ({DYNAMIC_UID_MIN}-{DYNAMIC_UID_MAX})"
+        ok = DYNAMIC_UID_MIN <= seen.uid <= DYNAMIC_UID_MAX
+    elif settings.user and settings.user not in ("0", "root"):
+        promised = f"{settings.user} (not root)"
+        ok = seen.uid != 0
+    else:
+        promised, ok = "root", True
+    return Item(check="user", promised=promised, seen=f"uid {seen.uid}", ok=ok)
+
+
+def _root_item(settings: ServiceSettings, seen: Observed, host: Host) -> Item | None:
+    if settings.root_directory not in (None, "/"):
+        assert settings.root_directory is not None
+        try:
+            wanted = _inode(host.path(settings.root_directory))
+        except OSError:
+            wanted = None
+        ok = wanted == seen.root
+        host_root = _inode("/")
+        seen_text = (
+            settings.root_directory
+            if ok
+            else "the host's /"
+            if seen.root == host_root
+            else "another directory"
+        )
+        return Item(check="root directory", promised=settings.root_directory, seen=seen_text, ok=ok)
+    if settings.root_image:
+        root = seen.mount_at("/")
+        device = root.device if root is not None else "?"
+        backing = _loop_backing(device)
+        try:
+            st = os.stat(host.path(settings.root_image))
+            ok = backing == (st.st_dev, st.st_ino)
+        except OSError:
+            ok = False
+        if ok:
+            shown = settings.root_image
+        elif backing is not None:
+            shown = f"another file (loop device {device})"
+        else:
+            shown = f"{root.source if root is not None else '?'} (not a loop device)"
+        return Item(check="root image", promised=settings.root_image, seen=shown, ok=ok)
+    return None
+
+
+LOOP_MAJOR = 7
+LOOP_GET_STATUS64 = 0x4C05
+
+
+def _loop_backing(device: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file behind loop device "major:minor" (LOOP_GET_STATUS64; the
+    file name in sysfs is useless: systemd attaches through /proc/self/fd/N)."""
+    import fcntl
+    import stat
+    import struct
+    import tempfile
+
+    try:
+        major, minor = (int(x) for x in device.split(":"))
+    except ValueError:
+        return None
+    if major != LOOP_MAJOR:
+        return None
+    rdev = os.makedev(major, minor)
+    node = f"/dev/loop{minor}"
+    made = None
+    try:
+        if not (os.path.exists(node) and os.stat(node).st_rdev == rdev):
+            made = tempfile.mkdtemp(prefix="portable-verify-")
+            node = f"{made}/loop"
+            os.mknod(node, 0o600 | stat.S_IFBLK, rdev)
+        fd = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            info = fcntl.ioctl(fd, LOOP_GET_STATUS64, bytes(232))
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    finally:
+        if made is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(f"{made}/loop")
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
+    lo_device, lo_inode = struct.unpack_from("=QQ", info)
+    return lo_device, lo_inode
+
+
+def _resolve_inside(pid: int, path: str) -> str:
+    """``path`` as the process sees it, its last component's symlinks followed (``/dev/log``
+    -> ``/run/systemd/journal/dev-log``): bind mounts land on the target."""
+    for _ in range(8):
+        try:
+            target = os.readlink(f"/proc/{pid}/root{path}")
+        except OSError:
+            return path
+        path = os.path.normpath(
+            target if target.startswith("/") else os.path.join(os.path.dirname(path), target)
+        )
+    return path
+
+
+def _ro_items(settings: ServiceSettings, seen: Observed) -> list[Item]:
+    wanted: list[tuple[str, str, bool]] = []  # path, why, optional
+    if settings.protect_system == "strict":
+        wanted.append(("/", "ProtectSystem=strict", False))
+    if settings.protect_system in ("yes", "full", "strict"):
+        wanted.append(("/usr", f"ProtectSystem={settings.protect_system}", False))
+    if settings.protect_system in ("full", "strict"):
+        wanted.append(("/etc", f"ProtectSystem={settings.protect_system}", False))
+    if settings.protect_kernel_tunables:
+        wanted.append(("/proc/sys", "ProtectKernelTunables=yes", False))
+    if settings.protect_control_groups:
+        wanted.append(("/sys/fs/cgroup", "ProtectControlGroups=yes", False))
+    for target, optional in _bind_ro_targets(settings):
+        wanted.append((target, "BindReadOnlyPaths=", optional))
+    items = []
+    done = set()
+    for path, why, optional in wanted:
+        if path in done:
+            continue
+        done.add(path)
+        m = seen.mount_at(_resolve_inside(seen.pid, path))
+        exact = m is not None and (
+            m.mount_point == _resolve_inside(seen.pid, path) or why != "BindReadOnlyPaths="
+        )
+        if why == "BindReadOnlyPaths=" and not exact:
+            if optional:
+                continue
+            items.append(
+                Item(
+                    check=f"read-only {path}",
+                    promised=f"read-only ({why})",
+                    seen="not mounted",
+                    ok=False,
+                )
+            )
+            continue
+        ro = m is not None and m.read_only
+        items.append(
+            Item(
+                check=f"read-only {path}",
+                promised=f"read-only ({why})",
+                seen="read-only" if ro else "writable",
+                ok=ro,
+            )
+        )
+    if settings.private_devices:
+        dev = seen.mount_at("/dev")
+        private = dev is not None and dev.mount_point == "/dev" and dev.fstype == "tmpfs"
+        items.append(
+            Item(
+                check="/dev",
+                promised="private (PrivateDevices=yes)",
+                seen="private" if private else f"{dev.fstype if dev else '?'} (host devices)",
+                ok=private,
+            )
+        )
+    if settings.private_tmp:
+        tmp = seen.mount_at("/tmp")
+        private = tmp is not None and tmp.mount_point == "/tmp"
+        items.append(
+            Item(
+                check="/tmp",
+                promised="private (PrivateTmp=yes)",
+                seen="private" if private else "shared",
+                ok=private,
+            )
+        )
+    return items
+
+
+def compare(settings: ServiceSettings, seen: Observed, *, host: Host) -> list[Item]:
+    """The rows of the verification: each promise against what the process has."""
+    all_caps = _all_caps()
+    promised_caps = settings.capability_bounding_set & all_caps
+    extra = seen.cap_bounding & ~promised_caps & all_caps
+    items = _network_items(settings, seen, host)
+    items.append(
+        Item(
+            check="capability bounding set",
+            promised=_caps_text(promised_caps, all_caps),
+            seen=_caps_text(seen.cap_bounding, all_caps)
+            + (f" (extra: {_caps_text(extra, all_caps)})" if extra else ""),
+            ok=not extra,
+        )
+    )
+    items.append(
+        Item(
+            check="no new privileges",
+            promised="yes" if settings.no_new_privileges else "no",
+            seen="yes" if seen.no_new_privs else "no",
+            ok=seen.no_new_privs or not settings.no_new_privileges,
+        )
+    )
+    want_filter = _seccomp_promised(settings)
+    items.append(
+        Item(
+            check="seccomp",
+            promised="filter" if want_filter else "none",
+            seen={0: "none", 1: "strict", 2: "filter"}.get(seen.seccomp, str(seen.seccomp)),
+            ok=seen.seccomp >= 1 or not want_filter,
+        )
+    )
+    items.append(_user_item(settings, seen))
+    root = _root_item(settings, seen, host)
+    if root is not None:
+        items.append(root)
+    items += _ro_items(settings, seen)
+    return items
+
+
+# --- services ---------------------------------------------------------------------------------
+
+
+def _main_pid(manager: Manager, unit: str) -> int:
+    """The unit's MainPID (0 if not running)."""
+    what = f"Failed to get the main PID of {unit}"
+    (path,) = manager._call(what, "LoadUnit", "s", (unit,))
+    ((_, pid),) = manager._call(
+        what,
+        "Get",
+        "ss",
+        ("org.freedesktop.systemd1.Service", "MainPID"),
+        path=str(path),
+        interface="org.freedesktop.DBus.Properties",
+    )
+    return int(pid)
+
+
+def _wait_for_exec(pid: int, timeout: float = SETUP_WAIT) -> None:
+    """systemd's child is named "(name)" until it executes the service's binary; its sandbox is
+    only complete then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            comm = _read(f"/proc/{pid}/comm", 64).strip()
+        except OSError:
+            return
+        if not comm.startswith("("):
+            return
+        time.sleep(0.02)
+
+
+def verify_unit(unit: str, *, host: Host, manager: Manager) -> UnitReport:
+    """Verify one running service."""
+    settings, profile, files = promised_settings(unit, host=host)
+    try:
+        pid = _main_pid(manager, unit)
+    except PortableError as exc:
+        return UnitReport(unit=unit, pid=None, profile=profile, error=str(exc), files=files)
+    except Exception as exc:  # a D-Bus error answer
+        message = getattr(exc, "message", str(exc))
+        return UnitReport(unit=unit, pid=None, profile=profile, error=message, files=files)
+    if pid <= 0:
+        return UnitReport(unit=unit, pid=None, profile=profile, error="not running", files=files)
+    _wait_for_exec(pid)
+    try:
+        seen = observe(pid)
+    except PermissionError:
+        raise PortableError(f"reading /proc/{pid} of {unit} needs root") from None
+    except OSError as exc:
+        return UnitReport(
+            unit=unit, pid=pid, profile=profile, error=f"process gone: {exc.strerror}", files=files
+        )
+    return UnitReport(
+        unit=unit,
+        pid=pid,
+        profile=profile,
+        items=tuple(compare(settings, seen, host=host)),
+        files=files,
+    )
+
+
+UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".path")
+
+
+def targets(arg: str, *, host: Host, runtime: bool | None = None) -> list[str]:
+    """The services to verify: ``arg`` itself if it is a service name, else the attached
+    (non-template) services of image ``arg``."""
+    if arg.endswith(UNIT_SUFFIXES) and "/" not in arg:
+        if not arg.endswith(".service") or "@." in arg:
+            raise PortableError(f"{arg}: only services (not templates) can be verified")
+        return [arg]
+    from portable.detach import find_attached
+    from portable.images import normalize_image_arg
+
+    image = normalize_image_arg(arg, host=host)
+    for rt in (False, True) if runtime is None else (runtime,):
+        units = [
+            u.name
+            for u in find_attached(host, image, (), runtime=rt)
+            if u.has_unit_file and u.name.endswith(".service") and "@." not in u.name
+        ]
+        if units:
+            return units
+    raise PortableError(f"Image '{image}' is not attached (or has no services to verify).")
+
+
+def verify(
+    arg: str, *, host: Host, manager: Manager, runtime: bool | None = None
+) -> list[UnitReport]:
+    """Verify a service, or every attached service of an image."""
+    return [
+        verify_unit(unit, host=host, manager=manager)
+        for unit in targets(arg, host=host, runtime=runtime)
+    ]

@@ -1,0 +1,160 @@
+"""portable verify against running services in a real systemd: every built-in profile holds its
+promise, a namespace from --netns and a raw image are recognised, a weakened unit is caught.
+
+The box has a network namespace of its own (``systemd-nspawn --private-network``), so the veth
+of --netns stays inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portable.testing.box import Box, box_unavailable_reason
+from portable.testing.images import make_directory_image, make_squashfs_image
+
+pytestmark = pytest.mark.box
+
+LOOP = "/usr/bin/sh -c 'while :; do sleep 3600; done'"
+PROFILES = ("default", "nonetwork", "strict", "trusted")
+
+
+def unit(extra: str = "") -> str:
+    return f"[Unit]\nDescription=verify test\n\n[Service]\nExecStart={LOOP}\n{extra}\n"
+
+
+@pytest.fixture(scope="module")
+def vbox() -> Iterator[Box]:
+    reason = box_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with Box(nspawn_args=["--private-network"]) as b:
+        yield b
+
+
+@pytest.fixture
+def tmp(vbox: Box) -> Iterator[Path]:
+    path = vbox.mkdtemp(prefix="v-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def clean(vbox: Box) -> Iterator[None]:
+    yield
+    vbox.run(
+        "for d in /run/systemd/system.attached /etc/systemd/system.attached; do "
+        "for u in $(ls $d 2>/dev/null | grep -v '\\.d$'); do systemctl stop $u; done; "
+        "rm -rf $d; done; rm -rf /run/portables /etc/portables /run/systemd/system/*.d; "
+        "systemctl daemon-reload; for n in $(ip netns list | cut -d' ' -f1); do "
+        "ip netns del $n; done",
+        check=False,
+    )
+
+
+def verify(box: Box, target: str) -> tuple[int, list[dict]]:
+    r = box.portable(["verify", "--json", target], check=False)
+    assert r.returncode in (0, 1), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def rows(report: dict) -> dict[str, dict]:
+    return {c["check"]: c for c in report["checks"]}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_builtin_profile_holds(vbox, tmp, clean, profile):
+    name = f"vp{profile}"
+    img = make_directory_image(tmp / f"{name}_1", units={f"{name}.service": unit()})
+    vbox.portable(["attach", "--runtime", "--now", "-q", "-p", profile, str(img)])
+    code, (report,) = verify(vbox, str(img))
+    assert code == 0, json.dumps(report, indent=1)
+    assert report["unit"] == f"{name}.service" and report["profile"] == profile
+    assert report["ok"] is True and report["pid"] > 1
+    checks = rows(report)
+    assert checks["root directory"]["seen"] == str(img)
+    if profile in ("nonetwork", "strict"):
+        assert checks["network namespace"]["seen"] == "own"
+        assert checks["network links"]["seen"].startswith("lo ")
+    else:
+        assert checks["network namespace"]["seen"] == "host's"
+    if profile == "trusted":
+        assert checks["user"]["seen"] == "uid 0"
+    else:
+        assert checks["read-only /"]["seen"] == "read-only"
+        assert checks["no new privileges"]["seen"] == "yes"
+        assert checks["seccomp"]["seen"] == "filter"
+        assert 61184 <= int(checks["user"]["seen"].split()[1]) <= 65519
+    if profile == "strict":
+        assert checks["capability bounding set"]["seen"] == "(none)"
+    # the text form: a table, and the same verdict by unit name
+    r = vbox.portable(["verify", f"{name}.service"])
+    assert r.stdout.splitlines()[1].split() == ["CHECK", "PROMISED", "SEEN"]
+    assert r.stdout.endswith(f"✓ {name}.service: sandbox as promised\n")
+    vbox.portable(["detach", "--runtime", "--now", "-q", str(img)])
+
+
+def test_netns_and_raw_image(vbox, tmp, clean):
+    img = make_directory_image(tmp / "vnet_1", units={"vnet.service": unit()})
+    vbox.portable(["attach", "--runtime", "--now", "-q", "--netns", str(img)])
+    code, (report,) = verify(vbox, "vnet.service")
+    assert code == 0, json.dumps(report, indent=1)
+    checks = rows(report)
+    assert checks["network namespace"]["seen"] == "/run/netns/portable-vnet"
+    assert checks["network links"]["seen"].startswith("host0 169.254.")
+    vbox.portable(["detach", "--runtime", "--now", "-q", str(img)])
+
+    tree = make_directory_image(tmp / "tree", units={"vraw.service": unit()})
+    raw = make_squashfs_image(tmp / "vraw_1.raw", tree)
+    vbox.portable(["attach", "--runtime", "--now", "-q", "-p", "strict", str(raw)])
+    code, (report,) = verify(vbox, str(raw))
+    assert code == 0, json.dumps(report, indent=1)
+    assert rows(report)["root image"]["seen"] == str(raw)
+    vbox.portable(["detach", "--runtime", "--now", "-q", str(raw)])
+
+
+def test_weakened_unit_is_caught(vbox, tmp, clean):
+    img = make_directory_image(tmp / "vweak_1", units={"vweak.service": unit()})
+    vbox.portable(["attach", "--runtime", "--now", "-q", "-p", "strict", str(img)])
+    assert verify(vbox, str(img))[0] == 0
+    # an administrator's drop-in undoes part of the profile; the unit restarts with it
+    vbox.run(
+        "mkdir -p /run/systemd/system/vweak.service.d && printf '[Service]\\n"
+        "DynamicUser=no\\nPrivateNetwork=no\\nCapabilityBoundingSet=CAP_NET_RAW\\n"
+        "ProtectSystem=no\\n' > /run/systemd/system/vweak.service.d/50-weaken.conf && "
+        "systemctl daemon-reload && systemctl restart vweak.service"
+    )
+    code, (report,) = verify(vbox, str(img))
+    assert code == 1
+    bad = {c["check"]: c["seen"] for c in report["checks"] if not c["ok"]}
+    assert bad == {
+        "network namespace": "host's",
+        "capability bounding set": "cap_net_raw (extra: cap_net_raw)",
+        "user": "uid 0",
+        "read-only /": "writable",
+        "read-only /usr": "writable",
+        "read-only /etc": "writable",
+    }, json.dumps(report, indent=1)
+    r = vbox.portable(["verify", "vweak.service"], check=False)
+    assert r.returncode == 1
+    assert r.stdout.endswith("✗ vweak.service: sandbox NOT as promised\n")
+    assert "✗ user" in r.stdout
+
+
+def test_not_running_and_not_attached(vbox, tmp, clean):
+    img = make_directory_image(tmp / "vidle_1", units={"vidle.service": unit()})
+    vbox.portable(["attach", "--runtime", "-q", str(img)])
+    code, (report,) = verify(vbox, str(img))
+    assert code == 1 and report["error"] == "not running"
+    r = vbox.portable(["verify", "vidle.service"], check=False)
+    assert r.returncode == 1
+    assert r.stdout == "✗ vidle.service (profile default): not running\n"
+    r = vbox.portable(["verify", str(tmp / "nosuch_1")], check=False)
+    assert r.returncode == 1 and "is not attached" in r.stderr
+    r = vbox.portable(["--root", str(tmp), "verify", "x.service"], check=False)
+    assert r.returncode == 1 and "not with --root" in r.stderr
+    vbox.portable(["detach", "--runtime", "-q", str(img)])
