@@ -1,0 +1,87 @@
+"""portable security against systemd-analyze security in a real systemd: the attached files of
+directory and raw images with each profile, scored by both; and attach --max-exposure."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from portable.testing.box import Box
+from portable.testing.images import make_directory_image, make_squashfs_image
+
+pytestmark = pytest.mark.box
+
+PROFILES = ("default", "nonetwork", "strict", "trusted")
+UNIT = "[Unit]\nDescription=t\n\n[Service]\nExecStart=/usr/bin/sleep infinity\n"
+# systemd 252 offline, bare unit + profile + what attach writes: with RootImage= the reference
+# values of peers-and-users.md §3.2; with RootDirectory= that item is good too.
+EXPECTED = {
+    "raw": {"default": "3.4", "nonetwork": "2.2", "strict": "1.1", "trusted": "9.4"},
+    "dir": {"default": "3.3", "nonetwork": "2.1", "strict": "1.0", "trusted": "9.4"},
+}
+
+
+@pytest.fixture
+def clean(box: Box) -> Iterator[None]:
+    yield
+    box.run(
+        "for d in /run/systemd/system.attached /etc/systemd/system.attached; do "
+        "for u in $(ls $d 2>/dev/null | grep -v '\\.d$'); do systemctl stop $u; done; "
+        "rm -rf $d; done; rm -rf /run/portables /etc/portables; systemctl daemon-reload",
+        check=False,
+    )
+
+
+def analyze(box: Box, path: str) -> tuple[str, dict[str, tuple]]:
+    args = ["systemd-analyze", "security", "--offline=yes", "--no-pager"]
+    text = box.run([*args, path]).stdout
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", text)
+    assert match, text
+    rows = json.loads(box.run([*args, "--json=short", path]).stdout)
+    return match.group(1), {r["json_field"]: (r["set"], r["exposure"]) for r in rows}
+
+
+def ours(box: Box, args: list[str]) -> tuple[str, dict[str, tuple]]:
+    (doc,) = json.loads(box.portable(["security", "--json", *args]).stdout)
+    value = f"{doc['exposure']:.1f}"
+    return value, {c["json_field"]: (c["set"], c["exposure"]) for c in doc["checks"]}
+
+
+@pytest.mark.parametrize("kind", ["dir", "raw"])
+def test_attached_units_score_as_systemd_analyze_says(box, box_tmp, clean, kind):
+    tree = make_directory_image(box_tmp / "sec_1", units={"sec.service": UNIT})
+    img = make_squashfs_image(box_tmp / "sec_1.raw", tree) if kind == "raw" else tree
+    for profile in PROFILES:
+        before = ours(box, ["-p", profile, str(img)])  # what attaching would write
+        box.portable(["attach", "--runtime", "-q", "-p", profile, str(img)])
+        theirs = analyze(box, "/run/systemd/system.attached/sec.service")
+        assert theirs[0] == EXPECTED[kind][profile], profile
+        assert ours(box, ["sec.service"]) == theirs, profile
+        assert ours(box, [str(img)]) == theirs, profile  # the attached image, as attached
+        assert before == theirs, profile
+        box.portable(["detach", "--runtime", "-q", str(img)])
+
+
+def test_attach_max_exposure(box, box_tmp, clean):
+    img = make_directory_image(box_tmp / "mx_1", units={"mx.service": UNIT})
+    r = box.portable(["attach", "--runtime", "--max-exposure=3", str(img)], check=False)
+    assert r.returncode == 1
+    assert r.stderr == (
+        "portable: error: mx.service: exposure 3.3 OK with profile 'default' is above "
+        "--max-exposure 3.0, refusing.\n"
+    )
+    assert box.run("ls /run/systemd/system.attached", check=False).returncode != 0
+    # an administrator's drop-in on the host counts
+    box.run(
+        "mkdir -p /run/systemd/system/mx.service.d && printf '[Service]\\nPrivateNetwork=yes\\n'"
+        " > /run/systemd/system/mx.service.d/50-net.conf"
+    )
+    try:
+        box.portable(["attach", "--runtime", "-q", "--max-exposure=3", str(img)])
+        assert ours(box, ["mx.service"])[0] == "2.8"
+    finally:
+        box.run("rm -rf /run/systemd/system/mx.service.d")
+    box.portable(["detach", "--runtime", "-q", str(img)])
