@@ -178,6 +178,13 @@ def test_cli_profiles_and_show_and_export(root, capsys, tmp_path):
     code, out, err = run(["--root", str(root), "profiles", "--json"], capsys)
     names = {p["name"]: p for p in json.loads(out)["profiles"]}
     assert names["strict"]["source"] == "built-in"
+    # systemd-analyze security --offline=yes --profile=P on a bare service (systemd 252)
+    assert {n: names[n]["exposure"] for n in ("default", "nonetwork", "strict", "trusted")} == {
+        "default": "3.3 OK",
+        "nonetwork": "2.2 OK",
+        "strict": "1.0 OK",
+        "trusted": "9.4 UNSAFE",
+    }
     assert names["web"]["source"] == "/etc/portable/profiles/web.toml"
     code, out, err = run(["--root", str(root), "profile", "show", "web"], capsys)
     assert code == 0 and "Profile: web" in out and "TasksMax=4" in out

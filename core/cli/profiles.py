@@ -10,6 +10,7 @@ import click
 
 from portable.cli import App
 from portable.cli.options import json_output
+from portable.types import Profile
 
 
 def source_of(app: App, plugin: str, origin: str) -> str:
@@ -23,14 +24,12 @@ def source_of(app: App, plugin: str, origin: str) -> str:
     return f"plugin {plugin}" + (f" ({dist})" if dist else "")
 
 
-def _exposure(profile: Any) -> str | None:
-    """The exposure score with this profile, once portable.security exists."""
-    import importlib
-
-    try:  # provided by the security module (issue 6) when present
-        profile_exposure = importlib.import_module("portable.security").profile_exposure
-    except (ImportError, AttributeError):
+def _exposure(profile: Profile) -> str | None:
+    """systemd-analyze security's exposure of a bare service with this profile."""
+    if "service" not in profile.dropins:
         return None
+    from portable.security import profile_exposure
+
     score = profile_exposure(profile, root_image=False)
     return f"{score.value:.1f} {score.verdict}"
 
