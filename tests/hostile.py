@@ -1173,3 +1173,78 @@ def fork_cli(
     _, status = os.waitpid(pid, 0)
     rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     return rc, b"".join(chunks)
+
+
+_SERVER = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from hostile import fork_cli
+for line in sys.stdin:
+    req = json.loads(line)
+    try:
+        rc, err = fork_cli(req["args"], req["env"], req["timeout"])
+    except TimeoutError as exc:
+        rc, err = -1000, str(exc).encode()
+    print(json.dumps({{"rc": rc, "stderr": err.decode("utf-8", "replace")}}), flush=True)
+"""
+
+
+class BoxCli:
+    """``portable`` run inside a box by a resident Python process that forks a child per
+    command (see :func:`fork_cli`): the same ``main()`` as ``python -m portable``, without
+    paying the interpreter's start-up for each of the hundreds of runs of a crash sweep."""
+
+    def __init__(self, box: Any) -> None:
+        from portable.testing.box import BOX_ENV
+
+        self._proc = subprocess.Popen(
+            [
+                shutil.which("nsenter") or "nsenter",
+                "--all",
+                f"--target={box.leader_pid}",
+                "--wdns=/",
+                "--",
+                str(box.python_executable),
+                "-c",
+                _SERVER.format(tests=str(Path(__file__).resolve().parent)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=dict(BOX_ENV),
+            text=True,
+        )
+
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> tuple[int, str]:
+        """Exit status (``-9``: SIGKILLed) and stderr of ``portable ARGS``."""
+        import json
+
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        req = {"args": list(args), "env": env or {}, "timeout": timeout}
+        self._proc.stdin.write(json.dumps(req) + "\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the portable server in the box died (status {self._proc.poll()})")
+        reply = json.loads(line)
+        if reply["rc"] == -1000:
+            raise TimeoutError(reply["stderr"])
+        return int(reply["rc"]), str(reply["stderr"])
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def __enter__(self) -> BoxCli:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,215 @@
+"""Kill attach --now, detach --now and reattach --now at every crash point, in the box.
+
+``PORTABLE_SERVICES_TEST_CRASH_AT=N`` SIGKILLs the process at its N-th step (see
+portable.transaction). For every N until the command runs through: the re-run of the same
+command succeeds (a detach may find nothing left to do), the services are in the state the
+command promises, and a final detach leaves the box's host directories exactly as before,
+with no temporary file, no unit running and a clean daemon-reload. (test_attach.py does the
+same on --root without a service manager.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hostile import BoxCli, snapshot
+
+from portable.testing.box import Box
+from portable.testing.images import make_directory_image
+
+pytestmark = pytest.mark.box
+
+LOOP = "/usr/bin/sh -c 'while :; do sleep 3600; done'"
+HOST_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/run/portables", "/etc/portables")
+ATTACHED = "/run/systemd/system.attached"
+MAX_STEPS = 60
+
+
+def unit(extra: str = "") -> str:
+    return (
+        f"[Unit]\nDescription=crash test\n\n[Service]\nExecStart={LOOP}\n{extra}\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+@pytest.fixture
+def clean(box: Box) -> Iterator[None]:
+    yield
+    box.run(
+        f"for u in $(ls {ATTACHED} 2>/dev/null | grep -v '\\.d$'); do systemctl stop $u; done; "
+        f"rm -rf {ATTACHED} /run/portables; systemctl daemon-reload",
+        check=False,
+    )
+
+
+def host_state(box: Box) -> dict[str, tuple[str, int, bytes]]:
+    return snapshot(box.path("/"), (*HOST_DIRS, ATTACHED))
+
+
+_CLI: dict[int, BoxCli] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cli(box: Box) -> Iterator[BoxCli]:
+    with BoxCli(box) as c:
+        _CLI[id(box)] = c
+        yield c
+        del _CLI[id(box)]
+
+
+def portable(box: Box, *args: str, crash: int | None = None) -> tuple[int, str]:
+    env = {"PORTABLE_SERVICES_TEST_CRASH_AT": str(crash)} if crash is not None else None
+    return _CLI[id(box)](*args, env=env)
+
+
+def active(box: Box, name: str) -> str:
+    return box.systemctl(["is-active", name], check=False).stdout.strip()
+
+
+def state(box: Box, image: str) -> str:
+    return box.portable(["is-attached", image]).stdout.strip()  # the real CLI, once a step
+
+
+def sweep(
+    box: Box,
+    command: list[str],
+    *,
+    setup: list[str] | None,
+    after_rerun: Callable[[int], None],
+    final: Path | None,
+) -> int:
+    """Crash ``command`` at every step; returns how many steps it has."""
+    pristine = host_state(box)
+    for step in range(1, MAX_STEPS):
+        if setup is not None:
+            rc, err = portable(box, *setup)
+            assert rc == 0, (step, err)
+        rc, err = portable(box, *command, crash=step)
+        if rc == 0:
+            if final is not None:
+                assert portable(box, "detach", "--runtime", "--now", "-q", str(final))[0] == 0
+            assert host_state(box) == pristine
+            return step - 1
+        assert rc in (137, -9), (step, rc, err)  # SIGKILLed
+        rc, err = portable(box, *command)
+        gone = command[0] == "detach" and "Image not attached?" in err
+        assert rc == 0 or gone, (step, err)
+        after_rerun(step)
+        if final is not None:  # (its reload makes PID 1 forget the removed files)
+            rc, err = portable(box, "detach", "--runtime", "--now", "-q", str(final))
+            assert rc == 0, (step, err)
+        now = host_state(box)
+        assert now == pristine, (step, sorted(set(now) ^ set(pristine)))
+    pytest.fail(f"{command} never ran through in {MAX_STEPS} steps")
+
+
+def test_attach_now_killed_at_every_step(box: Box, box_tmp: Path, clean: None) -> None:
+    img = make_directory_image(box_tmp / "crash_1", units={"crash.service": unit()})
+
+    def running(step: int) -> None:
+        assert state(box, str(img)) == "running-runtime", step
+
+    steps = sweep(
+        box,
+        ["attach", "--runtime", "--now", "-q", str(img)],
+        setup=None,
+        after_rerun=running,
+        final=img,
+    )
+    assert steps >= 6
+    assert active(box, "crash.service") != "active"
+
+
+def test_detach_now_killed_at_every_step(box: Box, box_tmp: Path, clean: None) -> None:
+    img = make_directory_image(box_tmp / "crash_1", units={"crash.service": unit()})
+
+    def stopped(step: int) -> None:
+        assert state(box, str(img)) == "detached", step
+        assert active(box, "crash.service") != "active", step
+
+    steps = sweep(
+        box,
+        ["detach", "--runtime", "--now", "-q", str(img)],
+        setup=["attach", "--runtime", "--now", "-q", str(img)],
+        after_rerun=stopped,
+        final=None,
+    )
+    assert steps >= 4
+
+
+def _versions(box_tmp: Path) -> tuple[Path, Path]:
+    v1 = make_directory_image(
+        box_tmp / "app_1", units={"app.service": unit(), "app-old.service": unit()}
+    )
+    v2 = make_directory_image(
+        box_tmp / "app_2",
+        units={"app.service": unit("Environment=V=2"), "app-new.service": unit()},
+    )
+    return v1, v2
+
+
+def test_reattach_now_killed_at_every_step(box: Box, box_tmp: Path, clean: None) -> None:
+    v1, v2 = _versions(box_tmp)
+
+    def replaced(step: int) -> None:
+        assert state(box, str(v2)) == "running-runtime", step
+        dropin = box.path(f"{ATTACHED}/app.service.d/20-portable.conf").read_text()
+        assert f"RootDirectory={v2}\n" in dropin, step
+        assert not box.path(f"{ATTACHED}/app-old.service").exists(), step
+        show = box.systemctl(
+            ["show", "-p", "ActiveState", "-p", "Environment", "app.service", "app-new.service"]
+        ).stdout
+        assert show.count("ActiveState=active") == 2, (step, show)
+        assert "V=2" in show, step  # app.service restarted from the new unit file
+        # A kill in the commit step leaves app-old.service running: the known bug of
+        # test_reattach_killed_in_commit_stops_removed_units; stop it so the sweep goes on.
+        box.systemctl(["stop", "app-old.service"], check=False)
+
+    steps = sweep(
+        box,
+        ["reattach", "--runtime", "--now", "-q", str(v2)],
+        setup=["attach", "--runtime", "--now", "-q", str(v1)],
+        after_rerun=replaced,
+        final=v2,
+    )
+    assert steps >= 15
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "reattach.py: reattach --now killed after its transaction has removed the old "
+        "version's files (the last crash point, in commit) but before it stopped the units "
+        "that went away: the re-run finds only the new version attached, so nothing stops "
+        "app-old.service, which keeps running with its unit file gone; a final detach --now "
+        "does not stop it either (it is no longer attached). The re-run (or detach) could "
+        "stop loaded units whose fragment was in the attached directory but no longer exists."
+    ),
+)
+def test_reattach_killed_in_commit_stops_removed_units(
+    box: Box, box_tmp: Path, clean: None
+) -> None:
+    v1, v2 = _versions(box_tmp)
+    attach = ["attach", "--runtime", "--now", "-q", str(v1)]
+    reattach = ["reattach", "--runtime", "--now", "-q", str(v2)]
+
+    def killed_at(step: int) -> bool:
+        assert portable(box, *attach)[0] == 0
+        killed = portable(box, *reattach, crash=step)[0] != 0
+        if killed:
+            assert portable(box, *reattach)[0] == 0
+        assert portable(box, "detach", "--runtime", "--now", "-q", str(v2))[0] == 0
+        box.systemctl(["stop", "app-old.service"], check=False)
+        return killed
+
+    lo, hi = 1, MAX_STEPS  # the last crash point: killed at lo, not at hi
+    assert killed_at(lo) and not killed_at(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if killed_at(mid) else (lo, mid)
+    assert portable(box, *attach)[0] == 0
+    assert portable(box, *reattach, crash=lo)[0] in (137, -9)
+    assert portable(box, *reattach)[0] == 0
+    assert active(box, "app-old.service") != "active"
