@@ -9,7 +9,6 @@ unit wins, then the earlier extension's (spec 2.2, 2.4).
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,6 +341,8 @@ _UNAME_ARCH = {
 
 def host_architecture() -> str:
     """The host's architecture as systemd names it (``x86-64``, ``arm64``, ...)."""
+    import platform
+
     machine = platform.machine()
     if machine.startswith("arm") and machine not in _UNAME_ARCH:
         return "arm"

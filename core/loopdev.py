@@ -33,18 +33,17 @@ containers without udev).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import os
 import stat
 import struct
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from portable.errors import BadImage, PortableError
 
@@ -119,12 +118,15 @@ class LoopDevice:
     size: int
 
 
-_libc: ctypes.CDLL | None = None
+_libc: Any = None
 
 
-def _c() -> ctypes.CDLL:
+def _c() -> Any:
+    """libc through ctypes (imported on first use: ``list`` and friends never pay for it)."""
     global _libc
     if _libc is None:
+        import ctypes
+
         _libc = ctypes.CDLL(None, use_errno=True)
         _libc.syscall.restype = ctypes.c_long
         _libc.mount.argtypes = [
@@ -139,6 +141,8 @@ def _c() -> ctypes.CDLL:
 
 
 def _syscall(number: int, *args: object) -> int:
+    import ctypes
+
     r = int(_c().syscall(ctypes.c_long(number), *args))
     if r < 0:
         e = ctypes.get_errno()
@@ -414,6 +418,8 @@ def _mount_detached(specs: list[MountSpec]) -> Iterator[Path]:
 
 @contextmanager
 def _mount_classic(specs: list[MountSpec]) -> Iterator[Path]:
+    import tempfile
+
     try:
         MOUNT_BASE.mkdir(mode=0o700, parents=True, exist_ok=True)
         top = Path(tempfile.mkdtemp(prefix="image-", dir=MOUNT_BASE))
@@ -434,6 +440,8 @@ def _mount_classic(specs: list[MountSpec]) -> Iterator[Path]:
                 data.encode() or None,
             )
             if r != 0:
+                import ctypes
+
                 e = ctypes.get_errno()
                 raise MountError(f"cannot mount its {spec.fstype} file system: {os.strerror(e)}")
             mounted.append(target)

@@ -36,7 +36,6 @@ from .probe import (
     open_image_file,
     read_gpt,
 )
-from .raw import check_size, mounted
 
 
 def _detect(path: Path) -> bool:
@@ -55,6 +54,8 @@ def _plan(path: Path) -> tuple[RootChoice, list[tuple[str, str, int, int]]]:
             if part is None:
                 continue
             fstype = _fstype(fd, part, path)
+            from .raw import check_size  # mounting code: imported only when it is needed
+
             check_size(fd, fstype, image=str(path), offset=part.offset, available=part.size)
             parts.append((where, fstype, part.offset, part.size))
         return choice, parts
@@ -74,6 +75,8 @@ def _fstype(fd: int, part: GptPartition, path: Path) -> str:
 
 @contextmanager
 def _open(path: Path) -> Iterator[Path]:
+    from .raw import mounted
+
     _, parts = _plan(path)
     with mounted(path, parts) as root:
         yield root

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import stat
 import struct
-import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,6 +407,8 @@ def read_gpt(fd: int, *, image: str, file_size: int) -> GptTable:
         raise BadImage(
             f"Image '{image}' has a corrupt GPT partition table (partition entries checksum)"
         )
+    import uuid  # (imports platform: only when a GPT is read)
+
     parts = []
     for i in range(count):
         e = array[i * entry_size : (i + 1) * entry_size]

@@ -8,18 +8,35 @@ path. Read through a read-only loop device and a private read-only mount (see
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from portable.hookspecs import hookimpl
 from portable.types import ImageFormat
 
 from .probe import identify
-from .raw import describe_filesystem, open_filesystem
 
 
 def _detect(path: Path) -> bool:
     return identify(path) == "squashfs"
+
+
+# Mounting code (ctypes...) is imported only when an image is opened: commands that open none
+# (list, detach, is-attached) don't pay for it.
+@contextmanager
+def _open(path: Path) -> Iterator[Path]:
+    from .raw import open_filesystem
+
+    with open_filesystem(path, "squashfs") as root:
+        yield root
+
+
+def _details(path: Path) -> dict[str, Any]:
+    from .raw import describe_filesystem
+
+    return describe_filesystem(path)
 
 
 SQUASHFS = ImageFormat(
@@ -27,10 +44,10 @@ SQUASHFS = ImageFormat(
     description="a squashfs file system image (RootImage=)",
     image_type="raw",
     detect=_detect,
-    open=lambda path: open_filesystem(path, "squashfs"),
+    open=_open,
     root_setting="RootImage",
     suffixes=(".raw",),
-    extra={"details": describe_filesystem},
+    extra={"details": _details},
 )
 
 
