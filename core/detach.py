@@ -100,9 +100,11 @@ def find_attached(
 
 
 def _not_attached(image: str, extensions: Sequence[str]) -> NotAttached:
+    from portable.images import printable
+
     ext = f"' or any of its extensions '{', '.join(extensions)}" if extensions else ""
     return NotAttached(
-        f"No unit files associated with '{image}{ext}' found attached to the system. "
+        f"No unit files associated with '{printable(image + ext)}' found attached to the system. "
         "Image not attached?"
     )
 

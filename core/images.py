@@ -13,15 +13,35 @@ import stat
 from pathlib import Path
 
 from portable.confined import open_root, resolve_path
-from portable.errors import AmbiguousImageFormat, ImageNotFound, UnknownImageFormat
+from portable.errors import AmbiguousImageFormat, BadImage, ImageNotFound, UnknownImageFormat
 from portable.host import IMAGE_SEARCH_PATH, Host
 from portable.names import is_valid_image_name
 from portable.registry import Registered, Registry
 from portable.types import Image, ImageFormat
 
-__all__ = ["describe_file", "detect_format", "find_image", "is_name", "resolve_image", "sniff"]
+__all__ = [
+    "describe_file",
+    "detect_format",
+    "find_image",
+    "is_name",
+    "printable",
+    "resolve_image",
+    "sniff",
+]
 
 log = logging.getLogger(__name__)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``...), so that a message
+    quoting a hostile file name stays one line and can't forge output."""
+    if not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return text
+    return "".join(c if not (ord(c) < 0x20 or ord(c) == 0x7F) else repr(c)[1:-1] for c in text)
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def is_name(arg: str) -> bool:
@@ -129,7 +149,7 @@ def detect_format(
         return claims[0]
     if claims:
         raise AmbiguousImageFormat(
-            f"image '{shown}' is claimed by several image formats: "
+            f"image '{printable(shown)}' is claimed by several image formats: "
             + ", ".join(f.name for f in claims)
         )
     known = ", ".join(r.spec.name for r in registry.formats())
@@ -138,7 +158,7 @@ def detect_format(
         f"; plugin {p.name!r} failed to load: {p.error}" for p in registry.failed_plugins()
     )
     raise UnknownImageFormat(
-        f"image '{shown}' is {describe_file(path)}, not a recognised image"
+        f"image '{printable(shown)}' is {describe_file(path)}, not a recognised image"
         + (f" ({what})" if what else "")
         + f"; supported formats: {known or 'none'}{failed}"
     )
@@ -195,7 +215,9 @@ def canonical_path(arg: str, *, host: Host, cwd: Path | None = None) -> str | No
         try:
             inside = host.unpath(local)
         except ValueError:
-            raise ImageNotFound(f"image path '{arg}' is outside the --root directory") from None
+            raise ImageNotFound(
+                f"image path '{printable(arg)}' is outside the --root directory"
+            ) from None
     with open_root(host.root) as rfd:
         return resolve_path(rfd, inside)
 
@@ -223,8 +245,12 @@ def resolve_image(arg: str, *, host: Host, registry: Registry, cwd: Path | None 
     path = canonical_path(arg, host=host, cwd=cwd)
     if path is None:
         raise ImageNotFound(
-            f"Cannot normalize specified image path '{arg}': No such file or directory"
+            f"Cannot normalize specified image path '{printable(arg)}': No such file or directory"
         )
+    if _has_control(path):
+        # The path goes into 20-portable.conf (RootDirectory=, PORTABLE=...) as it is: a
+        # newline in it would add settings. systemd refuses such image names too.
+        raise BadImage(f"Image path '{printable(path)}' contains control characters, refusing.")
     local = host.path(path)
     fmt = detect_format(registry, local, path)
     filename = path.rstrip("/").rsplit("/", 1)[-1] or "/"

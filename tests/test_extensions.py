@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -521,3 +522,18 @@ def test_raw_extension_release_with_strict_false_xattr(root):
     make_squashfs_image(srv / "app1.raw", srv / "app1")  # extension-release.app2 + xattr
     r = ok(root, "inspect", "--extension", "/srv/app1.raw", "/srv/minimal_0.raw", "app1")
     assert "\tapp1.service\n" in r.stdout and "\t\tportable\n" in r.stdout
+
+
+def test_control_characters_in_image_or_extension_paths_refused(root):
+    """A newline in a path would add settings to 20-portable.conf: refused, one line."""
+    evil = "app9\nProtectSystem=no"
+    make_extension_tree(root / "srv" / evil, name=evil, release=REL, units={"app0.service": APP0})
+    os.symlink(evil, root / "srv/app9")  # a harmless-looking name leading to it
+    msg = fails(root, "attach", "--runtime", "--extension", "/srv/app9", "/srv/rootdir", "app0")
+    assert msg == (
+        "Image path '/srv/app9\\nProtectSystem=no' contains control characters, refusing."
+    )
+    shutil.copytree(root / "srv/rootdir", root / f"srv/{evil}_root", symlinks=True)
+    msg = fails(root, "attach", "--runtime", f"/srv/{evil}_root", "minimal-app0")
+    assert "contains control characters, refusing." in msg and "\n" not in msg
+    assert not (root / "run/systemd/system.attached").exists()
