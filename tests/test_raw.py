@@ -616,3 +616,26 @@ def test_inspect_json_shows_partitions_and_verity_note(tmp_path, tree):
     r = run_cli("inspect", str(img))
     assert r.returncode == 0
     assert "(Image has root-x86-64-verity partition(s): not used" in r.stderr
+
+
+def test_list_never_mounts(tmp_path, tree, monkeypatch):
+    """list reads header bytes only: no loop device, no mount."""
+    import portable.loopdev as loopdev
+    from portable.listing import list_images
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("list set up a loop device or a mount")
+
+    monkeypatch.setattr(loopdev, "loop_device", refuse)
+    monkeypatch.setattr(loopdev, "mount_read_only", refuse)
+    d = tmp_path / "var/lib/portables"
+    d.mkdir(parents=True)
+    make_squashfs_image(d / "foo_1.raw", tree)
+    build("gpt", tree, d / "bar_2.raw")
+    build("ext4", tree, d / "baz_3.raw")
+    rows = list_images(host=Host(tmp_path), registry=make_registry(root=tmp_path))
+    assert [(r.name, r.type, r.format) for r in rows] == [
+        ("bar_2", "raw", "gpt"),
+        ("baz_3", "raw", "ext4"),
+        ("foo_1", "raw", "squashfs"),
+    ]
