@@ -12,13 +12,14 @@ Plan::
         {"name": "is-attached",
          "setup": [[...], ...],                      # run once before, not timed
          "teardown": [[...], ...],                   # run once after (also after a failure)
-         "ours": [[...], ...], "theirs": [[...], ...]}  # one sample: all commands in order
+         "ours": [[...], ...], "theirs": [[...], ...],  # one sample: all commands in order
+         "floor": [[...], ...]}                      # optional third side
      ]}
 
 For each benchmark one warm-up sample per side (discarded), then ``rounds`` samples per side,
-the two sides taking turns (which one goes first alternates per round, so slow drift of the
-machine hits both alike). A command that fails stops the benchmark: a failing command's time
-means nothing. Prints one JSON object: name -> {"ours": [s, ...], "theirs": [s, ...]} or
+the sides taking turns (which one goes first rotates per round, so slow drift of the machine
+hits all alike). A command that fails stops the benchmark: a failing command's time means
+nothing. Prints one JSON object: name -> {"ours": [s, ...], "theirs": [s, ...], ...} or
 {"error": "..."}.
 """
 
@@ -53,19 +54,15 @@ def sample(cmds: list[list[str]], env: dict[str, str]) -> float:
 def bench(spec: dict[str, Any], rounds: int, env: dict[str, str]) -> dict[str, Any]:
     for cmd in spec.get("setup", []):
         run(cmd, env)
+    sides = [side for side in ("ours", "theirs", "floor") if side in spec]
     try:
-        sample(spec["ours"], env)  # warm-up: caches, portabled's D-Bus activation
-        sample(spec["theirs"], env)
-        ours: list[float] = []
-        theirs: list[float] = []
+        for side in sides:  # warm-up: caches, portabled's D-Bus activation
+            sample(spec[side], env)
+        samples: dict[str, list[float]] = {side: [] for side in sides}
         for i in range(rounds):
-            if i % 2:
-                theirs.append(sample(spec["theirs"], env))
-                ours.append(sample(spec["ours"], env))
-            else:
-                ours.append(sample(spec["ours"], env))
-                theirs.append(sample(spec["theirs"], env))
-        return {"ours": ours, "theirs": theirs}
+            for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
+                samples[side].append(sample(spec[side], env))
+        return samples
     finally:
         for cmd in spec.get("teardown", []):
             try:
