@@ -418,3 +418,33 @@ def test_random_units_match_systemd_analyze(tmp_path_factory, unit, first, secon
         dropins["20-second.conf"] = "[Service]\n" + "\n".join(second) + "\n"
     write_unit(directory, "t.service", BARE_UNIT + "\n".join(unit) + "\n", dropins)
     assert ours(directory, "t.service") == analyze(directory, "t.service")
+
+
+@needs_analyze
+def test_host_services_match_systemd_analyze():
+    """Every (non-template) service unit this machine ships, with the drop-ins it has."""
+    import glob
+    import os
+
+    from portable.host import Host
+    from portable.security import host_unit_exposure
+
+    assert SYSTEMD_ANALYZE is not None
+    checked = 0
+    for path in sorted(glob.glob("/lib/systemd/system/*.service")):
+        name = os.path.basename(path)
+        if "@" in name or os.path.islink(path) or os.path.getsize(path) == 0:
+            continue
+        out = subprocess.run(
+            [SYSTEMD_ANALYZE, "security", "--offline=yes", "--no-pager", path],
+            capture_output=True,
+            text=True,
+        )
+        match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", out.stdout)
+        if not match:
+            continue  # systemd-analyze refused it (e.g. a oneshot it can't load offline)
+        ours = host_unit_exposure(name, host=Host(), fragment=path).score.text
+        assert ours == match.group(1), name
+        checked += 1
+    if checked == 0:
+        pytest.skip("no service units in /lib/systemd/system")
