@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portable.errors import BadImage
+from portable.names import printable
 
 __all__ = [
     "MAX_SYMLINKS",
@@ -46,7 +47,7 @@ class UnsafePath(BadImage):
     """
 
     def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{printable(path)}: {reason}")
         self.path = path
         self.reason = reason
 

@@ -33,6 +33,7 @@ __all__ = [
     "marker_matches_image",
     "parse_marker",
     "path_extract_image_name",
+    "printable",
     "unescape_marker",
     "unit_matches",
     "unit_matches_prefix",
@@ -74,6 +75,14 @@ _PREFIX_CHARS = re.compile(r"[A-Za-z0-9.\-]*")
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 
 _IMAGE_SUFFIXES = (".sysext.raw", ".confext.raw", ".raw")
+
+
+def printable(text: str) -> str:
+    """``text`` for an error message: control characters escaped (``\\n``, ``\\x1b``), so a
+    message quoting a hostile name stays one line and can't forge output; else unchanged."""
+    if not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return text
+    return "".join(repr(c)[1:-1] if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
 
 
 def _encode(s: str) -> bytes | None:
@@ -183,7 +192,9 @@ def extract_prefix(image: str) -> str:
             name = name[: -len(".raw")]
         if _PREFIX_CHARS.fullmatch(name) and is_valid_filename(name):
             return name
-    raise PortableError(f"Failed to extract prefix of image name '{image}': Invalid argument")
+    raise PortableError(
+        f"Failed to extract prefix of image name '{printable(image)}': Invalid argument"
+    )
 
 
 def unit_matches_prefix(unit: str, prefix: str) -> bool:
@@ -237,7 +248,7 @@ def path_extract_image_name(path: str, is_dir: bool = False) -> str:
         name = re.split(r"[_+]", name, maxsplit=1)[0]
         if is_valid_image_name(name):
             return name
-    raise PortableError(f"Failed to extract image name from '{path}': Invalid argument")
+    raise PortableError(f"Failed to extract image name from '{printable(path)}': Invalid argument")
 
 
 def xescape_marker(path: str) -> str:
