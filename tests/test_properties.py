@@ -43,7 +43,8 @@ RAW = ImageFormat(
 )
 
 # Path components as they come from a file system: anything but '/' and NUL. Control
-# characters are excluded here (they are the subject of the xfail test below).
+# characters are excluded: resolve_image refuses such image paths (test_hostile's
+# image-path-with-newline cases), so they never reach the renderer.
 component = st.text(
     st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/"),
     min_size=1,
@@ -167,27 +168,6 @@ def test_hook_service_settings_after_another_section_stay_in_service():
     parsed = parse_unit_file(text.partition("\n")[2])
     assert ("Service", "NetworkNamespacePath", "/run/netns/x") in parsed, text
     assert ("Unit", "After", "netns@x.service") in parsed, text
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "dropins.py: the image path is written unescaped after RootDirectory=/RootImage= and "
-        "its file name after PORTABLE=, so a control character (a newline) in it adds lines "
-        "to 20-portable.conf (see test_hostile image-path-with-newline)"
-    ),
-)
-@given(
-    path=st.lists(st.text(min_size=1, max_size=8).filter(lambda c: "/" not in c), min_size=1)
-    .map(lambda cs: "/" + "/".join(cs))
-    .filter(lambda p: "\0" not in p)
-)
-@settings(suppress_health_check=[HealthCheck.filter_too_much])
-def test_portable_dropin_has_no_lines_but_its_own(path):
-    data = render_portable_dropin(
-        make_image(path, DIRECTORY), make_unit("foo.service"), host_os_release="/etc/os-release"
-    )
-    assert data.count(b"\n") == 7  # marker, blank, [Service], four settings
 
 
 # --- the transaction's temporary names --------------------------------------------------------
