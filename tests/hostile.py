@@ -851,7 +851,20 @@ def _host_unit(where: str, force: bool) -> Callable[[Place], Built]:
     return build
 
 
-for _where in ("/etc/systemd/system", "/run/systemd/system"):
+def _host_unit_masked(place: Place) -> Built:
+    _image(place, "foo_1", units={"foo.service": LEGIT})
+    masked = place.host / "etc/systemd/system/foo.service"
+    masked.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink("/dev/null", masked)
+    return Built(_arg(place, "foo_1"))
+
+
+case(
+    id="host-unit-same-name-masked",
+    build=_host_unit_masked,
+    attach=error("Unit file 'foo.service' exists on the host already, refusing."),
+)
+for _where in ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system"):
     case(
         id=f"host-unit-same-name-{_where.split('/')[1]}",
         build=_host_unit(_where, False),
