@@ -18,7 +18,9 @@ and changes nothing (but still reloads, enables or starts as asked).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,12 +368,20 @@ def _copy_image(tx: Transaction, link: Planned, image: Image) -> None:
     if os.path.lexists(link.local):
         return
     tx.mkdir(link.local.parent, record=False)
-    temp = link.local.parent / f".#portable-new-{link.local.name}"
-    src = image.host_path
-    if src.is_dir():
-        shutil.copytree(src, temp, symlinks=True)
-    else:
-        shutil.copy2(src, temp)
+    temp = link.local.parent / f".#portable-new-{link.local.name}.{secrets.token_hex(4)}"
+    # cp -a: FIFOs and device nodes are copied as nodes (never opened), holes of sparse files
+    # stay holes, symlinks stay links, owners, modes, times and xattrs are kept.
+    cp = ["cp", "-a", "--sparse=always", "--reflink=auto", "--no-target-directory", "--"]
+    proc = subprocess.run(
+        [*cp, str(image.host_path), str(temp)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        if temp.is_dir() and not temp.is_symlink():
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            temp.unlink(missing_ok=True)
+        why = (proc.stderr.strip().splitlines() or ["cp failed"])[-1]
+        raise PortableError(f"Cannot copy image '{image.path}' for --copy=mixed: {why}")
     os.rename(temp, link.local)
     tx._undo.append(
         lambda: (

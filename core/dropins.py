@@ -73,7 +73,11 @@ def render_portable_dropin(
         if not setting.units and setting.section.lower() != unit.type:
             continue  # "every unit that has this section": Service -> .service units, ...
         sections.setdefault(setting.section, []).append(f"{setting.key}={setting.value}")
-    for section, settings in sections.items():
+    # A service's own [Service] settings continue its [Service] section: they come first, before
+    # any other section's header (after which PID 1 would take them for that section's).
+    in_service = "Service" if unit.type == "service" else None
+    ordered = sorted(sections.items(), key=lambda item: item[0] != in_service)
+    for section, settings in ordered:
         if not (section == "Service" and unit.type == "service"):
             lines += ["", f"[{section}]"]
         lines += settings

@@ -289,7 +289,7 @@ def open_image_file(path: Path) -> int | None:
 def _pread(fd: int, size: int, offset: int) -> bytes:
     try:
         return os.pread(fd, size, offset)
-    except OSError:
+    except (OSError, OverflowError, ValueError):  # offsets from a hostile header can be huge
         return b""
 
 
