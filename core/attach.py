@@ -269,6 +269,12 @@ def prepare(
     for ext in found.extensions:
         check_extension_compatible(meta, ext)
     _check_prefixes(found, prefixes)
+    for unit in meta.units:
+        if len(f"{unit.name}.d".encode()) > 255:  # a valid unit name may have 255 bytes
+            raise BadImage(
+                f"Failed to attach unit '{unit.name}': File name too long (its drop-in "
+                "directory name would have more than 255 bytes)"
+            )
     if not meta.units:
         raise BadImage(
             f"Couldn't find any matching unit files in image '{image.path}"
