@@ -304,8 +304,13 @@ def _ours(plan: AttachPlan, unit: str) -> bool:
     return marker == plan.marker()
 
 
-def _check_host(plan: AttachPlan, host: Host, manager: Manager | None) -> str:
+def _check_host(
+    plan: AttachPlan, host: Host, manager: Manager | None, *, compare: bool = True
+) -> str:
     """Refuse units that exist elsewhere or run (unless --force).
+
+    With ``compare=False`` an attach of this image with other settings is not refused (yet):
+    the check before the pre-attach hooks, whose settings are not in the plan then.
 
     :returns: ``"fresh"`` (nothing of this image here), ``"complete"`` (attached exactly like
         this already) or ``"partial"`` (an interrupted attach: some files missing, none
@@ -337,7 +342,7 @@ def _check_host(plan: AttachPlan, host: Host, manager: Manager | None) -> str:
         missing = True
     if not ours_any:
         return "fresh"
-    if differs and not force:
+    if differs and not force and compare:
         raise UnitExists(
             f"Image '{plan.image.path}' is already attached with other settings; detach it "
             "first, use 'portable reattach' to update it, or --force."
@@ -482,7 +487,9 @@ def attach_many(
         sweep(host, runtime=options.runtime)
         statuses = []
         for plan in plans:
-            _check_host(plan, host, manager)
+            # Before the hooks only what can't depend on them: the files are compared with the
+            # plan once the hooks' settings are in it.
+            _check_host(plan, host, manager, compare=False)
             _run_pre_hooks(plan, registry)
             if plan.extra:  # hooks changed the drop-ins: re-plan
                 _plan_files(plan, host)
