@@ -715,12 +715,7 @@ case(
     id="unit-name-255-bytes",  # valid, but "<name>.d" is longer than a file name can be
     build=_long_unit_name(255),
     inspect=OK,
-    attach=error("too long"),
-    xfail=(
-        "attach.py: a 254/255-byte unit name makes mkdir('<unit>.d') fail with "
-        "ENAMETOOLONG, which escapes as 'internal error: OSError' (exit 70) instead of a "
-        "one-line error (files are rolled back correctly)"
-    ),
+    attach=error("255 bytes"),
 )
 
 
@@ -783,23 +778,6 @@ def _check_mixed_copy(what: str) -> Callable[[Path], None]:
     return check
 
 
-_MIXED_XFAIL = {
-    "fifo": (
-        "attach.py _copy_image: shutil.copytree refuses the FIFO ('is a named pipe'), which "
-        "escapes as 'internal error: Error' (exit 70) and leaves the partial copy "
-        "'.#portable-new-foo_1' in the portables directory until the next run"
-    ),
-    "device": (
-        "attach.py _copy_image: shutil.copytree opens and reads a device node of the image as "
-        "if it were a file (here 1:3, so an empty file comes out; a 1:5 node would be read "
-        "until the disk is full): devices must be copied as nodes or refused, never opened"
-    ),
-    "sparse": (
-        "attach.py _copy_image: a sparse file of the image is copied with all its holes "
-        "filled (64 MiB written for a 4 KiB file); an image with a 16 TiB sparse file fills "
-        "the host's disk"
-    ),
-}
 for _what in ("plain", "fifo", "device", "sparse"):
     case(
         id=f"copy-mixed-image-with-{_what}",
@@ -807,7 +785,6 @@ for _what in ("plain", "fifo", "device", "sparse"):
         attach=OK,
         attached=frozenset({"foo.service"}),
         check=_check_mixed_copy(_what),
-        xfail=_MIXED_XFAIL.get(_what, ""),
     )
 
 
@@ -1109,10 +1086,6 @@ case(
     inspect=error(),
     attach=error(),
     raw=True,
-    xfail=(
-        "probe.py read_gpt: the entries offset (LBA * sector size) overflows os.pread's off_t "
-        "and the OverflowError is not caught: 'internal error' (exit 70), not a one-line error"
-    ),
 )
 
 

@@ -1,6 +1,6 @@
 """Resource bounds: no unbounded reads of anything an image (or the attached directory) holds.
 
-Peak memory is measured per process with ``wait4(2)`` (``ru_maxrss`` of exactly that child), the
+Peak memory is measured per process with ``wait4(2)`` (``ru_maxrss`` of exactly that process), the
 time with a monotonic clock: a 64 MiB os-release or unit file (sparse) is refused quickly with
 one line, and the process never grows anywhere near the file's size.
 """
@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,28 +30,42 @@ def measured(root: Path, *args: str) -> tuple[subprocess.CompletedProcess[bytes]
     return measured_argv([sys.executable, "-m", "portable", "--root", str(root), *args])
 
 
+# A forked child's peak RSS counts the pages it shared with its parent before exec: measured
+# from pytest (100+ MiB by the end of a full run) that would swamp the figure. So a small
+# Python spawns the command (posix_spawn: no copy of even its own pages) and reports wait4's
+# figure for exactly that process.
+_SPAWN = """
+import os, sys
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
 def measured_argv(argv: list[str]) -> tuple[subprocess.CompletedProcess[bytes], int, float]:
     env = {**os.environ, "PORTABLE_SERVICES_NO_PLUGINS": "1"}
     env.pop("PORTABLE_SERVICES_TEST_CRASH_AT", None)
     start = time.monotonic()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            argv,
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as report,
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", _SPAWN, report.name, *argv],
             stdout=out,
             stderr=err,
             env=env,
+            timeout=60,
+            check=False,
         )
-        killer = threading.Timer(60, proc.kill)  # a hang shows as SIGKILL, not as a stuck run
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)  # ru_maxrss of exactly this child
-        finally:
-            killer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        assert proc.returncode == 0, "the measuring wrapper failed"
+        rc, maxrss = map(int, report.read().split())
         out.seek(0)
         err.seek(0)
-        done = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
-    return done, usage.ru_maxrss, time.monotonic() - start
+        done = subprocess.CompletedProcess(argv, rc, out.read(), err.read())
+    return done, maxrss, time.monotonic() - start
 
 
 @pytest.fixture
