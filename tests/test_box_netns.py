@@ -136,13 +136,13 @@ def test_service_sees_its_veth_and_nothing_else(netbox, tmp, clean):
 def test_rerun_reuses_and_repairs(netbox, tmp, clean):
     img = make_directory_image(tmp / "nsb_1", units={"nsb.service": unit()})
     first = wired(netbox.portable(["attach", "--runtime", "--now", "--netns", str(img)]).stderr)
-    # attaching again: same namespace, same addresses (--force: see test_plain_rerun)
-    again = wired(netbox.portable(["attach", "--runtime", "--force", "--netns", str(img)]).stderr)
+    # attaching again: same namespace, same addresses
+    again = wired(netbox.portable(["attach", "--runtime", "--netns", str(img)]).stderr)
     assert again == ("Using", *first[1:])
     # the veth went away (someone deleted it): a re-run rebuilds it, with the same addresses
     netbox.run(["ip", "link", "del", "vp-nsb"])
     assert links(netbox, "portable-nsb") == ["lo"]
-    again = wired(netbox.portable(["attach", "--runtime", "--force", "--netns", str(img)]).stderr)
+    again = wired(netbox.portable(["attach", "--runtime", "--netns", str(img)]).stderr)
     assert again == ("Using", *first[1:])
     assert links(netbox, "portable-nsb") == ["lo", "host0"]
     netbox.systemctl(["restart", "nsb.service"])
@@ -156,9 +156,7 @@ def test_rerun_reuses_and_repairs(netbox, tmp, clean):
         "exit 1"
     )
     netbox.systemctl(["reset-failed", "nsb.service"])
-    back = wired(
-        netbox.portable(["attach", "--runtime", "--force", "--now", "--netns", str(img)]).stderr
-    )
+    back = wired(netbox.portable(["attach", "--runtime", "--now", "--netns", str(img)]).stderr)
     assert back[0] == "Created" and back[1:3] == first[1:3]
     assert netbox.systemctl(["is-active", "nsb.service"]).stdout.strip() == "active"
     netbox.portable(["detach", "--runtime", "--now", "-q", str(img)])
@@ -250,7 +248,7 @@ def test_failed_attach_and_killed_attach_leak_nothing(netbox, tmp, clean):
     )
     assert killed.returncode in (137, -9), killed.stderr
     assert namespaces(netbox) == ["portable-nse"]
-    r = netbox.portable(["attach", "--runtime", "--force", "--now", "--netns", str(img)])
+    r = netbox.portable(["attach", "--runtime", "--now", "--netns", str(img)])
     assert wired(r.stderr)[0] == "Using"
     assert netbox.systemctl(["is-active", "nse.service"]).stdout.strip() == "active"
     netbox.portable(["detach", "--runtime", "--now", "-q", str(img)])
@@ -294,12 +292,6 @@ def test_two_services_and_a_socket(netbox, tmp, clean):
     assert namespaces(netbox) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/attach.py checks the attached files against a plan made before the "
-    "pre-attach hooks ran, so drop-ins with hook settings look 'attached with other "
-    "settings' and a plain re-run is refused (engine fix requested)",
-)
 def test_plain_rerun(netbox, tmp, clean):
     img = make_directory_image(tmp / "nsh_1", units={"nsh.service": unit()})
     first = wired(netbox.portable(["attach", "--runtime", "--now", "--netns", str(img)]).stderr)
