@@ -49,8 +49,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import hashlib
-import ipaddress
 import os
 import re
 import sys
@@ -63,6 +61,8 @@ from portable.hookspecs import hookimpl
 from portable.types import ExtraSetting
 
 if TYPE_CHECKING:
+    import ipaddress
+
     from portable.types import AttachOptions, DetachOptions, Image, Profile, UnitFile
 
 __all__ = [
@@ -111,6 +111,8 @@ def host_ifname(netns: str) -> str:
     """The host side's interface name: ``vp-NAME``, or ``vp-`` + 4 characters + ``-`` + 7
     hex digits of a hash when that is too long or NAME has characters an interface name can't
     have."""
+    import hashlib
+
     name = netns.removeprefix(NETNS_PREFIX)
     plain = HOST_IF_PREFIX + name
     if len(plain) <= IFNAMSIZ and _IFNAME_OK.match(name):
@@ -122,6 +124,9 @@ def host_ifname(netns: str) -> str:
 
 def default_subnet(netns: str, attempt: int = 0) -> ipaddress.IPv4Network:
     """The ``attempt``-th candidate /30 of a namespace in 169.254.0.0/16 (see the module doc)."""
+    import hashlib
+    import ipaddress
+
     digest = hashlib.sha256(b"portable-netns\0" + netns.encode("utf-8", "surrogateescape"))
     index = (int.from_bytes(digest.digest()[:8], "big") + attempt) % _POOL_SIZE
     third = _POOL_THIRD_OCTETS[index // 64]
@@ -132,6 +137,8 @@ def subnet_addresses(
     subnet: ipaddress.IPv4Network,
 ) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv4Interface]:
     """(host side, service side) addresses of a subnet."""
+    import ipaddress
+
     if subnet.prefixlen == 31:
         first, second = subnet.network_address, subnet.broadcast_address
     else:
@@ -144,6 +151,8 @@ def subnet_addresses(
 
 def parse_subnet(text: str) -> ipaddress.IPv4Network:
     """An IPv4 network for ``--netns-subnet`` (host bits must be zero); at most /31."""
+    import ipaddress
+
     try:
         net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as exc:
@@ -223,6 +232,7 @@ def _one_link(ipr: Any, ifname: str) -> Any:
 
 
 def _ipv4(ipr: Any, index: int | None = None) -> list[ipaddress.IPv4Interface]:
+    import ipaddress
     import socket
 
     kw: dict[str, Any] = {"family": socket.AF_INET}
@@ -235,6 +245,7 @@ def _ipv4(ipr: Any, index: int | None = None) -> list[ipaddress.IPv4Interface]:
 
 
 def _host_networks(ipr: Any, skip_index: int | None) -> list[tuple[str, ipaddress.IPv4Interface]]:
+    import ipaddress
     import socket
 
     names = {link["index"]: link.get("IFLA_IFNAME") for link in ipr.get_links()}
