@@ -190,14 +190,6 @@ def test_huge_marker_in_the_attached_directory(root: Path, limit: int) -> None:
     assert measured(root, "is-attached", "/srv/foo_1")[0].stdout == b"attached-runtime\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "attach.py: Planned.matches_disk() reads the file in place whole (read_bytes) to "
-        "compare it with what attach would write, so a 64 MiB file in the attached directory "
-        "costs 64 MiB of memory (compare sizes first, then read in bounded chunks)"
-    ),
-)
 def test_attach_over_a_huge_attached_unit_file(root: Path, limit: int) -> None:
     """Re-attaching compares what is in place with what would be written: a 64 MiB file in
     the attached directory must not be read whole for that."""
