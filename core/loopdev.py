@@ -457,6 +457,9 @@ def _mount_classic(specs: list[MountSpec]) -> Iterator[Path]:
                 d.rmdir()
         with contextlib.suppress(OSError):
             top.rmdir()
+        for d in (MOUNT_BASE, MOUNT_BASE.parent):  # leave nothing behind when unused
+            with contextlib.suppress(OSError):
+                d.rmdir()
 
 
 @contextmanager
