@@ -270,6 +270,21 @@ def build_cli() -> click.Group:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and map errors to one line and an exit code."""
+    try:
+        _main(argv)
+    finally:
+        if argv is None:
+            # The program itself (console script, python -m portable) is about to exit: freeze
+            # everything allocated, so the interpreter's garbage collections at shutdown have
+            # nothing to traverse (~10 ms of a ~90 ms run; nothing is skipped: files are
+            # flushed and atexit handlers run as usual). In-process callers (tests) pass argv
+            # and keep their collector as it was.
+            import gc
+
+            gc.freeze()
+
+
+def _main(argv: Sequence[str] | None) -> None:
     from portable.errors import PortableError
 
     args = list(sys.argv[1:] if argv is None else argv)
