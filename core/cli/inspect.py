@@ -89,7 +89,21 @@ def _b(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def render_json(found: Inspection | ImageMetadata, *, cat: bool) -> str:
+def _exposure(app: App, found: Inspection, profile: str) -> list[dict[str, Any]]:
+    """Each service's exposure score if attached with ``profile`` (systemd-analyze security)."""
+    from portable.security import would_attach_exposure
+
+    spec = app.registry.profile(profile).spec
+    meta = found.metadata
+    return [
+        {"unit": e.unit, "profile": e.profile, "value": e.score.value, "verdict": e.score.verdict}
+        for e in would_attach_exposure(meta.image, meta.units, spec, host=app.host)
+    ]
+
+
+def render_json(
+    found: Inspection | ImageMetadata, *, cat: bool, exposure: list[dict[str, Any]] | None = None
+) -> str:
     from portable.osrelease import split_prefixes
 
     found = _as_inspection(found)
@@ -116,6 +130,8 @@ def render_json(found: Inspection | ImageMetadata, *, cat: bool) -> str:
             for u in meta.units
         ],
     }
+    if exposure is not None:
+        doc["exposure"] = exposure
     if found.details:
         doc["details"] = dict(found.details)
     if found.extensions:
@@ -160,6 +176,13 @@ def verity_note(found: Inspection) -> str | None:
 @click.argument("prefixes", nargs=-1)
 @click.option("--cat", is_flag=True, help="Show os-release and unit files verbatim.")
 @click.option(
+    "-p",
+    "--profile",
+    default="default",
+    show_default=True,
+    help="Profile the exposure score in --json output is computed with.",
+)
+@click.option(
     "--extension",
     "extensions",
     multiple=True,
@@ -178,6 +201,7 @@ def inspect_command(
     image: str,
     prefixes: tuple[str, ...],
     cat: bool,
+    profile: str,
     extensions: tuple[str, ...],
     force: bool,
     quiet: bool,
@@ -208,7 +232,7 @@ def inspect_command(
     if note is not None:
         app.info(note, quiet=quiet or as_json)
     if as_json:
-        click.echo(render_json(found, cat=cat))
+        click.echo(render_json(found, cat=cat, exposure=_exposure(app, found, profile)))
     else:
         sys.stdout.buffer.write(render_text(found, cat=cat))
         sys.stdout.flush()
