@@ -3,9 +3,9 @@ installs, uninstalls and edits; unsafe or broken cache files are ignored."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import itertools
-import json
 import os
 import shutil
 import sys
@@ -160,9 +160,9 @@ def test_a_cache_others_can_write_is_ignored(site, what):
     entrypoints.find("portable", cache=True)
     path = entrypoints.cache_file("portable")
     assert path is not None
-    data = json.loads(path.read_text())
+    data = ast.literal_eval(path.read_text())
     data["entry_points"] = [{"name": "evil", "value": "os:system", "dist": "", "version": ""}]
-    path.write_text(json.dumps(data))
+    path.write_text(repr(data))
     (path if what == "file" else path.parent).chmod(0o666 if what == "file" else 0o777)
     assert [e[0] for e in ours(entrypoints.find("portable", cache=True))] == ["cache-a"]
     assert "evil" not in [e.name for e in entrypoints.find("portable", cache=True)]
@@ -174,10 +174,10 @@ def test_a_broken_cache_means_a_scan(site):
     path = entrypoints.cache_file("portable")
     assert path is not None
     path.parent.mkdir(parents=True)
-    for garbage in ("{not json", "[]", '{"format": 1}', json.dumps({"format": 99})):
-        path.write_text(garbage)
+    for garbage in ("{not python", "[]", "{'format': 1}", repr({"format": 99}), "(" * 500, "\xff"):
+        path.write_bytes(garbage.encode("latin-1"))  # the last one: not UTF-8
         assert [e[0] for e in ours(entrypoints.find("portable", cache=True))] == ["cache-a"]
-    assert json.loads(path.read_text())["format"] == entrypoints.FORMAT  # rewritten
+    assert ast.literal_eval(path.read_text())["format"] == entrypoints.FORMAT  # rewritten
 
 
 def test_an_unwritable_cache_directory_is_no_error(site, tmp_path, monkeypatch):
