@@ -396,14 +396,7 @@ def _copy_image(tx: Transaction, link: Planned, image: Image) -> None:
         why = (proc.stderr.strip().splitlines() or ["cp failed"])[-1]
         raise PortableError(f"Cannot copy image '{image.path}' for --copy=mixed: {why}")
     os.rename(temp, link.local)
-    tx._undo.append(
-        lambda: (
-            shutil.rmtree(link.local, ignore_errors=True)
-            if link.local.is_dir()
-            else link.local.unlink()
-        )
-    )
-    tx.changes.append(Change(type="copy", path=tx.host.unpath(link.local), source=image.path))
+    tx.adopt(link.local, source=image.path)
 
 
 def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) -> None:

@@ -60,18 +60,18 @@ class ConfinedFile:
     data: bytes
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+def file_kind(mode: int) -> str | None:
+    """A non-regular file type in words (``"a FIFO"``, ...); ``None`` for anything else."""
+    for test, words in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return words
+    return None
 
 
 @contextmanager
@@ -261,7 +261,9 @@ def _open_regular(dir_fd: int, name: str, path: str, max_size: int) -> int | Non
         if stat.S_ISLNK(st.st_mode):  # was no symlink a moment ago: the image is changing
             raise UnsafePath(path, "changed while being read")
         if not stat.S_ISREG(st.st_mode):
-            raise UnsafePath(path, f"is {_kind(st.st_mode)}, expected a regular file")
+            raise UnsafePath(
+                path, f"is {file_kind(st.st_mode) or 'not a regular file'}, expected a regular file"
+            )
         if st.st_size > max_size:
             raise UnsafePath(path, f"is too large ({st.st_size} bytes, limit {max_size})")
         try:

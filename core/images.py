@@ -7,17 +7,19 @@ image is decided by asking every format's ``detect()``: exactly one must claim i
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from portable.confined import open_root, resolve_path
+from portable.confined import file_kind, open_root, resolve_path
 from portable.errors import AmbiguousImageFormat, BadImage, ImageNotFound, UnknownImageFormat
 from portable.host import IMAGE_SEARCH_PATH, Host
 from portable.names import is_valid_image_name
-from portable.registry import Registered, Registry
 from portable.types import Image, ImageFormat
+
+if TYPE_CHECKING:
+    from portable.registry import Registered, Registry
 
 __all__ = [
     "describe_file",
@@ -28,8 +30,6 @@ __all__ = [
     "resolve_image",
     "sniff",
 ]
-
-log = logging.getLogger(__name__)
 
 
 def printable(text: str) -> str:
@@ -55,20 +55,9 @@ def describe_file(path: Path) -> str:
         st = os.stat(path)
     except OSError as exc:
         return os.strerror(exc.errno or 0).lower()
-    mode = st.st_mode
-    if stat.S_ISREG(mode):
+    if stat.S_ISREG(st.st_mode):
         return "an empty file" if st.st_size == 0 else f"a regular file of {st.st_size} bytes"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "an unknown kind of file"
+    return file_kind(st.st_mode) or "an unknown kind of file"
 
 
 # Signatures of files people mistake for images: (offset, magic, what it is).
@@ -138,7 +127,9 @@ def detect_format(
             if reg.spec.detect(path):
                 claims.append(reg.spec)
         except Exception:  # a plugin's detect() is not allowed to break detection for others
-            log.debug(
+            import logging
+
+            logging.getLogger(__name__).debug(
                 "image format %r (plugin %s) failed to detect %s",
                 reg.spec.name,
                 reg.plugin,

@@ -255,6 +255,12 @@ class Transaction:
 
     # -- ending ------------------------------------------------------------------------------
 
+    def adopt(self, local: Path, *, source: str) -> None:
+        """Record a file or tree the caller just renamed into place (a copied or unpacked
+        image): reported as a ``copy`` from ``source``, removed again on rollback."""
+        self._undo.append(lambda: _remove_tree_quiet(local))
+        self._record("copy", local, source)
+
     def commit(self) -> None:
         for action in self._on_commit:
             action()

@@ -16,7 +16,7 @@ import shutil
 
 from portable.host import Host
 from portable.transaction import TEMP_PREFIX, Transaction
-from portable.types import Change, Image
+from portable.types import Image
 
 __all__ = ["UNPACK_DIR", "ensure_unpacked", "unpacked_path"]
 
@@ -48,5 +48,4 @@ def ensure_unpacked(tx: Transaction, host: Host, image: Image, *, runtime: bool)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    tx._undo.append(lambda: shutil.rmtree(target, ignore_errors=True))
-    tx.changes.append(Change(type="copy", path=host.unpath(target), source=image.path))
+    tx.adopt(target, source=image.path)
