@@ -46,6 +46,7 @@ __all__ = [
     "UNIT_FILE_RUNTIME",
     "JobFailed",
     "JobResult",
+    "LoadedUnit",
     "Manager",
     "ManagerError",
     "format_install_changes",
@@ -141,6 +142,22 @@ class JobResult:
                 f"Failed to call {method} on {self.unit}: {self.result.removeprefix('error: ')}"
             )
         return JobFailed(self.unit, self.result)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedUnit:
+    """A unit PID 1 has loaded, as ``ListUnits`` reports it.
+
+    :param name: the unit's name (its id; aliases are not listed separately).
+    :param load_state: ``loaded``, ``not-found``, ``masked``, ``bad-setting``, ``error``...
+    :param active_state: ``active``, ``inactive``, ``failed``, ``activating``...
+    :param path: its D-Bus object path (for property reads).
+    """
+
+    name: str
+    load_state: str
+    active_state: str
+    path: str
 
 
 class _CallError(Exception):
@@ -626,6 +643,42 @@ class Manager:
         except _CallError:
             return ""
         return str(state)
+
+    def list_units(
+        self, patterns: Sequence[str] = (), *, states: Sequence[str] = ()
+    ) -> list[LoadedUnit]:
+        """``ListUnitsByPatterns``: the loaded units whose names match one of the glob
+        ``patterns`` and whose load, active or sub state is one of ``states``, in one call.
+
+        Empty ``patterns`` or ``states`` mean no restriction on that side.
+        """
+        reply = self._checked_call(
+            "Failed to list units",
+            "ListUnitsByPatterns",
+            "asas",
+            (list(states), list(patterns)),
+        )
+        return [
+            LoadedUnit(name=str(u[0]), load_state=str(u[2]), active_state=str(u[3]), path=str(u[6]))
+            for u in reply[0]
+        ]
+
+    def fragment_path(self, unit: LoadedUnit) -> str:
+        """The unit file PID 1 loaded ``unit`` from (``FragmentPath``), as it was at the last
+        daemon-reload: the file may be gone since. "" if there is none (a unit not found, a
+        transient unit...) or the unit was unloaded meanwhile."""
+        try:
+            ((_, path),) = self._call(
+                f"Failed to get the unit file of {unit.name}",
+                "Get",
+                "ss",
+                (UNIT_IFACE, "FragmentPath"),
+                path=unit.path,
+                interface=_PROPERTIES_IFACE,
+            )
+        except _CallError:
+            return ""
+        return str(path)
 
     def unit_file_state(self, unit: str) -> str:
         """``GetUnitFileState``: ``enabled``, ``disabled``, ``static``... ("" if there is none)."""
