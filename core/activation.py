@@ -3,21 +3,28 @@
 Done per unit, in order, as portablectl does (attach: enable then start each unit; detach: stop
 then disable each unit); every job is queued before any is awaited. What happened is kept as an
 ordered list of :class:`Event` so the CLI prints it in portablectl's order.
+
+:func:`orphaned_units` finds the units a killed reattach removed before it could stop them, so
+that its re-run (or a later ``detach --now``) stops them as the killed run would have.
 """
 
 from __future__ import annotations
 
+import os
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from portable.errors import PortableError
+from portable.host import ATTACHED_DIR, Host
+from portable.names import unit_matches_prefix
 from portable.types import Change
 
 if TYPE_CHECKING:
     from portable.manager import JobResult, Manager
 
-__all__ = ["JOB_METHODS", "Activation", "Event", "Step", "perform"]
+__all__ = ["JOB_METHODS", "Activation", "Event", "Step", "orphaned_units", "perform"]
 
 JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 
@@ -96,3 +103,47 @@ def perform(manager: Manager, steps: Sequence[Step], *, runtime: bool, wait: boo
     else:
         out.jobs += [JobResult(u, v, j, "queued") for j, (u, v) in queued.items()]
     return out
+
+
+_GLOB_CHARS = frozenset("*?[]\\")
+
+
+def orphaned_units(manager: Manager, host: Host, prefixes: Sequence[str]) -> list[str]:
+    """Loaded units whose unit file was attached and is gone, named with one of ``prefixes``.
+
+    A unit PID 1 loaded from an attached directory (its ``FragmentPath``, kept until the next
+    daemon-reload) whose file no longer exists there (nor a file of that name in the other
+    attached directory): what a reattach killed after removing the old version's files, but
+    before stopping its units, leaves behind. (After a daemon-reload PID 1 no longer knows where
+    such a unit came from: it is not found then.) Only names matching a prefix (``foo``:
+    ``foo.service``, ``foo-bar.socket``), never all units (empty ``prefixes`` find nothing);
+    templates and their instances are left alone, as an uninterrupted run leaves them. Sorted
+    by name.
+
+    One ``ListUnitsByPatterns`` call; ``FragmentPath`` is read only for the units that have no
+    file of their name in an attached directory (none when nothing was left behind).
+    """
+    if not prefixes:
+        return []
+    prefixes = tuple(dict.fromkeys(prefixes))
+    patterns = (
+        ["*"]
+        if any(_GLOB_CHARS.intersection(p) for p in prefixes)
+        else [f"{p}{sep}*" for p in prefixes for sep in (".", "-", "@")]
+    )
+    dirs = tuple(ATTACHED_DIR.values())
+    found = []
+    for unit in manager.list_units(patterns):
+        name = unit.name
+        if (
+            "@" in name
+            or "/" in name
+            or unit.load_state in ("not-found", "masked")
+            or not any(unit_matches_prefix(name, p) for p in prefixes)
+            or any(os.path.lexists(host.path(f"{d}/{name}")) for d in dirs)
+        ):
+            continue
+        fragment = manager.fragment_path(unit)
+        if posixpath.dirname(fragment) in dirs and not os.path.lexists(host.path(fragment)):
+            found.append(name)
+    return sorted(found)

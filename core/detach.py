@@ -22,7 +22,7 @@ from portable.errors import DetachRefused, PluginError, PortableError
 from portable.host import ATTACHED_DIR, PORTABLES_DIR, Host
 from portable.images import normalize_image_arg
 from portable.inspect import effective_prefixes
-from portable.names import marker_matches_image, unit_matches
+from portable.names import extract_prefix, marker_matches_image, unit_matches
 from portable.registry import Registry
 from portable.state import AttachedUnit, attached_units
 from portable.transaction import Transaction, host_lock, recover
@@ -38,6 +38,7 @@ __all__ = [
     "detach",
     "detach_many",
     "find_attached",
+    "orphan_prefixes",
     "remove_units",
     "run_pre_detach",
     "sweep",
@@ -57,6 +58,9 @@ class DetachResult:
     reload_error: str = ""
     activation: Activation | None = None
     warnings: list[str] = field(default_factory=list)
+    # Units no longer attached but still loaded from a removed attached unit file (left by a
+    # killed reattach), stopped/disabled with the image's units (--now/--enable).
+    orphans: list[str] = field(default_factory=list)
 
 
 def sweep(host: Host, *, runtime: bool) -> None:
@@ -146,6 +150,19 @@ def remove_units(
     ordered = [*unit_changes, *link_changes, *tail]
     tx.changes.extend(ordered)
     return ordered
+
+
+def orphan_prefixes(arg: str, prefixes: Sequence[str]) -> tuple[str, ...]:
+    """The prefixes that select orphaned units (:func:`portable.activation.orphaned_units`)
+    for image argument ``arg``: the explicit ones, else the image's own. Never all units: with
+    ``-`` alone (all of the image's units), the image's own prefix; none if it has none."""
+    wanted = effective_prefixes(arg, prefixes)
+    if wanted != ("-",):
+        return wanted
+    try:
+        return (extract_prefix(arg),)
+    except PortableError:
+        return ()
 
 
 def run_pre_detach(
@@ -240,8 +257,15 @@ def detach_many(
         names = list(found)
         result.units = names
         if manager is not None and (options.now or options.enable):
-            from portable.activation import Step, perform
+            from portable.activation import Step, orphaned_units, perform
 
+            # Units an earlier run (a killed reattach) removed without stopping them are
+            # stopped and disabled too, as that run would have.
+            orphan_names = orphaned_units(
+                manager, host, [p for arg in args for p in orphan_prefixes(arg, prefixes)]
+            )
+            orphans = [n for n in orphan_names if n not in found]
+            result.orphans = orphans
             # As portablectl: per unit (in name order) stop, then disable; the stop jobs are
             # always awaited, so the running-unit check below sees the result.
             steps = [
@@ -250,7 +274,7 @@ def detach_many(
                     disable=options.enable,
                     job="stop" if options.now and "@." not in n else None,
                 )
-                for n in sorted(selected)
+                for n in sorted({*selected, *orphans})
             ]
             result.activation = perform(manager, steps, runtime=options.runtime, wait=True)
         if manager is not None and not options.force:

@@ -3,7 +3,8 @@
 The old version's units (found by image *name*, so ``foo_2`` replaces ``foo_1``) are removed and
 the new version's written in a single transaction: if anything fails, the old files are back.
 With ``--now``, units that went away are stopped, the others restarted in place (keeping their
-runtime state and fd store), as systemd does.
+runtime state and fd store), as systemd does. Units that went away in an earlier reattach
+killed before it could stop them (still loaded from their removed unit file) are stopped too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from portable.attach import (
     prepare,
     write_plan,
 )
-from portable.detach import _not_attached, find_attached, remove_units, run_pre_detach, sweep
+from portable.detach import (
+    _not_attached,
+    find_attached,
+    orphan_prefixes,
+    remove_units,
+    run_pre_detach,
+    sweep,
+)
 from portable.errors import PortableError
 from portable.host import ATTACHED_DIR, Host
 from portable.registry import Registry
@@ -40,7 +48,7 @@ UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".path")
 class ReattachResult:
     attached: AttachResult
     removed: list[Change]  # detach changes whose file name the attach did not write again
-    stopped: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)  # with --now: gone units and orphans
 
 
 def _basename(path: str) -> str:
@@ -66,6 +74,13 @@ def reattach(
         if not old:
             raise _not_attached(plan.image.path, ext_paths)
         old_names = [u.name for u in old]
+        orphans: list[str] = []
+        if manager is not None and options.now:
+            # Looked for before this run removes anything, so that only what an earlier run
+            # left behind is found: what this run removes is stopped as systemd does.
+            from portable.activation import orphaned_units
+
+            orphans = orphaned_units(manager, host, orphan_prefixes(arg, options.prefixes))
         run_pre_detach(registry, plan.image.path, old_names, detach_opts)
         _run_pre_hooks(plan, registry)
         if plan.extra:
@@ -92,7 +107,7 @@ def reattach(
     )
     result = ReattachResult(attached=attached, removed=removed)
     if manager is not None:
-        _activate(result, options, manager)
+        _activate(result, options, manager, orphans)
     return result
 
 
@@ -138,7 +153,9 @@ def _as_if_detached_first(
     return out
 
 
-def _activate(result: ReattachResult, options: AttachOptions, manager: Manager) -> None:
+def _activate(
+    result: ReattachResult, options: AttachOptions, manager: Manager, orphans: list[str]
+) -> None:
     from portable.activation import Step, perform
 
     att = result.attached
@@ -160,6 +177,7 @@ def _activate(result: ReattachResult, options: AttachOptions, manager: Manager) 
         for c in att.changes
         if c.type in ("copy", "symlink") and c.path.endswith(UNIT_SUFFIXES)
     ]
+    gone += [n for n in orphans if n not in gone and n not in kept]
     where = ATTACHED_DIR[options.runtime]
     steps = [Step(unit=n, job="stop") for n in gone if options.now and "@." not in n]
     steps += [
