@@ -8,10 +8,11 @@ and runs both tools side by side inside it (``_inbox.py`` times the commands the
 ours/portablectl and the target, and exits non-zero if a target is missed. ``help`` runs on this
 machine, outside the box: ``portable --help`` against ``python -c pass``.
 
-Both tools run warm: a warm-up sample per side is discarded (it starts ``systemd-portabled``
-through D-Bus activation and fills Python's bytecode cache). The checkout is read-only inside
-the box, so Python gets a writable bytecode cache there (``PYTHONPYCACHEPREFIX``), as an
-installed package has its ``.pyc`` files; the same for ``help`` on this machine.
+Ours runs as a user gets it: the checkout built into a wheel and installed (with its ``.pyc``
+files) into a fresh virtualenv, its dependencies copied from this one. An editable install
+(``pip install -e``, the developers' ``.venv``) pays ~9 ms per start for its import hook; pass
+``--editable`` to measure that one instead. Both tools run warm: a warm-up sample per side is
+discarded (it starts ``systemd-portabled`` through D-Bus activation).
 
 Not a test: nothing here is collected by pytest. See ``benchmarks/README.md``.
 """
@@ -41,8 +42,10 @@ import _inbox  # noqa: E402  (benchmarks/ is not a package)
 from portable.testing.box import Box, box_unavailable_reason  # noqa: E402
 from portable.testing.images import make_directory_image, service_unit  # noqa: E402
 
+# Set by main(): the interpreter and the ``portable`` script under test.
 PY = Path(sys.prefix) / "bin" / "python"
 OURS = str(Path(sys.prefix) / "bin" / "portable")
+DEPENDENCIES = ("click", "pluggy", "tomli_w", "pyroute2", "jeepney")
 THEIRS = "portablectl"
 PENDING_SQUASHFS = "pending: squashfs format not available yet"
 
@@ -237,13 +240,38 @@ def plan(name: str, paths: dict[str, Any]) -> dict[str, Any]:
 # --- running -------------------------------------------------------------------------------
 
 
-def copy_tree(checkout: Path, dest: Path) -> Path:
-    """``--tree``: the ``portable`` package of another checkout, laid out for ``PYTHONPATH``
-    (which comes before the editable install's finder)."""
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(checkout / "core", dest / "portable", ignore=ignore)
-    shutil.copytree(checkout / "plugins", dest / "portable" / "plugins", ignore=ignore)
-    return dest
+def install_as_user(checkout: Path, dest: Path) -> Path:
+    """``checkout`` built into a wheel and installed into a new virtualenv ``dest``, as
+    ``pip install`` does for a user; the dependencies are copied from this environment (no
+    index needed). Returns the virtualenv's ``bin`` directory."""
+    import importlib.metadata
+
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    wheels = dest / "wheel"
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(checkout)], check=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(dest / "venv")], check=True)
+    python = dest / "venv" / "bin" / "python"
+    wheel = [str(w) for w in wheels.glob("*.whl")]
+    subprocess.run([*pip, "--python", str(python), "install", "--no-deps", *wheel], check=True)
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    for name in DEPENDENCIES:
+        dist = importlib.metadata.distribution(name)
+        for f in dist.files or ():
+            src = Path(str(dist.locate_file(f)))
+            if f.parts[0] == ".." or not src.is_file() or "__pycache__" in f.parts:
+                continue  # scripts outside site-packages; .pyc are compiled below
+            (site / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, site / f)
+    subprocess.run([str(python), "-m", "compileall", "-q", str(site)], check=True)
+    return python.parent
 
 
 def run_in_box(box: Box, spec: dict[str, Any], rounds: int, env: dict[str, str]) -> Any:
@@ -270,10 +298,9 @@ def fill(row: Row, result: dict[str, Any]) -> None:
         row.floor = statistics.median(result["floor"]) / row.theirs
 
 
-def host_help(row: Row, rounds: int, pycache: Path, extra: dict[str, str]) -> None:
+def host_help(row: Row, rounds: int, extra: dict[str, str]) -> None:
     """``portable --help`` against the bare interpreter, on this machine (not in the box)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(pycache)
     env.update(extra)
     spec = {"name": "help", "ours": [[OURS, "--help"]], "theirs": [[str(PY), "-c", "pass"]]}
     try:
@@ -343,7 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         "--tree",
         type=Path,
         metavar="CHECKOUT",
-        help="run ours from this checkout's core/ and plugins/ instead of the installed package",
+        help="install and measure this checkout instead of the one this script is in",
+    )
+    parser.add_argument(
+        "--editable",
+        action="store_true",
+        help="measure the developers' editable install (this .venv) instead of a wheel install",
     )
     parser.add_argument("--list-images", type=int, default=200, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -358,29 +390,35 @@ def main(argv: list[str] | None = None) -> int:
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     context: dict[str, float] = {}
+    global PY, OURS
     with tempfile.TemporaryDirectory(prefix="portable-bench-") as tmp:
-        host_env = {}
-        if args.tree is not None:
-            host_env["PYTHONPATH"] = str(copy_tree(args.tree.resolve(), Path(tmp) / "tree"))
+        env: dict[str, str] = {}
+        checkout = (args.tree or HERE.parent).resolve()
+        if args.editable:
+            if args.tree is not None:
+                parser.error("--editable measures this checkout's .venv; --tree installs another")
+            # The checkout is read-only in the box: a writable bytecode cache there.
+            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pyc")
+        else:
+            log(f"installing {checkout} into a new virtualenv ...")
+            bin_dir = install_as_user(checkout, Path(tmp) / "install")
+            PY, OURS = bin_dir / "python", str(bin_dir / "portable")
         if "help" in rows:
             log("help (on this machine) ...")
             rounds = rows["help"].bench.rounds or args.rounds
-            host_help(rows["help"], rounds, Path(tmp) / "pyc", host_env)
+            host_help(rows["help"], rounds, env)
         in_box = [b for b in selected if b.name != "help"]
         if in_box:
             reason = box_unavailable_reason()
             if reason is not None:
                 print(f"benchmarks/run.py: cannot boot the test box: {reason}", file=sys.stderr)
                 return 2
-            with Box() as box:
+            with Box(bind=[tmp]) as box:
                 log(f"box {box.name} booted in {box.boot_seconds:.2f}s; building images ...")
                 work = box.mkdtemp(prefix="bench-")
                 t0 = time.monotonic()
                 paths = build_images(work, args.list_images, 20)
                 log(f"images built in {time.monotonic() - t0:.1f}s")
-                env = {"PYTHONPYCACHEPREFIX": str(box.mkdtemp(prefix="pyc-"))}
-                if args.tree is not None:
-                    env["PYTHONPATH"] = str(copy_tree(args.tree.resolve(), work / "tree"))
                 squashfs_ok = squashfs_works(box, paths["squashfs_inspect"], env)
                 spec = {
                     "name": "context",
@@ -408,8 +446,12 @@ def main(argv: list[str] | None = None) -> int:
         "as often as ours, measured in the same rounds"
     )
     print(f"rounds: {args.rounds} per tool (help: {BY_NAME['help'].rounds}), medians")
-    if args.tree is not None:
-        print(f"ours: from {args.tree}")
+    print(
+        "ours: the editable install in "
+        + str(Path(sys.prefix))
+        if args.editable
+        else f"ours: {checkout} installed from a wheel into a new virtualenv"
+    )
     for r in rows.values():
         if r.status == "ERROR":
             print(f"\n{r.bench.name}: {r.note}")
