@@ -1,24 +1,25 @@
 """The ``portable`` command line: a thin layer over the library API.
 
-The root group parses global options into an :class:`App` (``ctx.obj``); each verb lives in its
-own module, imported only when that verb runs, so ``portable --help`` pays for none of them.
+:func:`main` is the console script. The click root group (:mod:`portable.cli.group`) parses
+global options into an :class:`App` (``ctx.obj``); each verb lives in its own module, imported
+only when that verb runs, so ``portable --help`` pays for none of them. ``list`` and
+``is-attached`` with plain arguments are answered by :mod:`portable.cli.fast` without importing
+click at all: click's import alone costs more than portablectl's whole run of those verbs.
 Every :class:`~portable.errors.PortableError` becomes one line ``portable: error: ...`` and a
 non-zero exit; tracebacks only with ``--debug`` (or ``PORTABLE_SERVICES_DEBUG=1``).
+
+This module imports no click: ``cli``, ``build_cli`` and ``PortableGroup`` are loaded from
+:mod:`portable.cli.group` when first used.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import click
-
-from portable import __version__
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from portable.host import Host
@@ -140,138 +141,39 @@ class App:
             )
 
     def warn(self, message: str) -> None:
-        click.echo(f"portable: warning: {message}", err=True)
+        echo_err(f"portable: warning: {message}")
 
     def info(self, message: str, *, quiet: bool = False) -> None:
         """Informational lines go to stderr, as portablectl's do."""
         if not quiet:
-            click.echo(message, err=True)
+            echo_err(message)
 
 
-class PortableGroup(click.Group):
-    """Lazy verbs, and ``list`` when no verb is given (as portablectl)."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name == "help":
-            return _help_command
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module, attr = target
-        command = getattr(importlib.import_module(module), attr)
-        assert isinstance(command, click.Command)
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, SUMMARIES[name]) for name in COMMANDS])
+def echo_err(line: str) -> None:
+    """One line to stderr, flushed (as ``click.echo(..., err=True)``, without click)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
-@click.command("help", help="Show this help.")
-@click.pass_context
-def _help_command(ctx: click.Context) -> None:
-    assert ctx.parent is not None
-    click.echo(ctx.parent.get_help())
-
-
-def _print_version(ctx: click.Context, value: bool) -> None:
-    if not value or ctx.resilient_parsing:
-        return
-    click.echo(f"portable-services {__version__}")
-    from portable.registry import get_registry
-
-    for rec in get_registry(cache=True).plugins:
-        if not rec.builtin:
-            where = " ".join(x for x in (rec.distribution, rec.version) if x)
-            status = "" if rec.status == "active" else f" [{rec.status}]"
-            click.echo(f"  plugin {rec.name}{f' ({where})' if where else ''}{status}")
-    ctx.exit()
-
-
-@click.group(
-    cls=PortableGroup,
-    invoke_without_command=True,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=(
-        "Environment: PORTABLE_SERVICES_NO_PLUGINS=1 (like --no-plugins), "
-        "PORTABLE_SERVICES_DISABLE_PLUGINS=a,b (like --disable-plugin), "
-        "PORTABLE_SERVICES_STRICT_PLUGINS=1 (a plugin that fails to load is fatal), "
-        "PORTABLE_SERVICES_DEBUG=1 (like --debug)."
-    ),
-)
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Operate on an alternate root directory (files only; no service manager).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks and plugin details on errors.")
-@click.option("--no-plugins", is_flag=True, help="Load built-in plugins only.")
-@click.option(
-    "--disable-plugin",
-    "disabled",
-    multiple=True,
-    metavar="NAME",
-    help="Do not load this third-party plugin (repeatable).",
-)
-@click.option("-H", "--host", "remote_host", metavar="[USER@]HOST", hidden=True)
-@click.option("-M", "--machine", metavar="CONTAINER", hidden=True)
-@click.option(
-    "--version",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=lambda ctx, param, value: _print_version(ctx, value),
-    help="Show the version, and the third-party plugins' versions, and exit.",
-)
-@click.pass_context
-def cli(
-    ctx: click.Context,
-    root: Path | None,
-    debug: bool,
-    no_plugins: bool,
-    disabled: tuple[str, ...],
-    remote_host: str | None,
-    machine: str | None,
-) -> None:
-    """Attach, detach and inspect systemd portable service images.
-
-    IMAGE is an image name, looked up in /etc/portables, /run/portables, /var/lib/portables,
-    /usr/local/lib/portables and /usr/lib/portables, or a path to an image.
-    """
-    from portable.errors import PortableError
-
-    if remote_host or machine:
-        raise PortableError("-H/--host and -M/--machine are not supported; run portable there")
-    if root is not None:
-        if not root.is_dir():
-            raise PortableError(f"--root {root}: not a directory")
-        root = root.resolve()
-    ctx.obj = App(
-        root=root or Path("/"),
-        debug=debug or _env_debug(),
-        no_plugins=no_plugins,
-        disabled_plugins=disabled,
-    )
-    if ctx.invoked_subcommand is None:
-        ctx.invoke(PortableGroup.get_command(cli, ctx, "list"))  # type: ignore[arg-type]
-
-
-def _env_debug() -> bool:
+def env_debug() -> bool:
+    """``PORTABLE_SERVICES_DEBUG`` set to a true value."""
     return os.environ.get(ENV_DEBUG, "").strip().lower() in ("1", "yes", "true", "on")
 
 
-def build_cli() -> click.Group:
-    """The root command (a function, so tests and plugins can build a fresh one)."""
-    return cli
+def __getattr__(name: str) -> Any:
+    # The click half, on first use (tests and plugins import cli/build_cli from here).
+    if name in ("cli", "build_cli", "PortableGroup"):
+        from portable.cli import group
+
+        return getattr(group, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and map errors to one line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        _main(argv)
+        status = guarded(lambda: _dispatch(args), debug="--debug" in args or env_debug())
     finally:
         if argv is None:
             # The program itself (console script, python -m portable) is about to exit: freeze
@@ -282,49 +184,49 @@ def main(argv: Sequence[str] | None = None) -> None:
             import gc
 
             gc.freeze()
+    sys.exit(status)
 
 
-def _main(argv: Sequence[str] | None) -> None:
+def _dispatch(args: list[str]) -> int:
+    from portable.cli.fast import run_fast
+
+    status = run_fast(args)
+    if status is None:
+        from portable.cli.group import run_click
+
+        status = run_click(args)
+    return status
+
+
+def guarded(run: Callable[[], int], *, debug: bool) -> int:
+    """``run()``'s exit status, or the status of the one-line error it ended with.
+
+    (Click's own exceptions are mapped in :func:`portable.cli.group.run_click`.)
+    """
     from portable.errors import PortableError
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or _env_debug()
     try:
-        rv = cli.main(args=args, prog_name="portable", standalone_mode=False)
+        return run()
     except PortableError as exc:
         if debug:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"portable: error: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("portable: error: aborted", err=True)
-        sys.exit(1)
-    except click.UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        click.echo(f"portable: error: {exc.format_message()}{hint}", err=True)
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        click.echo(f"portable: error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
+        echo_err(f"portable: error: {exc.message}")
+        return exc.exit_code
     except PermissionError as exc:
-        click.echo(f"portable: error: {exc.strerror}: {exc.filename} (are you root?)", err=True)
-        sys.exit(1)
+        echo_err(f"portable: error: {exc.strerror}: {exc.filename} (are you root?)")
+        return 1
     except KeyboardInterrupt:
-        click.echo("portable: error: interrupted", err=True)
-        sys.exit(130)
+        echo_err("portable: error: interrupted")
+        return 130
     except BrokenPipeError:
-        sys.exit(1)
+        return 1
     except Exception as exc:
         if debug:
             raise
-        click.echo(
+        echo_err(
             f"portable: error: internal error: {type(exc).__name__}: {exc} "
-            "(run with --debug for a traceback; with third-party plugins, try --no-plugins)",
-            err=True,
+            "(run with --debug for a traceback; with third-party plugins, try --no-plugins)"
         )
-        sys.exit(70)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        return 70

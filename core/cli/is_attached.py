@@ -22,15 +22,8 @@ from portable.cli.options import quiet
 def is_attached_command(app: App, image: str, extensions: tuple[str, ...], quiet: bool) -> None:
     """Print IMAGE's state: detached, attached, enabled or running (-runtime when attached
     with --runtime). Exits 0 for every state, as portablectl does."""
-    from portable.images import normalize_image_arg
-    from portable.state import image_state
+    from portable.cli.fast import is_attached_state
 
-    manager = app.manager(required=False)
-    state = image_state(
-        normalize_image_arg(image, host=app.host),
-        host=app.host,
-        extensions=[normalize_image_arg(e, host=app.host) for e in extensions],
-        manager=manager,
-    )
+    state = is_attached_state(app, image, extensions)
     if not quiet:
         click.echo(state)

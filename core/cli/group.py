@@ -1,0 +1,154 @@
+"""The click half of the command line: the root group, its global options and lazy verbs.
+
+:func:`portable.cli.main` comes here for everything :mod:`portable.cli.fast` does not answer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+from portable import __version__
+from portable.cli import COMMANDS, SUMMARIES, App, env_debug
+
+__all__ = ["PortableGroup", "build_cli", "cli", "run_click"]
+
+
+class PortableGroup(click.Group):
+    """Lazy verbs, and ``list`` when no verb is given (as portablectl)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "help":
+            return _help_command
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, SUMMARIES[name]) for name in COMMANDS])
+
+
+@click.command("help", help="Show this help.")
+@click.pass_context
+def _help_command(ctx: click.Context) -> None:
+    assert ctx.parent is not None
+    click.echo(ctx.parent.get_help())
+
+
+def _print_version(ctx: click.Context, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"portable-services {__version__}")
+    from portable.registry import get_registry
+
+    for rec in get_registry(cache=True).plugins:
+        if not rec.builtin:
+            where = " ".join(x for x in (rec.distribution, rec.version) if x)
+            status = "" if rec.status == "active" else f" [{rec.status}]"
+            click.echo(f"  plugin {rec.name}{f' ({where})' if where else ''}{status}")
+    ctx.exit()
+
+
+@click.group(
+    cls=PortableGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=(
+        "Environment: PORTABLE_SERVICES_NO_PLUGINS=1 (like --no-plugins), "
+        "PORTABLE_SERVICES_DISABLE_PLUGINS=a,b (like --disable-plugin), "
+        "PORTABLE_SERVICES_STRICT_PLUGINS=1 (a plugin that fails to load is fatal), "
+        "PORTABLE_SERVICES_DEBUG=1 (like --debug)."
+    ),
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Operate on an alternate root directory (files only; no service manager).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and plugin details on errors.")
+@click.option("--no-plugins", is_flag=True, help="Load built-in plugins only.")
+@click.option(
+    "--disable-plugin",
+    "disabled",
+    multiple=True,
+    metavar="NAME",
+    help="Do not load this third-party plugin (repeatable).",
+)
+@click.option("-H", "--host", "remote_host", metavar="[USER@]HOST", hidden=True)
+@click.option("-M", "--machine", metavar="CONTAINER", hidden=True)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, param, value: _print_version(ctx, value),
+    help="Show the version, and the third-party plugins' versions, and exit.",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    root: Path | None,
+    debug: bool,
+    no_plugins: bool,
+    disabled: tuple[str, ...],
+    remote_host: str | None,
+    machine: str | None,
+) -> None:
+    """Attach, detach and inspect systemd portable service images.
+
+    IMAGE is an image name, looked up in /etc/portables, /run/portables, /var/lib/portables,
+    /usr/local/lib/portables and /usr/lib/portables, or a path to an image.
+    """
+    from portable.errors import PortableError
+
+    if remote_host or machine:
+        raise PortableError("-H/--host and -M/--machine are not supported; run portable there")
+    if root is not None:
+        if not root.is_dir():
+            raise PortableError(f"--root {root}: not a directory")
+        root = root.resolve()
+    ctx.obj = App(
+        root=root or Path("/"),
+        debug=debug or env_debug(),
+        no_plugins=no_plugins,
+        disabled_plugins=disabled,
+    )
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(PortableGroup.get_command(cli, ctx, "list"))  # type: ignore[arg-type]
+
+
+def build_cli() -> click.Group:
+    """The root command (a function, so tests and plugins can build a fresh one)."""
+    return cli
+
+
+def run_click(args: list[str]) -> int:
+    """Parse ``args`` with click and run the verb; click's errors become one line and a status.
+
+    Other exceptions propagate to :func:`portable.cli.guarded`.
+    """
+    try:
+        rv = cli.main(args=args, prog_name="portable", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("portable: error: aborted", err=True)
+        return 1
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"portable: error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"portable: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    return rv if isinstance(rv, int) else 0
