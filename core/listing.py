@@ -16,7 +16,7 @@ from portable.confined import UnsafePath
 from portable.host import IMAGE_SEARCH_PATH, Host
 from portable.names import is_valid_image_name
 from portable.registry import Registry, get_registry
-from portable.state import ManagerView, image_state
+from portable.state import ManagerView, all_attached_units, image_state
 
 __all__ = ["ImageInfo", "list_images"]
 
@@ -114,6 +114,7 @@ def list_images(
     registry = registry or get_registry(root=host.root)
     formats = [r.spec for r in registry.formats() if r.spec.name_lookup]
     rows: dict[str, ImageInfo] = {}
+    attached = all_attached_units(host)  # once, not per image
     for d in IMAGE_SEARCH_PATH:
         local_dir = host.path(d)
         try:
@@ -156,7 +157,7 @@ def list_images(
                     # systemd reports no mtime for directories ("we don't use the dir mtime")
                     mtime=st.st_mtime_ns // 1000 if is_file else 0,
                     usage=st.st_blocks * 512 if is_file else None,
-                    state=image_state(host_path, host=host, manager=manager),
+                    state=image_state(host_path, host=host, manager=manager, attached=attached),
                 )
                 break
     return [rows[n] for n in sorted(rows)]

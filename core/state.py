@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +21,7 @@ __all__ = [
     "STATES",
     "AttachedUnit",
     "ManagerView",
+    "all_attached_units",
     "attached_units",
     "image_state",
     "read_marker_line",
@@ -110,22 +111,30 @@ def attached_units(host: Host, runtime: bool) -> Iterator[AttachedUnit]:
         yield AttachedUnit(name=unit, runtime=runtime, marker=marker, has_unit_file=has_file)
 
 
+def all_attached_units(host: Host) -> dict[bool, list[AttachedUnit]]:
+    """The marked units of the persistent (``False``) and runtime (``True``) directories."""
+    return {runtime: list(attached_units(host, runtime)) for runtime in (False, True)}
+
+
 def image_state(
     image: str,
     *,
     host: Host,
     extensions: Sequence[str] = (),
     manager: ManagerView | None = None,
+    attached: Mapping[bool, Sequence[AttachedUnit]] | None = None,
 ) -> str:
     """The attach state of an image (name or path), one of :data:`STATES` (spec 5.2).
 
     The persistent directory is looked at first, the runtime one only if nothing was found
     there. Without a ``manager`` (``--root``), ``enabled`` and ``running`` can't be known and
-    the answer is at most ``attached``.
+    the answer is at most ``attached``. ``attached``: both directories' units as
+    :func:`all_attached_units` read them, for callers asking about many images (``list``).
     """
     for runtime in (False, True):
         found = enabled = running = False
-        for unit in attached_units(host, runtime):
+        units = attached[runtime] if attached is not None else attached_units(host, runtime)
+        for unit in units:
             if not unit.has_unit_file:
                 continue
             if not marker_matches_image(unit.marker, image, extensions, match_all=False):
