@@ -18,8 +18,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
-import shutil
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -70,7 +68,7 @@ def _temp_name(target: Path, what: str) -> Path:
     """A fresh hidden name next to ``target`` for a file of kind ``what`` (``new``, ``backup``,
     ``removed``); for a name too long for that, a name inside a holder directory (created by
     :func:`_make_holder`)."""
-    token = secrets.token_hex(4)
+    token = os.urandom(4).hex()  # not secrets (~3 ms to import): unlikely is enough
     name = f"{TEMP_PREFIX}{what}-{target.name}.{token}"
     if len(os.fsencode(name)) <= NAME_MAX:
         return target.parent / name
@@ -140,6 +138,8 @@ def _put_back(backup: Path, original: Path) -> bool:
     """Move a backup over whatever replaced it; False if that failed."""
     try:
         if _is_real_dir(original):
+            import shutil  # only for directories (rare): ~2 ms to import
+
             shutil.rmtree(original)
         os.rename(backup, original)
         return True
@@ -303,6 +303,8 @@ def _unlink_quiet(p: Path) -> None:
 
 def _remove_tree_quiet(p: Path) -> None:
     if p.is_dir() and not p.is_symlink():
+        import shutil
+
         shutil.rmtree(p, ignore_errors=True)
     else:
         _unlink_quiet(p)

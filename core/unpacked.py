@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
 
 from portable.host import Host
@@ -40,7 +39,7 @@ def ensure_unpacked(tx: Transaction, host: Host, image: Image, *, runtime: bool)
     if target.is_dir():
         return
     tx.mkdir(target.parent, record=False)
-    temp = target.parent / f"{TEMP_PREFIX}new-{target.name}.{secrets.token_hex(4)}"
+    temp = target.parent / f"{TEMP_PREFIX}new-{target.name}.{os.urandom(4).hex()}"
     os.mkdir(temp, 0o755)
     try:
         image.format.unpack(image.host_path, temp)

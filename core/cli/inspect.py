@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,6 +156,8 @@ def render_json(
         ]
     if cat:
         doc["os_release_content"] = meta.os_release.decode("utf-8", "replace")
+    import json  # only for --json (attach imports this module too)
+
     return json.dumps(doc, indent=2)
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from portable.errors import PortableError
 from portable.hookspecs import hookimpl
 from portable.host import Host
-from portable.profile_files import load_toml_profile
 from portable.types import Profile
 
 __all__ = ["TOML_PROFILE_DIRS", "portable_profiles"]
@@ -49,6 +48,8 @@ def portable_profiles(root: Path) -> Iterable[Profile]:
             seen.add(name)
             shown = f"{directory}/{entry.name}"
             try:
+                from portable.profile_files import load_toml_profile  # tomllib: only if any
+
                 out.append(load_toml_profile(entry, shown=shown, priority=priority))
             except PortableError as exc:
                 print(f"portable: warning: skipping {exc}", file=sys.stderr)
