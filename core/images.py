@@ -16,10 +16,10 @@ from portable.confined import file_kind, open_root, resolve_path
 from portable.errors import AmbiguousImageFormat, BadImage, ImageNotFound, UnknownImageFormat
 from portable.host import IMAGE_SEARCH_PATH, Host
 from portable.names import is_valid_image_name
-from portable.types import Image, ImageFormat
 
 if TYPE_CHECKING:
     from portable.registry import Registered, Registry
+    from portable.types import Image, ImageFormat
 
 __all__ = [
     "describe_file",
@@ -161,6 +161,8 @@ def find_image(name: str, *, host: Host, registry: Registry) -> Image | None:
     An entry called exactly ``name`` counts if it is a directory (or another non-regular image
     a format claims); a regular file only counts with a format's suffix (``name.raw``).
     """
+    from portable.types import Image  # here, not at the top: is-attached needs no types
+
     formats = registry.formats()
     for d in IMAGE_SEARCH_PATH:
         local = host.resolve(f"{d}/{name}")
@@ -228,6 +230,8 @@ def normalize_image_arg(arg: str, *, host: Host, cwd: Path | None = None) -> str
 
 def resolve_image(arg: str, *, host: Host, registry: Registry, cwd: Path | None = None) -> Image:
     """Resolve an IMAGE argument (name or path) to an :class:`Image`, or fail with one line."""
+    from portable.types import Image
+
     if is_name(arg):
         image = find_image(arg, host=host, registry=registry)
         if image is None:

@@ -28,14 +28,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from jeepney import DBusAddress, HeaderFields, Message, MessageType, Parser, new_method_call
 from jeepney.auth import BEGIN, make_auth_external
 from jeepney.bus import get_connectable_addresses
 
 from portable.errors import PortableError
-from portable.types import Change
+
+if TYPE_CHECKING:
+    from portable.types import Change
 
 __all__ = [
     "ACTIVE_STATES",
@@ -725,6 +727,8 @@ def _install_what(verb: str, units: Sequence[str], portable: bool) -> str:
 
 
 def _changes(raw: Sequence[tuple[str, str, str]]) -> list[Change]:
+    from portable.types import Change
+
     return [Change(type=str(t), path=str(p), source=str(s)) for t, p, s in raw]
 
 
