@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from portable.host import Host
     from portable.manager import Manager
     from portable.registry import Registry
+    from portable.state import ManagerView
 
 __all__ = ["App", "build_cli", "main"]
 
@@ -130,6 +131,14 @@ class App:
             self.warn(f"{exc}; showing what the files say")
             return None
 
+    def manager_view(self) -> ManagerView:
+        """The manager for answering "enabled? running?", connected on first question.
+
+        ``list`` and ``is-attached`` only ask about attached units: with none attached they
+        never load jeepney nor connect (and never warn that the manager can't be reached).
+        """
+        return _LazyManager(self)
+
     def require_root(self, verb: str) -> None:
         """Changing the real host needs root: say so before anything is touched."""
         if self.host.is_real and os.geteuid() != 0:
@@ -147,6 +156,30 @@ class App:
         """Informational lines go to stderr, as portablectl's do."""
         if not quiet:
             echo_err(message)
+
+
+class _LazyManager:
+    """A :class:`~portable.state.ManagerView` that connects on its first question; without a
+    manager (``--root``, or unreachable: warned once) nothing is enabled or running."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._manager: Manager | None = None
+        self._connected = False
+
+    def _get(self) -> Manager | None:
+        if not self._connected:
+            self._connected = True
+            self._manager = self._app.manager(required=False)
+        return self._manager
+
+    def unit_file_state(self, unit: str) -> str:
+        manager = self._get()
+        return manager.unit_file_state(unit) if manager is not None else ""
+
+    def is_active(self, unit: str) -> bool:
+        manager = self._get()
+        return manager.is_active(unit) if manager is not None else False
 
 
 def echo_err(line: str) -> None:

@@ -98,12 +98,11 @@ def is_attached_state(app: App, image: str, extensions: Sequence[str]) -> str:
     from portable.images import normalize_image_arg
     from portable.state import image_state
 
-    manager = app.manager(required=False)
     return image_state(
         normalize_image_arg(image, host=app.host),
         host=app.host,
         extensions=[normalize_image_arg(e, host=app.host) for e in extensions],
-        manager=manager,
+        manager=app.manager_view(),
     )
 
 
@@ -114,7 +113,7 @@ def list_output(app: App, *, legend: bool = True, as_json: bool = False) -> str:
     """What ``portable list`` prints: portablectl's table, or a JSON array."""
     from portable.listing import list_images
 
-    rows = list_images(host=app.host, registry=app.registry, manager=app.manager(required=False))
+    rows = list_images(host=app.host, registry=app.registry, manager=app.manager_view())
     if not as_json:
         return render_table(rows, legend=legend)
     import json
