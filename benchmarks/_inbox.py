@@ -13,7 +13,8 @@ Plan::
          "setup": [[...], ...],                      # run once before, not timed
          "teardown": [[...], ...],                   # run once after (also after a failure)
          "ours": [[...], ...], "theirs": [[...], ...],  # one sample: all commands in order
-         "floor": [[...], ...]}                      # optional third side
+         "floor": [[...], ...],                      # optional third side
+         "stack": [[...], ...]}                      # optional fourth side
      ]}
 
 For each benchmark one warm-up sample per side (discarded), then ``rounds`` samples per side,
@@ -54,7 +55,7 @@ def sample(cmds: list[list[str]], env: dict[str, str]) -> float:
 def bench(spec: dict[str, Any], rounds: int, env: dict[str, str]) -> dict[str, Any]:
     for cmd in spec.get("setup", []):
         run(cmd, env)
-    sides = [side for side in ("ours", "theirs", "floor") if side in spec]
+    sides = [side for side in ("ours", "theirs", "floor", "stack") if side in spec]
     try:
         for side in sides:  # warm-up: caches, portabled's D-Bus activation
             sample(spec[side], env)

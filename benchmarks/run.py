@@ -59,6 +59,11 @@ class Bench:
     ours takes. The *floor* runs as many ``python -c pass`` and ``systemctl daemon-reload``,
     interleaved with the two tools: the ratio a Python tool that did nothing but start (and
     reload) would get on this machine.
+
+    ``stack``: the libraries a ``portable`` command of this kind cannot run without, as the
+    design fixes them (pathlib and dataclasses for the typed spec objects, pluggy for the
+    registry, click for option parsing, jeepney for D-Bus). The *stack floor* is the floor with
+    ``python -c "import <stack>"`` instead of ``pass``: the ratio no code of ours can beat.
     """
 
     name: str
@@ -69,16 +74,30 @@ class Bench:
     kind: str = "ratio"  # "ratio", or "delta" for help
     squashfs: bool = False
     rounds: int | None = None  # default: --rounds
+    stack: str = ""
 
+
+# What each kind of command imports at the least (see Bench.stack).
+BASE = "pathlib, dataclasses"
+REGISTRY = f"{BASE}, pluggy"
+CHANGING = f"{REGISTRY}, click, jeepney"
 
 BENCHMARKS = [
-    Bench("attach-squashfs", "attach+detach (strict, squashfs, reload)", 1.1, 2, 2, squashfs=True),
-    Bench("attach-dir", "attach+detach (strict, directory, reload)", None, 2, 2),
-    Bench("inspect-squashfs", "inspect (squashfs)", 1.2, squashfs=True),
-    Bench("inspect-dir", "inspect (directory)", None),
-    Bench("list-200", "list (200 images)", 3.0),
-    Bench("is-attached", "is-attached", 6.0),
-    Bench("batch-20", "attach+detach 20 images: 1 call vs 20", 0.3, 2, 2),
+    Bench(
+        "attach-squashfs",
+        "attach+detach (strict, squashfs, reload)",
+        1.1,
+        2,
+        2,
+        squashfs=True,
+        stack=CHANGING,
+    ),
+    Bench("attach-dir", "attach+detach (strict, directory, reload)", None, 2, 2, stack=CHANGING),
+    Bench("inspect-squashfs", "inspect (squashfs)", 1.2, squashfs=True, stack=f"{REGISTRY}, click"),
+    Bench("inspect-dir", "inspect (directory)", None, stack=f"{REGISTRY}, click"),
+    Bench("list-200", "list (200 images)", 3.0, stack=REGISTRY),
+    Bench("is-attached", "is-attached", 6.0, stack=f"{BASE}, jeepney"),
+    Bench("batch-20", "attach+detach 20 images: 1 call vs 20", 0.3, 2, 2, stack=CHANGING),
     Bench("help", "--help vs python -c pass (ms over)", 60.0, kind="delta", rounds=20),
 ]
 BY_NAME = {b.name: b for b in BENCHMARKS}
@@ -92,6 +111,7 @@ class Row:
     samples: dict[str, list[float]] = field(default_factory=dict)
     note: str = ""
     floor: float | None = None  # see Bench
+    stack: float | None = None  # the stack floor, see Bench
 
     @property
     def value(self) -> float | None:
@@ -192,8 +212,8 @@ def inspect(img: str) -> dict[str, Any]:
     return {"ours": [[OURS, "inspect", img]], "theirs": [[THEIRS, "inspect", img]]}
 
 
-def floor(b: Bench) -> list[list[str]]:
-    return [[str(PY), "-c", "pass"]] * b.starts + [["systemctl", "daemon-reload"]] * b.reloads
+def floor(b: Bench, code: str = "pass") -> list[list[str]]:
+    return [[str(PY), "-c", code]] * b.starts + [["systemctl", "daemon-reload"]] * b.reloads
 
 
 def plan(name: str, paths: dict[str, Any]) -> dict[str, Any]:
@@ -296,6 +316,8 @@ def fill(row: Row, result: dict[str, Any]) -> None:
     row.theirs = statistics.median(result["theirs"])
     if "floor" in result:
         row.floor = statistics.median(result["floor"]) / row.theirs
+    if "stack" in result:
+        row.stack = statistics.median(result["stack"]) / row.theirs
 
 
 def host_help(row: Row, rounds: int, extra: dict[str, str]) -> None:
@@ -322,11 +344,12 @@ def fmt_ms(seconds: float | None) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("benchmark", "ours", "portablectl", "ratio", "floor", "target", "result")
+    head = ("benchmark", "ours", "portablectl", "ratio", "floor", "stack", "target", "result")
     lines = [head]
     for r in rows:
         b = r.bench
         floor = "-" if r.floor is None else f"{r.floor:.2f}x"
+        stack = "-" if r.stack is None else f"{r.stack:.2f}x"
         if b.kind == "delta":
             value = "-" if r.value is None else f"+{r.value:.1f} ms"
             target = f"<= +{b.target:g} ms"
@@ -338,7 +361,7 @@ def table(rows: list[Row]) -> str:
         result = r.status if r.status != "PENDING" else r.note
         if r.status == "ERROR":
             result = "ERROR (see below)"
-        lines.append((b.title, fmt_ms(r.ours), theirs, value, floor, target, result))
+        lines.append((b.title, fmt_ms(r.ours), theirs, value, floor, stack, target, result))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = []
     for n, line in enumerate(lines):
@@ -435,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     log(f"{b.name} ...")
                     spec = {"name": b.name, **plan(b.name, paths), "floor": floor(b)}
+                    if b.stack:
+                        spec["stack"] = floor(b, f"import {b.stack}")
                     fill(rows[b.name], run_in_box(box, spec, b.rounds or args.rounds, env))
     print()
     print(table(list(rows.values())))
@@ -445,10 +470,13 @@ def main(argv: list[str] | None = None) -> int:
         "floor: the ratio of a Python command that only starts (python -c pass) and reloads "
         "as often as ours, measured in the same rounds"
     )
+    print(
+        "stack: the same with python -c 'import STACK', the libraries such a command can't do "
+        "without: " + "; ".join(f"{b.name}: {b.stack}" for b in selected if b.stack)
+    )
     print(f"rounds: {args.rounds} per tool (help: {BY_NAME['help'].rounds}), medians")
     print(
-        "ours: the editable install in "
-        + str(Path(sys.prefix))
+        "ours: the editable install in " + str(Path(sys.prefix))
         if args.editable
         else f"ours: {checkout} installed from a wheel into a new virtualenv"
     )
@@ -471,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                             "target": r.bench.target,
                             "status": r.status,
                             "floor": r.floor,
+                            "stack_floor": r.stack,
+                            "stack": r.bench.stack,
                             "note": r.note,
                             "samples": r.samples,
                         }
