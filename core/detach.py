@@ -187,7 +187,10 @@ def _remove_unpacked(
     runtime: bool,
 ) -> None:
     """Remove archive images' unpacked trees that no attached unit refers to any more."""
-    from portable.unpacked import unpacked_path
+    from portable.unpacked import UNPACK_DIR, unpacked_path
+
+    if not host.path(UNPACK_DIR[runtime]).is_dir():
+        return  # nothing was ever unpacked (the usual case: no archive images)
 
     gone = {(u.name, u.runtime) for u in removed}
     still = {

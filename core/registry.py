@@ -294,13 +294,13 @@ class Registry:
         candidates: dict[str, list[Registered[Profile]]],
         seen: tuple[str, ...],
     ) -> Registered[Profile]:
-        from dataclasses import replace
-
-        from portable.profile_files import resolve
-
         spec = reg.spec
         if spec.extends is None:
             return reg
+        from dataclasses import replace
+
+        from portable.profile_files import resolve  # tomllib: only for profiles that extend
+
         key = f"{spec.name}@{spec.priority}"
         if key in seen:
             raise PortableError(f"profile {spec.name!r} ({spec.origin}) extends itself in a loop")

@@ -9,13 +9,15 @@ same file name don't share a cache.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
+from typing import TYPE_CHECKING
 
-from portable.host import Host
-from portable.transaction import TEMP_PREFIX, Transaction
-from portable.types import Image
+from portable.transaction import TEMP_PREFIX
+
+if TYPE_CHECKING:
+    from portable.host import Host
+    from portable.transaction import Transaction
+    from portable.types import Image
 
 __all__ = ["UNPACK_DIR", "ensure_unpacked", "unpacked_path"]
 
@@ -27,6 +29,8 @@ UNPACK_DIR = {
 
 def unpacked_path(image_path: str, *, runtime: bool) -> str:
     """Where an image is unpacked, as the host sees it."""
+    import hashlib  # ~2 ms (OpenSSL): only when an archive image is involved
+
     name = image_path.rstrip("/").rsplit("/", 1)[-1]
     digest = hashlib.sha256(image_path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return f"{UNPACK_DIR[runtime]}/{name}-{digest}"
@@ -45,6 +49,8 @@ def ensure_unpacked(tx: Transaction, host: Host, image: Image, *, runtime: bool)
         image.format.unpack(image.host_path, temp)
         os.rename(temp, target)  # the finished tree appears at once
     except BaseException:
+        import shutil
+
         shutil.rmtree(temp, ignore_errors=True)
         raise
     tx.adopt(target, source=image.path)
