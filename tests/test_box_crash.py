@@ -10,6 +10,8 @@ same on --root without a service manager.)
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -79,8 +81,10 @@ def sweep(
     setup: list[str] | None,
     after_rerun: Callable[[int], None],
     final: Path | None,
+    after_final: Callable[[int], None] = lambda step: None,
 ) -> int:
-    """Crash ``command`` at every step; returns how many steps it has."""
+    """Crash ``command`` at every step; returns how many steps it has. ``after_final``: a check
+    once the final detach has run (services stopped)."""
     pristine = host_state(box)
     for step in range(1, MAX_STEPS):
         if setup is not None:
@@ -90,6 +94,7 @@ def sweep(
         if rc == 0:
             if final is not None:
                 assert portable(box, "detach", "--runtime", "--now", "-q", str(final))[0] == 0
+            after_final(step)
             assert host_state(box) == pristine
             return step - 1
         assert rc in (137, -9), (step, rc, err)  # SIGKILLed
@@ -100,6 +105,7 @@ def sweep(
         if final is not None:  # (its reload makes PID 1 forget the removed files)
             rc, err = portable(box, "detach", "--runtime", "--now", "-q", str(final))
             assert rc == 0, (step, err)
+        after_final(step)
         now = host_state(box)
         assert now == pristine, (step, sorted(set(now) ^ set(pristine)))
     pytest.fail(f"{command} never ran through in {MAX_STEPS} steps")
@@ -120,6 +126,54 @@ def test_attach_now_killed_at_every_step(box: Box, box_tmp: Path, clean: None) -
     )
     assert steps >= 6
     assert active(box, "crash.service") != "active"
+
+
+def _loops_and_mounts(box: Box, backing: Path) -> tuple[list[str], list[str]]:
+    """Loop devices backed by ``backing`` and the box's mount points (bounded wait: the kernel
+    releases a killed process's loop device and mounts asynchronously)."""
+    loops: list[str] = []
+    mounts: list[str] = []
+    deadline = time.monotonic() + 5
+    while True:
+        out = box.run(["losetup", "--list", "--noheadings", "-O", "NAME,BACK-FILE"]).stdout
+        loops = [line for line in out.splitlines() if line.split()[-1:] == [str(backing)]]
+        mounts = sorted(box.run(["sh", "-c", "cut -d' ' -f5 /proc/self/mountinfo"]).stdout.split())
+        if not loops or time.monotonic() > deadline:
+            return loops, mounts
+        time.sleep(0.1)
+
+
+def test_attach_raw_now_killed_at_every_step(box: Box, box_tmp: Path, clean: None) -> None:
+    """A squashfs image: attach mounts it (loop device, detached mount) to read its units; a
+    kill at any step leaves neither behind once the services are stopped."""
+    tree = make_directory_image(box_tmp / "crashraw-tree", units={"crashraw.service": unit()})
+    img = box_tmp / "crashraw_1.raw"
+    subprocess.run(
+        ["mksquashfs", str(tree), str(img), "-quiet", "-noappend"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    _, mounts_before = _loops_and_mounts(box, img)
+
+    def running(step: int) -> None:
+        assert state(box, str(img)) == "running-runtime", step
+        dropin = box.path(f"{ATTACHED}/crashraw.service.d/20-portable.conf").read_text()
+        assert f"RootImage={img}\n" in dropin, step
+
+    def released(step: int) -> None:
+        loops, mounts = _loops_and_mounts(box, img)
+        assert loops == [], (step, loops)
+        assert mounts == mounts_before, (step, set(mounts) ^ set(mounts_before))
+
+    steps = sweep(
+        box,
+        ["attach", "--runtime", "--now", "-q", str(img)],
+        setup=None,
+        after_rerun=running,
+        final=img,
+        after_final=released,
+    )
+    assert steps >= 6
 
 
 def test_detach_now_killed_at_every_step(box: Box, box_tmp: Path, clean: None) -> None:
