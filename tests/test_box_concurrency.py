@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import random
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -195,3 +196,66 @@ def test_parallel_attach_of_one_image_writes_once(box: Box, images: list[Path]) 
     assert all(r.returncode == 0 or NOT_ATTACHED in r.stderr for r in detaches)
     check_host(box, images, dict.fromkeys(range(IMAGES), False))
     assert not box.path(ATTACHED).exists()
+
+
+def test_parallel_attach_and_detach_of_raw_images(box: Box, box_tmp: Path) -> None:
+    """The same with squashfs images, which every attach mounts (loop device, detached mount)
+    to read: states as above, and no loop device or mount left once all is done."""
+    raws = []
+    for i in range(2):
+        tree = make_directory_image(
+            box_tmp / f"conraw{i}-tree",
+            units={f"conraw{i}.service": service_unit(description=f"conraw{i}")},
+            busybox=False,
+        )
+        raw = box_tmp / f"conraw{i}_1.raw"
+        subprocess.run(
+            ["mksquashfs", str(tree), str(raw), "-quiet", "-noappend"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        raws.append(raw)
+
+    def loops() -> list[str]:
+        out = box.run(["losetup", "--list", "--noheadings", "-O", "BACK-FILE"]).stdout.split()
+        return [f for f in out if f in {str(r) for r in raws}]
+
+    def mounts() -> list[str]:
+        return sorted(box.run(["sh", "-c", "cut -d' ' -f5 /proc/self/mountinfo"]).stdout.split())
+
+    mounts_before = mounts()
+    rng = random.Random(11)
+    plan = [
+        [(rng.choice(["attach", "attach", "detach"]), rng.randrange(2)) for _ in range(ROUNDS)]
+        for _ in range(WORKERS)
+    ]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+            results = [
+                op
+                for ops in pool.map(lambda ops: [run_op(box, raws, v, i) for v, i in ops], plan)
+                for op in ops
+            ]
+        for op in results:
+            check_op(op)
+        for i, raw in enumerate(raws):
+            allowed = possible_final_states([op for op in results if op.image == i], False)
+            state = box.portable(["is-attached", str(raw)]).stdout.strip()
+            assert state in ("attached-runtime", "detached"), (i, state)
+            assert (state == "attached-runtime") in allowed, (i, state, allowed)
+            unit = box.path(f"{ATTACHED}/conraw{i}.service")
+            assert unit.exists() == (state == "attached-runtime"), i
+            if unit.exists():
+                dropin = box.path(f"{ATTACHED}/conraw{i}.service.d/20-portable.conf").read_text()
+                assert f"RootImage={raw}\n" in dropin
+        for dirpath, dirnames, filenames in os.walk(box.path(ATTACHED)):
+            assert not [n for n in dirnames + filenames if n.startswith(".#")], dirpath
+        deadline = time.monotonic() + 5  # the kernel releases loop devices asynchronously
+        while loops() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert loops() == []
+        assert mounts() == mounts_before
+    finally:
+        for raw in raws:
+            box.portable(["detach", "--runtime", "-q", str(raw)], check=False)
+    assert box.systemctl(["daemon-reload"]).returncode == 0
