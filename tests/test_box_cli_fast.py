@@ -7,22 +7,12 @@ attached: with none attached they neither load jeepney nor connect.
 from __future__ import annotations
 
 import pytest
+from cli_probe import PROBE
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, service_unit
 
 pytestmark = pytest.mark.box
-
-PROBE = (
-    "import sys\n"
-    "from portable.cli import main\n"
-    "sys.argv = ['portable', *sys.argv[1:]]\n"
-    "try:\n"
-    "    main()\n"
-    "except SystemExit as exc:\n"
-    "    assert not exc.code, exc.code\n"
-    "print('modules:', 'click' in sys.modules, 'jeepney' in sys.modules)\n"
-)
 
 
 def test_states_from_the_manager_as_portablectl(box: Box, box_tmp) -> None:
