@@ -10,6 +10,10 @@ The engine works in three phases:
    the image link; post-hooks; any failure rolls every file back;
 3. *activate* (when a service manager is connected): reload, enable, start.
 
+Each phase is a public function (:func:`prepare`, :func:`run_pre_attach`, :func:`plan_files`,
+:func:`write_plan`, :func:`run_post_attach`, :func:`activate`), so that reattach (and scripts)
+can compose them; :func:`attach_many` runs them in order.
+
 A re-run after an interrupted attach completes it: files already in place for this image are
 kept, missing ones written. Attaching an image that is completely attached already reports so
 and changes nothing (but still reloads, enables or starts as asked).
@@ -61,7 +65,11 @@ __all__ = [
     "activate",
     "attach",
     "attach_many",
+    "plan_files",
     "prepare",
+    "run_post_attach",
+    "run_pre_attach",
+    "write_plan",
 ]
 
 COPY_MODES = ("auto", "copy", "symlink", "mixed")
@@ -175,7 +183,9 @@ def _profile_planned(
     )
 
 
-def _plan_files(plan: AttachPlan, host: Host) -> None:
+def plan_files(plan: AttachPlan, host: Host) -> None:
+    """Fill ``plan.files``: every file the attach will write (drop-ins, units, image link),
+    after the pre-attach hooks (their extra settings go into the drop-ins)."""
     image, opts = plan.image, plan.options
     # Units can be linked only into a directory image; raw and archive images get copies.
     is_dir_image = image.format.root_setting == "RootDirectory" and image.format.unpack is None
@@ -294,7 +304,7 @@ def prepare(
         extensions=extensions,
         inspection=found,
     )
-    _plan_files(plan, host)
+    plan_files(plan, host)
     return plan
 
 
@@ -349,7 +359,9 @@ def _check_host(
     return "partial" if missing or differs else "complete"
 
 
-def _run_pre_hooks(plan: AttachPlan, registry: Registry) -> None:
+def run_pre_attach(plan: AttachPlan, registry: Registry) -> None:
+    """Call the ``portable_pre_attach`` hooks; their extra settings join the plan, a veto
+    (:class:`~portable.errors.AttachRefused`) stops the attach before anything is written."""
     try:
         results = registry.hook.portable_pre_attach(
             image=plan.image,
@@ -486,9 +498,9 @@ def attach_many(
             # Before the hooks only what can't depend on them: the files are compared with the
             # plan once the hooks' settings are in it.
             _check_host(plan, host, manager, compare=False)
-            _run_pre_hooks(plan, registry)
+            run_pre_attach(plan, registry)
             if plan.extra:  # hooks changed the drop-ins: re-plan
-                _plan_files(plan, host)
+                plan_files(plan, host)
             statuses.append(_check_host(plan, host, manager))
         tx = Transaction(host)
         try:
@@ -505,7 +517,7 @@ def attach_many(
                     start = len(tx.changes)
                     write_plan(plan, tx)
                     result.changes = tx.changes[start:]
-                    _run_post_hooks(plan, registry, result.changes)
+                    run_post_attach(plan, registry, result.changes)
                 results.append(result)
         except BaseException:
             tx.rollback()
@@ -517,7 +529,9 @@ def attach_many(
     return batch
 
 
-def _run_post_hooks(plan: AttachPlan, registry: Registry, changes: list[Change]) -> None:
+def run_post_attach(plan: AttachPlan, registry: Registry, changes: list[Change]) -> None:
+    """Call the ``portable_post_attach`` hooks with what was written (inside the transaction:
+    a failing hook rolls the attach back)."""
     try:
         registry.hook.portable_post_attach(
             image=plan.image,

@@ -38,6 +38,7 @@ __all__ = [
     "detach",
     "detach_many",
     "find_attached",
+    "not_attached",
     "orphan_prefixes",
     "remove_units",
     "run_pre_detach",
@@ -103,7 +104,8 @@ def find_attached(
     ]
 
 
-def _not_attached(image: str, extensions: Sequence[str]) -> NotAttached:
+def not_attached(image: str, extensions: Sequence[str]) -> NotAttached:
+    """portablectl's error for an image (with extensions) that has nothing attached."""
     from portable.images import printable
 
     ext = f"' or any of its extensions '{', '.join(extensions)}" if extensions else ""
@@ -251,7 +253,7 @@ def detach_many(
         for arg, image in zip(args, images, strict=True):
             units = find_attached(host, image, extensions, runtime=options.runtime)
             if not units:
-                raise _not_attached(image, extensions)
+                raise not_attached(image, extensions)
             wanted = effective_prefixes(arg, prefixes)
             for unit in units:
                 found.setdefault(unit.name, unit)

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 from portable.attach import (
     AttachResult,
-    _plan_files,
-    _run_post_hooks,
-    _run_pre_hooks,
+    plan_files,
     prepare,
+    run_post_attach,
+    run_pre_attach,
     write_plan,
 )
 from portable.detach import (
-    _not_attached,
     find_attached,
+    not_attached,
     orphan_prefixes,
     remove_units,
     run_pre_detach,
@@ -72,7 +72,7 @@ def reattach(
         ext_paths = [e.path for e in plan.extensions]
         old = find_attached(host, plan.image.path, ext_paths, runtime=options.runtime)
         if not old:
-            raise _not_attached(plan.image.path, ext_paths)
+            raise not_attached(plan.image.path, ext_paths)
         old_names = [u.name for u in old]
         orphans: list[str] = []
         if manager is not None and options.now:
@@ -82,16 +82,16 @@ def reattach(
 
             orphans = orphaned_units(manager, host, orphan_prefixes(arg, options.prefixes))
         run_pre_detach(registry, plan.image.path, old_names, detach_opts)
-        _run_pre_hooks(plan, registry)
+        run_pre_attach(plan, registry)
         if plan.extra:
-            _plan_files(plan, host)
+            plan_files(plan, host)
         tx = Transaction(host)
         try:
             detach_changes = list(remove_units(tx, host, old, runtime=options.runtime))
             start = len(tx.changes)
             write_plan(plan, tx, replace_all=True)
             attach_changes = tx.changes[start:]
-            _run_post_hooks(plan, registry, attach_changes)
+            run_post_attach(plan, registry, attach_changes)
         except BaseException:
             tx.rollback()
             raise
