@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ __all__ = [
     "attach_many",
     "plan_files",
     "prepare",
+    "run_attach_failed",
     "run_post_attach",
     "run_pre_attach",
     "write_plan",
@@ -421,16 +423,13 @@ def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) 
         ensure_unpacked(tx, tx.host, plan.image, runtime=plan.options.runtime)
     tx.mkdir(plan.where)
     for unit, files in plan.files.items():
-        d = plan.where / f"{unit}.d"
-        tx.mkdir(d)
-        for f in files:
-            if f.matches_disk():
-                continue
-            replace = force or f.local.name == MARKER_FILE or _ours(plan, unit)
-            if f.kind == "symlink":
-                tx.symlink(f.local, f.target, replace=replace)
-            else:
-                tx.write(f.local, f.data, replace=replace, change=f.kind, source=f.source)
+        try:
+            _write_unit(plan, tx, unit, files, force=force)
+        except PermissionError:
+            raise  # the CLI asks "are you root?"
+        except OSError as exc:
+            # e.g. a file where the drop-in directory goes: one line, as portablectl says it
+            raise PortableError(f"Failed to attach unit '{unit}': {exc.strerror or exc}") from exc
     for link, image in zip(plan.image_links, [*plan.extensions, plan.image], strict=True):
         if plan.options.copy_mode == "mixed":
             _copy_image(tx, link, image)
@@ -441,6 +440,21 @@ def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) 
                 tx.symlink(link.local, link.target, replace=False)
             except OSError:
                 pass
+
+
+def _write_unit(
+    plan: AttachPlan, tx: Transaction, unit: str, files: Sequence[Planned], *, force: bool
+) -> None:
+    d = plan.where / f"{unit}.d"
+    tx.mkdir(d)
+    for f in files:
+        if f.matches_disk():
+            continue
+        replace = force or f.local.name == MARKER_FILE or _ours(plan, unit)
+        if f.kind == "symlink":
+            tx.symlink(f.local, f.target, replace=replace)
+        else:
+            tx.write(f.local, f.data, replace=replace, change=f.kind, source=f.source)
 
 
 def attach(
@@ -489,44 +503,70 @@ def attach_many(
                 )
             owner[unit.name] = plan.image.path
     results: list[AttachResult] = []
+    hooked: list[AttachPlan] = []  # plans whose pre-attach hooks were called
     with host_lock(host):
         from portable.detach import sweep
 
         sweep(host, runtime=options.runtime)
-        statuses = []
-        for plan in plans:
-            # Before the hooks only what can't depend on them: the files are compared with the
-            # plan once the hooks' settings are in it.
-            _check_host(plan, host, manager, compare=False)
-            run_pre_attach(plan, registry)
-            if plan.extra:  # hooks changed the drop-ins: re-plan
-                plan_files(plan, host)
-            statuses.append(_check_host(plan, host, manager))
-        tx = Transaction(host)
         try:
-            for plan, status in zip(plans, statuses, strict=True):
-                result = AttachResult(
-                    image=plan.image,
-                    units=plan.units,
-                    profile=plan.profile,
-                    changes=[],
-                    already_attached=status == "complete",
-                    completed_interrupted=status == "partial",
-                )
-                if status != "complete":
-                    start = len(tx.changes)
-                    write_plan(plan, tx)
-                    result.changes = tx.changes[start:]
-                    run_post_attach(plan, registry, result.changes)
-                results.append(result)
-        except BaseException:
-            tx.rollback()
+            statuses = []
+            for plan in plans:
+                # Before the hooks only what can't depend on them: the files are compared with
+                # the plan once the hooks' settings are in it.
+                _check_host(plan, host, manager, compare=False)
+                hooked.append(plan)
+                run_pre_attach(plan, registry)
+                if plan.extra:  # hooks changed the drop-ins: re-plan
+                    plan_files(plan, host)
+                statuses.append(_check_host(plan, host, manager))
+            tx = Transaction(host)
+            try:
+                for plan, status in zip(plans, statuses, strict=True):
+                    result = AttachResult(
+                        image=plan.image,
+                        units=plan.units,
+                        profile=plan.profile,
+                        changes=[],
+                        already_attached=status == "complete",
+                        completed_interrupted=status == "partial",
+                    )
+                    if status != "complete":
+                        start = len(tx.changes)
+                        write_plan(plan, tx)
+                        result.changes = tx.changes[start:]
+                        run_post_attach(plan, registry, result.changes)
+                    results.append(result)
+            except BaseException:
+                tx.rollback()
+                raise
+        except BaseException as exc:
+            run_attach_failed(hooked, registry, exc)
             raise
         tx.commit()
     batch = AttachBatch(results=results)
     if manager is not None:
         activate(batch, options, manager)
     return batch
+
+
+def run_attach_failed(
+    plans: Sequence[AttachPlan], registry: Registry, error: BaseException
+) -> None:
+    """Call the ``portable_attach_failed`` hooks for each plan (its files are rolled back).
+
+    A failing hook is a warning on stderr: what the user must see is ``error``.
+    """
+    for plan in plans:
+        try:
+            registry.hook.portable_attach_failed(
+                image=plan.image, units=list(plan.units), options=plan.options, error=error
+            )
+        except Exception as exc:
+            print(
+                f"portable: warning: a portable_attach_failed hook failed: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
 
 
 def run_post_attach(plan: AttachPlan, registry: Registry, changes: list[Change]) -> None:

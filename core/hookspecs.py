@@ -158,6 +158,28 @@ def portable_post_attach(
 
 
 @hookspec
+def portable_attach_failed(
+    image: Image, units: Sequence[UnitFile], options: AttachOptions, error: BaseException
+) -> None:
+    """Called when an attach whose pre-attach hooks were called did not go through.
+
+    For plugins whose ``portable_pre_attach`` did something outside the attached files (a
+    network namespace, a user, a firewall rule) to undo it. Called once per image, in-process,
+    still under the host lock, after every file of the attach was rolled back; also when this
+    plugin's own ``portable_pre_attach`` never ran for the image (another plugin's refused
+    first), so an implementation must only undo what it finds it did. Not called for a process
+    that is killed: clean up what such a run leaves at the next attach or detach.
+
+    :param image: the image that was being attached.
+    :param units: the unit files that would have been attached.
+    :param options: the attach options the user gave.
+    :param error: what stopped the attach (re-raised afterwards, whatever the hooks do).
+    :returns: nothing; return values are ignored. Exceptions are reported as warnings: the
+        user sees the error that stopped the attach.
+    """
+
+
+@hookspec
 def portable_pre_detach(image: str, units: Sequence[str], options: DetachOptions) -> None:
     """Called before ``detach`` (and the detach half of ``reattach``) removes anything.
 

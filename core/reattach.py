@@ -18,6 +18,7 @@ from portable.attach import (
     AttachResult,
     plan_files,
     prepare,
+    run_attach_failed,
     run_post_attach,
     run_pre_attach,
     write_plan,
@@ -82,18 +83,22 @@ def reattach(
 
             orphans = orphaned_units(manager, host, orphan_prefixes(arg, options.prefixes))
         run_pre_detach(registry, plan.image.path, old_names, detach_opts)
-        run_pre_attach(plan, registry)
-        if plan.extra:
-            plan_files(plan, host)
-        tx = Transaction(host)
         try:
-            detach_changes = list(remove_units(tx, host, old, runtime=options.runtime))
-            start = len(tx.changes)
-            write_plan(plan, tx, replace_all=True)
-            attach_changes = tx.changes[start:]
-            run_post_attach(plan, registry, attach_changes)
-        except BaseException:
-            tx.rollback()
+            run_pre_attach(plan, registry)
+            if plan.extra:
+                plan_files(plan, host)
+            tx = Transaction(host)
+            try:
+                detach_changes = list(remove_units(tx, host, old, runtime=options.runtime))
+                start = len(tx.changes)
+                write_plan(plan, tx, replace_all=True)
+                attach_changes = tx.changes[start:]
+                run_post_attach(plan, registry, attach_changes)
+            except BaseException:
+                tx.rollback()
+                raise
+        except BaseException as exc:
+            run_attach_failed([plan], registry, exc)
             raise
         tx.commit()
     attach_changes = _as_if_detached_first(host, detach_changes, attach_changes)

@@ -206,6 +206,8 @@ def test_attach_with_other_settings_is_refused(root, registry):
         ({"prefixes": ("nothing",)}, None, "Couldn't find any matching unit files"),
         ({}, "host-unit", "Unit file 'foo.service' exists on the host already, refusing."),
         ({}, "no-id", "os-release metadata lacks the ID field"),
+        # a file where the unit's drop-in directory goes: as portablectl says it
+        ({}, "file-for-dir", "Failed to attach unit 'foo.service': Not a directory"),
         (
             {},
             "prefixes",
@@ -221,6 +223,9 @@ def test_refusals_leave_host_unchanged(root, registry, kw, setup, message):
         (root / "etc/systemd/system/foo.service").write_text("[Service]\n")
     elif setup == "no-id":
         img.write_text("VERSION_ID=1\n")
+    elif setup == "file-for-dir":
+        (root / "etc/systemd/system.attached").mkdir(parents=True)
+        (root / "etc/systemd/system.attached/foo.service.d").write_text("")
     elif setup == "prefixes":
         img.write_text("ID=x\nPORTABLE_PREFIXES=b a\n")
     before = tree(root)

@@ -223,13 +223,33 @@ def test_refusals_leave_nothing(netbox, tmp, clean):
 
 def test_failed_attach_and_killed_attach_leak_nothing(netbox, tmp, clean):
     img = make_directory_image(tmp / "nse_1", units={"nse.service": unit()})
-    # the write fails after the namespace was made: rolled back, namespace removed at exit
+    # the write fails after the namespace was made: rolled back, and the namespace removed by
+    # the portable_attach_failed hook, in-process
     netbox.run(
         "mkdir -p /run/systemd/system.attached && touch /run/systemd/system.attached/nse.service.d"
     )
     r = netbox.portable(["attach", "--runtime", "--netns", str(img)], check=False)
-    assert r.returncode != 0 and "Created network namespace" in r.stderr, r.stderr
+    assert r.returncode == 1 and "Created network namespace" in r.stderr, r.stderr
+    assert "portable: error: Failed to attach unit 'nse.service': Not a directory" in r.stderr
+    assert "Removed network namespace /run/netns/portable-nse: the attach did not go" in r.stderr
     assert namespaces(netbox) == []
+    # the same through the library in a process that goes on: gone before it exits
+    library = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from portable.attach import attach\n"
+        "from portable.host import Host\n"
+        "from portable.registry import get_registry\n"
+        "from portable.types import AttachOptions\n"
+        "try:\n"
+        "    attach(sys.argv[1], AttachOptions(runtime=True, netns=True), host=Host(),\n"
+        "           registry=get_registry())\n"
+        "except Exception as exc:\n"
+        "    print('failed:', exc)\n"
+        "print('left:', sorted(n for n in os.listdir('/run/netns') if n.startswith('portable-')))\n"
+    )
+    out = netbox.python(["-c", library, str(img)]).stdout
+    assert "failed:" in out and out.endswith("left: []\n"), out
     assert not any(name.startswith("vp-") for name in links(netbox))
     netbox.run("rm -rf /run/systemd/system.attached")
     # killed right after the namespace was made: a re-run uses it and completes the attach

@@ -184,3 +184,59 @@ def test_hook_portable_post_detach(register_plugin, make_image, portable_cli, po
     assert "portable: warning: a portable_post_detach hook failed: cache already gone" in err
     assert calls == [(image, ["foo.service"], 6)]
     assert not (portable_root / "etc/systemd/system.attached").exists()
+
+
+def test_hook_portable_attach_failed(register_plugin, make_image, portable_cli, portable_root):
+    made: list[str] = []  # what the plugin "created" outside the attached files
+    failed: list[tuple[str, str]] = []
+
+    class Reserver:
+        @hookimpl
+        def portable_pre_attach(self, image):
+            made.append(image.name)
+
+        @hookimpl
+        def portable_attach_failed(self, image, units, options, error):
+            failed.append((image.name, str(error)))
+            if image.name in made:
+                made.remove(image.name)  # undo only what it did
+            raise RuntimeError("cleanup hiccup")  # a warning; the user sees the real error
+
+    class Refuser:
+        @hookimpl(trylast=True)  # after the reserver made its reservation
+        def portable_pre_attach(self, image):
+            if image.name == "bad_1":
+                raise AttachRefused("refuser: not this one")
+
+        @hookimpl
+        def portable_post_attach(self, image):
+            if image.name == "late_1":
+                raise RuntimeError("disk full")
+
+    register_plugin(Reserver(), "reserver")
+    register_plugin(Refuser(), "refuser")
+    good = make_image("good_1", units={"good.service": service_unit()})
+    bad = make_image("bad_1", units={"bad.service": service_unit()})
+    late = make_image("late_1", units={"late.service": service_unit()})
+
+    assert portable_cli("attach", good)[0] == 0  # a success: the hook is not called
+    assert failed == [] and made == ["good_1"]
+
+    code, out, err = portable_cli("attach", bad)  # refused by a later pre-attach hook
+    assert code == 1 and "portable: error: refuser: not this one" in err
+    assert "portable: warning: a portable_attach_failed hook failed: RuntimeError" in err
+    assert failed == [("bad_1", "refuser: not this one")] and made == ["good_1"]
+
+    code, out, err = portable_cli("attach", late)  # written, then rolled back
+    assert code == 1 and "disk full" in err
+    assert failed[-1][0] == "late_1" and made == ["good_1"]
+    assert not (portable_root / "etc/systemd/system.attached/late.service").exists()
+    assert (portable_root / "etc/systemd/system.attached/good.service").exists()
+
+    # several images in one call: all or nothing, every image whose hooks ran is told
+    failed.clear()
+    code, out, err = portable_cli("detach", good)
+    assert code == 0
+    code, out, err = portable_cli("attach", good, late)
+    assert code == 1 and [name for name, _ in failed] == ["good_1", "late_1"]
+    assert made == ["good_1"]  # left from the first attach: the plugin's own bookkeeping

@@ -458,8 +458,9 @@ def collect_garbage(keep: Iterable[str] = ()) -> list[str]:
 
 # --- failure handling --------------------------------------------------------------------------
 
-# Namespaces this process created in a pre-attach hook: if the attach does not go through, no
-# drop-in refers to them at exit, and they are removed then.
+# Namespaces this process created in a pre-attach hook: if the attach does not go through,
+# portable_attach_failed removes them; should that fail, no drop-in refers to them at exit, and
+# they are removed then.
 _pending: set[str] = set()
 _atexit_registered = False
 # pre-detach -> post-detach: the namespaces the units being detached refer to, and the drop-ins
@@ -563,6 +564,21 @@ def portable_pre_attach(
         ExtraSetting(key="NetworkNamespacePath", value=ns.path),
         ExtraSetting(key="NetworkNamespacePath", value=ns.path, section="Socket"),
     ]
+
+
+@hookimpl
+def portable_attach_failed(image: Image) -> None:
+    """Remove the namespace this process created for the image, now that the attach failed
+    (nothing refers to it); a namespace it only reused stays, as do other images' ones."""
+    name = netns_for_image(image.name)
+    if name not in _pending:
+        return  # not created by this run (or our pre-attach never ran for this image)
+    if name in referenced_namespaces():
+        _pending.discard(name)
+    elif remove(name):
+        _pending.discard(name)
+        _info(f"Removed network namespace {NETNS_DIR}/{name}: the attach did not go through.")
+    # else: left for the exit handler and the garbage collection to retry
 
 
 def _attached_dir(options: DetachOptions) -> str:
