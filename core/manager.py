@@ -646,6 +646,23 @@ class Manager:
             return ""
         return str(state)
 
+    def main_pid(self, unit: str) -> int:
+        """A service's ``MainPID`` (0 if it is not running)."""
+        what = f"Failed to get the main PID of {unit}"
+        try:
+            (path,) = self._call(what, "LoadUnit", "s", (unit,))
+            ((_, pid),) = self._call(
+                what,
+                "Get",
+                "ss",
+                ("org.freedesktop.systemd1.Service", "MainPID"),
+                path=str(path),
+                interface=_PROPERTIES_IFACE,
+            )
+        except _CallError as exc:
+            raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
+        return int(pid)
+
     def list_units(
         self, patterns: Sequence[str] = (), *, states: Sequence[str] = ()
     ) -> list[LoadedUnit]:

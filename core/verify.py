@@ -629,21 +629,6 @@ def compare(settings: ServiceSettings, seen: Observed, *, host: Host) -> list[It
 # --- services ---------------------------------------------------------------------------------
 
 
-def _main_pid(manager: Manager, unit: str) -> int:
-    """The unit's MainPID (0 if not running)."""
-    what = f"Failed to get the main PID of {unit}"
-    (path,) = manager._call(what, "LoadUnit", "s", (unit,))
-    ((_, pid),) = manager._call(
-        what,
-        "Get",
-        "ss",
-        ("org.freedesktop.systemd1.Service", "MainPID"),
-        path=str(path),
-        interface="org.freedesktop.DBus.Properties",
-    )
-    return int(pid)
-
-
 def _wait_for_exec(pid: int, timeout: float = SETUP_WAIT) -> None:
     """systemd's child is named "(name)" until it executes the service's binary; its sandbox is
     only complete then."""
@@ -662,7 +647,7 @@ def verify_unit(unit: str, *, host: Host, manager: Manager) -> UnitReport:
     """Verify one running service."""
     settings, profile, files = promised_settings(unit, host=host)
     try:
-        pid = _main_pid(manager, unit)
+        pid = manager.main_pid(unit)
     except PortableError as exc:
         return UnitReport(unit=unit, pid=None, profile=profile, error=str(exc), files=files)
     except Exception as exc:  # a D-Bus error answer
