@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from portable.unitfile import Assignment, parse_boolean, parse_unit_text
+
 __all__ = [
     "BARE_UNIT",
     "CAPABILITIES",
@@ -446,78 +448,10 @@ def _syscall_exists(name: str) -> bool:
     return number is not None and number >= 0
 
 
-# --- parsing unit files ----------------------------------------------------------------------
+# --- words of a value (the unit files themselves: portable.unitfile) ------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """One ``Key=value`` line of a unit file, with its section and where it came from."""
-
-    section: str
-    key: str
-    value: str
-    source: str = ""
-    line: int = 0
-
-
-_COMMENTS = "#;"
 _WHITESPACE = " \t\n\r"
-
-
-def parse_unit_text(text: str, source: str = "") -> list[Assignment]:
-    """The assignments of a unit file or drop-in, as systemd's config parser reads them.
-
-    Lines ending in an odd number of backslashes continue on the next line (the backslash
-    becomes a space; comment lines inside a continuation are skipped); ``#`` and ``;`` start
-    comment lines; ``[Section]`` headers; ``Key = value`` with whitespace around both stripped.
-    Lines outside a section and lines without ``=`` are ignored, as systemd ignores them.
-    """
-    out: list[Assignment] = []
-    section = ""
-
-    def parse_line(line: str, number: int) -> None:
-        nonlocal section
-        line = line.strip(_WHITESPACE)
-        if not line:
-            return
-        if line.startswith("["):
-            if line.endswith("]") and len(line) > 2:
-                section = line[1:-1]
-            return
-        key, sep, value = line.partition("=")
-        if section and sep:
-            out.append(
-                Assignment(
-                    section=section,
-                    key=key.strip(_WHITESPACE),
-                    value=value.strip(_WHITESPACE),
-                    source=source,
-                    line=number,
-                )
-            )
-
-    continuation: str | None = None
-    start = 0
-    for number, raw in enumerate(text.split("\n"), 1):
-        raw = raw.rstrip("\r")
-        stripped = raw.lstrip(_WHITESPACE)
-        if stripped and stripped[0] in _COMMENTS:
-            continue
-        if continuation is None:
-            line, start = raw, number
-        else:
-            line = continuation + raw
-        escaped = False
-        for ch in line:
-            escaped = not escaped if ch == "\\" else False
-        if escaped:
-            continuation = line[:-1] + " "
-            continue
-        continuation = None
-        parse_line(line, start)
-    if continuation is not None:
-        parse_line(continuation, start)
-    return out
 
 
 def _words(value: str) -> list[str]:
@@ -547,20 +481,6 @@ def _words(value: str) -> list[str]:
     if in_word:
         words.append("".join(current))
     return words
-
-
-_TRUE = ("1", "yes", "y", "true", "t", "on")
-_FALSE = ("0", "no", "n", "false", "f", "off")
-
-
-def parse_boolean(value: str) -> bool | None:
-    """systemd's parse_boolean(): yes/no, true/false, on/off, 1/0, y/n, t/f; None otherwise."""
-    v = value.lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    return None
 
 
 _bool = parse_boolean

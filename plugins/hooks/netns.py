@@ -189,8 +189,8 @@ def _profile_settings(profile: Profile | None) -> dict[str, str]:
         return {}
     dropin = profile.dropin_for("service")
     if dropin is None or "X-Portable" not in dropin.text:
-        return {}  # the usual case: no need to load the unit parser (portable.security)
-    from portable.security import parse_unit_text
+        return {}
+    from portable.unitfile import parse_unit_text
 
     return {a.key: a.value for a in parse_unit_text(dropin.text) if a.section == "X-Portable"}
 
@@ -202,7 +202,7 @@ def requested(options: AttachOptions, profile: Profile | None) -> tuple[bool, st
     subnet = getattr(options, "netns_subnet", None) or settings.get("NetworkNamespaceSubnet")
     wanted = bool(getattr(options, "netns", False) or getattr(options, "netns_subnet", None))
     if not wanted and settings:
-        from portable.security import parse_boolean
+        from portable.unitfile import parse_boolean
 
         wanted = bool(parse_boolean(settings.get("NetworkNamespace", "no"))) or bool(
             settings.get("NetworkNamespaceSubnet")
