@@ -9,13 +9,14 @@ unit wins, then the earlier extension's (spec 2.2, 2.4).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from portable.confined import ConfinedFile, UnsafePath, list_dir, open_root, read_file, resolve_dir
-from portable.errors import BadImage
+from portable.errors import BadImage, PortableError
 from portable.host import Host
 from portable.images import resolve_image
 from portable.names import extract_prefix, is_valid_image_name
@@ -129,13 +130,28 @@ def read_metadata(
     return read_image_and_extensions(image, (), prefixes, require_units=require_units).metadata
 
 
-def _open_tree(image: Image) -> Any:
+@contextmanager
+def _opened(image: Image) -> Iterator[Path]:
+    """The image's tree, through its format. A format sees only the local path (below --root):
+    its errors are made to name the image as the host sees it, as every other message does."""
+    try:
+        with image.format.open(image.host_path) as tree:
+            yield tree
+    except PortableError as exc:
+        local = str(image.host_path)
+        if local != image.path and local in exc.message:
+            exc.message = exc.message.replace(local, image.path)
+            exc.args = (exc.message,)
+        raise
+
+
+def _open_tree(image: Image) -> AbstractContextManager[Path]:
     if image.format.unpack is not None:
         raise BadImage(
             f"Image '{image.path}' is a {image.format.name} archive, which can't be used as an "
             "extension image"
         )
-    return image.format.open(image.host_path)
+    return _opened(image)
 
 
 def extension_release_name(image: Image) -> str:
@@ -258,7 +274,7 @@ def read_image_and_extensions(
         (``require_units``) no matching unit anywhere.
     """
     try:
-        with image.format.open(image.host_path) as tree, open_root(tree) as root_fd:
+        with _opened(image) as tree, open_root(tree) as root_fd:
             os_release = _read_os_release(root_fd, image)
             units = discover_units(root_fd, prefixes, image=image.path)
     except OSError as exc:

@@ -363,6 +363,8 @@ def test_bad_image_one_line_nothing_left(tmp_path, tree, case, verb):
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("portable: error: "), r.stderr
     assert message in lines[0], lines[0]
+    # the image as the host below --root sees it, never the path of this machine's directory
+    assert str(tmp_path) not in lines[0] and "'/srv/foo_1.raw'" in lines[0], lines[0]
     assert "Traceback" not in r.stderr
     after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     assert after == before, "the root changed"
