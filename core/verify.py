@@ -28,6 +28,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portable.errors import PortableError
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DYNAMIC_UID_MAX",
     "DYNAMIC_UID_MIN",
+    "BrokenProfile",
     "Item",
     "Observed",
     "UnitReport",
@@ -98,6 +100,20 @@ class UnitReport:
 # --- the promise ---------------------------------------------------------------------------------
 
 
+class BrokenProfile(PortableError):
+    """A unit's profile drop-in is there but can't be read (a dangling link)."""
+
+
+def _broken_profile(local: Path, exc: OSError) -> BrokenProfile:
+    why = exc.strerror or str(exc)
+    if local.is_symlink():
+        why += f": it links to {os.readlink(local)}"
+    return BrokenProfile(
+        f"{local.parent.name}/{local.name} can't be read ({why}), so systemd runs the service "
+        "without its profile's sandbox; attach the image again"
+    )
+
+
 def _read(path: str | os.PathLike[str], limit: int = 4 << 20) -> str:
     with open(path, "rb") as f:
         return f.read(limit).decode("utf-8", "surrogateescape")
@@ -150,7 +166,11 @@ def promised_settings(
     for name in names:
         try:
             dropins.append((f"{dropin_dir}/{name}", _read(host.path(f"{dropin_dir}/{name}"))))
-        except OSError:
+        except OSError as exc:
+            if name == PROFILE_FILE:
+                # e.g. a link into a package that was removed: systemd skips the drop-in, so
+                # the service runs without its sandbox
+                raise _broken_profile(host.path(f"{dropin_dir}/{name}"), exc) from None
             continue
         if name == PROFILE_FILE:
             profile = _profile_name(host, f"{dropin_dir}/{name}")
@@ -645,7 +665,10 @@ def _wait_for_exec(pid: int, timeout: float = SETUP_WAIT) -> None:
 
 def verify_unit(unit: str, *, host: Host, manager: Manager) -> UnitReport:
     """Verify one running service."""
-    settings, profile, files = promised_settings(unit, host=host)
+    try:
+        settings, profile, files = promised_settings(unit, host=host)
+    except BrokenProfile as exc:
+        return UnitReport(unit=unit, pid=None, profile=None, error=exc.message)
     try:
         pid = manager.main_pid(unit)
     except PortableError as exc:

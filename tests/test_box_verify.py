@@ -158,3 +158,22 @@ def test_not_running_and_not_attached(vbox, tmp, clean):
     r = vbox.portable(["--root", str(tmp), "verify", "x.service"], check=False)
     assert r.returncode == 1 and "not with --root" in r.stderr
     vbox.portable(["detach", "--runtime", "-q", str(img)])
+
+
+def test_dangling_profile_link_is_caught(vbox, tmp, clean):
+    """The built-in profiles are links into the installed package: if it goes away, systemd
+    skips the dangling drop-in and the service runs unsandboxed. verify says so."""
+    img = make_directory_image(tmp / "vgone_1", units={"vgone.service": unit()})
+    vbox.portable(["attach", "--runtime", "--now", "-q", "-p", "strict", str(img)])
+    link = "/run/systemd/system.attached/vgone.service.d/10-profile.conf"
+    vbox.run(f"ln -sfn /nonexistent/portable/profiles/strict/service.conf {link}")
+    vbox.run("systemctl daemon-reload && systemctl restart vgone.service")
+    code, (report,) = verify(vbox, str(img))
+    assert code == 1 and not report["ok"]
+    assert report["error"] == (
+        "vgone.service.d/10-profile.conf can't be read (No such file or directory: it links to "
+        "/nonexistent/portable/profiles/strict/service.conf), so systemd runs the service "
+        "without its profile's sandbox; attach the image again"
+    )
+    r = vbox.portable(["verify", "vgone.service"], check=False)
+    assert r.returncode == 1 and "without its profile's sandbox" in r.stdout, r.stdout
