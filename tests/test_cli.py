@@ -159,3 +159,26 @@ def test_python_dash_m_and_console_script(root):
 def test_version():
     result = CliRunner().invoke(build_cli(), ["--version"])
     assert result.exit_code == 0 and "portable-services" in result.output
+
+
+@pytest.mark.parametrize("args", [["list"], ["inspect", "/srv/foo_1.2"]])
+def test_output_closed_or_full(root, args):
+    """Output closed (``>&-``): nothing shown, success, as with click. Output on a full device:
+    one line and exit 1, not an internal error nor Python's "Exception ignored" at exit."""
+    cmd = [sys.executable, "-m", "portable", "--root", str(root), *args]
+    closed = subprocess.run(
+        [*cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+    )
+    assert closed.returncode == 0, closed.stderr
+    closed = subprocess.run(
+        ["sh", "-c", '"$@" >&-', "sh", *cmd], capture_output=True, text=True, check=False
+    )
+    assert closed.returncode == 0 and "error" not in closed.stderr, closed.stderr
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True, check=False)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("portable: error")]
+    assert r.returncode == 1, r.stderr
+    assert errors == ["portable: error: No space left on device"] or errors == [
+        "portable: error: cannot write the output: No space left on device"
+    ], r.stderr
+    assert "Exception ignored" not in r.stderr and "Traceback" not in r.stderr

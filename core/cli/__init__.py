@@ -205,8 +205,12 @@ def __getattr__(name: str) -> Any:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and map errors to one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        _no_missing_streams()
     try:
         status = guarded(lambda: _dispatch(args), debug="--debug" in args or env_debug())
+        if argv is None:
+            status = _flush_output(status)
     finally:
         if argv is None:
             # The program itself (console script, python -m portable) is about to exit: freeze
@@ -218,6 +222,33 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             gc.freeze()
     sys.exit(status)
+
+
+def _no_missing_streams() -> None:
+    # Started with stdout or stderr closed (``portable list >&-``): what would go there goes
+    # nowhere, as with click, instead of failing on None.
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+
+
+def _flush_output(status: int) -> int:
+    """Flush stdout now, so a full or broken output is one line and a status, not Python's
+    "Exception ignored" at exit."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        status = status or 1
+    except OSError as exc:
+        echo_err(f"portable: error: cannot write the output: {exc.strerror or exc}")
+        status = status or 1
+    else:
+        return status
+    # Nothing more can reach that output: drop what is buffered, so exit doesn't retry.
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), sys.stdout.fileno())
+    return status
 
 
 def _dispatch(args: list[str]) -> int:
@@ -254,6 +285,16 @@ def guarded(run: Callable[[], int], *, debug: bool) -> int:
         echo_err("portable: error: interrupted")
         return 130
     except BrokenPipeError:
+        return 1
+    except OSError as exc:
+        # The environment (a full disk, an unwritable output, a file that vanished), not a bug
+        # of ours: one line naming it.
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        echo_err(f"portable: error: {exc.strerror or exc}{where}")
         return 1
     except Exception as exc:
         if debug:
