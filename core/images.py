@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from portable.types import Image, ImageFormat
 
 __all__ = [
+    "check_image_arg",
     "describe_file",
     "detect_format",
     "find_image",
@@ -215,9 +216,17 @@ def canonical_path(arg: str, *, host: Host, cwd: Path | None = None) -> str | No
         return resolve_path(rfd, inside)
 
 
+def check_image_arg(arg: str) -> None:
+    """Refuse an empty IMAGE argument, in systemd's words (it would mean the current directory
+    or the root)."""
+    if not arg:
+        raise ImageNotFound("Cannot normalize specified image path '': Invalid argument")
+
+
 def normalize_image_arg(arg: str, *, host: Host, cwd: Path | None = None) -> str:
     """An IMAGE argument as detach and is-attached use it: a name as is, a path made canonical
     if it exists and absolute otherwise (a deleted image can still be detached, spec 1.7)."""
+    check_image_arg(arg)
     if is_name(arg):
         return arg
     path = canonical_path(arg, host=host, cwd=cwd)
@@ -232,6 +241,7 @@ def resolve_image(arg: str, *, host: Host, registry: Registry, cwd: Path | None 
     """Resolve an IMAGE argument (name or path) to an :class:`Image`, or fail with one line."""
     from portable.types import Image
 
+    check_image_arg(arg)
     if is_name(arg):
         image = find_image(arg, host=host, registry=registry)
         if image is None:

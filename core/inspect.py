@@ -18,7 +18,7 @@ from typing import Any
 from portable.confined import ConfinedFile, UnsafePath, list_dir, open_root, read_file, resolve_dir
 from portable.errors import BadImage, PortableError
 from portable.host import Host
-from portable.images import resolve_image
+from portable.images import check_image_arg, resolve_image
 from portable.names import extract_prefix, is_valid_image_name
 from portable.osrelease import MAX_OS_RELEASE_SIZE, parse_os_release, split_prefixes
 from portable.registry import Registry, get_registry
@@ -100,6 +100,7 @@ class Inspection:
 
 def effective_prefixes(arg: str, prefixes: Sequence[str]) -> tuple[str, ...]:
     """The explicit prefixes, or the one derived from the image argument as typed (spec 2.4)."""
+    check_image_arg(arg)  # systemd's error for '' before a prefix error
     return tuple(prefixes) if prefixes else (extract_prefix(arg),)
 
 

@@ -171,3 +171,12 @@ def test_list_same_as_portablectl(box, images):
         box.run("rm -rf /var/lib/portables/quirky /var/lib/portables/copied_3")
     theirs, ours = both(box, ["list"])
     assert ours == theirs == (0, "No images.\n", "")
+
+
+@pytest.mark.parametrize("verb", ["inspect", "is-attached", "detach", "attach"])
+def test_empty_image_argument_like_portablectl(box, verb):
+    """'' is not the current directory nor the root: the same one-line refusal."""
+    theirs, ours = both(box, [verb, ""])
+    expected = "Cannot normalize specified image path '': Invalid argument"
+    assert theirs[0] == 1 and expected in theirs[2], theirs
+    assert ours == (1, "", f"portable: error: {expected}\n"), ours
