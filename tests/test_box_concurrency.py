@@ -15,16 +15,16 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import random
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hostile import loops_below, mount_points
 
 from portable.testing.box import Box
-from portable.testing.images import make_directory_image, service_unit
+from portable.testing.images import make_directory_image, make_squashfs_image, service_unit
 
 pytestmark = pytest.mark.box
 
@@ -208,20 +208,13 @@ def test_parallel_attach_and_detach_of_raw_images(box: Box, box_tmp: Path) -> No
             units={f"conraw{i}.service": service_unit(description=f"conraw{i}")},
             busybox=False,
         )
-        raw = box_tmp / f"conraw{i}_1.raw"
-        subprocess.run(
-            ["mksquashfs", str(tree), str(raw), "-quiet", "-noappend"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        raws.append(raw)
+        raws.append(make_squashfs_image(box_tmp / f"conraw{i}_1.raw", tree))
 
-    def loops() -> list[str]:
-        out = box.run(["losetup", "--list", "--noheadings", "-O", "BACK-FILE"]).stdout.split()
-        return [f for f in out if f in {str(r) for r in raws}]
+    def loops() -> set[str]:
+        return loops_below(tuple(str(r) for r in raws))
 
-    def mounts() -> list[str]:
-        return sorted(box.run(["sh", "-c", "cut -d' ' -f5 /proc/self/mountinfo"]).stdout.split())
+    def mounts() -> set[str]:
+        return mount_points(f"/proc/{box.leader_pid}/mountinfo")
 
     mounts_before = mounts()
     rng = random.Random(11)
@@ -253,7 +246,7 @@ def test_parallel_attach_and_detach_of_raw_images(box: Box, box_tmp: Path) -> No
         deadline = time.monotonic() + 5  # the kernel releases loop devices asynchronously
         while loops() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert loops() == []
+        assert loops() == set()
         assert mounts() == mounts_before
     finally:
         for raw in raws:

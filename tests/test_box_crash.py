@@ -10,16 +10,15 @@ same on --root without a service manager.)
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hostile import BoxCli, snapshot
+from hostile import BoxCli, loops_below, mount_points, snapshot
 
 from portable.testing.box import Box
-from portable.testing.images import make_directory_image
+from portable.testing.images import make_directory_image, make_squashfs_image
 
 pytestmark = pytest.mark.box
 
@@ -128,32 +127,21 @@ def test_attach_now_killed_at_every_step(box: Box, box_tmp: Path, clean: None) -
     assert active(box, "crash.service") != "active"
 
 
-def _loops_and_mounts(box: Box, backing: Path) -> tuple[list[str], list[str]]:
-    """Loop devices backed by ``backing`` and the box's mount points (bounded wait: the kernel
-    releases a killed process's loop device and mounts asynchronously)."""
-    loops: list[str] = []
-    mounts: list[str] = []
+def _released(box: Box, backing: Path) -> tuple[set[str], set[str]]:
+    """Loop devices backed by ``backing`` and the box's mount points, after a bounded wait:
+    the kernel releases a killed process's loop device asynchronously."""
     deadline = time.monotonic() + 5
-    while True:
-        out = box.run(["losetup", "--list", "--noheadings", "-O", "NAME,BACK-FILE"]).stdout
-        loops = [line for line in out.splitlines() if line.split()[-1:] == [str(backing)]]
-        mounts = sorted(box.run(["sh", "-c", "cut -d' ' -f5 /proc/self/mountinfo"]).stdout.split())
-        if not loops or time.monotonic() > deadline:
-            return loops, mounts
+    while loops_below((str(backing),)) and time.monotonic() < deadline:
         time.sleep(0.1)
+    return loops_below((str(backing),)), mount_points(f"/proc/{box.leader_pid}/mountinfo")
 
 
 def test_attach_raw_now_killed_at_every_step(box: Box, box_tmp: Path, clean: None) -> None:
     """A squashfs image: attach mounts it (loop device, detached mount) to read its units; a
     kill at any step leaves neither behind once the services are stopped."""
     tree = make_directory_image(box_tmp / "crashraw-tree", units={"crashraw.service": unit()})
-    img = box_tmp / "crashraw_1.raw"
-    subprocess.run(
-        ["mksquashfs", str(tree), str(img), "-quiet", "-noappend"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    _, mounts_before = _loops_and_mounts(box, img)
+    img = make_squashfs_image(box_tmp / "crashraw_1.raw", tree)
+    _, mounts_before = _released(box, img)
 
     def running(step: int) -> None:
         assert state(box, str(img)) == "running-runtime", step
@@ -161,8 +149,8 @@ def test_attach_raw_now_killed_at_every_step(box: Box, box_tmp: Path, clean: Non
         assert f"RootImage={img}\n" in dropin, step
 
     def released(step: int) -> None:
-        loops, mounts = _loops_and_mounts(box, img)
-        assert loops == [], (step, loops)
+        loops, mounts = _released(box, img)
+        assert loops == set(), (step, loops)
         assert mounts == mounts_before, (step, set(mounts) ^ set(mounts_before))
 
     steps = sweep(
