@@ -48,15 +48,13 @@ def run_fast(args: Sequence[str]) -> int | None:
             root, i = Path(arg[len("--root=") :]), i + 1
         else:
             return None  # another global option: click's
-    if root is not None:
-        if not str(root) or not root.is_dir():
-            return None  # click reports it
-        root = root.resolve()
+    if root is not None and not root.is_dir():
+        return None  # click reports it
+    app = App(root=root.resolve() if root is not None else Path("/"), debug=env_debug())
     verb, rest = (args[i], args[i + 1 :]) if i < len(args) else ("list", [])
     if verb == "list":
         if not all(a in _LIST_FLAGS for a in rest):
             return None
-        app = App(root=root or Path("/"), debug=env_debug())
         sys.stdout.write(
             list_output(app, legend="--no-legend" not in rest, as_json="--json" in rest)
         )
@@ -82,7 +80,6 @@ def run_fast(args: Sequence[str]) -> int | None:
             j += 1
         if len(images) != 1:
             return None
-        app = App(root=root or Path("/"), debug=env_debug())
         state = is_attached_state(app, images[0], extensions)
         if not quiet:
             sys.stdout.write(state + "\n")
