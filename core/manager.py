@@ -626,21 +626,26 @@ class Manager:
 
     # --- state ------------------------------------------------------------------------------
 
+    def _property(self, what: str, path: str, interface: str, name: str) -> Any:
+        """One D-Bus property of the object at ``path`` (D-Bus errors raise _CallError)."""
+        ((_, value),) = self._call(
+            what, "Get", "ss", (interface, name), path=path, interface=_PROPERTIES_IFACE
+        )
+        return value
+
+    def _unit_property(self, what: str, unit: str, interface: str, name: str) -> Any:
+        """One property of ``unit``, loading it first (D-Bus errors raise _CallError)."""
+        (path,) = self._call(what, "LoadUnit", "s", (unit,))
+        return self._property(what, str(path), interface, name)
+
     def active_state(self, unit: str) -> str:
         """``ActiveState`` of a unit (``inactive`` for one not loaded or not found).
 
         "" if PID 1 refuses the name (invalid, or a template without instance).
         """
-        what = f"Failed to get the state of {unit}"
         try:
-            (path,) = self._call(what, "LoadUnit", "s", (unit,))
-            ((_, state),) = self._call(
-                what,
-                "Get",
-                "ss",
-                (UNIT_IFACE, "ActiveState"),
-                path=str(path),
-                interface=_PROPERTIES_IFACE,
+            state = self._unit_property(
+                f"Failed to get the state of {unit}", unit, UNIT_IFACE, "ActiveState"
             )
         except _CallError:
             return ""
@@ -650,15 +655,7 @@ class Manager:
         """A service's ``MainPID`` (0 if it is not running)."""
         what = f"Failed to get the main PID of {unit}"
         try:
-            (path,) = self._call(what, "LoadUnit", "s", (unit,))
-            ((_, pid),) = self._call(
-                what,
-                "Get",
-                "ss",
-                ("org.freedesktop.systemd1.Service", "MainPID"),
-                path=str(path),
-                interface=_PROPERTIES_IFACE,
-            )
+            pid = self._unit_property(what, unit, "org.freedesktop.systemd1.Service", "MainPID")
         except _CallError as exc:
             raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
         return int(pid)
@@ -687,13 +684,8 @@ class Manager:
         daemon-reload: the file may be gone since. "" if there is none (a unit not found, a
         transient unit...) or the unit was unloaded meanwhile."""
         try:
-            ((_, path),) = self._call(
-                f"Failed to get the unit file of {unit.name}",
-                "Get",
-                "ss",
-                (UNIT_IFACE, "FragmentPath"),
-                path=unit.path,
-                interface=_PROPERTIES_IFACE,
+            path = self._property(
+                f"Failed to get the unit file of {unit.name}", unit.path, UNIT_IFACE, "FragmentPath"
             )
         except _CallError:
             return ""
