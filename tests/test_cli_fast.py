@@ -132,11 +132,25 @@ def test_errors_are_one_line_as_through_click(root, capsys):
     assert fast[0] != 0 and fast[1] == "" and fast[2].count("\n") == 1, fast
 
 
-def test_timestamps_as_systemd_prints_them():
-    assert format_timestamp(0) == "-"
-    # 2026-11-25 17:06:06.999999 UTC: seconds are truncated, as systemd does
-    stamp = format_timestamp(1_795_626_366_999_999)
-    assert stamp.startswith(("Wed 2026-11-25", "Thu 2026-11-26", "Tue 2026-11-24")), stamp
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "America/New_York"])
+def test_timestamps_as_systemd_prints_them(tz, monkeypatch):
+    """Local time, weekday and zone abbreviation; seconds truncated, as systemd prints them
+    (checked against datetime, which the click path used before the fast path)."""
+    import time
+    from datetime import datetime
+
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        assert format_timestamp(0) == "-"
+        for us in (1_795_626_366_999_999, 1_782_900_000_000_001, 1_000_000):
+            want = datetime.fromtimestamp(us // 1_000_000).astimezone()
+            assert format_timestamp(us) == want.strftime("%a %Y-%m-%d %H:%M:%S %Z"), (tz, us)
+        if tz == "UTC":
+            assert format_timestamp(1_795_626_366_999_999) == "Wed 2026-11-25 17:06:06 UTC"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_the_console_script_does_not_import_click_for_them(root):
