@@ -673,9 +673,6 @@ def verify_unit(unit: str, *, host: Host, manager: Manager) -> UnitReport:
         pid = manager.main_pid(unit)
     except PortableError as exc:
         return UnitReport(unit=unit, pid=None, profile=profile, error=str(exc), files=files)
-    except Exception as exc:  # a D-Bus error answer
-        message = getattr(exc, "message", str(exc))
-        return UnitReport(unit=unit, pid=None, profile=profile, error=message, files=files)
     if pid <= 0:
         return UnitReport(unit=unit, pid=None, profile=profile, error="not running", files=files)
     _wait_for_exec(pid)

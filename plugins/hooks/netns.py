@@ -188,9 +188,9 @@ def _profile_settings(profile: Profile | None) -> dict[str, str]:
     if profile is None:
         return {}
     dropin = profile.dropin_for("service")
-    if dropin is None or "X-Portable" not in dropin.text:
+    if dropin is None:
         return {}
-    from portable.unitfile import parse_unit_text
+    from portable.unitfile import parse_unit_text  # attach only: every command loads this hook
 
     return {a.key: a.value for a in parse_unit_text(dropin.text) if a.section == "X-Portable"}
 
@@ -198,12 +198,12 @@ def _profile_settings(profile: Profile | None) -> dict[str, str]:
 def requested(options: AttachOptions, profile: Profile | None) -> tuple[bool, str | None]:
     """(namespace wanted?, subnet or None): the options win over the profile's
     ``[X-Portable] NetworkNamespace=``/``NetworkNamespaceSubnet=``."""
+    from portable.unitfile import parse_boolean
+
     settings = _profile_settings(profile)
     subnet = getattr(options, "netns_subnet", None) or settings.get("NetworkNamespaceSubnet")
     wanted = bool(getattr(options, "netns", False) or getattr(options, "netns_subnet", None))
-    if not wanted and settings:
-        from portable.unitfile import parse_boolean
-
+    if not wanted:
         wanted = bool(parse_boolean(settings.get("NetworkNamespace", "no"))) or bool(
             settings.get("NetworkNamespaceSubnet")
         )
