@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -45,7 +46,6 @@ from portable.testing.images import make_directory_image, service_unit  # noqa: 
 # Set by main(): the interpreter and the ``portable`` script under test.
 PY = Path(sys.prefix) / "bin" / "python"
 OURS = str(Path(sys.prefix) / "bin" / "portable")
-DEPENDENCIES = ("click", "pluggy", "tomli_w", "pyroute2", "jeepney")
 THEIRS = "portablectl"
 PENDING_SQUASHFS = "pending: squashfs format not available yet"
 
@@ -282,7 +282,10 @@ def install_as_user(checkout: Path, dest: Path) -> Path:
             text=True,
         ).stdout.strip()
     )
-    for name in DEPENDENCIES:
+    # The runtime requirements pyproject.toml declares (none of them has dependencies itself).
+    requires = importlib.metadata.requires("portable-services") or []
+    names = [re.split(r"[ <>=!~;\[(]", r, maxsplit=1)[0] for r in requires if "extra ==" not in r]
+    for name in names:
         dist = importlib.metadata.distribution(name)
         for f in dist.files or ():
             src = Path(str(dist.locate_file(f)))
