@@ -638,6 +638,14 @@ class Manager:
         (path,) = self._call(what, "LoadUnit", "s", (unit,))
         return self._property(what, str(path), interface, name)
 
+    def version(self) -> str:
+        """The manager's ``Version`` property, e.g. ``252.39-1~deb12u2``."""
+        what = "Failed to get the service manager's version"
+        try:
+            return str(self._property(what, MANAGER_PATH, MANAGER_IFACE, "Version"))
+        except _CallError as exc:
+            raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
+
     def active_state(self, unit: str) -> str:
         """``ActiveState`` of a unit (``inactive`` for one not loaded or not found).
 
