@@ -43,6 +43,7 @@ from portable.inspect import (
 from portable.names import format_marker
 from portable.registry import Registry
 from portable.state import read_marker_line
+from portable.systemd_version import detect as detect_systemd
 from portable.transaction import Transaction, host_lock
 from portable.types import (
     AttachOptions,
@@ -192,6 +193,8 @@ def plan_files(plan: AttachPlan, host: Host) -> None:
     # Units can be linked only into a directory image; raw and archive images get copies.
     is_dir_image = image.format.root_setting == "RootDirectory" and image.format.unpack is None
     os_rel = host.os_release_path()
+    systemd = detect_systemd(host).major
+    ext_fields = [e.release_fields for e in plan.inspection.extensions] if plan.inspection else []
     root_path = None
     if image.format.unpack is not None:
         from portable.unpacked import unpacked_path
@@ -215,6 +218,9 @@ def plan_files(plan: AttachPlan, host: Host) -> None:
                     image,
                     unit,
                     host_os_release=os_rel,
+                    systemd=systemd,
+                    os_release_fields=plan.metadata.os_release_fields,
+                    extension_fields=ext_fields,
                     extra=plan.extra,
                     root_path=root_path,
                     extension_images=plan.extensions,
@@ -492,6 +498,8 @@ def attach_many(
     """
     if options.extensions and len(args) > 1:
         raise PortableError("--extension can be used with one image at a time")
+    if manager is not None:
+        detect_systemd(host, manager)  # before profiles are loaded: they follow it too
     plans = [prepare(arg, options, host=host, registry=registry, cwd=cwd) for arg in args]
     owner: dict[str, str] = {}
     for plan in plans:

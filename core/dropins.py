@@ -1,22 +1,52 @@
 """The ``20-portable.conf`` drop-in: the ownership marker and the settings pointing at the image.
 
-Byte-compatible with systemd 252 (spec 3.4): the first line is the marker, the only record of
-an attach; ``.service`` units get a ``[Service]`` section with the image reference. Settings a
-pre-attach hook adds (:class:`~portable.types.ExtraSetting`) are appended at the end, so
-systemd's portablectl still recognises and removes the file.
+Byte-compatible with the running systemd's portabled (spec 3.4, 3.5): the first line is the
+marker, the only record of an attach; ``.service`` units get a ``[Service]`` section with the
+image reference. systemd 254 stopped binding the host's os-release (PID 1 provides
+``/run/host/os-release`` itself, and a second bind makes the unit fail with "File exists") and
+added the ``PORTABLE_*NAME_AND_VERSION`` log fields. Settings a pre-attach hook adds
+(:class:`~portable.types.ExtraSetting`) are appended at the end, so systemd's portablectl still
+recognises and removes the file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from portable.names import format_marker
+from portable.systemd_version import OLDEST_SUPPORTED
 from portable.types import ExtraSetting, Image, UnitFile
 
-__all__ = ["MARKER_FILE", "PROFILE_FILE", "render_portable_dropin"]
+__all__ = ["MARKER_FILE", "PROFILE_FILE", "name_and_version", "render_portable_dropin"]
 
 MARKER_FILE = "20-portable.conf"
 PROFILE_FILE = "10-profile.conf"
+
+
+def name_and_version(fields: Mapping[str, str], kind: str, *, no_controls: bool) -> str:
+    """systemd's ``<id>_<version>`` label of a release file (``debian_12``, ``app_1``), or "".
+
+    ``kind`` is ``""`` (os-release), ``"SYSEXT_"`` or ``"CONFEXT_"`` (extension-release). From 257
+    on (``no_controls``), a value with control characters counts as absent.
+    """
+    ids = ("IMAGE_ID", "ID") if not kind else (f"{kind}IMAGE_ID", f"{kind}ID")
+    versions = (
+        ("IMAGE_VERSION", "VERSION_ID", "BUILD_ID")
+        if not kind
+        else (f"{kind}IMAGE_VERSION", f"{kind}VERSION_ID", f"{kind}BUILD_ID")
+    )
+
+    def first(keys: Sequence[str]) -> str:
+        for key in keys:
+            if key in fields:
+                value = fields[key]
+                if no_controls and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+                    return ""
+                return value
+        return ""
+
+    ident, version = first(ids), first(versions)
+    return "_".join(part for part in (ident, version) if part)
 
 
 def render_portable_dropin(
@@ -24,7 +54,10 @@ def render_portable_dropin(
     unit: UnitFile,
     *,
     host_os_release: str,
+    systemd: int = OLDEST_SUPPORTED,
+    os_release_fields: Mapping[str, str] | None = None,
     extensions: Sequence[str] = (),
+    extension_fields: Sequence[Mapping[str, str]] = (),
     extra: Sequence[ExtraSetting] = (),
     root_path: str | None = None,
     extension_images: Sequence[Image] = (),
@@ -33,17 +66,21 @@ def render_portable_dropin(
 ) -> bytes:
     """The content of ``<unit>.d/20-portable.conf`` for ``unit`` attached from ``image``.
 
+    ``systemd`` is the major version of the host's systemd: its portabled's format is written
+    (252/253: a bind of ``host_os_release``; 254 on: the ``PORTABLE_*`` log fields from
+    ``os_release_fields`` and, per extension, ``extension_fields``).
+
     ``root_path`` is what ``RootDirectory=``/``RootImage=`` point at when that is not the image
     itself (an archive format's unpacked tree).
 
     With extension images (``extension_images``, in command-line order; the marker names them
     all), a service that comes from one of them (``origin``) is labelled with that extension's
     file name (``PORTABLE=``) and gets an ``ExtensionImages=``/``ExtensionDirectories=`` line
-    for every extension, as systemd 252 writes them (spec 3.4). ``relax_extension_check``
-    (``--force``) appends ``:x-systemd.relax-extension-release-check`` to ``ExtensionImages=``
-    lines; unlike systemd 252, which decided that by the *root* image's type and so could write
-    the option after an ``ExtensionDirectories=`` path (where PID 1 takes it for part of the
-    path), the extension's own type decides, as systemd 257 does.
+    for every extension, as systemd writes them. ``relax_extension_check`` (``--force``) appends
+    ``:x-systemd.relax-extension-release-check`` to ``ExtensionImages=`` lines; unlike systemd
+    252, which decided that by the *root* image's type and so could write the option after an
+    ``ExtensionDirectories=`` path (where PID 1 takes it for part of the path), the extension's
+    own type decides, as systemd 257 does.
     """
     marker_extensions = [e.path for e in extension_images] or list(extensions)
     lines = [format_marker(image.path, marker_extensions)]
@@ -54,18 +91,44 @@ def render_portable_dropin(
             "[Service]",
             f"{image.format.root_setting}={root_path or image.path}",
             f"Environment=PORTABLE={label}",
-            f"BindReadOnlyPaths={host_os_release}:/run/host/os-release",
-            f"LogExtraFields=PORTABLE={label}",
         ]
+        if systemd < 254:
+            lines.append(f"BindReadOnlyPaths={host_os_release}:/run/host/os-release")
+        lines.append(f"LogExtraFields=PORTABLE={label}")
+        no_controls = systemd >= 257
+        if systemd >= 254:
+            nv = name_and_version(os_release_fields or {}, "", no_controls=no_controls)
+            if not marker_extensions:
+                if nv:
+                    lines.append(f"LogExtraFields=PORTABLE_NAME_AND_VERSION={nv}")
+            else:
+                lines += [
+                    f"Environment=PORTABLE_ROOT={image.filename}",
+                    f"LogExtraFields=PORTABLE_ROOT={image.filename}",
+                ]
+                if nv:
+                    lines.append(f"LogExtraFields=PORTABLE_ROOT_NAME_AND_VERSION={nv}")
         if origin is not None:
-            for ext in extension_images:
-                if ext.format.root_setting == "RootDirectory":
-                    lines.append(f"ExtensionDirectories={ext.path}")
-                else:
-                    relax = ":x-systemd.relax-extension-release-check"
-                    lines.append(
-                        f"ExtensionImages={ext.path}{relax if relax_extension_check else ''}"
-                    )
+            for index, ext in enumerate(extension_images):
+                relax = relax_extension_check and ext.format.root_setting != "RootDirectory"
+                kind_setting = (
+                    "ExtensionDirectories"
+                    if ext.format.root_setting == "RootDirectory"
+                    else "ExtensionImages"
+                )
+                if systemd >= 254:
+                    lines.append("")
+                lines.append(
+                    f"{kind_setting}={ext.path}"
+                    + (":x-systemd.relax-extension-release-check" if relax else "")
+                )
+                if systemd >= 254:
+                    lines.append(f"LogExtraFields=PORTABLE_EXTENSION={ext.filename}")
+                    fields = extension_fields[index] if index < len(extension_fields) else {}
+                    for kind in ("SYSEXT_", "CONFEXT_"):
+                        nv = name_and_version(fields, kind, no_controls=no_controls)
+                        if nv:
+                            lines.append(f"LogExtraFields=PORTABLE_EXTENSION_NAME_AND_VERSION={nv}")
     sections: dict[str, list[str]] = {}
     for setting in extra:
         if setting.units and unit.name not in setting.units:

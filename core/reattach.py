@@ -34,6 +34,7 @@ from portable.detach import (
 from portable.errors import PortableError
 from portable.host import ATTACHED_DIR, Host
 from portable.registry import Registry
+from portable.systemd_version import detect as detect_systemd
 from portable.transaction import Transaction, host_lock
 from portable.types import AttachOptions, Change, DetachOptions
 
@@ -66,6 +67,8 @@ def reattach(
     cwd: Path | None = None,
 ) -> ReattachResult:
     """Detach the attached version of ``arg``'s image and attach ``arg`` instead."""
+    if manager is not None:
+        detect_systemd(host, manager)  # before profiles are loaded: they follow it too
     plan = prepare(arg, options, host=host, registry=registry, cwd=cwd)  # new image must exist
     detach_opts = DetachOptions(runtime=options.runtime, force=True, extensions=options.extensions)
     with host_lock(host):
