@@ -22,7 +22,7 @@ from portable.host import Host
 from portable.reattach import reattach
 from portable.registry import make_registry
 from portable.state import image_state
-from portable.testing.images import make_directory_image, service_unit
+from portable.testing.images import make_directory_image, mark_systemd_version, service_unit
 from portable.types import AttachOptions, DetachOptions, ExtraSetting
 
 PROFILES = Path(__file__).resolve().parent.parent / "plugins" / "profiles"
@@ -87,7 +87,23 @@ def do_detach(root, registry, arg="/srv/images/foo_1.2", **kw):
     return detach(arg, DetachOptions(**kw), host=Host(root), registry=registry)
 
 
-def test_attach_writes_what_systemd_252_writes(root, registry):
+# What portabled writes for a service: 252 binds the host's os-release; from 254 on PID 1 provides
+# it (a second bind fails the unit) and the image's ID_VERSION is logged.
+SERVICE_DROPIN = {
+    252: b"# Drop-in created for image '/srv/images/foo_1.2', do not edit.\n\n[Service]\n"
+    b"RootDirectory=/srv/images/foo_1.2\nEnvironment=PORTABLE=foo_1.2\n"
+    b"BindReadOnlyPaths=/etc/os-release:/run/host/os-release\n"
+    b"LogExtraFields=PORTABLE=foo_1.2\n",
+    257: b"# Drop-in created for image '/srv/images/foo_1.2', do not edit.\n\n[Service]\n"
+    b"RootDirectory=/srv/images/foo_1.2\nEnvironment=PORTABLE=foo_1.2\n"
+    b"LogExtraFields=PORTABLE=foo_1.2\n"
+    b"LogExtraFields=PORTABLE_NAME_AND_VERSION=debian_12\n",
+}
+
+
+@pytest.mark.parametrize("systemd", [252, 257])
+def test_attach_writes_what_the_roots_systemd_writes(root, registry, systemd):
+    mark_systemd_version(root, systemd)
     res = do_attach(root, registry, runtime=True)
     w = root / "run/systemd/system.attached"
     assert sorted(os.listdir(w)) == [
@@ -99,21 +115,18 @@ def test_attach_writes_what_systemd_252_writes(root, registry):
         "foo.socket.d",
     ]
     dropin = (w / "foo.service.d/20-portable.conf").read_bytes()
-    assert dropin == (
-        b"# Drop-in created for image '/srv/images/foo_1.2', do not edit.\n\n[Service]\n"
-        b"RootDirectory=/srv/images/foo_1.2\nEnvironment=PORTABLE=foo_1.2\n"
-        b"BindReadOnlyPaths=/etc/os-release:/run/host/os-release\n"
-        b"LogExtraFields=PORTABLE=foo_1.2\n"
-    )
-    assert len(dropin) == 225  # the spec's worked example
+    assert dropin == SERVICE_DROPIN[systemd]
+    if systemd == 252:
+        assert len(dropin) == 225  # the spec's worked example
     assert (w / "foo.socket.d/20-portable.conf").read_bytes() == (
         b"# Drop-in created for image '/srv/images/foo_1.2', do not edit.\n"
     )
     assert not (w / "foo.socket.d/10-profile.conf").exists()  # only services get a profile
-    # the built-in profile file is outside this root: copied, byte-identical
+    # the root has no systemd profile files: the bundled copy of its version, copied
     assert (w / "foo.service.d/10-profile.conf").read_bytes() == (
-        PROFILES / "default/service.conf"
+        PROFILES / f"systemd{systemd}/default/service.conf"
     ).read_bytes()
+    assert not (w / "foo.service.d/10-profile.conf").is_symlink()
     for f in ("foo.service", "foo.service.d/20-portable.conf", "foo.service.d/10-profile.conf"):
         assert (w / f).stat().st_mode & 0o777 == 0o644
     assert (w / "foo.service.d").stat().st_mode & 0o777 == 0o755
@@ -387,8 +400,10 @@ def test_extra_settings_from_hooks(root, registry):
     do_attach(root, registry, runtime=True)
     w = root / "run/systemd/system.attached"
     foo = (w / "foo.service.d/20-portable.conf").read_text()
+    # after portabled's own lines (the root's systemd: the newest known, 257)
     assert foo.endswith(
-        "LogExtraFields=PORTABLE=foo_1.2\nNetworkNamespacePath=/run/netns/portable-foo\n"
+        "LogExtraFields=PORTABLE_NAME_AND_VERSION=debian_12\n"
+        "NetworkNamespacePath=/run/netns/portable-foo\n"
     )
     assert "Nice=5" in (w / "foo-bar.service.d/20-portable.conf").read_text()
     assert "Nice" not in foo

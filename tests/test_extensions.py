@@ -29,6 +29,7 @@ from portable.testing.images import (
     make_directory_image,
     make_extension_tree,
     make_squashfs_image,
+    mark_systemd_version,
     service_unit,
 )
 from portable.types import ImageMetadata
@@ -41,6 +42,21 @@ REL = "ID=debian\nVERSION_ID=12\n"
 APP0 = "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/opt/script0.sh\n"
 APP1 = "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/opt/script1.sh\n"
 HOST_OS = "/usr/lib/os-release"  # what --root trees without /etc/os-release bind
+
+# The root's systemd decides what 20-portable.conf holds: 252 binds the host's os-release; 254+
+# logs the images' names and versions and puts a blank line before each extension.
+ROOT_LOG_257 = (
+    "Environment=PORTABLE_ROOT={root}\nLogExtraFields=PORTABLE_ROOT={root}\n"
+    "LogExtraFields=PORTABLE_ROOT_NAME_AND_VERSION=debian_12\n"
+)
+
+
+@pytest.fixture(params=[252, 257], ids=["systemd252", "systemd257"])
+def systemd(request: pytest.FixtureRequest, root: Path) -> int:
+    """Both known systemd versions in the root tree (tests asserting version-specific bytes)."""
+    mark_systemd_version(root, request.param)
+    return int(request.param)
+
 
 raw_needed = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
@@ -359,15 +375,25 @@ def dropin(root: Path, unit: str, runtime: bool = True) -> str:
     return (root / f"{where}/systemd/system.attached/{unit}.d/20-portable.conf").read_text()
 
 
-def test_attach_directory_extensions_as_systemd_252(root):
+def test_attach_directory_extensions_as_systemd_does(root, systemd):
     r = ok(root, "attach", "--copy=symlink", "--runtime", *EXT2, "/srv/rootdir", "app0", "app1")
     marker = "# Drop-in created for image '/srv/rootdir:/srv/app0:/srv/app1', do not edit.\n"
     for name in ("app0", "app1"):
-        assert dropin(root, f"{name}.service") == (
-            f"{marker}\n[Service]\nRootDirectory=/srv/rootdir\nEnvironment=PORTABLE={name}\n"
-            f"BindReadOnlyPaths={HOST_OS}:/run/host/os-release\nLogExtraFields=PORTABLE={name}\n"
-            "ExtensionDirectories=/srv/app0\nExtensionDirectories=/srv/app1\n"
-        )
+        head = f"{marker}\n[Service]\nRootDirectory=/srv/rootdir\nEnvironment=PORTABLE={name}\n"
+        if systemd == 252:
+            expected = (
+                f"{head}BindReadOnlyPaths={HOST_OS}:/run/host/os-release\n"
+                f"LogExtraFields=PORTABLE={name}\n"
+                "ExtensionDirectories=/srv/app0\nExtensionDirectories=/srv/app1\n"
+            )
+        else:
+            expected = (
+                f"{head}LogExtraFields=PORTABLE={name}\n"
+                + ROOT_LOG_257.format(root="rootdir")
+                + "\nExtensionDirectories=/srv/app0\nLogExtraFields=PORTABLE_EXTENSION=app0\n"
+                "\nExtensionDirectories=/srv/app1\nLogExtraFields=PORTABLE_EXTENSION=app1\n"
+            )
+        assert dropin(root, f"{name}.service") == expected
     where = root / "run/systemd/system.attached"
     assert os.readlink(where / "app0.service") == "/srv/app0/usr/lib/systemd/system/app0.service"
     assert os.readlink(where / "app1.service") == "/srv/app1/usr/lib/systemd/system/app1.service"
@@ -383,12 +409,16 @@ def test_attach_directory_extensions_as_systemd_252(root):
     assert sorted(os.listdir(root / "run/portables")) == []
 
 
-def test_units_from_the_root_get_no_extension_lines(root):
+def test_units_from_the_root_get_no_extension_lines(root, systemd):
     ok(root, "attach", "--runtime", "--extension", "/srv/app0", "/srv/rootdir", "minimal-app0")
-    assert dropin(root, "minimal-app0.service") == (
+    head = (
         "# Drop-in created for image '/srv/rootdir:/srv/app0', do not edit.\n\n[Service]\n"
         "RootDirectory=/srv/rootdir\nEnvironment=PORTABLE=rootdir\n"
-        f"BindReadOnlyPaths={HOST_OS}:/run/host/os-release\nLogExtraFields=PORTABLE=rootdir\n"
+    )
+    assert dropin(root, "minimal-app0.service") == (
+        f"{head}BindReadOnlyPaths={HOST_OS}:/run/host/os-release\nLogExtraFields=PORTABLE=rootdir\n"
+        if systemd == 252
+        else f"{head}LogExtraFields=PORTABLE=rootdir\n" + ROOT_LOG_257.format(root="rootdir")
     )
     src = root / "run/systemd/system.attached/minimal-app0.service"
     assert not src.is_symlink()
@@ -445,7 +475,7 @@ def test_reattach_to_a_new_base_version_keeps_extensions(root):
 
 
 @raw_needed
-def test_raw_extension_on_raw_root_with_force(root):
+def test_raw_extension_on_raw_root_with_force(root, systemd):
     srv = root / "srv"
     make_squashfs_image(srv / "minimal_0.raw", srv / "rootdir")
     make_squashfs_image(srv / "app0.raw", srv / "app0")
@@ -464,11 +494,19 @@ def test_raw_extension_on_raw_root_with_force(root):
         "/srv/minimal_0.raw",
         "app0",
     )
-    assert dropin(root, "app0.service") == (
+    head = (
         "# Drop-in created for image '/srv/minimal_0.raw:/srv/app10.raw', do not edit.\n\n"
         "[Service]\nRootImage=/srv/minimal_0.raw\nEnvironment=PORTABLE=app10.raw\n"
-        f"BindReadOnlyPaths={HOST_OS}:/run/host/os-release\nLogExtraFields=PORTABLE=app10.raw\n"
+    )
+    assert dropin(root, "app0.service") == (
+        f"{head}BindReadOnlyPaths={HOST_OS}:/run/host/os-release\n"
+        "LogExtraFields=PORTABLE=app10.raw\n"
         "ExtensionImages=/srv/app10.raw:x-systemd.relax-extension-release-check\n"
+        if systemd == 252
+        else f"{head}LogExtraFields=PORTABLE=app10.raw\n"
+        + ROOT_LOG_257.format(root="minimal_0.raw")
+        + "\nExtensionImages=/srv/app10.raw:x-systemd.relax-extension-release-check\n"
+        "LogExtraFields=PORTABLE_EXTENSION=app10.raw\n"
     )
     assert not (root / "run/systemd/system.attached/app0.service").is_symlink()
     r = ok(
@@ -496,23 +534,25 @@ def test_raw_extension_on_raw_root_with_force(root):
 
 
 @raw_needed
-def test_force_relax_option_only_on_extension_images(root):
+def test_force_relax_option_only_on_extension_images(root, systemd):
     """systemd 252 keys the option to the root's type; we to the extension's (as 257)."""
     srv = root / "srv"
     make_squashfs_image(srv / "minimal_0.raw", srv / "rootdir")
     make_squashfs_image(srv / "app1.raw", srv / "app1")
     args = ["--extension", "/srv/app0", "--extension", "/srv/app1.raw"]
-    ok(root, "attach", "--force", "--runtime", *args, "/srv/minimal_0.raw", "app0")
-    assert dropin(root, "app0.service").endswith(
+    expected = (
         "ExtensionDirectories=/srv/app0\n"
         "ExtensionImages=/srv/app1.raw:x-systemd.relax-extension-release-check\n"
+        if systemd == 252
+        else "\nExtensionDirectories=/srv/app0\nLogExtraFields=PORTABLE_EXTENSION=app0\n"
+        "\nExtensionImages=/srv/app1.raw:x-systemd.relax-extension-release-check\n"
+        "LogExtraFields=PORTABLE_EXTENSION=app1.raw\n"
     )
+    ok(root, "attach", "--force", "--runtime", *args, "/srv/minimal_0.raw", "app0")
+    assert dropin(root, "app0.service").endswith(expected)
     ok(root, "detach", "--runtime", *args, "/srv/minimal_0.raw")
     ok(root, "attach", "--force", "--runtime", *args, "/srv/rootdir", "app0")
-    assert dropin(root, "app0.service").endswith(
-        "ExtensionDirectories=/srv/app0\n"
-        "ExtensionImages=/srv/app1.raw:x-systemd.relax-extension-release-check\n"
-    )
+    assert dropin(root, "app0.service").endswith(expected)
 
 
 @raw_needed

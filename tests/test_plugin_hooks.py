@@ -127,7 +127,10 @@ def test_hook_portable_pre_attach(register_plugin, make_image, portable_cli, por
     code, out, err = portable_cli("attach", image)
     assert code == 0
     text = portable_root / "etc/systemd/system.attached/foo.service.d/20-portable.conf"
-    assert text.read_text().endswith("LogExtraFields=PORTABLE=foo_1\nNice=5\n")
+    # after portabled's own lines (the root has no systemd: the newest known behaviour, 257)
+    assert text.read_text().endswith(
+        "LogExtraFields=PORTABLE_NAME_AND_VERSION=portabletest_1\nNice=5\n"
+    )
 
 
 def test_hook_portable_post_attach(register_plugin, make_image, portable_cli, portable_root):

@@ -32,6 +32,7 @@ from portable.testing.images import (
     make_gpt_image,
     make_gpt_image_with_repart,
     make_squashfs_image,
+    mark_systemd_version,
     service_unit,
 )
 
@@ -200,19 +201,26 @@ def test_list_shows_raw_images_without_mounting(tmp_path, tree):
     ]
 
 
-def test_attach_raw_writes_rootimage_and_copies_units(tmp_path, tree):
+@pytest.mark.parametrize("systemd", [252, 257])
+def test_attach_raw_writes_rootimage_and_copies_units(tmp_path, tree, systemd):
     """RootImage=, units always copied (no link into an image file), empty change source."""
+    mark_systemd_version(tmp_path, systemd)
     (tmp_path / "srv").mkdir()
     make_squashfs_image(tmp_path / "srv/foo_1.raw", tree)
     r = run_cli("--root", str(tmp_path), "attach", "--copy=symlink", "--runtime", "/srv/foo_1.raw")
     assert r.returncode == 0, r.stderr
     where = tmp_path / "run/systemd/system.attached"
     dropin = (where / "foo.service.d/20-portable.conf").read_text()
-    assert dropin == (
+    head = (
         "# Drop-in created for image '/srv/foo_1.raw', do not edit.\n\n[Service]\n"
         "RootImage=/srv/foo_1.raw\nEnvironment=PORTABLE=foo_1.raw\n"
-        "BindReadOnlyPaths=/usr/lib/os-release:/run/host/os-release\n"
+    )
+    assert dropin == (
+        f"{head}BindReadOnlyPaths=/usr/lib/os-release:/run/host/os-release\n"
         "LogExtraFields=PORTABLE=foo_1.raw\n"
+        if systemd == 252
+        else f"{head}LogExtraFields=PORTABLE=foo_1.raw\n"
+        "LogExtraFields=PORTABLE_NAME_AND_VERSION=debian_12\n"
     )
     unit = where / "foo.service"
     assert not unit.is_symlink() and unit.read_text() == UNIT

@@ -31,6 +31,7 @@ __all__ = [
     "make_gpt_image",
     "make_gpt_image_with_repart",
     "make_squashfs_image",
+    "mark_systemd_version",
     "service_unit",
 ]
 
@@ -54,6 +55,18 @@ APPLETS = (
 )
 
 DEFAULT_OS_RELEASE = 'ID=portabletest\nVERSION_ID=1\nPRETTY_NAME="Portable Test OS 1"\n'
+
+
+def mark_systemd_version(root: Path, version: int) -> Path:
+    """Make the tree ``root`` look as if systemd ``version`` were installed in it.
+
+    ``--root`` follows the systemd of the tree (:mod:`portable.systemd_version`), found by its
+    shared library's name as Debian installs it; an empty file of that name is enough.
+    """
+    lib = root / f"usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-{version}.so"
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    lib.touch()
+    return lib
 
 
 def service_unit(
