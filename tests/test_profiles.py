@@ -11,8 +11,11 @@ import pytest
 
 from portable.errors import PluginConflict
 from portable.hookspecs import hookimpl
+from portable.host import Host
 from portable.plugins.profiles import builtin, systemd_dirs
 from portable.registry import Registry, make_registry
+from portable.systemd_version import detect
+from portable.testing.images import mark_systemd_version
 from portable.types import Profile, ProfileDropin
 
 HOST_PROFILES = Path("/usr/lib/systemd/portable/profile")
@@ -51,7 +54,10 @@ def dir_profiles(root: Path) -> dict[str, Profile]:
 # --- built-ins -----------------------------------------------------------------------------------
 
 
-def test_builtins_exist_with_packaged_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [252, 257])
+def test_builtins_without_host_files_are_bundled_copies(tmp_path: Path, version: int) -> None:
+    """A root without systemd's profile files gets the bundled copy of its systemd, copied."""
+    mark_systemd_version(tmp_path, version)
     profiles = registry(tmp_path).profiles()
     for name in builtin.NAMES:
         reg = profiles[name]
@@ -61,23 +67,62 @@ def test_builtins_exist_with_packaged_files(tmp_path: Path) -> None:
         assert profile.priority == 0
         assert list(profile.dropins) == ["service"]
         dropin = profile.dropins["service"]
-        assert dropin.path is not None and dropin.path.is_file()
-        assert dropin.path == builtin.data_path(name)
-        assert dropin.text.encode() == dropin.path.read_bytes()
+        assert dropin.path is None  # copied into 10-profile.conf, never linked into the package
+        bundled = builtin.data_path(name, version)
+        assert bundled.parent.parent.name == f"systemd{version}"
+        assert dropin.text.encode() == bundled.read_bytes()
         assert "\n" not in profile.description and profile.description
     assert profiles["default"].spec.description.startswith('The "default" security profile')
 
 
+@pytest.mark.parametrize(("version", "bundled"), [(251, 252), (254, 252), (256, 252), (258, 257)])
+def test_unknown_versions_get_the_nearest_known_below(version: int, bundled: int) -> None:
+    assert builtin.data_path("strict", version) == builtin.data_path("strict", bundled)
+
+
+def test_bundled_257_profiles_bind_log_sockets_and_drop_private_tmp() -> None:
+    """systemd 257's change to three of the four profiles (the spec's 252/257 differences)."""
+    for name in ("default", "nonetwork", "strict"):
+        old = builtin.data_path(name, 252).read_text().splitlines()
+        new = builtin.data_path(name, 257).read_text().splitlines()
+        assert "BindLogSockets=yes" in new and "BindLogSockets=yes" not in old
+        assert "PrivateTmp=yes" in old and "PrivateTmp=yes" not in new
+        binds = "BindReadOnlyPaths=/dev/log /run/systemd/journal/socket /run/systemd/journal/stdout"
+        assert [line for line in old if line not in (binds, "PrivateTmp=yes")] == [
+            line for line in new if line != "BindLogSockets=yes"
+        ]
+    trusted = "trusted"
+    assert (
+        builtin.data_path(trusted, 252).read_bytes() == builtin.data_path(trusted, 257).read_bytes()
+    )
+
+
 @pytest.mark.skipif(not HOST_PROFILES.is_dir(), reason="systemd-container is not installed")
 @pytest.mark.parametrize("name", builtin.NAMES)
-def test_builtins_byte_identical_to_systemd(name: str) -> None:
-    profile = {p.name: p for p in builtin.portable_profiles()}[name]
+def test_builtins_are_the_hosts_own_files(name: str) -> None:
+    """Where the host's systemd ships the profile, that file is used (and linked to)."""
+    profile = {p.name: p for p in builtin.portable_profiles(root=Path("/"))}[name]
     host_file = HOST_PROFILES / name / "service.conf"
-    assert profile.dropins["service"].text.encode() == host_file.read_bytes()
+    dropin = profile.dropins["service"]
+    assert dropin.text.encode() == host_file.read_bytes()
+    assert dropin.path == host_file
+    assert profile.origin == str(host_file)
 
 
-def test_builtin_settings_sanity() -> None:
-    profiles = {p.name: p for p in builtin.portable_profiles()}
+@pytest.mark.parametrize("version", [252, 257])
+def test_bundled_copies_byte_identical_to_systemd(version: int) -> None:
+    """The copies are systemd's files; the host's own are compared where it runs that version."""
+    if not HOST_PROFILES.is_dir() or detect(Host()).major != version:
+        pytest.skip(f"this machine's systemd is not {version} (the box tests compare it there)")
+    for name in builtin.NAMES:
+        host_file = HOST_PROFILES / name / "service.conf"
+        assert builtin.data_path(name, version).read_bytes() == host_file.read_bytes()
+
+
+@pytest.mark.parametrize("version", [252, 257])
+def test_builtin_settings_sanity(tmp_path: Path, version: int) -> None:
+    mark_systemd_version(tmp_path, version)
+    profiles = {p.name: p for p in builtin.portable_profiles(root=tmp_path)}
     strict = settings(profiles["strict"])
     assert "PrivateNetwork=yes" in strict
     assert "CapabilityBoundingSet=" in strict
@@ -137,17 +182,24 @@ def test_etc_overrides_builtin_default(tmp_path: Path) -> None:
     assert reg.spec.dropins["service"].text == "[Service]\nDynamicUser=no\n"
 
 
-def test_usr_lib_does_not_override_builtin_default(tmp_path: Path) -> None:
+def test_usr_lib_copy_of_a_builtin_is_what_default_uses(tmp_path: Path) -> None:
+    """systemd's own /usr/lib file of a built-in name is the profile (as portablectl)."""
     write(tmp_path, f"{USR}/default/service.conf", "[Service]\nDynamicUser=no\n")
     reg = registry(tmp_path).profile("default")
     assert reg.plugin == "portable.plugins.profiles.builtin"
-    assert reg.spec.origin == "built-in"
+    assert reg.spec.origin == "/usr/lib/systemd/portable/profile/default/service.conf"
+    dropin = reg.spec.dropins["service"]
+    assert dropin.text == "[Service]\nDynamicUser=no\n"
+    assert dropin.path == Path("/usr/lib/systemd/portable/profile/default/service.conf")
+    # the other names, not shipped in this tree, are the bundled copies
+    assert registry(tmp_path).profile("strict").spec.origin == "built-in"
 
 
-def test_real_root_builtins_win_over_systemd_copies() -> None:
+@pytest.mark.skipif(not HOST_PROFILES.is_dir(), reason="systemd-container is not installed")
+def test_real_root_builtins_are_the_hosts_files() -> None:
     profiles = registry(Path("/")).profiles()
     for name in builtin.NAMES:
-        assert profiles[name].spec.origin == "built-in"
+        assert profiles[name].spec.origin == f"{HOST_PROFILES}/{name}/service.conf"
 
 
 def test_first_directory_wins(tmp_path: Path) -> None:

@@ -1,13 +1,18 @@
-"""The four profiles systemd 252 ships: ``default``, ``nonetwork``, ``strict``, ``trusted``.
+"""The four profiles systemd ships: ``default``, ``nonetwork``, ``strict``, ``trusted``.
 
-Each has one drop-in, for services. Its text is a byte-for-byte copy of systemd 252's
-``/usr/lib/systemd/portable/profile/<name>/service.conf``, packaged next to this module as
-``<name>/service.conf``, so a profile attached in copy mode is the same bytes portablectl writes,
-and in symlink mode ``10-profile.conf`` links to the packaged file (``ProfileDropin.path``).
+Each has one drop-in, for services. As portablectl does, a host whose systemd ships the profile
+(``/usr/lib/systemd/portable/profile/<name>/service.conf``) gets *that* file: ``10-profile.conf``
+links to (or is a copy of) it, so its settings are always the running systemd's, and nothing an
+attach leaves on the host points into this Python package.
+
+Only where the host (or the ``--root`` tree) has no such file, the copy bundled here is used,
+the one of the systemd version the host runs (:mod:`portable.systemd_version`): systemd 257
+replaced the three log-socket binds by ``BindLogSockets=yes`` and dropped ``PrivateTmp=yes``.
+Those are always *copied* into ``10-profile.conf`` (``ProfileDropin.path`` is None), never linked.
 
 These are plugin profiles (priority 0): a profile of the same name in ``/etc``, ``/run`` or
-``/usr/local/lib`` below ``systemd/portable/profile`` overrides them, systemd's own ``/usr/lib``
-copies do not (see :mod:`portable.plugins.profiles.systemd_dirs`).
+``/usr/local/lib`` below ``systemd/portable/profile`` overrides them (see
+:mod:`portable.plugins.profiles.systemd_dirs`).
 """
 
 from __future__ import annotations
@@ -15,52 +20,51 @@ from __future__ import annotations
 from pathlib import Path
 
 from portable.hookspecs import hookimpl
+from portable.host import Host
+from portable.plugins.profiles.systemd_dirs import describe, read_dropin
+from portable.systemd_version import detect, nearest_known
 from portable.types import Profile, ProfileDropin
 
-__all__ = ["NAMES", "data_path", "describe", "portable_profiles"]
+__all__ = ["NAMES", "SYSTEMD_PROFILE_DIR", "data_path", "portable_profiles"]
 
 NAMES = ("default", "nonetwork", "strict", "trusted")
 
 
-def data_path(name: str, unit_type: str = "service") -> Path:
-    """Where the packaged drop-in of built-in profile ``name`` lives."""
-    return Path(__file__).parent / name / f"{unit_type}.conf"
+SYSTEMD_PROFILE_DIR = "/usr/lib/systemd/portable/profile"
 
 
-def describe(text: str) -> str | None:
-    """A one-line description from the leading comment block of a profile drop-in, if any.
+def data_path(name: str, systemd: int, unit_type: str = "service") -> Path:
+    """The bundled drop-in of built-in profile ``name`` for systemd version ``systemd``.
 
-    systemd's files open with a comment saying what the profile is for; newer versions put an
-    ``SPDX-License-Identifier`` line first, which is no description, so it is passed over. Only
-    comments before the first setting or section count: later ones describe a single setting.
+    Bundled for each known version; another version gets the nearest known one below it.
     """
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped[0] not in "#;":
-            break
-        comment = stripped.lstrip("#;").strip()
-        if comment and not comment.startswith("SPDX-License-Identifier:"):
-            return comment
-    return None
+    return Path(__file__).parent / f"systemd{nearest_known(systemd)}" / name / f"{unit_type}.conf"
 
 
 @hookimpl
-def portable_profiles() -> list[Profile]:
-    """The built-in profiles, read from the package when first asked for (not at import)."""
+def portable_profiles(root: Path) -> list[Profile]:
+    """The built-in profiles: the host's systemd's own files, else the bundled copies."""
+    host = Host(root)
+    systemd = detect(host).major
     profiles = []
     for name in NAMES:
-        path = data_path(name)
-        # Bytes, then decode: read_text() would translate newlines and break byte-identity.
-        text = path.read_bytes().decode("utf-8")
+        host_path = f"{SYSTEMD_PROFILE_DIR}/{name}/service.conf"
+        local = host.path(host_path)
+        text = read_dropin(local, host_path) if local.exists() else None
+        dropin_path: Path | None = Path(host_path)
+        origin = host_path
+        if text is None:
+            # Bytes, then decode: read_text() would translate newlines and break byte-identity.
+            text = data_path(name, systemd).read_bytes().decode("utf-8")
+            dropin_path = None
+            origin = "built-in"
         profiles.append(
             Profile(
                 name=name,
                 description=describe(text) or f"built-in {name!r} profile",
-                dropins={"service": ProfileDropin(text=text, path=path)},
+                dropins={"service": ProfileDropin(text=text, path=dropin_path)},
                 priority=0,
-                origin="built-in",
+                origin=origin,
             )
         )
     return profiles

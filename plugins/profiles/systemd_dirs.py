@@ -40,10 +40,9 @@ from pathlib import Path
 from portable.errors import PluginError
 from portable.hookspecs import hookimpl
 from portable.host import PROFILE_DIRS, Host
-from portable.plugins.profiles.builtin import describe
 from portable.types import UNIT_TYPES, Profile, ProfileDropin, validate_profile_name
 
-__all__ = ["MAX_DROPIN_SIZE", "PRIORITIES", "portable_profiles"]
+__all__ = ["MAX_DROPIN_SIZE", "PRIORITIES", "describe", "portable_profiles", "read_dropin"]
 
 PRIORITIES = {
     "/etc/systemd/portable/profile": 30,
@@ -82,6 +81,25 @@ _BACKUP_SUFFIXES = frozenset(
 
 def _warn(message: str) -> None:
     print(f"portable: warning: {message}", file=sys.stderr)
+
+
+def describe(text: str) -> str | None:
+    """A one-line description from the leading comment block of a profile drop-in, if any.
+
+    systemd's files open with a comment saying what the profile is for; newer versions put an
+    ``SPDX-License-Identifier`` line first, which is no description, so it is passed over. Only
+    comments before the first setting or section count: later ones describe a single setting.
+    """
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped[0] not in "#;":
+            break
+        comment = stripped.lstrip("#;").strip()
+        if comment and not comment.startswith("SPDX-License-Identifier:"):
+            return comment
+    return None
 
 
 def _hidden_or_backup(name: str) -> bool:
@@ -140,7 +158,7 @@ def _list_profiles(host: Host) -> list[_Found]:
     return [found[name] for name in sorted(found)]
 
 
-def _read_dropin(local: Path, host_path: str) -> str | None:
+def read_dropin(local: Path, host_path: str) -> str | None:
     """The drop-in's text, or None (after a warning) if it is not a regular file or too big."""
     try:
         # stat first so a FIFO or device is never opened (opening some devices has effects).
@@ -185,7 +203,7 @@ def _find_dropin(host: Host, found: _Found, unit_type: str) -> ProfileDropin | N
             return None
         # The first file that exists is the one systemd would use; if it is unusable, falling
         # back to a later directory's file would apply settings the admin did not choose.
-        text = _read_dropin(local, host_path)
+        text = read_dropin(local, host_path)
         return None if text is None else ProfileDropin(text=text, path=Path(host_path))
     return None
 
