@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs everything the demo and the tests need on a fresh Debian 12 machine, idempotently:
-# system packages (a real systemd container host, image tools, a static busybox payload), a
-# virtualenv in .venv and this package with its test extras. Run as root.
+# Installs everything the demo and the tests need on a fresh Debian 12 or 13 machine,
+# idempotently: system packages (a real systemd container host, image tools, a static busybox
+# payload, mmdebstrap), a virtualenv in .venv and this package with its test extras, and the
+# cached OS roots of the test boxes that are not this machine's own release
+# (/var/cache/portable-services/rootfs, built once with mmdebstrap, ~30 s and 160 MB each).
+# PORTABLE_TEST_BOXES selects the boxes (default: debian-12,debian-13). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(systemd-container squashfs-tools erofs-utils busybox-static dbus iproute2)
+packages=(systemd-container squashfs-tools erofs-utils busybox-static dbus iproute2 mmdebstrap)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,3 +24,6 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# Prints "DISTRO PATH" per box; builds only a root whose recipe is not cached yet.
+.venv/bin/python -m portable.testing.rootfs | sed 's/^/setup: test box /'

@@ -1,8 +1,8 @@
 """A throwaway, real systemd host for tests and demos: the "test box".
 
-A :class:`Box` boots the host's own OS tree as a volatile ``systemd-nspawn`` container (``/usr``
-read-only from the host, everything else a fresh tmpfs), so tests can run ``portablectl``,
-``systemctl`` and this project against a real service manager without touching the host::
+A :class:`Box` boots an OS tree as a volatile ``systemd-nspawn`` container (``/usr`` read-only
+from the tree, everything else a fresh tmpfs), so tests can run ``portablectl``, ``systemctl``
+and this project against a real service manager without touching the host::
 
     from portable.testing.box import Box
 
@@ -22,6 +22,27 @@ inside, so put images under ``/srv`` or ``/var/tmp``. Loop devices are passed in
 ``portablectl attach`` of raw/squashfs images works, and the host's ``/dev`` is visible at
 ``/run/hostdev`` with ``/dev/loopNpM`` linked there, so GPT disk images work too.
 
+**Which systemd** is one switch: ``Box(distro=...)``, or, when not given, the environment
+variable ``PORTABLE_TEST_BOX``; the default is the release this machine runs.
+
+* ``"debian-12"``: Debian 12 (bookworm), systemd 252;
+* ``"debian-13"``: Debian 13 (trixie), systemd 257.
+
+The release this machine runs boots from the host's own ``/``; the other from a minimal root built
+once with ``mmdebstrap`` and cached in ``/var/cache/portable-services/rootfs`` (about 20 s and
+200 MB the first time; :mod:`portable.testing.rootfs`, which ``.ci/setup.sh`` runs). Either way
+the host's Python runs inside, so a root whose glibc is older than that interpreter needs cannot be
+used (:class:`BoxError` says so). ``box.distro`` and ``box.systemd_version`` (read from the
+running manager) say what booted::
+
+    with Box(distro="debian-13") as box:
+        box.systemd_version                         # 257
+        box.portablectl(["--version"])              # systemd 257's portablectl
+
+systemd >= 256 refuses the legacy (v1) cgroup hierarchy, so such a box always gets a unified
+one, also on a host with hybrid cgroups. The test suite runs its box tests on each box of
+``PORTABLE_TEST_BOXES`` (``tests/conftest.py``).
+
 Needs root, ``systemd-nspawn`` and ``nsenter``; :func:`box_unavailable_reason` says why not.
 The box powers off when the ``with`` block ends (also on exceptions), at interpreter exit, and
 (via the parent-death signal) when this process dies abruptly; whatever an earlier, killed session
@@ -34,6 +55,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -49,6 +71,17 @@ from subprocess import CompletedProcess
 from types import TracebackType
 from typing import IO, Self, TypedDict, Unpack
 
+from portable.testing.rootfs import (
+    BOX_ENV_VAR,
+    HOST,
+    RootfsError,
+    host_distro,
+    parse_distros,
+    tree_for,
+    tree_glibc_version,
+    tree_systemd_version,
+)
+
 __all__ = [
     "BOX_ENV",
     "BindSpec",
@@ -58,6 +91,7 @@ __all__ = [
     "BoxError",
     "RunOptions",
     "box_unavailable_reason",
+    "resolve_distro",
 ]
 
 StrPath = str | os.PathLike[str]
@@ -122,16 +156,77 @@ class BoxCommandError(BoxError, subprocess.CalledProcessError):
         )
 
 
-def box_unavailable_reason() -> str | None:
-    """Why a box cannot be booted here (for ``pytest.skip``), or None if it can."""
+def box_unavailable_reason(distro: str | None = None) -> str | None:
+    """Why a box of ``distro`` cannot be booted here (for ``pytest.skip``), or None if it can.
+
+    A root that is not built yet counts as available if ``mmdebstrap`` can build it.
+    """
     if os.geteuid() != 0:
         return "the test box needs root"
     for tool in ("systemd-nspawn", "nsenter", "setpriv"):
         if shutil.which(tool) is None:
             return f"the test box needs {tool}, which is not installed"
-    if not Path("/usr/lib/systemd/systemd").exists() and not Path("/lib/systemd/systemd").exists():
-        return "the test box boots the host's systemd, which is not installed"
-    return None
+    try:
+        distro = resolve_distro(distro)
+        tree = tree_for(distro, build=False)
+    except BoxError as e:
+        return str(e)
+    except RootfsError:
+        if shutil.which("mmdebstrap") is None:
+            return (
+                f"the {distro} test box needs mmdebstrap to build its root "
+                "(apt-get install mmdebstrap, or run .ci/setup.sh)"
+            )
+        return None  # built by the first start
+    if tree_systemd_version(tree) is None and not (tree / "usr/lib/systemd/systemd").exists():
+        return f"the {distro} test box boots the systemd of {tree}, which is not installed"
+    return _interpreter_mismatch(distro, tree)
+
+
+def resolve_distro(distro: str | None = None) -> str:
+    """The distro id a box boots: ``distro``, else $PORTABLE_TEST_BOX, else this machine's."""
+    chosen = distro or os.environ.get(BOX_ENV_VAR) or host_distro() or HOST
+    try:
+        parse_distros(chosen)
+    except RootfsError as e:
+        source = "" if distro else f" (from ${BOX_ENV_VAR})"
+        raise BoxError(f"{e}{source}") from None
+    return chosen
+
+
+def _glibc_needed(files: Iterable[Path]) -> tuple[int, int]:
+    """The newest GLIBC_x.y symbol version that some of ``files`` (ELF objects) asks for."""
+    need = (0, 0)
+    for path in files:
+        with contextlib.suppress(OSError):
+            for major, minor in re.findall(rb"GLIBC_(\d+)\.(\d+)", path.read_bytes()):
+                need = max(need, (int(major), int(minor)))
+    return need
+
+
+def _interpreter_mismatch(distro: str, tree: Path) -> str | None:
+    """Why the host's Python cannot run inside ``tree`` (its glibc is too old), or None."""
+    have = tree_glibc_version(tree)
+    host = os.confstr("CS_GNU_LIBC_VERSION") or ""  # "glibc 2.36"
+    match = re.fullmatch(r"glibc (\d+)\.(\d+)", host)
+    if have is None or match is None or have >= (int(match[1]), int(match[2])):
+        return None  # same or newer glibc (or not glibc at all): nothing to check
+    # An older glibc only matters if the interpreter uses something newer from it.
+    base = Path(sys.base_prefix)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    files = [
+        Path(sys.executable).resolve(),
+        *base.glob("lib/libpython3*.so*"),
+        *(base / "lib" / version / "lib-dynload").glob("*.so"),
+    ]
+    need = _glibc_needed(files)
+    if need <= have:
+        return None
+    return (
+        f"the {distro} test box cannot run this Python ({base}): it needs glibc "
+        f"{need[0]}.{need[1]}, the {distro} root has {have[0]}.{have[1]}; run the tests with "
+        f"a Python built on {distro} or older"
+    )
 
 
 # --- small /proc and /sys helpers -----------------------------------------------------------
@@ -375,8 +470,10 @@ def _nspawn_running(name: str) -> bool:
 
 
 class Box:
-    """A booted, throwaway systemd container sharing the host's /usr; see the module docstring.
+    """A booted, throwaway systemd container; see the module docstring.
 
+    ``distro``: which OS tree (and so which systemd) boots, ``"debian-12"`` or ``"debian-13"``;
+    default $PORTABLE_TEST_BOX, else the release this machine runs.
     ``bind``/``bind_ro``: extra host directories (``"SRC"``, ``"SRC:DST"`` or ``(SRC, DST)``).
     ``wait_running``: after PID 1 is up, also wait for ``systemctl is-system-running --wait``,
     so the bus and the boot jobs are settled when :meth:`start` returns.
@@ -391,6 +488,7 @@ class Box:
         self,
         name: str | None = None,
         *,
+        distro: str | None = None,
         bind: Iterable[BindSpec] = (),
         bind_ro: Iterable[BindSpec] = (),
         boot_timeout: float = 30.0,
@@ -401,6 +499,9 @@ class Box:
         nspawn_args: Sequence[str] = (),
     ) -> None:
         self.name = name or NAME_PREFIX + secrets.token_hex(4)
+        self.distro = resolve_distro(distro)
+        # The OS tree booted: "/" or a cached root; found (built if need be) by start().
+        self.tree: Path | None = None
         self.boot_timeout = boot_timeout
         self.stop_timeout = stop_timeout
         self.wait_running = wait_running
@@ -423,10 +524,11 @@ class Box:
         self._loop_numbers: list[int] = []
         self._dev_dir = Path("/dev") / f".{SCRATCH_PREFIX}{self.name}"
         self._box_loops: dict[str, str] = {}
+        self._systemd_version: int | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<Box {self.name} leader={self._leader}>"
+        return f"<Box {self.name} {self.distro} leader={self._leader}>"
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -459,6 +561,31 @@ class Box:
         """Whether the container has been started and not stopped (or died) since."""
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def systemd_version(self) -> int:
+        """The major version of the running systemd, from its manager (e.g. 252 or 257)."""
+        if self._systemd_version is None:
+            # The manager's own D-Bus Version property, not the systemctl binary's.
+            out = self.systemctl(["show", "--property=Version", "--value"]).stdout.strip()
+            match = re.match(r"\d+", out)
+            if match is None:
+                raise BoxError(f"box {self.name}: cannot read the systemd version from {out!r}")
+            self._systemd_version = int(match.group())
+        return self._systemd_version
+
+    def _find_tree(self) -> Path:
+        """The OS tree to boot; builds the cached root on first use."""
+        if self.tree is None:
+            try:
+                tree = tree_for(self.distro)
+            except RootfsError as e:
+                raise BoxError(f"box {self.name}: {e}") from None
+            reason = _interpreter_mismatch(self.distro, tree)
+            if reason is not None:
+                raise BoxError(reason)
+            self.tree = tree
+        return self.tree
+
     def console_output(self) -> str:
         """What the container printed on its console (and nspawn on stderr) so far."""
         if self._console_file is None:
@@ -487,7 +614,7 @@ class Box:
             "--register=no",
             "--keep-unit",
             "--volatile=yes",
-            "--directory=/",
+            f"--directory={self._find_tree()}",
             "--boot",
             "--console=pipe",
             f"--machine={self.name}",
@@ -498,6 +625,10 @@ class Box:
             # Only takes effect where nspawn registers a scope; without registration it runs
             # in our (here unrestricted) device cgroup anyway.
             "--property=DeviceAllow=block-loop rwm",
+            # systemd >= 253 holds back mount jobs for up to 1 s once /proc/self/mountinfo
+            # changed 5 times in a second, which a boot (and attaching images) easily does:
+            # a whole second of every boot of the 257 box. Nothing else reads this variable.
+            "--setenv=SYSTEMD_DEFAULT_MOUNT_RATE_LIMIT_BURST=1000",
             *self._nspawn_args,
             # Arguments for the container's systemd (it reads them like a kernel command line).
             # /etc starts empty, so systemd-firstboot.service runs, wants /dev/console (which
@@ -511,6 +642,7 @@ class Box:
             if self._proc is not None:
                 raise BoxError(f"box {self.name} is already started")
             _sweep_stale()
+            self._find_tree()  # before the clock starts: a first build takes a while
             if self.scratch_dir.exists():  # checked here: cleaning up after a failure removes it
                 raise BoxError(f"box {self.name} exists already ({self.scratch_dir})")
             t0 = time.monotonic()
@@ -549,10 +681,13 @@ class Box:
         # setpriv --pdeathsig: if this process dies without cleaning up, nspawn gets SIGTERM and
         # halts the container instead of living on. (Tied to the calling thread, see prctl(2).)
         wrapper = ["setpriv", "--pdeathsig=TERM", "--", "sh", "-c", moves + 'exec "$@"', "sh"]
-        # No SYSTEMD_NSPAWN_UNIFIED_HIERARCHY or the like is needed: on a hybrid v1/v2 host nspawn
-        # gives the container the same hybrid layout, which systemd inside boots with. Drop the
-        # caller's SYSTEMD_* variables so they cannot change how the box boots.
+        # Drop the caller's SYSTEMD_* variables so they cannot change how the box boots.
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYSTEMD_")}
+        # On a hybrid v1/v2 host nspawn gives the container the same hybrid layout, which
+        # systemd < 256 boots with; 256 and later refuse v1 and need the unified hierarchy
+        # (nspawn then mirrors our cgroup in the v2 tree, where _cgroup_roots made one too).
+        if (tree_systemd_version(self._find_tree()) or 0) >= 256:
+            env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
         # Unlinked at once, so nothing is left in /tmp; lives until stop() closes it.
         self._console_file = tempfile.TemporaryFile(prefix="portable-box-console-")  # noqa: SIM115
         with _LIVE_LOCK:
@@ -648,6 +783,7 @@ class Box:
             self._console_file = None
         self._proc = None
         self._leader = None
+        self._systemd_version = None
         self._cleanup_host()
         with _LIVE_LOCK:
             _LIVE.discard(self)
