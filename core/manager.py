@@ -624,6 +624,54 @@ class Manager:
         reply = self._checked_call(what, "DisableUnitFilesWithFlags", "ast", (list(names), flags))
         return _changes(reply[0])
 
+    # --- cleaning ---------------------------------------------------------------------------
+
+    def clean_unit(self, name: str, what: Sequence[str]) -> None:
+        """``CleanUnit``: remove the unit's resources of the kinds in ``what`` (``all``,
+        ``configuration``, ``state``, ``cache``, ``logs``, ``runtime``; ``fdstore`` since
+        systemd 254).
+
+        PID 1 only starts the removal; a service stays in ActiveState ``maintenance`` until it
+        is done (:meth:`wait_cleaned`). Refusals are :class:`ManagerError` with ``error_name``
+        ``org.freedesktop.systemd1.UnitBusy`` (not inactive: running, failed, or a job
+        pending), ``...NothingToClean``, ``org.freedesktop.DBus.Error.NotSupported`` (a unit
+        type without resources) or ``...InvalidArgs`` (a kind this systemd does not know).
+        """
+        self._checked_call(
+            f"Failed to call CleanUnit on {name}", "CleanUnit", "sas", (name, list(what))
+        )
+
+    def reset_failed_unit(self, name: str) -> None:
+        """``ResetFailedUnit``: a failed unit becomes inactive (and may be cleaned)."""
+        self._checked_call(
+            f"Failed to reset the failed state of {name}", "ResetFailedUnit", "s", (name,)
+        )
+
+    def wait_cleaned(self, name: str, *, timeout: float | None = None) -> str:
+        """Wait until ``name`` has left ActiveState ``maintenance`` (a clean started by
+        :meth:`clean_unit` is over); returns a service's ``CleanResult`` (``success``,
+        ``exit-code``, ``timeout``...), "" for other unit types, or ``timeout`` when it is
+        still cleaning after ``timeout`` seconds (default :attr:`timeout`)."""
+        what = f"Failed to wait for {name} to be cleaned"
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        pause = 0.005
+        try:
+            (path,) = self._call(what, "LoadUnit", "s", (name,))
+            # Polled: cleaning is usually over in milliseconds, and PID 1 announces the end
+            # only as a PropertiesChanged signal nobody else here needs.
+            while self._property(what, str(path), UNIT_IFACE, "ActiveState") == "maintenance":
+                if time.monotonic() >= deadline:
+                    return "timeout"
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+            if not name.endswith(".service"):
+                return ""  # only services publish CleanResult
+            return str(
+                self._property(what, str(path), "org.freedesktop.systemd1.Service", "CleanResult")
+            )
+        except _CallError as exc:
+            raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
+
     # --- state ------------------------------------------------------------------------------
 
     def _property(self, what: str, path: str, interface: str, name: str) -> Any:
