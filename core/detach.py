@@ -6,6 +6,10 @@ this image are touched; a host unit or another image's unit never is. Removal or
 link first, then per unit the unit file, the profile, the marker, the drop-in directory (the
 marker last: a killed detach leaves units a re-run still recognises), then the attached
 directory if empty. The change list is printed in systemd's order.
+
+With ``clean`` (``detach --clean``, portablectl 256+), the selected units' configuration, state,
+cache, logs and runtime directories are removed by PID 1 (``CleanUnit``) once they are stopped
+and the detach is sure to go ahead (:func:`clean_units`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DetachResult",
     "NotAttached",
+    "clean_units",
     "detach",
     "detach_many",
     "find_attached",
@@ -62,6 +67,9 @@ class DetachResult:
     # Units no longer attached but still loaded from a removed attached unit file (left by a
     # killed reattach), stopped/disabled with the image's units (--now/--enable).
     orphans: list[str] = field(default_factory=list)
+    # With clean: the units whose data PID 1 removed, and one line per unit it could not clean.
+    cleaned: list[str] = field(default_factory=list)
+    clean_errors: list[str] = field(default_factory=list)
 
 
 def sweep(host: Host, *, runtime: bool) -> None:
@@ -208,6 +216,87 @@ def _remove_unpacked(
             tx.remove(local)
 
 
+# CleanUnit's answers (D-Bus error names) that mean "there is nothing of this unit to remove".
+_NOTHING_TO_CLEAN = (
+    "org.freedesktop.systemd1.NothingToClean",
+    "org.freedesktop.DBus.Error.NotSupported",  # a unit type without resources (.path, .target)
+)
+_UNIT_BUSY = "org.freedesktop.systemd1.UnitBusy"
+_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
+
+
+def clean_units(manager: Manager, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Have PID 1 remove the units' resources as portablectl 257's ``detach --clean`` does
+    (``CleanUnit`` with ``all`` and ``fdstore``), waiting until each removal is over; returns
+    the units cleaned and one error line per unit that could not be.
+
+    Unlike portablectl, a failure does not keep the units after it from being cleaned; a
+    unit with nothing to remove is no failure; a failed unit is reset first (PID 1 cleans
+    only inactive units, and stopping does not reset it); a timer is cleaned of its
+    persistent stamp (``state``, the only kind a timer takes: ``all`` finds nothing); a
+    template is skipped (it has no resources of its own; portablectl fails on it).
+    """
+    from portable.manager import ACTIVE_STATES, ManagerError
+
+    kinds = ["all", "fdstore"]
+    started: list[str] = []
+    errors: list[str] = []
+    for name in names:
+        if "@." in name:
+            continue
+        try:
+            _start_clean(manager, name, kinds)
+        except ManagerError as exc:
+            if exc.error_name in _NOTHING_TO_CLEAN:
+                continue
+            state = manager.active_state(name) if exc.error_name == _UNIT_BUSY else ""
+            hint = ""
+            if state in ACTIVE_STATES:
+                hint = f" ({name} is still {state}, its data is kept: --now stops it first)"
+            errors.append(f"{exc}{hint}")
+            continue
+        started.append(name)
+    cleaned = []
+    for name in started:
+        try:
+            result = manager.wait_cleaned(name)
+        except ManagerError as exc:
+            errors.append(str(exc))
+            continue
+        if result in ("", "success"):
+            cleaned.append(name)
+        elif result == "timeout":
+            errors.append(f"{name} is still being cleaned, not waiting for it any longer")
+        else:
+            errors.append(f"Cleaning {name} failed: result '{result}' (see 'journalctl -u {name}')")
+    return cleaned, errors
+
+
+def _start_clean(manager: Manager, name: str, kinds: list[str]) -> None:
+    """``CleanUnit`` on one unit. Drops ``fdstore`` from ``kinds`` (for the next units too)
+    when this systemd does not know it, and resets a failed unit once; ManagerError else."""
+    from portable.manager import ManagerError
+
+    reset = False
+    while True:
+        what = ["state"] if name.endswith(".timer") else kinds
+        try:
+            manager.clean_unit(name, what)
+            return
+        except ManagerError as exc:
+            if exc.error_name == _INVALID_ARGS and "fdstore" in what and "fdstore" in str(exc):
+                kinds.remove("fdstore")  # systemd < 254 has no fd store to clean
+            elif (
+                exc.error_name == _UNIT_BUSY
+                and not reset
+                and manager.active_state(name) == "failed"
+            ):
+                manager.reset_failed_unit(name)
+                reset = True
+            else:
+                raise
+
+
 def detach(
     arg: str,
     options: DetachOptions,
@@ -217,10 +306,18 @@ def detach(
     manager: Manager | None = None,
     prefixes: Sequence[str] = (),
     cwd: Path | None = None,
+    clean: bool = False,
 ) -> DetachResult:
     """Detach image ``arg`` (name or path; the image itself need not exist any more)."""
     return detach_many(
-        [arg], options, host=host, registry=registry, manager=manager, prefixes=prefixes, cwd=cwd
+        [arg],
+        options,
+        host=host,
+        registry=registry,
+        manager=manager,
+        prefixes=prefixes,
+        cwd=cwd,
+        clean=clean,
     )
 
 
@@ -233,14 +330,21 @@ def detach_many(
     manager: Manager | None = None,
     prefixes: Sequence[str] = (),
     cwd: Path | None = None,
+    clean: bool = False,
 ) -> DetachResult:
     """Detach several images at once: all or nothing, then a single reload.
 
-    ``prefixes`` limit which units ``--now`` stops and ``--enable`` disables (all units of
-    each image are removed, as systemd does); without them, each image's own prefix is used.
+    ``prefixes`` limit which units ``--now`` stops, ``--enable`` disables and ``clean``
+    cleans (all units of each image are removed, as systemd does); without them, each
+    image's own prefix is used. ``clean`` needs the ``manager``; it runs after the units
+    are stopped and the refusals (a running unit, a pre-detach hook) have passed, so a
+    refused detach removes no data; a unit it can't clean is reported in
+    :attr:`DetachResult.clean_errors` and the detach goes on, as portablectl's does.
     """
     if options.extensions and len(args) > 1:
         raise PortableError("--extension can be used with one image at a time")
+    if clean and manager is None:
+        raise PortableError("--clean needs the service manager; it can't be used with --root")
     images = [normalize_image_arg(arg, host=host, cwd=cwd) for arg in args]
     # Like the image: canonical if it exists, else as given (a deleted extension can still be
     # detached, spec 1.7).
@@ -296,6 +400,8 @@ def detach_many(
         }
         for image, mine in per_image.items():
             run_pre_detach(registry, image, mine, options)
+        if clean and manager is not None:
+            result.cleaned, result.clean_errors = clean_units(manager, sorted(selected))
         tx = Transaction(host)
         try:
             remove_units(tx, host, list(found.values()), runtime=options.runtime)

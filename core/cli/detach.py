@@ -20,6 +20,12 @@ from portable.cli.options import no_pager, quiet, split_images
 @click.option("--enable", is_flag=True, help="Disable the units first.")
 @click.option("--no-reload", is_flag=True, help="Do not reload the service manager.")
 @click.option("--force", is_flag=True, help="Detach even units that are running.")
+@click.option(
+    "--clean",
+    is_flag=True,
+    help="Also remove the configuration, state, cache, logs and runtime data of the units "
+    "(their ConfigurationDirectory=, StateDirectory=... contents).",
+)
 @click.option("--no-block", is_flag=True, hidden=True)  # accepted as portablectl does
 @click.option(
     "--extension",
@@ -40,6 +46,7 @@ def detach_command(
     enable: bool,
     no_reload: bool,
     force: bool,
+    clean: bool,
     no_block: bool,
     extensions: tuple[str, ...],
     quiet: bool,
@@ -49,12 +56,22 @@ def detach_command(
 
     Units are found by the marker in their drop-in, so whatever attached them (this tool or
     systemd's portablectl) they are detached; the image itself need not exist any more.
-    PREFIX... limits which units --now stops and --enable disables. Several images given as
-    paths are detached all or nothing, with a single reload.
+    PREFIX... limits which units --now stops, --enable disables and --clean cleans. Several
+    images given as paths are detached all or nothing, with a single reload.
+
+    --clean has the service manager remove the units' data once they are stopped (a running
+    unit can't be cleaned: add --now); never the image, even one placed in /etc/portables.
     """
     from portable.detach import detach_many
     from portable.types import DetachOptions
 
+    if clean and not app.host.is_real:
+        from portable.errors import PortableError
+
+        raise PortableError(
+            "--clean needs the service manager to remove the units' data; "
+            "it can't be used with --root"
+        )
     images, prefixes = split_images(image, prefixes)
     for one in images:
         warn_if_ambiguous(app, one, quiet)
@@ -69,9 +86,15 @@ def detach_command(
     app.require_root("detach")
     manager = app.manager(required=True)
     result = detach_many(
-        images, options, host=app.host, registry=app.registry, manager=manager, prefixes=prefixes
+        images,
+        options,
+        host=app.host,
+        registry=app.registry,
+        manager=manager,
+        prefixes=prefixes,
+        clean=clean,
     )
-    if now or enable:  # only then does portablectl compute (and announce) the matches
+    if now or enable or clean:  # only then does portablectl compute (and announce) the matches
         from portable.inspect import effective_prefixes
 
         for one in images:
@@ -80,10 +103,12 @@ def detach_command(
                 quiet=quiet,
             )
     ok = print_activation(result.activation, quiet=quiet)
+    for error in result.clean_errors:  # after the stop jobs, as portablectl
+        click.echo(f"portable: error: {error}", err=True)
     if result.reload_error:
         click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
     print_changes(result.changes, quiet=quiet)
     for warning in result.warnings:
         app.warn(warning)
-    if not ok:
+    if not ok or result.clean_errors:
         sys.exit(1)
