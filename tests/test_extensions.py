@@ -117,18 +117,35 @@ EXT2 = ["--extension", "/srv/app0", "--extension", "/srv/app1"]
 # --- inspect --------------------------------------------------------------------------------
 
 
-def test_inspect_shows_each_extension(root):
+def test_inspect_shows_each_extension(root, systemd):
     r = ok(root, "inspect", *EXT2, "/srv/rootdir", "app0", "app1")
-    assert r.stdout == (
-        "Image:\n\t/srv/rootdir\nPortable Service:\n\tn/a\nOperating System:\n\tBase OS 12\n"
-        "Extension:\n\t/srv/app0\n\tExtension Scope:\n\t\tn/a\n"
-        "\tExtension Compatibility Level:\n\t\tn/a\n\tPortable Service:\n\t\tn/a\n"
-        "\tPortable Prefixes:\n\t\tn/a\n\tOperating System:\n\t\tn/a (debian 12)\n"
-        "Extension:\n\t/srv/app1\n\tExtension Scope:\n\t\tportable\n"
-        "\tExtension Compatibility Level:\n\t\tn/a\n\tPortable Service:\n\t\tn/a\n"
-        "\tPortable Prefixes:\n\t\tapp1\n\tOperating System:\n\t\tn/a (debian 12)\n"
-        "Unit files:\n\tapp0.service\n\tapp1.service\n"
-    )
+    head = "Image:\n\t/srv/rootdir\nPortable Service:\n\tn/a\nOperating System:\n\tBase OS 12\n"
+    if systemd == 252:
+        assert r.stdout == head + (
+            "Extension:\n\t/srv/app0\n\tExtension Scope:\n\t\tn/a\n"
+            "\tExtension Compatibility Level:\n\t\tn/a\n\tPortable Service:\n\t\tn/a\n"
+            "\tPortable Prefixes:\n\t\tn/a\n\tOperating System:\n\t\tn/a (debian 12)\n"
+            "Extension:\n\t/srv/app1\n\tExtension Scope:\n\t\tportable\n"
+            "\tExtension Compatibility Level:\n\t\tn/a\n\tPortable Service:\n\t\tn/a\n"
+            "\tPortable Prefixes:\n\t\tapp1\n\tOperating System:\n\t\tn/a (debian 12)\n"
+            "Unit files:\n\tapp0.service\n\tapp1.service\n"
+        )
+    else:  # 257: the compatibility OS on lines of its own, the extension's own ID/version
+        assert r.stdout == head + (
+            "Extension:\n\t/srv/app0\n\tExtension Scope:\n\t\tn/a\n"
+            "\tExtension Compatibility Level:\n\t\tn/a\n"
+            "\tExtension Compatibility OS:\n\t\tdebian\n"
+            "\tExtension Compatibility OS Version:\n\t\t12\n"
+            "\tPortable Service:\n\t\tn/a\n\tPortable Prefixes:\n\t\tn/a\n"
+            "\tExtension Image:\n\t\tID: n/a Version: n/a\n"
+            "Extension:\n\t/srv/app1\n\tExtension Scope:\n\t\tportable\n"
+            "\tExtension Compatibility Level:\n\t\tn/a\n"
+            "\tExtension Compatibility OS:\n\t\tdebian\n"
+            "\tExtension Compatibility OS Version:\n\t\t12\n"
+            "\tPortable Service:\n\t\tn/a\n\tPortable Prefixes:\n\t\tapp1\n"
+            "\tExtension Image:\n\t\tID: n/a Version: n/a\n"
+            "Unit files:\n\tapp0.service\n\tapp1.service\n"
+        )
     assert r.stderr == "(Matching unit files with prefixes 'app0', 'app1'.)\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ import click
 
 from portable.cli import App
 from portable.cli.options import json_output, no_pager, quiet
+from portable.systemd_version import detect
 from portable.types import ImageMetadata
 
 if TYPE_CHECKING:
@@ -43,8 +45,8 @@ def _as_inspection(found: Inspection | ImageMetadata) -> Inspection:
     return found if isinstance(found, Inspection) else Inspection(metadata=found)
 
 
-def render_text(found: Inspection | ImageMetadata, *, cat: bool) -> bytes:
-    """portablectl's ``inspect`` output (spec 2.7), extension blocks included."""
+def render_text(found: Inspection | ImageMetadata, *, cat: bool, systemd: int) -> bytes:
+    """portablectl's ``inspect`` output (spec 2.7) as systemd ``systemd`` prints it."""
     found = _as_inspection(found)
     meta = found.metadata
     fields = meta.os_release_fields
@@ -64,24 +66,65 @@ def render_text(found: Inspection | ImageMetadata, *, cat: bool) -> bytes:
         f"\t{fields.get('PRETTY_NAME') or 'n/a'}",
     ]
     for ext in found.extensions:
-        rel = ext.release_fields
-        lines += [
-            "Extension:",
-            f"\t{ext.image.path}",
-            "\tExtension Scope:",
-            f"\t\t{rel.get('SYSEXT_SCOPE') or 'n/a'}",
-            "\tExtension Compatibility Level:",
-            f"\t\t{rel.get('SYSEXT_LEVEL') or 'n/a'}",
-            "\tPortable Service:",
-            f"\t\t{rel.get('PORTABLE_PRETTY_NAME') or 'n/a'}",
-            "\tPortable Prefixes:",
-            f"\t\t{rel.get('PORTABLE_PREFIXES') or 'n/a'}",
+        lines += _extension_block(ext.image.path, ext.release_fields, systemd=systemd)
+    lines += ["Unit files:", *(f"\t{u.name}" for u in meta.units)]
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def _first(fields: Mapping[str, str], *keys: str) -> str | None:
+    """The first key that is set (systemd's ``a ?: b`` over parse_env_file's values)."""
+    return next((fields[k] for k in keys if fields.get(k)), None)
+
+
+def _extension_block(path: str, rel: Mapping[str, str], *, systemd: int) -> list[str]:
+    """An extension's part of ``inspect``: 257 added confext fields and the compatibility OS."""
+    kinds = ("SYSEXT_", "CONFEXT_") if systemd >= 257 else ("SYSEXT_",)
+    head = [
+        "Extension:",
+        f"\t{path}",
+        "\tExtension Scope:",
+        f"\t\t{_first(rel, *(k + 'SCOPE' for k in kinds)) or 'n/a'}",
+        "\tExtension Compatibility Level:",
+        f"\t\t{_first(rel, *(k + 'LEVEL' for k in kinds)) or 'n/a'}",
+    ]
+    portable = [
+        "\tPortable Service:",
+        f"\t\t{rel.get('PORTABLE_PRETTY_NAME') or 'n/a'}",
+        "\tPortable Prefixes:",
+        f"\t\t{rel.get('PORTABLE_PREFIXES') or 'n/a'}",
+    ]
+    if systemd < 257:
+        return [
+            *head,
+            *portable,
             "\tOperating System:",
             f"\t\t{rel.get('PRETTY_NAME') or 'n/a'} "
             f"({rel.get('ID') or 'n/a'} {rel.get('VERSION_ID') or 'n/a'})",
         ]
-    lines += ["Unit files:", *(f"\t{u.name}" for u in meta.units)]
-    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    pretty = _first(rel, "SYSEXT_PRETTY_NAME", "CONFEXT_PRETTY_NAME")
+    ident = _first(rel, "SYSEXT_ID", "SYSEXT_IMAGE_ID", "CONFEXT_ID", "CONFEXT_IMAGE_ID") or "n/a"
+    version = (
+        _first(
+            rel,
+            "SYSEXT_VERSION_ID",
+            "SYSEXT_IMAGE_VERSION",
+            "SYSEXT_BUILD_ID",
+            "CONFEXT_VERSION_ID",
+            "CONFEXT_IMAGE_VERSION",
+            "CONFEXT_BUILD_ID",
+        )
+        or "n/a"
+    )
+    return [
+        *head,
+        "\tExtension Compatibility OS:",
+        f"\t\t{rel.get('ID') or 'n/a'}",
+        "\tExtension Compatibility OS Version:",
+        f"\t\t{rel.get('VERSION_ID') or 'n/a'}",
+        *portable,
+        "\tExtension Image:",
+        f"\t\t{pretty} ({ident} {version})" if pretty else f"\t\tID: {ident} Version: {version}",
+    ]
 
 
 def _b(text: str) -> bytes:
@@ -235,5 +278,5 @@ def inspect_command(
     if as_json:
         click.echo(render_json(found, cat=cat, exposure=_exposure(app, found, profile)))
     else:
-        sys.stdout.buffer.write(render_text(found, cat=cat))
+        sys.stdout.buffer.write(render_text(found, cat=cat, systemd=detect(app.host).major))
         sys.stdout.flush()
