@@ -277,14 +277,15 @@ def prepare(
     image = resolve_image(arg, host=host, registry=registry, cwd=cwd)
     extensions = resolve_extensions(options.extensions, host=host, registry=registry, cwd=cwd)
     # Units are required only after the prefix check, as systemd orders its refusals.
+    systemd = detect_systemd(host).major
     found = read_image_and_extensions(
-        image, extensions, prefixes, relax=options.force, require_units=False
+        image, extensions, prefixes, relax=options.force, require_units=False, systemd=systemd
     )
     meta = found.metadata
     if not meta.os_release_fields.get("ID"):
         raise BadImage(f"Image {image.path} os-release metadata lacks the ID field")
     for ext in found.extensions:
-        check_extension_compatible(meta, ext)
+        check_extension_compatible(meta, ext, systemd=systemd)
     _check_prefixes(found, prefixes)
     for unit in meta.units:
         if len(f"{unit.name}.d".encode()) > 255:  # a valid unit name may have 255 bytes

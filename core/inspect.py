@@ -9,6 +9,7 @@ unit wins, then the earlier extension's (spec 2.2, 2.4).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from portable.images import check_image_arg, resolve_image
 from portable.names import extract_prefix, is_valid_image_name
 from portable.osrelease import MAX_OS_RELEASE_SIZE, parse_os_release, split_prefixes
 from portable.registry import Registry, get_registry
+from portable.systemd_version import NEWEST_KNOWN
+from portable.systemd_version import detect as detect_systemd
 from portable.types import Image, ImageMetadata, UnitFile
 from portable.units import discover_units
 
@@ -44,6 +47,7 @@ __all__ = [
 # Looked up in this order inside the image, symlinks confined (spec 2.1).
 OS_RELEASE_PATHS = ("/etc/os-release", "/usr/lib/os-release")
 EXTENSION_RELEASE_DIR = "/usr/lib/extension-release.d"
+CONFEXT_RELEASE_DIR = "/etc/extension-release.d"  # configuration extensions (systemd 255+)
 EXTENSION_RELEASE_PREFIX = "extension-release."
 STRICT_XATTR = "user.extension-release.strict"
 # Stripped (repeatedly) from a raw extension's file name to get the release file's name.
@@ -128,7 +132,10 @@ def read_metadata(
 
     :raises BadImage: no os-release, an unsafe file, or (``require_units``) no matching unit.
     """
-    return read_image_and_extensions(image, (), prefixes, require_units=require_units).metadata
+    # Without extensions the systemd version plays no part.
+    return read_image_and_extensions(
+        image, (), prefixes, require_units=require_units, systemd=NEWEST_KNOWN
+    ).metadata
 
 
 @contextmanager
@@ -191,29 +198,69 @@ def _strict_false(dir_fd: int, entry: str) -> bool:
     return value.decode("utf-8", "replace").strip().lower() in ("0", "no", "n", "false", "f", "off")
 
 
-def _read_extension_release(root_fd: int, image: Image, *, relax: bool) -> ConfinedFile:
-    """Find and read the extension's ``extension-release.NAME`` (spec 2.2).
+def _base_image_name(name: str) -> str:
+    """systemd 254+'s path_extract_image_name(): the name without ``.raw`` and version suffixes
+    (``app0_1.0`` -> ``app0``)."""
+    for suffix in (".sysext.raw", ".confext.raw", ".raw"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return re.split(r"[_+]", name, maxsplit=1)[0]
+
+
+def _read_extension_release(
+    root_fd: int, image: Image, *, relax: bool, systemd: int
+) -> tuple[ConfinedFile, str]:
+    """Find and read the extension's ``extension-release.NAME`` (spec 2.2); and its directory.
 
     The exact name first; else the one other ``extension-release.X`` that applies: with
     ``relax`` (``--force``) any, else one that carries the xattr
-    ``user.extension-release.strict=false``. Several that apply are an error.
-
-    As systemd 252, not 254+: there ``app0_1.0.raw`` may also use ``extension-release.app0``
-    (its name without the version), but systemd 252's PID 1 applies the strict rule itself when
-    it mounts ``ExtensionImages=``, so such a service would be attached and then fail to start.
-    The error names the release file that was found instead.
+    ``user.extension-release.strict=false``, and from systemd 254 on also one named after the
+    image without its version (``app0_1.0.raw`` may use ``extension-release.app0``; 252's PID 1
+    applies the strict rule itself when it mounts ``ExtensionImages=``, so there such a service
+    would be attached and then fail to start). Several that apply are an error, naming them.
+    From 255 on, an image without one in ``/usr/lib/extension-release.d`` may be a configuration
+    extension, with its file in ``/etc/extension-release.d``.
     """
     name = extension_release_name(image)
-    exact = f"{EXTENSION_RELEASE_DIR}/{EXTENSION_RELEASE_PREFIX}{name}"
+    base = _base_image_name(name) if systemd >= 254 else None
+    dirs = [EXTENSION_RELEASE_DIR] + ([CONFEXT_RELEASE_DIR] if systemd >= 255 else [])
+    others: list[str] = []
+    for directory in dirs:
+        found = _find_release(root_fd, image, directory, name, base, relax=relax, others=others)
+        if found is not None:
+            return found, directory
+    hint = ""
+    if others:
+        hint = (
+            f" (Found {', '.join(others)}; for this image it must be named "
+            f"{EXTENSION_RELEASE_PREFIX}{name}, or use --force.)"
+        )
+    raise BadImage(f"Image '{image.path}' lacks extension-release data, refusing.{hint}")
+
+
+def _find_release(
+    root_fd: int,
+    image: Image,
+    directory: str,
+    name: str,
+    base: str | None,
+    *,
+    relax: bool,
+    others: list[str],
+) -> ConfinedFile | None:
+    """The release file in one ``extension-release.d`` directory, or None; ``others`` collects
+    the files that did not apply (for the error's hint)."""
     try:
-        found = read_file(root_fd, exact, max_size=MAX_OS_RELEASE_SIZE)
+        found = read_file(
+            root_fd, f"{directory}/{EXTENSION_RELEASE_PREFIX}{name}", max_size=MAX_OS_RELEASE_SIZE
+        )
     except UnsafePath as exc:
         raise BadImage(f"extension-release of image '{image.path}': {exc}") from None
     if found is not None:
         return found
     candidates: list[str] = []
-    others: list[str] = []
-    with resolve_dir(root_fd, EXTENSION_RELEASE_DIR) as opened:
+    with resolve_dir(root_fd, directory) as opened:
         if opened is not None:
             dir_fd, _ = opened
             for entry, kind in sorted(list_dir(dir_fd)):
@@ -222,7 +269,7 @@ def _read_extension_release(root_fd: int, image: Image, *, relax: bool) -> Confi
                     continue
                 if kind != "file":
                     continue
-                if relax or _strict_false(dir_fd, entry):
+                if relax or x == base or _strict_false(dir_fd, entry):
                     candidates.append(entry)
                 else:
                     others.append(entry)
@@ -231,22 +278,12 @@ def _read_extension_release(root_fd: int, image: Image, *, relax: bool) -> Confi
             f"Image '{image.path}' has several extension-release files that could apply "
             f"({', '.join(candidates)}), refusing."
         )
-    if candidates:
-        try:
-            found = read_file(
-                root_fd, f"{EXTENSION_RELEASE_DIR}/{candidates[0]}", max_size=MAX_OS_RELEASE_SIZE
-            )
-        except UnsafePath as exc:
-            raise BadImage(f"extension-release of image '{image.path}': {exc}") from None
-        if found is not None:
-            return found
-    hint = ""
-    if others:
-        hint = (
-            f" (Found {', '.join(others)}; for this image it must be named "
-            f"{EXTENSION_RELEASE_PREFIX}{name}, or use --force.)"
-        )
-    raise BadImage(f"Image '{image.path}' lacks extension-release data, refusing.{hint}")
+    if not candidates:
+        return None
+    try:
+        return read_file(root_fd, f"{directory}/{candidates[0]}", max_size=MAX_OS_RELEASE_SIZE)
+    except UnsafePath as exc:
+        raise BadImage(f"extension-release of image '{image.path}': {exc}") from None
 
 
 def _details(image: Image) -> Mapping[str, Any]:
@@ -267,10 +304,12 @@ def read_image_and_extensions(
     *,
     relax: bool = False,
     require_units: bool = True,
+    systemd: int,
 ) -> Inspection:
     """Read the root image and each extension; merge their units (root first).
 
     :param relax: ``--force``: accept any single ``extension-release.*`` file.
+    :param systemd: the host's systemd major version (which extension-release files count).
     :raises BadImage: no os-release, no extension-release, an unsafe or unreadable file, or
         (``require_units``) no matching unit anywhere.
     """
@@ -286,7 +325,9 @@ def read_image_and_extensions(
     for ext in extensions:
         try:
             with _open_tree(ext) as tree, open_root(tree) as root_fd:
-                release = _read_extension_release(root_fd, ext, relax=relax)
+                release, release_dir = _read_extension_release(
+                    root_fd, ext, relax=relax, systemd=systemd
+                )
                 ext_units = discover_units(root_fd, prefixes, image=ext.path)
         except OSError as exc:
             raise _in_image(ext, "its files", exc) from None
@@ -294,7 +335,7 @@ def read_image_and_extensions(
             ExtensionMetadata(
                 image=ext,
                 release=release.data,
-                release_path=f"{EXTENSION_RELEASE_DIR}/{release.path.rsplit('/', 1)[-1]}",
+                release_path=f"{release_dir}/{release.path.rsplit('/', 1)[-1]}",
                 release_fields=parse_os_release(release.data),
                 units=tuple(ext_units),
             )
@@ -366,8 +407,11 @@ def host_architecture() -> str:
     return _UNAME_ARCH.get(machine, machine)
 
 
-def _incompatibility(root: Mapping[str, str], ext: Mapping[str, str]) -> str | None:
-    """Why an extension does not fit the root image (spec 2.6), or ``None`` if it does."""
+def _incompatibility(root: Mapping[str, str], ext: Mapping[str, str], systemd: int) -> str | None:
+    """Why an extension does not fit the root image (spec 2.6), or ``None`` if it does.
+
+    From systemd 257 on, the extension's ``ID`` may also be one of the root's ``ID_LIKE``.
+    """
     if not ext:
         return "its extension-release is empty"
     scope = ext.get("SYSEXT_SCOPE")
@@ -382,8 +426,10 @@ def _incompatibility(root: Mapping[str, str], ext: Mapping[str, str]) -> str | N
         return "it has no ID="
     if ext_id == "_any":
         return None
-    if ext_id != root.get("ID", ""):
-        return f"ID={ext_id}, the root image has ID={root.get('ID', '')}"
+    like = split_prefixes(root.get("ID_LIKE", "")) if systemd >= 257 else []
+    if ext_id != root.get("ID", "") and ext_id not in like:
+        also = f" (like {' '.join(like)})" if like else ""
+        return f"ID={ext_id}, the root image has ID={root.get('ID', '')}{also}"
     root_version, root_level = root.get("VERSION_ID", ""), root.get("SYSEXT_LEVEL", "")
     if not root_version and not root_level:
         return None
@@ -400,12 +446,14 @@ def _incompatibility(root: Mapping[str, str], ext: Mapping[str, str]) -> str | N
     return None
 
 
-def check_extension_compatible(root: ImageMetadata, ext: ExtensionMetadata) -> None:
+def check_extension_compatible(
+    root: ImageMetadata, ext: ExtensionMetadata, *, systemd: int
+) -> None:
     """Refuse an extension whose extension-release does not match the root (spec 2.6).
 
     :raises BadImage: systemd's message, and why.
     """
-    why = _incompatibility(root.os_release_fields, ext.release_fields)
+    why = _incompatibility(root.os_release_fields, ext.release_fields, systemd)
     if why is not None:
         raise BadImage(
             f"Image {ext.image.path} extension-release metadata does not match the root's: {why}"
@@ -452,7 +500,13 @@ def inspect_image_with_extensions(
     registry = registry or get_registry(root=host.root)
     image = resolve_image(arg, host=host, registry=registry, cwd=cwd)
     exts = resolve_extensions(extensions, host=host, registry=registry, cwd=cwd)
-    return read_image_and_extensions(image, exts, effective_prefixes(arg, prefixes), relax=force)
+    return read_image_and_extensions(
+        image,
+        exts,
+        effective_prefixes(arg, prefixes),
+        relax=force,
+        systemd=detect_systemd(host).major,
+    )
 
 
 def inspect_image(

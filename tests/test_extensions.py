@@ -217,16 +217,32 @@ def test_missing_extension_release(root):
     assert f"-- Extension Release: /srv/app10 --\n{REL}" in r.stdout
 
 
-def test_versioned_extension_name_needs_its_own_release_file(root):
-    # As systemd 252 (whose PID 1 checks the same): app0_1.0 needs extension-release.app0_1.0
-    # (v254+ would take extension-release.app0). The error says what was found.
+def test_versioned_extension_name_needs_its_own_release_file_on_252(root, systemd):
+    # systemd 252 (whose PID 1 checks the same): app0_1.0 needs extension-release.app0_1.0; the
+    # error says what was found. From 254 on, extension-release.app0 (no version) is taken.
     os.rename(root / "srv/app0", root / "srv/app0_1.0")
-    msg = fails(root, "inspect", "--extension", "/srv/app0_1.0", "/srv/rootdir", "app0")
-    assert msg == (
-        "Image '/srv/app0_1.0' lacks extension-release data, refusing. (Found "
-        "extension-release.app0; for this image it must be named extension-release.app0_1.0, "
-        "or use --force.)"
-    )
+    args = ["inspect", "--cat", "--extension", "/srv/app0_1.0", "/srv/rootdir", "app0"]
+    if systemd == 252:
+        assert fails(root, *args) == (
+            "Image '/srv/app0_1.0' lacks extension-release data, refusing. (Found "
+            "extension-release.app0; for this image it must be named extension-release.app0_1.0, "
+            "or use --force.)"
+        )
+    else:
+        assert f"-- Extension Release: /srv/app0_1.0 --\n{REL}" in ok(root, *args).stdout
+
+
+def test_confext_release_file_from_255(root, systemd):
+    """A configuration extension keeps its release file in /etc/extension-release.d (255+)."""
+    usr = root / "srv/app0/usr/lib/extension-release.d"
+    etc = root / "srv/app0/etc/extension-release.d"
+    etc.mkdir(parents=True)
+    os.rename(usr / "extension-release.app0", etc / "extension-release.app0")
+    args = ["inspect", "--cat", "--extension", "/srv/app0", "/srv/rootdir", "app0"]
+    if systemd == 252:
+        assert fails(root, *args).startswith("Image '/srv/app0' lacks extension-release data")
+    else:
+        assert f"-- Extension Release: /srv/app0 --\n{REL}" in ok(root, *args).stdout
 
 
 def test_two_release_files_that_could_apply(root):
@@ -328,16 +344,29 @@ def _ext(fields: dict[str, str]) -> ExtensionMetadata:
         ),
     ],
 )
-def test_compatibility_rules(root_fields, ext_fields, why):
+@pytest.mark.parametrize("systemd", [252, 257])
+def test_compatibility_rules(root_fields, ext_fields, why, systemd):
     if why is None:
-        check_extension_compatible(_meta(root_fields), _ext(ext_fields))
+        check_extension_compatible(_meta(root_fields), _ext(ext_fields), systemd=systemd)
         return
     with pytest.raises(BadImage, match="extension-release metadata does not match the root's"):
-        check_extension_compatible(_meta(root_fields), _ext(ext_fields))
+        check_extension_compatible(_meta(root_fields), _ext(ext_fields), systemd=systemd)
     try:
-        check_extension_compatible(_meta(root_fields), _ext(ext_fields))
+        check_extension_compatible(_meta(root_fields), _ext(ext_fields), systemd=systemd)
     except BadImage as exc:
         assert why in str(exc)
+
+
+@pytest.mark.parametrize(("systemd", "fits"), [(252, False), (256, False), (257, True)])
+def test_extension_id_may_be_the_roots_id_like_from_257(systemd, fits):
+    """systemd 257 matches an extension's ID against the root's ID_LIKE too."""
+    root_fields = {"ID": "ubuntu", "ID_LIKE": "debian", "VERSION_ID": "12"}
+    ext_fields = {"ID": "debian", "VERSION_ID": "12"}
+    if fits:
+        check_extension_compatible(_meta(root_fields), _ext(ext_fields), systemd=systemd)
+    else:
+        with pytest.raises(BadImage, match="ID=debian, the root image has ID=ubuntu$"):
+            check_extension_compatible(_meta(root_fields), _ext(ext_fields), systemd=systemd)
 
 
 def test_attach_refuses_incompatible_extension(root):
