@@ -78,9 +78,9 @@ class SystemdVersion:
 
     def describe(self) -> str:
         where = {
-            "manager": "the running service manager",
-            "tree": "the systemd installed in the root directory",
-            "default": "no systemd found: the newest known",
+            "manager": "running",
+            "tree": "installed",
+            "default": "none found: the newest known",
         }[self.source]
         note = "" if self.major in KNOWN_VERSIONS else f", behaves as {self.behaviour}"
         return f"systemd {self.full} ({where}{note})"

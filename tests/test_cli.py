@@ -161,6 +161,34 @@ def test_version():
     assert result.exit_code == 0 and "portable-services" in result.output
 
 
+@pytest.mark.parametrize(
+    ("lib", "says"),
+    [
+        (None, "follows systemd 257 (none found: the newest known)"),
+        (
+            "usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-252.so",
+            "follows systemd 252 (installed)",
+        ),
+        (
+            "usr/lib/systemd/libsystemd-shared-258.1-1.so",
+            "follows systemd 258.1-1 (installed, behaves as 257)",
+        ),
+    ],
+)
+def test_version_names_the_systemd_of_the_root(tmp_path, lib, says):
+    if lib is not None:
+        (tmp_path / lib).parent.mkdir(parents=True)
+        (tmp_path / lib).touch()
+    proc = subprocess.run(
+        [sys.executable, "-m", "portable", "--root", str(tmp_path), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[:2] == ["portable-services 0.1.0", says]
+
+
 @pytest.mark.parametrize("args", [["list"], ["inspect", "/srv/foo_1.2"]])
 def test_output_closed_or_full(root, args):
     """Output closed (``>&-``): nothing shown, success, as with click. Output on a full device:

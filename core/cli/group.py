@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from portable import __version__
 from portable.cli import COMMANDS, SUMMARIES, App, env_debug
+
+if TYPE_CHECKING:
+    from portable.systemd_version import SystemdVersion
 
 __all__ = ["PortableGroup", "build_cli", "cli", "run_click"]
 
@@ -45,10 +49,28 @@ def _help_command(ctx: click.Context) -> None:
     click.echo(ctx.parent.get_help())
 
 
+def _followed_systemd(root: Path | None) -> SystemdVersion:
+    """The systemd whose behaviour we follow: the running manager's, else the tree's."""
+    from portable.host import Host
+    from portable.systemd_version import detect
+
+    host = Host(root or Path("/"))
+    if not host.is_real:
+        return detect(host)
+    from portable.manager import Manager, ManagerError
+
+    try:
+        with Manager.connect(timeout=5.0) as manager:
+            return detect(host, manager)
+    except ManagerError:  # not running here (a build host, a container): the installed one
+        return detect(host)
+
+
 def _print_version(ctx: click.Context, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
     click.echo(f"portable-services {__version__}")
+    click.echo(f"follows {_followed_systemd(ctx.params.get('root')).describe()}")
     from portable.registry import get_registry
 
     for rec in get_registry(cache=True).plugins:
@@ -73,6 +95,7 @@ def _print_version(ctx: click.Context, value: bool) -> None:
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
+    is_eager=True,  # before --version, which says which systemd the root has
     help="Operate on an alternate root directory (files only; no service manager).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and plugin details on errors.")
