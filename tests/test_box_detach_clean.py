@@ -64,13 +64,6 @@ def wait_for_data(box: Box, name: str) -> None:
         time.sleep(0.1)
 
 
-def systemd_version(box: Box) -> int:
-    version = getattr(box, "systemd_version", None)
-    if version is None:
-        version = int(box.run(["systemctl", "--version"]).stdout.split()[1])
-    return int(version)
-
-
 def state(box: Box, image: str) -> str:
     return box.portable(["is-attached", image]).stdout.strip()
 
@@ -201,10 +194,8 @@ def test_image_placed_in_etc_portables_survives(box, cleanup):
     assert state(box, "inplace_1") == "detached"
 
 
+@pytest.mark.systemd(min=256)  # portablectl has detach --clean since 256
 def test_same_as_portablectl(box, box_tmp, cleanup):
-    version = systemd_version(box)
-    if version < 256:
-        pytest.skip(f"portablectl {version} has no detach --clean (since 256)")
     img = make_directory_image(box_tmp / "cmp_1", units={"cmp.service": data_unit("cmp")})
     outcome = {}
     for tool in ("portable", "portablectl"):
