@@ -15,6 +15,7 @@ import pytest
 import portable.testing.box as box_module
 from portable.testing import rootfs
 from portable.testing.box import Box, BoxCommandError, BoxError, box_unavailable_reason
+from portable.testing.images import make_directory_image, service_unit
 from portable.testing.rootfs import RECIPES, Recipe, RootfsError, ensure_root
 
 
@@ -152,6 +153,35 @@ def test_our_cli_inside(box: Box) -> None:
     assert box.portable(["list"]).stdout.strip() == "No images."
     listed = json.loads(box.portable(["list", "--json"]).stdout)
     assert listed == []
+
+
+@pytest.mark.box
+def test_services_get_a_real_host_sandbox(box: Box, box_tmp: Path) -> None:
+    # PrivateNetwork= needs CAP_NET_ADMIN in 257 (else the service silently shares the network).
+    links = box.run("systemd-run --wait --pipe -q -p PrivateNetwork=yes ip -o link").stdout
+    assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
+    # The "trusted" profile binds the box's /run into the image, /run/host included.
+    img = make_directory_image(box_tmp / "trust_1", units={"trust.service": service_unit()})
+    box.portablectl(["attach", "--profile=trusted", "--runtime", "--now", "-q", str(img)])
+    try:
+        state = box.run("sleep 0.2; systemctl is-active trust.service", check=False).stdout
+        journal = box.run(["journalctl", "-b", "-q", "-u", "trust.service", "--no-pager"]).stdout
+        assert state.strip() == "active", journal
+        if box.systemd_version >= 254:  # the service sees its host's (the box's) os-release
+            pid = box.systemctl(["show", "-P", "MainPID", "trust.service"]).stdout.strip()
+            seen = box.run(["cat", f"/proc/{pid}/root/run/host/os-release"]).stdout
+            assert seen == box.run(["cat", "/etc/os-release"]).stdout != ""
+    finally:
+        box.portablectl(["detach", "--runtime", "--now", "-q", str(img)])
+
+
+@pytest.mark.box
+def test_python_runs_as_another_user(box: Box) -> None:
+    # The Python installation is bound below /root (0750 in the box); its parents are opened.
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    out = box.run([*drop, str(box.python_executable), "-c", "import os, sys; print(os.geteuid())"])
+    assert out.stdout.strip() == "65534"
+    assert box.run(["stat", "-c", "%a", "/root"]).stdout.strip() == "751"
 
 
 @pytest.mark.box

@@ -525,6 +525,7 @@ class Box:
         self._dev_dir = Path("/dev") / f".{SCRATCH_PREFIX}{self.name}"
         self._box_loops: dict[str, str] = {}
         self._systemd_version: int | None = None
+        self._tree_systemd = 0  # the systemd version installed in the tree, 0 if unknown
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -584,6 +585,7 @@ class Box:
             if reason is not None:
                 raise BoxError(reason)
             self.tree = tree
+            self._tree_systemd = tree_systemd_version(tree) or 0
         return self.tree
 
     def console_output(self) -> str:
@@ -629,6 +631,10 @@ class Box:
             # changed 5 times in a second, which a boot (and attaching images) easily does:
             # a whole second of every boot of the 257 box. Nothing else reads this variable.
             "--setenv=SYSTEMD_DEFAULT_MOUNT_RATE_LIMIT_BURST=1000",
+            # systemd 257 skips PrivateNetwork= (the service stays in the host's network) unless
+            # it has CAP_NET_ADMIN, which nspawn grants only with a network namespace of the
+            # container's own; 252 sets the namespace up regardless (its lo stays down).
+            *(["--private-network"] if self._tree_systemd >= 256 else []),
             *self._nspawn_args,
             # Arguments for the container's systemd (it reads them like a kernel command line).
             # /etc starts empty, so systemd-firstboot.service runs, wants /dev/console (which
@@ -686,7 +692,7 @@ class Box:
         # On a hybrid v1/v2 host nspawn gives the container the same hybrid layout, which
         # systemd < 256 boots with; 256 and later refuse v1 and need the unified hierarchy
         # (nspawn then mirrors our cgroup in the v2 tree, where _cgroup_roots made one too).
-        if (tree_systemd_version(self._find_tree()) or 0) >= 256:
+        if self._tree_systemd >= 256:
             env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
         # Unlinked at once, so nothing is left in /tmp; lives until stop() closes it.
         self._console_file = tempfile.TemporaryFile(prefix="portable-box-console-")  # noqa: SIM115
@@ -752,6 +758,42 @@ class Box:
         os_release = self.path("/etc/os-release")
         if not os_release.exists() and not os_release.is_symlink():
             os_release.symlink_to("../usr/lib/os-release")
+        self._open_bind_parents()
+        if self._tree_systemd >= 254:
+            self._prepare_run_host()
+
+    def _prepare_run_host(self) -> None:
+        """Make the box's /run/host look as a service of systemd >= 254 leaves a host's.
+
+        Such a service with RootDirectory=/RootImage= gets the host's os-release as
+        ``/run/host/os-release -> .os-release-stage/os-release``, a bind mount on the directory
+        and a symlink, both created inside its image's /run. With BindPaths=/run (the "trusted"
+        profile) that is the box's /run/host, which nspawn made read-only and where it put a
+        regular os-release file: the symlink cannot be created and the service fails (226/
+        NAMESPACE). On a real host the first such service creates both; here they are made
+        ahead, and the symlink resolves to the same file as before.
+        """
+        self.run(
+            "set -e; mount -o remount,bind,rw /run/host; mkdir -p /run/host/.os-release-stage; "
+            "cp /run/host/os-release /run/host/.os-release-stage/os-release; "
+            "umount /run/host/os-release; rm -f /run/host/os-release; "
+            "ln -s .os-release-stage/os-release /run/host/os-release; "
+            "mount -o remount,bind,ro /run/host"
+        )
+
+    def _open_bind_parents(self) -> None:
+        """Let every user reach the bound directories (a box's /root is 0750, say).
+
+        Only directories of the box's own root file system are changed, never a bound one: this
+        is what lets the Python installation below /root/.pyenv run as another user.
+        """
+        root_dev = os.stat(self.path("/")).st_dev
+        for _, dst, _ in self._bind_table():
+            for parent in Path(dst).parents:
+                inside = self.path(parent)
+                st = os.stat(inside)
+                if st.st_dev == root_dev and not st.st_mode & stat.S_IXOTH:
+                    os.chmod(inside, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
 
     def _link_partition_nodes(self) -> None:
         """``/dev/loopNpM`` -> the host's node (see ``host_dev``), for every loop passed in."""
