@@ -1,13 +1,16 @@
 """The portable-services demo: a real image, a real systemd, a sandboxed service, no traces.
 
-Boots a throwaway systemd (systemd-nspawn, this machine's own /usr, everything else on a tmpfs),
-builds the example image from ``examples/hello``, and inside that systemd: inspects it, attaches
-it with the strict profile and --now, shows the service running sandboxed, detaches it and shows
-that nothing is left. Run it with ``bash examples/demo.sh`` (as root).
+Boots a throwaway systemd (systemd-nspawn; everything but /usr on a tmpfs), builds the example
+image from ``examples/hello``, and inside that systemd: inspects it, attaches it with the strict
+profile and --now, shows the service running sandboxed, detaches it and shows that nothing is
+left. It does so on each systemd the project is tested with, one after the other: Debian 12's
+systemd 252 and Debian 13's 257 (what ``portable`` writes follows the systemd it runs on).
+``--box debian-13`` runs one only. Run it with ``bash examples/demo.sh`` (as root).
 """
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 import time
@@ -15,13 +18,17 @@ from pathlib import Path
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image
+from portable.testing.rootfs import DEFAULT_BOXES, parse_distros
 
 HERE = Path(__file__).resolve().parent
 
 
-def main() -> int:
-    with Box() as box:
-        print(f"# Booted a throwaway systemd in {box.boot_seconds:.1f}s (container {box.name}).")
+def demo(distro: str) -> None:
+    with Box(distro=distro) as box:
+        print(
+            f"# Booted a throwaway {distro} with systemd {box.systemd_version} in "
+            f"{box.boot_seconds:.1f}s (container {box.name})."
+        )
         images = box.mkdtemp(prefix="demo-")
         image = make_directory_image(images / "hello_1.0", template=HERE / "hello", os_release=None)
         portable = [str(box.python_executable), "-m", "portable"]
@@ -38,6 +45,7 @@ def main() -> int:
                 print(out)
             return result.stdout
 
+        show("Which systemd portable follows here", [*portable, "--version"])
         show(
             "The image: an OS tree with a busybox payload and three units",
             [*portable, "inspect", str(image)],
@@ -93,6 +101,18 @@ def main() -> int:
             check=False,
         )
     print("\n# The box is powered off; it left nothing on this machine.")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--box",
+        default=DEFAULT_BOXES,
+        help=f"which boxes, comma-separated (default: {DEFAULT_BOXES})",
+    )
+    for i, distro in enumerate(parse_distros(parser.parse_args().box)):
+        print(("\n\n" if i else "") + f"######## {distro} ########")
+        demo(distro)
     return 0
 
 
