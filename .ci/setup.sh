@@ -3,7 +3,7 @@
 # idempotently: system packages (a real systemd container host, image tools, a static busybox
 # payload, mmdebstrap), a virtualenv in .venv and this package with its test extras, and the
 # cached OS roots of the test boxes that are not this machine's own release
-# (/var/cache/portable-services/rootfs, built once with mmdebstrap, ~30 s and 160 MB each).
+# (/var/cache/portable-services/rootfs, built once with mmdebstrap, ~30 s and 160-200 MB each).
 # PORTABLE_TEST_BOXES selects the boxes (default: debian-12,debian-13). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -29,7 +29,7 @@ variable ``PORTABLE_TEST_BOX``; the default is the release this machine runs.
 * ``"debian-13"``: Debian 13 (trixie), systemd 257.
 
 The release this machine runs boots from the host's own ``/``; the other from a minimal root built
-once with ``mmdebstrap`` and cached in ``/var/cache/portable-services/rootfs`` (about 20 s and
+once with ``mmdebstrap`` and cached in ``/var/cache/portable-services/rootfs`` (about 30 s and
 200 MB the first time; :mod:`portable.testing.rootfs`, which ``.ci/setup.sh`` runs). Either way
 the host's Python runs inside, so a root whose glibc is older than that interpreter needs cannot be
 used (:class:`BoxError` says so). ``box.distro`` and ``box.systemd_version`` (read from the
@@ -40,8 +40,9 @@ running manager) say what booted::
         box.portablectl(["--version"])              # systemd 257's portablectl
 
 systemd >= 256 refuses the legacy (v1) cgroup hierarchy, so such a box always gets a unified
-one, also on a host with hybrid cgroups. The test suite runs its box tests on each box of
-``PORTABLE_TEST_BOXES`` (``tests/conftest.py``).
+one, also on a host with hybrid cgroups, and a network namespace of its own (``lo`` only):
+systemd 257 applies ``PrivateNetwork=`` only with CAP_NET_ADMIN, which nspawn grants only then.
+The test suite runs its box tests on each box of ``PORTABLE_TEST_BOXES`` (``tests/conftest.py``).
 
 Needs root, ``systemd-nspawn`` and ``nsenter``; :func:`box_unavailable_reason` says why not.
 The box powers off when the ``with`` block ends (also on exceptions), at interpreter exit, and
