@@ -8,7 +8,7 @@ imports it, so the CLI starts without jeepney::
         manager.reload()
         changes = manager.enable_unit_files(["/run/systemd/system.attached/foo.service"],
                                             runtime=True)
-        print("\\n".join(format_install_changes(changes, arrow="→")))
+        print("\\n".join(format_install_changes(changes, arrow="→", systemd=257)))
         for job in manager.run_jobs([("start", "foo.service")]):
             if job.error is not None:
                 print(job.error)
@@ -35,6 +35,7 @@ from jeepney.auth import BEGIN, make_auth_external
 from jeepney.bus import get_connectable_addresses
 
 from portable.errors import PortableError
+from portable.systemd_version import nearest_known
 
 if TYPE_CHECKING:
     from portable.types import Change
@@ -797,24 +798,36 @@ def _changes(raw: Sequence[tuple[str, str, str]]) -> list[Change]:
     return [Change(type=str(t), path=str(p), source=str(s)) for t, p, s in raw]
 
 
-def format_install_changes(changes: Sequence[Change], arrow: str) -> list[str]:
-    """The lines ``systemctl enable``/``disable`` (252) print for PID 1's install changes.
+def format_install_changes(changes: Sequence[Change], arrow: str, *, systemd: int) -> list[str]:
+    """The lines ``systemctl enable``/``disable`` of systemd ``systemd`` print for PID 1's
+    install changes (257 quotes paths with ``'``, 252 quoted only removed ones, with ``"``).
 
     ``arrow`` is ``"→"`` in a UTF-8 locale, ``"->"`` otherwise (systemd's special glyph).
     Change types this version does not know are skipped, as systemctl does.
     """
+    new = nearest_known(systemd) >= 257
     lines = []
     for c in changes:
         if c.type == "symlink":
-            lines.append(f"Created symlink {c.path} {arrow} {c.source}.")
+            if new:
+                lines.append(f"Created symlink '{c.path}' {arrow} '{c.source}'.")
+            else:
+                lines.append(f"Created symlink {c.path} {arrow} {c.source}.")
         elif c.type == "unlink":
-            lines.append(f'Removed "{c.path}".')
+            lines.append(f"Removed '{c.path}'." if new else f'Removed "{c.path}".')
         elif c.type == "masked":
             lines.append(f"Unit {c.path} is masked, ignoring.")
         elif c.type == "masked by generator":  # systemd 253+
-            lines.append(f"Unit {c.path} is masked via a generator and cannot be unmasked.")
+            lines.append(
+                f"Unit {c.path} is masked via a generator and cannot be unmasked"
+                + (", skipping." if new else ".")
+            )
         elif c.type == "dangling":
-            lines.append(f"Unit {c.path} is an alias to a unit that is not present, ignoring.")
+            lines.append(
+                f"Unit {c.path} is an alias to a non-existent unit, ignoring."
+                if new
+                else f"Unit {c.path} is an alias to a unit that is not present, ignoring."
+            )
         elif c.type == "destination not present":
             lines.append(
                 f"Unit {c.source} is added as a dependency to a non-existent unit {c.path}."

@@ -263,15 +263,16 @@ def test_enable_disable_portable_runtime(box, box_tmp, units):
         box_tmp,
         f"""
         out = {{}}
+        v = {box.systemd_version}
         with Manager.connect() as m:
             out["before"] = m.unit_file_state("{unit}")
             changes = m.enable_unit_files(["{attached}/{unit}"], runtime=True)
             out["enable"] = [[c.type, c.path, c.source] for c in changes]
-            out["enable_lines"] = format_install_changes(changes, "→")
+            out["enable_lines"] = format_install_changes(changes, "→", systemd=v)
             out["enabled"] = m.unit_file_state("{unit}")
             changes = m.disable_unit_files(["{unit}"], runtime=True)
             out["disable"] = [[c.type, c.path, c.source] for c in changes]
-            out["disable_lines"] = format_install_changes(changes, "→")
+            out["disable_lines"] = format_install_changes(changes, "→", systemd=v)
             out["disabled"] = m.unit_file_state("{unit}")
             out["absent"] = m.unit_file_state("ptest-mgr-absent.service")
         emit(out)
@@ -281,10 +282,17 @@ def test_enable_disable_portable_runtime(box, box_tmp, units):
     link = f"{attached}/multi-user.target.wants/{unit}"
     assert got["before"] == "disabled"
     assert got["enable"] == [["symlink", link, f"{attached}/{unit}"]]
-    assert got["enable_lines"] == [f"Created symlink {link} → {attached}/{unit}."]
+    # systemctl's wording: 257 quotes every path with ', 252 only removed ones, with "
+    if box.systemd_version >= 257:
+        assert got["enable_lines"] == [f"Created symlink '{link}' → '{attached}/{unit}'."]
+    else:
+        assert got["enable_lines"] == [f"Created symlink {link} → {attached}/{unit}."]
     assert got["enabled"] == "enabled-runtime"
     assert got["disable"] == [["unlink", link, ""]]
-    assert got["disable_lines"] == [f'Removed "{link}".']
+    if box.systemd_version >= 257:
+        assert got["disable_lines"] == [f"Removed '{link}'."]
+    else:
+        assert got["disable_lines"] == [f'Removed "{link}".']
     assert got["disabled"] == "disabled"
     assert got["absent"] == ""
     # The emptied .wants directory goes too, so detach can remove the attached directory.
@@ -333,7 +341,11 @@ def test_install_lines_match_systemctl(box, box_tmp, units, lang, arrow):
         with Manager.connect() as m:
             on = m.enable_unit_files(["{unit}"], runtime=True, portable=False)
             off = m.disable_unit_files(["{unit}"], runtime=True, portable=False)
-            emit([format_install_changes(on, {arrow!r}), format_install_changes(off, {arrow!r})])
+            v = {box.systemd_version}
+            emit([
+                format_install_changes(on, {arrow!r}, systemd=v),
+                format_install_changes(off, {arrow!r}, systemd=v),
+            ])
         """,
     )
     assert expected_enable and expected_disable
@@ -356,10 +368,11 @@ def test_install_warnings_match_systemctl(box, box_tmp, units):
         box,
         box_tmp,
         f"""
+        v = {box.systemd_version}
         with Manager.connect() as m:
             on = m.enable_unit_files(["{unit}"], runtime=True, portable=False)
             m.disable_unit_files(["{unit}"], runtime=True, portable=False)
-            emit([[c.type for c in on], format_install_changes(on, "→")])
+            emit([[c.type for c in on], format_install_changes(on, "→", systemd=v)])
         """,
     )
     types, lines = got
@@ -601,11 +614,19 @@ def test_format_install_changes():
         Change(type="auxiliary unit failed", path="aux.service"),
         Change(type="something new", path="/x"),
     ]
-    assert format_install_changes(changes, "->") == [
+    assert format_install_changes(changes, "->", systemd=252) == [
         "Created symlink /a/x.target.wants/u.service -> /a/u.service.",
         'Removed "/a/x.target.wants/u.service".',
         "Unit /etc/systemd/system/m.service is masked, ignoring.",
         "Unit /etc/systemd/system/d.service is an alias to a unit that is not present, ignoring.",
+        "Unit /a/u.service is added as a dependency to a non-existent unit no.target.",
+        "Failed to enable auxiliary unit aux.service, ignoring.",
+    ]
+    assert format_install_changes(changes, "->", systemd=257) == [
+        "Created symlink '/a/x.target.wants/u.service' -> '/a/u.service'.",
+        "Removed '/a/x.target.wants/u.service'.",
+        "Unit /etc/systemd/system/m.service is masked, ignoring.",
+        "Unit /etc/systemd/system/d.service is an alias to a non-existent unit, ignoring.",
         "Unit /a/u.service is added as a dependency to a non-existent unit no.target.",
         "Failed to enable auxiliary unit aux.service, ignoring.",
     ]

@@ -12,6 +12,7 @@ from portable.cli import App
 from portable.cli.changes import print_activation, print_changes
 from portable.cli.inspect import matching_line, warn_if_ambiguous
 from portable.cli.options import no_pager, quiet, split_images
+from portable.systemd_version import detect as detect_systemd
 
 COPY_HELP = "How to place unit files and profiles: auto (default), copy, symlink or mixed."
 
@@ -143,11 +144,12 @@ def plugins_taking_part(app: App, images: list[Any], profile: str) -> list[str]:
     ]
 
 
-def _finish(result: Any, quiet: bool) -> None:
+def _finish(app: App, result: Any, quiet: bool) -> None:
     """Reload failure (a warning, as portablectl), enable/start results, the exit status."""
     if result.reload_error:
         click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
-    if not print_activation(result.activation, quiet=quiet):
+    systemd = detect_systemd(app.host).major
+    if not print_activation(result.activation, quiet=quiet, systemd=systemd):
         sys.exit(1)
 
 
@@ -197,7 +199,7 @@ def attach_command(
     taking_part = plugins_taking_part(app, [r.image for r in batch.results], profile)
     if taking_part:
         app.info(f"(Plugins taking part: {', '.join(taking_part)}.)", quiet=quiet)
-    _finish(batch, quiet)
+    _finish(app, batch, quiet)
 
 
 @click.command("reattach")
@@ -235,4 +237,4 @@ def reattach_command(
     )
     print_changes(result.removed, quiet=quiet)
     print_changes(result.attached.changes, quiet=quiet)
-    _finish(result.attached, quiet)
+    _finish(app, result.attached, quiet)

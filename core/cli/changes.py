@@ -45,7 +45,7 @@ def print_changes(changes: Iterable[Change], *, quiet: bool) -> None:
         click.echo(format_change(change), err=True)
 
 
-def print_activation(activation: Activation | None, *, quiet: bool) -> bool:
+def print_activation(activation: Activation | None, *, quiet: bool, systemd: int) -> bool:
     """Print enable/disable changes and queued jobs in order (as portablectl), then one line
     per failure naming the unit and systemd's result; True if everything succeeded."""
     if activation is None:
@@ -55,7 +55,7 @@ def print_activation(activation: Activation | None, *, quiet: bool) -> bool:
 
     for event in activation.events:
         if event.kind == "install" and not quiet:
-            for line in format_install_changes(event.changes, arrow()):
+            for line in format_install_changes(event.changes, arrow(), systemd=systemd):
                 click.echo(line, err=True)
         elif event.kind == "queued" and not quiet:
             click.echo(

@@ -10,6 +10,7 @@ from portable.cli import App
 from portable.cli.changes import print_activation, print_changes
 from portable.cli.inspect import matching_line, warn_if_ambiguous
 from portable.cli.options import no_pager, quiet, split_images
+from portable.systemd_version import detect as detect_systemd
 
 
 @click.command("detach")
@@ -102,7 +103,7 @@ def detach_command(
                 matching_line(effective_prefixes(one, prefixes), explicit=bool(prefixes)),
                 quiet=quiet,
             )
-    ok = print_activation(result.activation, quiet=quiet)
+    ok = print_activation(result.activation, quiet=quiet, systemd=detect_systemd(app.host).major)
     for error in result.clean_errors:  # after the stop jobs, as portablectl
         click.echo(f"portable: error: {error}", err=True)
     if result.reload_error:
