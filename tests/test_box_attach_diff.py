@@ -401,11 +401,14 @@ _SERVICE_RE = re.compile(r"portable service (\S+?)(?::|\.$)")
 
 def _line_paths(line: str) -> tuple[str, str | None] | None:
     """(destination, source) of a change line, or None if it is not one."""
-    if m := re.fullmatch(rf"Created symlink (\S+) {_ARROW} (\S+)\.", line):
+    # systemctl's enable lines quote paths from 257 on ('...'), 252's do not.
+    if m := re.fullmatch(rf"Created symlink '?(/[^\s']+)'? {_ARROW} '?(/[^\s']+)'?\.", line):
         return m[1], m[2]
     if m := re.fullmatch(rf"Copied (\S+) {_ARROW} (\S+)\.", line):
         return m[2], m[1]
-    if m := re.fullmatch(r'(?:Created directory|Written|Removed|Copied) "?(/\S+?)"?\.', line):
+    if m := re.fullmatch(
+        r"(?:Created directory|Written|Removed|Copied) [\"']?(/\S+?)[\"']?\.", line
+    ):
         return m[1], None
     return None
 
@@ -418,9 +421,9 @@ def classify(line: str) -> tuple[str | None, str | None]:
     """
     if m := _SERVICE_RE.search(line):
         return "install", os.path.basename(m[1])
-    if m := re.fullmatch(r'Removed "(/\S+)"\.', line):
-        # DisableUnitFiles (detach --enable) quotes; it also removes the unit symlinks that
-        # --copy=symlink made (systemd issue #23481).
+    if m := re.fullmatch(r"Removed [\"'](/\S+)[\"']\.", line):
+        # DisableUnitFiles (detach --enable) quotes ("..." on 252, '...' on 257); it also removes
+        # the unit symlinks that --copy=symlink made (systemd issue #23481).
         return "install", os.path.basename(m[1])
     paths = _line_paths(line)
     if paths is None:
