@@ -112,7 +112,10 @@ def list_output(app: App, *, legend: bool = True, as_json: bool = False) -> str:
 
     rows = list_images(host=app.host, registry=app.registry, manager=app.manager_view())
     if not as_json:
-        return render_table(rows, legend=legend)
+        from portable.systemd_version import detect
+
+        systemd = detect(app.host).major if rows else 0  # "No images.": no need to look
+        return render_table(rows, legend=legend, systemd=systemd)
     import json
 
     return (
@@ -144,8 +147,9 @@ def format_timestamp(us: int) -> str:
     return time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(us // 1_000_000))
 
 
-def format_bytes(n: int | None) -> str:
-    """systemd's format_bytes(): 1024-based, one decimal (``4.0K``), ``512B`` below 1 KiB.
+def format_bytes(n: int | None, *, systemd: int) -> str:
+    """systemd's format_bytes(): 1024-based, one decimal (``4.0K``), ``512B`` below 1 KiB;
+    from 257 on a zero decimal is left out (``1M``, not ``1.0M``).
 
     Unknown (``None``) is an empty cell, as in portablectl's table.
     """
@@ -154,12 +158,16 @@ def format_bytes(n: int | None) -> str:
     for exp, suffix in ((6, "E"), (5, "P"), (4, "T"), (3, "G"), (2, "M"), (1, "K")):
         factor = 1024**exp
         if n >= factor:
-            return f"{n // factor}.{(n * 10 // factor) % 10}{suffix}"
+            decimal = (n * 10 // factor) % 10
+            if decimal == 0 and systemd >= 257:
+                return f"{n // factor}{suffix}"
+            return f"{n // factor}.{decimal}{suffix}"
     return f"{n}B"
 
 
-def render_table(rows: Sequence[ImageInfo], *, legend: bool) -> str:
-    """portablectl's ``list`` table (``legend``: the header and the ``N images listed.`` line)."""
+def render_table(rows: Sequence[ImageInfo], *, legend: bool, systemd: int) -> str:
+    """portablectl's ``list`` table (``legend``: the header and the ``N images listed.`` line),
+    as systemd ``systemd``'s prints it."""
     if not rows:
         return "No images.\n" if legend else ""
     cells = [
@@ -169,7 +177,7 @@ def render_table(rows: Sequence[ImageInfo], *, legend: bool) -> str:
             "yes" if r.read_only else "no",
             format_timestamp(r.crtime),
             format_timestamp(r.mtime),
-            format_bytes(r.usage),
+            format_bytes(r.usage, systemd=systemd),
             r.state,
         ]
         for r in rows
