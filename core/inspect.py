@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from portable.architecture import host_architecture
 from portable.confined import ConfinedFile, UnsafePath, list_dir, open_root, read_file, resolve_dir
 from portable.errors import BadImage, PortableError
 from portable.host import Host
@@ -102,10 +103,11 @@ class Inspection:
         return sorted(set(words))
 
 
-def effective_prefixes(arg: str, prefixes: Sequence[str]) -> tuple[str, ...]:
-    """The explicit prefixes, or the one derived from the image argument as typed (spec 2.4)."""
+def effective_prefixes(arg: str, prefixes: Sequence[str], *, systemd: int) -> tuple[str, ...]:
+    """The explicit prefixes, or the one derived from the image argument as typed (spec 2.4)
+    by systemd ``systemd``'s rules."""
     check_image_arg(arg)  # systemd's error for '' before a prefix error
-    return tuple(prefixes) if prefixes else (extract_prefix(arg),)
+    return tuple(prefixes) if prefixes else (extract_prefix(arg, systemd=systemd),)
 
 
 def _in_image(image: Image, what: str, exc: OSError) -> BadImage:
@@ -369,43 +371,6 @@ def _extensions_part(extensions: Sequence[Image]) -> str:
 
 # --- extension compatibility (attach and reattach) ---------------------------------------
 
-# uname -m -> systemd's architecture name (as in extension-release ARCHITECTURE=)
-_UNAME_ARCH = {
-    "x86_64": "x86-64",
-    "i386": "x86",
-    "i486": "x86",
-    "i586": "x86",
-    "i686": "x86",
-    "aarch64": "arm64",
-    "aarch64_be": "arm64-be",
-    "ppc64le": "ppc64-le",
-    "ppc64": "ppc64",
-    "ppc": "ppc",
-    "s390x": "s390x",
-    "s390": "s390",
-    "riscv64": "riscv64",
-    "riscv32": "riscv32",
-    "loongarch64": "loongarch64",
-    "ia64": "ia64",
-    "alpha": "alpha",
-    "parisc": "parisc",
-    "parisc64": "parisc64",
-    "mips": "mips",
-    "mips64": "mips64",
-    "tilegx": "tilegx",
-    "arc": "arc",
-}
-
-
-def host_architecture() -> str:
-    """The host's architecture as systemd names it (``x86-64``, ``arm64``, ...)."""
-    import platform
-
-    machine = platform.machine()
-    if machine.startswith("arm") and machine not in _UNAME_ARCH:
-        return "arm"
-    return _UNAME_ARCH.get(machine, machine)
-
 
 def _incompatibility(root: Mapping[str, str], ext: Mapping[str, str], systemd: int) -> str | None:
     """Why an extension does not fit the root image (spec 2.6), or ``None`` if it does.
@@ -503,7 +468,7 @@ def inspect_image_with_extensions(
     return read_image_and_extensions(
         image,
         exts,
-        effective_prefixes(arg, prefixes),
+        effective_prefixes(arg, prefixes, systemd=detect_systemd(host).major),
         relax=force,
         systemd=detect_systemd(host).major,
     )
