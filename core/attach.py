@@ -273,11 +273,11 @@ def prepare(
     if options.copy_mode not in COPY_MODES:
         raise PortableError(f"Failed to parse --copy= argument: {options.copy_mode}")
     profile = registry.profile(options.profile).spec
-    prefixes = effective_prefixes(arg, options.prefixes)
+    systemd = detect_systemd(host).major
+    prefixes = effective_prefixes(arg, options.prefixes, systemd=systemd)
     image = resolve_image(arg, host=host, registry=registry, cwd=cwd)
     extensions = resolve_extensions(options.extensions, host=host, registry=registry, cwd=cwd)
     # Units are required only after the prefix check, as systemd orders its refusals.
-    systemd = detect_systemd(host).major
     found = read_image_and_extensions(
         image, extensions, prefixes, relax=options.force, require_units=False, systemd=systemd
     )

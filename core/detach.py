@@ -29,6 +29,7 @@ from portable.inspect import effective_prefixes
 from portable.names import extract_prefix, marker_matches_image, unit_matches
 from portable.registry import Registry
 from portable.state import AttachedUnit, attached_units
+from portable.systemd_version import detect as detect_systemd
 from portable.transaction import Transaction, host_lock, recover
 from portable.types import Change, DetachOptions
 
@@ -162,15 +163,15 @@ def remove_units(
     return ordered
 
 
-def orphan_prefixes(arg: str, prefixes: Sequence[str]) -> tuple[str, ...]:
+def orphan_prefixes(arg: str, prefixes: Sequence[str], *, systemd: int) -> tuple[str, ...]:
     """The prefixes that select orphaned units (:func:`portable.activation.orphaned_units`)
     for image argument ``arg``: the explicit ones, else the image's own. Never all units: with
     ``-`` alone (all of the image's units), the image's own prefix; none if it has none."""
-    wanted = effective_prefixes(arg, prefixes)
+    wanted = effective_prefixes(arg, prefixes, systemd=systemd)
     if wanted != ("-",):
         return wanted
     try:
-        return (extract_prefix(arg),)
+        return (extract_prefix(arg, systemd=systemd),)
     except PortableError:
         return ()
 
@@ -358,7 +359,7 @@ def detach_many(
             units = find_attached(host, image, extensions, runtime=options.runtime)
             if not units:
                 raise not_attached(image, extensions)
-            wanted = effective_prefixes(arg, prefixes)
+            wanted = effective_prefixes(arg, prefixes, systemd=detect_systemd(host).major)
             for unit in units:
                 found.setdefault(unit.name, unit)
                 if unit_matches(unit.name, wanted) and unit.name not in selected:
@@ -370,9 +371,11 @@ def detach_many(
 
             # Units an earlier run (a killed reattach) removed without stopping them are
             # stopped and disabled too, as that run would have.
-            orphan_names = orphaned_units(
-                manager, host, [p for arg in args for p in orphan_prefixes(arg, prefixes)]
-            )
+            systemd = detect_systemd(host).major
+            wanted_orphans = [
+                p for a in args for p in orphan_prefixes(a, prefixes, systemd=systemd)
+            ]
+            orphan_names = orphaned_units(manager, host, wanted_orphans)
             orphans = [n for n in orphan_names if n not in found]
             result.orphans = orphans
             # As portablectl: per unit (in name order) stop, then disable; the stop jobs are

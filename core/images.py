@@ -223,12 +223,40 @@ def check_image_arg(arg: str) -> None:
         raise ImageNotFound("Cannot normalize specified image path '': Invalid argument")
 
 
-def normalize_image_arg(arg: str, *, host: Host, cwd: Path | None = None) -> str:
+def pick_version(arg: str, *, host: Host, cwd: Path | None = None) -> str:
+    """A PATH argument with a versioned directory (``foo.v/``) replaced by the image it stands
+    for, on systemd 256 and later (:mod:`portable.vpick`); any other argument as it is."""
+    if ".v" not in arg or is_name(arg):  # cheap test first: the CLI's fast path stays lean
+        return arg
+    from portable.systemd_version import detect
+    from portable.vpick import MIN_SYSTEMD, is_versioned, pick
+
+    cwd = cwd or Path.cwd()
+    if arg.startswith("/"):
+        absolute = arg
+    elif host.is_real:
+        absolute = os.path.join(cwd, arg)
+    else:
+        try:
+            absolute = host.unpath(Path(os.path.normpath(os.path.join(cwd, arg))))
+        except ValueError:
+            return arg  # outside the root: canonical_path says so
+    slash = "/" if absolute.endswith("/") else ""
+    absolute = os.path.normpath(absolute) + slash
+    if not is_versioned(absolute) or detect(host).major < MIN_SYSTEMD:
+        return arg
+    return pick(absolute, host=host)
+
+
+def normalize_image_arg(arg: str, *, host: Host, cwd: Path | None = None, pick: bool = True) -> str:
     """An IMAGE argument as detach and is-attached use it: a name as is, a path made canonical
-    if it exists and absolute otherwise (a deleted image can still be detached, spec 1.7)."""
+    if it exists and absolute otherwise (a deleted image can still be detached, spec 1.7); a
+    versioned directory (``foo.v/``) replaced by its pick on systemd 256+ unless not ``pick``."""
     check_image_arg(arg)
     if is_name(arg):
         return arg
+    if pick:
+        arg = pick_version(arg, host=host, cwd=cwd)
     path = canonical_path(arg, host=host, cwd=cwd)
     if path is not None:
         return path
@@ -247,6 +275,7 @@ def resolve_image(arg: str, *, host: Host, registry: Registry, cwd: Path | None 
         if image is None:
             raise ImageNotFound(f"No image '{arg}' found.")
         return image
+    arg = pick_version(arg, host=host, cwd=cwd)
     path = canonical_path(arg, host=host, cwd=cwd)
     if path is None:
         raise ImageNotFound(

@@ -172,13 +172,13 @@ def _path_last_component(path: str) -> tuple[str, bool] | None:
     return last, is_dir
 
 
-def extract_prefix(image: str) -> str:
+def extract_prefix(image: str, *, systemd: int) -> str:
     """The default unit prefix for an image argument as typed (spec 2.4, portablectl).
 
     Last component (trailing slashes ignored, as systemd v257+ does; v252's ``basename()`` gave
-    an empty name there), cut at the first ``_``, else without a ``.raw`` suffix. The result must
-    consist of ``[A-Za-z0-9.-]`` only and be a valid filename. (v256+ also strips ``.raw.v`` and
-    ``.v``; that belongs to vpick, which v252 does not have.)
+    an empty name there), cut at the first ``_``, else without a ``.raw`` suffix (``systemd``
+    256 and later, which pick versions from ``.v/`` directories: also without ``.raw.v`` or
+    ``.v``). The result must consist of ``[A-Za-z0-9.-]`` only and be a valid filename.
 
     :raises PortableError: no usable prefix can be derived.
     """
@@ -186,10 +186,11 @@ def extract_prefix(image: str) -> str:
     if last is not None:
         name = last[0]
         head, underscore, _ = name.partition("_")
+        suffixes = (".raw.v", ".raw", ".v") if systemd >= 256 else (".raw",)
         if underscore:
             name = head
-        elif name.endswith(".raw"):
-            name = name[: -len(".raw")]
+        else:
+            name = next((name.removesuffix(s) for s in suffixes if name.endswith(s)), name)
         if _PREFIX_CHARS.fullmatch(name) and is_valid_filename(name):
             return name
     raise PortableError(

@@ -84,7 +84,11 @@ def reattach(
             # left behind is found: what this run removes is stopped as systemd does.
             from portable.activation import orphaned_units
 
-            orphans = orphaned_units(manager, host, orphan_prefixes(arg, options.prefixes))
+            orphans = orphaned_units(
+                manager,
+                host,
+                orphan_prefixes(arg, options.prefixes, systemd=detect_systemd(host).major),
+            )
         run_pre_detach(registry, plan.image.path, old_names, detach_opts)
         try:
             run_pre_attach(plan, registry)

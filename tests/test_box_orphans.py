@@ -109,9 +109,9 @@ def test_never_all_units(root: Host) -> None:
     manager = FakeManager({"x.service": ("loaded", f"{RUN}/x.service")})
     assert find(manager, root, []) == []
     assert manager.calls == []
-    assert orphan_prefixes("/srv/app_1", ("-",)) == ("app",)
-    assert orphan_prefixes("/srv/app_1", ()) == ("app",)
-    assert orphan_prefixes("/srv/app_1", ("x", "y")) == ("x", "y")
+    assert orphan_prefixes("/srv/app_1", ("-",), systemd=257) == ("app",)
+    assert orphan_prefixes("/srv/app_1", (), systemd=257) == ("app",)
+    assert orphan_prefixes("/srv/app_1", ("x", "y"), systemd=257) == ("x", "y")
 
 
 def test_glob_characters_in_a_prefix_are_matched_literally(root: Host) -> None:

@@ -194,13 +194,30 @@ def test_not_portable_unit_types(name: str) -> None:
         ("./foo.raw", "foo"),
         ("foo.raw.raw", "foo.raw"),
         ("foo_bar_baz", "foo"),
-        ("app1.v", "app1.v"),  # no vpick (v256+) suffixes in v252
+        ("app1.v", "app1.v"),  # no vpick (v256+) suffixes in v252 (see below for 257)
         ("foo-bar", "foo-bar"),
         ("a.b-c_d.raw", "a.b-c"),
     ],
 )
 def test_extract_prefix(image: str, prefix: str) -> None:
-    assert extract_prefix(image) == prefix
+    assert extract_prefix(image, systemd=252) == prefix
+
+
+@pytest.mark.parametrize(
+    ("image", "on_252", "on_257"),
+    [
+        ("/srv/app1.v", "app1.v", "app1"),
+        ("/srv/app1.v/", "app1.v", "app1"),
+        ("/srv/app1.raw.v", "app1.raw.v", "app1"),
+        ("/srv/app1_2.v", "app1", "app1"),
+        ("/srv/app1.raw", "app1", "app1"),
+    ],
+)
+def test_extract_prefix_of_versioned_directories_from_256(image, on_252, on_257) -> None:
+    """systemd 256 (vpick) also strips .raw.v and .v from the image name."""
+    assert extract_prefix(image, systemd=252) == on_252
+    assert extract_prefix(image, systemd=256) == on_257
+    assert extract_prefix(image, systemd=257) == on_257
 
 
 @pytest.mark.parametrize(
@@ -209,14 +226,14 @@ def test_extract_prefix(image: str, prefix: str) -> None:
 )
 def test_extract_prefix_fails(image: str) -> None:
     with pytest.raises(PortableError) as exc:
-        extract_prefix(image)
+        extract_prefix(image, systemd=252)
     assert str(exc.value) == f"Failed to extract prefix of image name '{image}': Invalid argument"
 
 
 @given(any_text)
 def test_extract_prefix_result_is_prefix_charset(image: str) -> None:
     try:
-        prefix = extract_prefix(image)
+        prefix = extract_prefix(image, systemd=257)
     except PortableError:
         return
     assert re.fullmatch(r"[A-Za-z0-9.-]+", prefix)
@@ -228,8 +245,9 @@ def test_extract_prefix_result_is_prefix_charset(image: str) -> None:
     st.text(st.characters(exclude_characters="/\x00", exclude_categories=["Cs"]), max_size=10),
 )
 def test_extract_prefix_cuts_at_first_underscore(name: str, version: str) -> None:
-    assert extract_prefix(f"/some/dir/{name}_{version}") == name
-    assert extract_prefix(f"{name}_{version}/") == name
+    for systemd in (252, 257):
+        assert extract_prefix(f"/some/dir/{name}_{version}", systemd=systemd) == name
+        assert extract_prefix(f"{name}_{version}/", systemd=systemd) == name
 
 
 # --- prefix matching (spec 2.4) -----------------------------------------------------------------

@@ -189,7 +189,8 @@ def attach_command(
     batch = attach_many(images, options, host=app.host, registry=app.registry, manager=manager)
     for one, result in zip(images, batch.results, strict=True):
         explicit = bool(prefixes)
-        app.info(matching_line(effective_prefixes(one, prefixes), explicit=explicit), quiet=quiet)
+        wanted = effective_prefixes(one, prefixes, systemd=detect_systemd(app.host).major)
+        app.info(matching_line(wanted, explicit=explicit), quiet=quiet)
         if result.already_attached:
             app.info(f"Image '{result.image.path}' is already attached.", quiet=quiet)
         elif result.completed_interrupted:
@@ -233,7 +234,11 @@ def reattach_command(
     from portable.inspect import effective_prefixes
 
     app.info(
-        matching_line(effective_prefixes(image, prefixes), explicit=bool(prefixes)), quiet=quiet
+        matching_line(
+            effective_prefixes(image, prefixes, systemd=detect_systemd(app.host).major),
+            explicit=bool(prefixes),
+        ),
+        quiet=quiet,
     )
     print_changes(result.removed, quiet=quiet)
     print_changes(result.attached.changes, quiet=quiet)

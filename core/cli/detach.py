@@ -100,7 +100,10 @@ def detach_command(
 
         for one in images:
             app.info(
-                matching_line(effective_prefixes(one, prefixes), explicit=bool(prefixes)),
+                matching_line(
+                    effective_prefixes(one, prefixes, systemd=detect_systemd(app.host).major),
+                    explicit=bool(prefixes),
+                ),
                 quiet=quiet,
             )
     ok = print_activation(result.activation, quiet=quiet, systemd=detect_systemd(app.host).major)

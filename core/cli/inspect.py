@@ -45,8 +45,14 @@ def _as_inspection(found: Inspection | ImageMetadata) -> Inspection:
     return found if isinstance(found, Inspection) else Inspection(metadata=found)
 
 
-def render_text(found: Inspection | ImageMetadata, *, cat: bool, systemd: int) -> bytes:
-    """portablectl's ``inspect`` output (spec 2.7) as systemd ``systemd`` prints it."""
+def render_text(
+    found: Inspection | ImageMetadata, *, cat: bool, systemd: int, shown: str | None = None
+) -> bytes:
+    """portablectl's ``inspect`` output (spec 2.7) as systemd ``systemd`` prints it.
+
+    ``shown``: the image path for the ``Image:`` line when it is not the image's own (a
+    versioned ``.v/`` directory, which portablectl shows as given).
+    """
     found = _as_inspection(found)
     meta = found.metadata
     fields = meta.os_release_fields
@@ -59,7 +65,7 @@ def render_text(found: Inspection | ImageMetadata, *, cat: bool, systemd: int) -
         return b"".join(parts)
     lines = [
         "Image:",
-        f"\t{meta.image.path}",
+        f"\t{shown or meta.image.path}",
         "Portable Service:",
         f"\t{fields.get('PORTABLE_PRETTY_NAME') or 'n/a'}",
         "Operating System:",
@@ -258,10 +264,11 @@ def inspect_command(
     '-' matches every unit file. With --extension, each extension's extension-release and
     units are shown too (--cat: its extension-release file).
     """
+    from portable.images import normalize_image_arg, pick_version
     from portable.inspect import effective_prefixes, inspect_image_with_extensions
 
     warn_if_ambiguous(app, image, quiet)
-    effective = effective_prefixes(image, prefixes)
+    effective = effective_prefixes(image, prefixes, systemd=detect(app.host).major)
     found = inspect_image_with_extensions(
         image,
         effective,
@@ -278,5 +285,8 @@ def inspect_command(
     if as_json:
         click.echo(render_json(found, cat=cat, exposure=_exposure(app, found, profile)))
     else:
-        sys.stdout.buffer.write(render_text(found, cat=cat, systemd=detect(app.host).major))
+        systemd = detect(app.host).major
+        versioned = pick_version(image, host=app.host) != image
+        shown = normalize_image_arg(image, host=app.host, pick=False) if versioned else None
+        sys.stdout.buffer.write(render_text(found, cat=cat, systemd=systemd, shown=shown))
         sys.stdout.flush()

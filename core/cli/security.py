@@ -87,6 +87,7 @@ def exposures(
     from portable.detach import find_attached
     from portable.images import normalize_image_arg, resolve_image
     from portable.inspect import effective_prefixes, read_metadata
+    from portable.systemd_version import detect
 
     if prof is None:
         image = normalize_image_arg(arg, host=app.host)
@@ -107,7 +108,7 @@ def exposures(
                 ]
         prof = registry.profile("default").spec
     img = resolve_image(arg, host=app.host, registry=registry)
-    meta = read_metadata(img, effective_prefixes(arg, prefixes))
+    meta = read_metadata(img, effective_prefixes(arg, prefixes, systemd=detect(app.host).major))
     found = would_attach_exposure(img, meta.units, prof, host=app.host, runtime=runtime)
     if not found:
         raise PortableError(f"Image '{img.path}' has no matching service units to score.")
