@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(systemd-container squashfs-tools erofs-utils busybox-static dbus iproute2 mmdebstrap)
+# Debian 13 split systemd-repart (GPT test images) out of the systemd package.
+if [ "$(cut -d. -f1 /etc/debian_version 2>/dev/null)" -ge 13 ] 2>/dev/null; then
+    packages+=(systemd-repart)
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
