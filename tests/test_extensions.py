@@ -365,7 +365,7 @@ def test_extension_id_may_be_the_roots_id_like_from_257(systemd, fits):
     if fits:
         check_extension_compatible(_meta(root_fields), _ext(ext_fields), systemd=systemd)
     else:
-        with pytest.raises(BadImage, match="ID=debian, the root image has ID=ubuntu$"):
+        with pytest.raises(BadImage, match=r"ID=debian, the root image has ID=ubuntu$"):
             check_extension_compatible(_meta(root_fields), _ext(ext_fields), systemd=systemd)
 
 

@@ -158,7 +158,9 @@ def format_bytes(n: int | None, *, systemd: int) -> str:
     for exp, suffix in ((6, "E"), (5, "P"), (4, "T"), (3, "G"), (2, "M"), (1, "K")):
         factor = 1024**exp
         if n >= factor:
-            decimal = (n * 10 // factor) % 10
+            # As systemd: the decimal from the value in the next smaller unit, truncated
+            # (1153434 bytes is 1126K, so 1.0M, not 1.1M).
+            decimal = (n // (factor // 1024) * 10 // 1024) % 10
             if decimal == 0 and systemd >= 257:
                 return f"{n // factor}{suffix}"
             return f"{n // factor}.{decimal}{suffix}"
