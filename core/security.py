@@ -1,9 +1,11 @@
 """The exposure score of a service: ``systemd-analyze security``'s algorithm, offline.
 
-systemd 252's ``systemd-analyze security --offline=yes [--profile=P] UNIT`` loads a unit file and
-its drop-ins into a minimal service manager and grades 81 sandboxing settings; the weighted
-badness becomes an *exposure* from 0.0 (everything locked down) to 10.0. This module does the
-same from the unit's text, without systemd running:
+``systemd-analyze security --offline=yes [--profile=P] UNIT`` loads a unit file and its drop-ins
+into a minimal service manager and grades 81 sandboxing settings; the weighted badness becomes an
+*exposure* from 0.0 (everything locked down) to 10.0. This module does the same from the unit's
+text, without systemd running, as the systemd the host runs does it (``systemd=`` on every entry
+point: a major version, the nearest known one's behaviour applies; by default the version
+:func:`portable.systemd_version.detect` finds for this machine):
 
 1. the unit file and its drop-ins are parsed as systemd parses them (sections, ``\\``
    continuations, comments, later assignments overriding or extending earlier ones, an empty
@@ -17,16 +19,27 @@ same from the unit's text, without systemd running:
    by ten, with systemd's verdicts (``PERFECT`` ... ``DANGEROUS``).
 
 Names, ``json_field`` keys, weights and ranges are systemd's, so ``--json`` output can be matched
-against systemd's and a ``--security-policy`` file would apply. System call groups are systemd
-252's (as ``systemd-analyze syscall-filter`` prints them); whether a system call exists on this
-machine is asked of libseccomp, as systemd does (without libseccomp every listed call counts).
+against systemd's and a ``--security-policy`` file would apply. System call groups are the
+version's (as its ``systemd-analyze syscall-filter`` prints them); whether a system call exists
+on this machine is asked of libseccomp, as systemd does (without libseccomp every listed call
+counts).
+
+The checks, weights, ranges and verdicts are the same in systemd 252 and 257; what differs is how
+a unit is read (:data:`RULES`). In 257 ``PrivateMounts=`` is a tristate whose unset value
+systemd-analyze grades as set, so a unit that says nothing about it scores better (a bare
+service 9.4 instead of 9.6, the ``default`` profile 3.1 instead of 3.3);
+``PrivateTmp=``, ``PrivateUsers=`` and ``ProtectControlGroups=`` take new values
+(``disconnected``, ``identity``, ``strict``, ...); ``DynamicUser=yes`` implies
+``PrivateTmp=disconnected`` (252: ``yes``); the system call groups grew (``@sandbox``, ...);
+``loongarch64`` is an architecture; encrypted credentials open ``char-tpm`` (252:
+``/dev/tpmrm0``).
 
 The library entry points::
 
     from portable.security import profile_exposure, score_unit, UnitSource
 
-    score = profile_exposure(profile, root_image=True)      # a bare service + the profile
-    print(score.value, score.verdict)                       # 3.4 OK
+    score = profile_exposure(profile, root_image=True, systemd=252)  # bare service + profile
+    print(score.value, score.verdict)                                # 3.4 OK (257: 3.2 OK)
 
     score = score_unit(UnitSource(name="foo.service", text=unit_text,
                                   dropins=(("10-profile.conf", profile_text),)))
@@ -46,16 +59,19 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from portable.systemd_version import nearest_known
 from portable.unitfile import Assignment, parse_boolean, parse_unit_text
 
 __all__ = [
     "BARE_UNIT",
     "CAPABILITIES",
     "CHECKS",
+    "RULES",
     "VERDICTS",
     "Assignment",
     "Check",
     "Finding",
+    "Rules",
     "Score",
     "ServiceSettings",
     "UnitSource",
@@ -66,6 +82,7 @@ __all__ = [
     "parse_boolean",
     "parse_unit_text",
     "profile_exposure",
+    "rules_for",
     "score_unit",
     "verdict_for",
 ]
@@ -151,6 +168,9 @@ _NAMESPACES = {
 }
 _NS_ALL = sum(_NAMESPACES.values())
 _NS_INITIAL = (1 << 64) - 1  # systemd's NAMESPACE_FLAGS_INITIAL: "not set", everything allowed
+# RestrictNamespaces= also takes "time", which is not in systemd's NAMESPACE_FLAGS_ALL (so
+# "no" and "~time" don't allow it) and no check looks at.
+_NAMESPACE_WORDS = {**_NAMESPACES, "time": 0x00000080}
 
 # --- address families --------------------------------------------------------------------------
 
@@ -207,9 +227,9 @@ _ADDRESS_FAMILIES = frozenset(
 )
 _AF_ALIASES = {"AF_LOCAL": "AF_UNIX", "AF_FILE": "AF_UNIX", "AF_ROUTE": "AF_NETLINK"}
 
-# --- system call groups (systemd 252, `systemd-analyze syscall-filter`) -------------------------
+# --- system call groups (`systemd-analyze syscall-filter`) -------------------------------------
 
-_SYSCALL_GROUPS: dict[str, str] = {
+_SYSCALL_GROUPS_252: dict[str, str] = {
     "@default": (
         "arch_prctl brk cacheflush clock_getres clock_getres_time64 clock_gettime "
         "clock_gettime64 clock_nanosleep clock_nanosleep_time64 execve exit exit_group futex "
@@ -399,6 +419,129 @@ _SYSCALL_GROUPS: dict[str, str] = {
     ),
 }
 
+# What systemd 257 added to the groups; none of the groups the score looks at changed.
+_SYSCALL_GROUPS_ADDED_257 = {
+    "@basic-io": "llseek ",
+    "@default": "@sandbox lsm_get_self_attr lsm_list_modules mseal ",
+    "@file-system": (
+        "file_getattr file_setattr fstatat getxattrat listmount listxattrat newfstat "
+        "removexattrat setxattrat statmount "
+    ),
+    "@known": (
+        "breakpoint cachestat file_getattr file_setattr get_tls getxattrat listmount listxattrat "
+        "llseek lsm_get_self_attr lsm_list_modules lsm_set_self_attr mseal removexattrat set_tls "
+        "setxattrat statmount uretprobe usr26 usr32 "
+    ),
+    "@sandbox": "landlock_add_rule landlock_create_ruleset landlock_restrict_self seccomp ",
+}
+_SYSCALL_GROUPS_257 = {
+    name: _SYSCALL_GROUPS_252.get(name, "") + _SYSCALL_GROUPS_ADDED_257.get(name, "")
+    for name in {**_SYSCALL_GROUPS_252, **_SYSCALL_GROUPS_ADDED_257}
+}
+
+# SystemCallArchitectures= words (seccomp_arch_from_string).
+_ARCHITECTURES_252 = frozenset(
+    (
+        "native",
+        "x86",
+        "x86-64",
+        "x32",
+        "arm",
+        "arm64",
+        "mips",
+        "mips64",
+        "mips64-n32",
+        "mips-le",
+        "mips64-le",
+        "mips64-le-n32",
+        "parisc",
+        "parisc64",
+        "ppc",
+        "ppc64",
+        "ppc64-le",
+        "riscv64",
+        "s390",
+        "s390x",
+    )
+)
+
+
+# --- what differs between systemd versions ------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rules:
+    """How one systemd version reads a unit for the score (the checks themselves, their weights
+    and ranges are the same in every known version).
+
+    :param systemd: the known version these rules were measured on (252, 257).
+    :param syscall_groups: ``@group`` -> its members, separated by spaces.
+    :param architectures: the ``SystemCallArchitectures=`` words it knows.
+    :param words: the words settings take besides a boolean (:data:`_TRUE_WORD` says what
+        their true boolean means: ``PrivateTmp=yes`` is ``connected``).
+    :param private_mounts_tristate: ``PrivateMounts=`` is a tristate (an empty assignment
+        resets it to unset), and systemd-analyze grades an unset one as set: its offline reader
+        copies the unset value (-1) into a boolean.
+    :param dynamic_user_private_tmp: the ``PrivateTmp=`` mode ``DynamicUser=yes`` implies
+        where it is off (252: ``connected``, i.e. ``yes``).
+    :param tpm_device: the ``DeviceAllow=`` entry encrypted credentials add.
+    :param bind_log_sockets: ``BindLogSockets=`` exists (the journal's sockets bound read-only
+        into the service's namespace; implied by ``MountAPIVFS=``, a root directory or image).
+    """
+
+    systemd: int
+    syscall_groups: Mapping[str, str]
+    architectures: frozenset[str]
+    words: Mapping[str, tuple[str, ...]]
+    private_mounts_tristate: bool
+    dynamic_user_private_tmp: str
+    tpm_device: str
+    bind_log_sockets: bool
+
+
+# What a true boolean means for the settings with words (all of them booleans in 252).
+_TRUE_WORD = {"PrivateTmp": "connected", "PrivateUsers": "self", "ProtectControlGroups": "yes"}
+
+RULES: dict[int, Rules] = {
+    252: Rules(
+        systemd=252,
+        syscall_groups=_SYSCALL_GROUPS_252,
+        architectures=_ARCHITECTURES_252,
+        words={key: () for key in _TRUE_WORD},
+        private_mounts_tristate=False,
+        dynamic_user_private_tmp="connected",
+        tpm_device="/dev/tpmrm0:rw",
+        bind_log_sockets=False,
+    ),
+    257: Rules(
+        systemd=257,
+        syscall_groups=_SYSCALL_GROUPS_257,
+        architectures=_ARCHITECTURES_252 | {"loongarch64"},
+        words={
+            "PrivateTmp": ("connected", "disconnected"),
+            "PrivateUsers": ("self", "identity"),
+            "ProtectControlGroups": ("yes", "private", "strict"),
+        },
+        private_mounts_tristate=True,
+        dynamic_user_private_tmp="disconnected",
+        tpm_device="char-tpm:rw",
+        bind_log_sockets=True,
+    ),
+}
+"""The rules of each known version (:data:`portable.systemd_version.KNOWN_VERSIONS`)."""
+
+
+def rules_for(systemd: int | None = None) -> Rules:
+    """The rules of systemd ``systemd`` (a major version: the nearest known one's); ``None``:
+    the systemd of this machine (:func:`portable.systemd_version.detect` on ``/``)."""
+    if systemd is None:
+        from portable.host import Host
+        from portable.systemd_version import detect
+
+        systemd = detect(Host()).major
+    return RULES[nearest_known(systemd)]
+
+
 # The groups the score looks at, in systemd's order.
 _SCORED_SYSCALL_GROUPS = (
     "@swap",
@@ -493,22 +636,28 @@ class ServiceSettings:
     """A service's effective sandboxing settings (systemd's ``SecurityInfo``), from its unit
     file and drop-ins, after :meth:`apply_implications`.
 
-    Defaults are systemd's for a system service. ``capability_bounding_set`` and
-    ``ambient_capabilities`` are bit masks (bit N = capability N); ``restrict_namespaces`` has a
-    bit set for every namespace type the service may create.
+    Defaults are systemd's for a system service, read by ``rules`` (a systemd version's, see
+    :data:`RULES`). ``capability_bounding_set`` and ``ambient_capabilities`` are bit masks (bit
+    N = capability N); ``restrict_namespaces`` has a bit set for every namespace type the
+    service may create. Settings with more values than yes/no keep systemd's word for them
+    (``private_tmp``: ``no``, ``connected``, ``disconnected``; ``private_users``: ``no``,
+    ``self``, ``identity``; ``protect_control_groups``: ``no``, ``yes``, ``private``,
+    ``strict``); tristates are ``None`` while unset. ``implied`` says which settings
+    :meth:`apply_implications` changed, and why (``{"PrivateTmp": "DynamicUser=yes"}``).
     """
 
     unit: str = "unit.service"
+    rules: Rules = field(default_factory=lambda: RULES[252])
     default_dependencies: bool = True
     user: str | None = None
     dynamic_user: bool = False
     supplementary_groups: list[str] = field(default_factory=list)
     private_devices: bool = False
-    private_mounts: bool = False
+    private_mounts: bool | None = None
     private_network: bool = False
-    private_tmp: bool = False
-    private_users: bool = False
-    protect_control_groups: bool = False
+    private_tmp: str = "no"
+    private_users: str = "no"
+    protect_control_groups: str = "no"
     protect_kernel_modules: bool = False
     protect_kernel_tunables: bool = False
     protect_kernel_logs: bool = False
@@ -549,8 +698,14 @@ class ServiceSettings:
     ip_filters_egress: list[str] = field(default_factory=list)
     device_policy: str = "auto"
     device_allow: list[str] = field(default_factory=list)
-    encrypted_credentials: bool = False
+    #: credential id -> encrypted, for LoadCredential[Encrypted]= and SetCredential[Encrypted]=
+    load_credentials: dict[str, bool] = field(default_factory=dict)
+    set_credentials: dict[str, bool] = field(default_factory=dict)
     network_namespace_path: str | None = None
+    mount_apivfs: bool | None = None
+    bind_log_sockets: bool | None = None
+    log_namespace: str | None = None
+    implied: dict[str, str] = field(default_factory=dict)
     #: Every assignment applied, in order (for ``verify`` and diagnostics).
     assignments: list[Assignment] = field(default_factory=list)
 
@@ -567,22 +722,31 @@ class ServiceSettings:
             return
         if a.section != "Service":
             return
+        if a.key == "BindLogSockets" and not self.rules.bind_log_sockets:
+            return  # unknown before 257
         handler = _HANDLERS.get(a.key)
         if handler is not None:
             handler(self, a.value)
 
+    def _imply(self, attr: str, key: str, value: object, why: str) -> None:
+        if getattr(self, attr) != value:
+            setattr(self, attr, value)
+            self.implied[key] = why
+
     def apply_implications(self) -> None:
         """What systemd derives when it loads the unit (``unit_patch_contexts``)."""
         if self.dynamic_user:
+            why = "DynamicUser=yes"
             if self.user is None:
                 self.user = _unit_prefix(self.unit)
-            self.private_tmp = True
-            self.remove_ipc = True
-            self.protect_system = "strict"
+            if self.private_tmp == "no":  # (252 knows no other mode than "connected")
+                self._imply("private_tmp", "PrivateTmp", self.rules.dynamic_user_private_tmp, why)
+            self._imply("remove_ipc", "RemoveIPC", True, why)
+            self._imply("protect_system", "ProtectSystem", "strict", why)
             if self.protect_home == "no":
-                self.protect_home = "read-only"
-            self.no_new_privileges = True
-            self.restrict_suid_sgid = True
+                self._imply("protect_home", "ProtectHome", "read-only", why)
+            self._imply("no_new_privileges", "NoNewPrivileges", True, why)
+            self._imply("restrict_suid_sgid", "RestrictSUIDSGID", True, why)
         if self.private_devices:
             self.capability_bounding_set &= ~_cap("mknod", "sys_rawio")
         if self.protect_kernel_modules:
@@ -593,23 +757,54 @@ class ServiceSettings:
             self.capability_bounding_set &= ~_cap("sys_time", "wake_alarm")
         if self.private_devices and self.device_policy == "auto":
             self.device_policy = "closed"
-        if (self.root_image or self.mount_images) and (
-            self.device_policy != "auto" or self.device_allow
-        ):
-            # What a disk image needs to be mounted for the service.
-            self.device_allow[:0] = [
-                "block-device-mapper:rwm",
-                "block-blkext:rwm",
-                "block-loop:rwm",
-                "/dev/mapper/control:rw",
-                "/dev/loop-control:rw",
-            ]
-        if self.protect_clock:
-            self.device_allow.insert(0, "char-rtc:r")
-        if self.encrypted_credentials:
-            self.device_allow.insert(0, "char-tpm:rw")
+        # Only with a device policy: these entries would close everything else.
+        if self.device_policy != "auto" or self.device_allow:
+            if self.root_image or self.mount_images:
+                # What a disk image needs to be mounted for the service (systemd prepends).
+                self.device_allow[:0] = [
+                    "block-device-mapper:rwm",
+                    "block-blkext:rwm",
+                    "block-loop:rwm",
+                    "/dev/mapper/control:rw",
+                    "/dev/loop-control:rw",
+                ]
+            if self.protect_clock:
+                self.device_allow.insert(0, "char-rtc:r")
+            if self.encrypted_credentials:
+                self.device_allow.insert(0, self.rules.tpm_device)
 
     # -- derived facts ---------------------------------------------------------------------
+
+    @property
+    def encrypted_credentials(self) -> bool:
+        return any(self.load_credentials.values()) or any(self.set_credentials.values())
+
+    @property
+    def private_mounts_graded(self) -> bool:
+        """``PrivateMounts=`` as systemd-analyze grades it (an unset tristate counts as set from
+        257 on)."""
+        if self.private_mounts is None:
+            return self.rules.private_mounts_tristate
+        return self.private_mounts
+
+    @property
+    def rootfs(self) -> bool:
+        """A root directory or image of its own (systemd's ``exec_context_with_rootfs``)."""
+        return self.root_directory not in (None, "", "/") or bool(self.root_image)
+
+    @property
+    def effective_bind_log_sockets(self) -> bool:
+        """Are the journal's sockets bound read-only into the service's mount namespace
+        (systemd 257's ``exec_context_get_effective_bind_log_sockets``)? Never before 257."""
+        if not self.rules.bind_log_sockets:
+            return False
+        if self.log_namespace:
+            return True
+        if self.bind_log_sockets is not None:
+            return self.bind_log_sockets
+        if self.mount_apivfs if self.mount_apivfs is not None else self.rootfs:
+            return True
+        return self.rootfs and self.private_devices
 
     @property
     def runs_privileged(self) -> bool:
@@ -713,6 +908,37 @@ def _mount_images(s: ServiceSettings, value: str) -> None:
     s.mount_images = bool(value)
 
 
+def _private_mounts(s: ServiceSettings, value: str) -> None:
+    b = _bool(value)
+    if b is not None:
+        s.private_mounts = b
+    elif not value and s.rules.private_mounts_tristate:
+        s.private_mounts = None
+
+
+def _tristate(attr: str) -> Callable[[ServiceSettings, str], None]:
+    def handler(s: ServiceSettings, value: str) -> None:
+        b = _bool(value)
+        if b is not None or not value:
+            setattr(s, attr, b)
+
+    return handler
+
+
+def _set_mode(attr: str, key: str) -> Callable[[ServiceSettings, str], None]:
+    """A boolean or one of the version's words for ``key`` (:attr:`Rules.words`); anything
+    else, an empty value included, is ignored."""
+
+    def handler(s: ServiceSettings, value: str) -> None:
+        b = _bool(value)
+        if b is not None:
+            setattr(s, attr, _TRUE_WORD[key] if b else "no")
+        elif value in s.rules.words[key]:
+            setattr(s, attr, value)
+
+    return handler
+
+
 def _parse_caps(value: str) -> tuple[int, bool]:
     invert = value.startswith("~")
     if invert:
@@ -771,9 +997,9 @@ def _restrict_namespaces(s: ServiceSettings, value: str) -> None:
         value = value[1:]
     flags = 0
     for word in _words(value):
-        if word not in _NAMESPACES:
+        if word not in _NAMESPACE_WORDS:
             return  # systemd ignores the whole assignment
-        flags |= _NAMESPACES[word]
+        flags |= _NAMESPACE_WORDS[word]
     if s.restrict_namespaces == _NS_INITIAL:
         s.restrict_namespaces = (~flags & _NS_ALL) if invert else flags
     elif invert:
@@ -808,46 +1034,19 @@ def _address_families(s: ServiceSettings, value: str) -> None:
             s.address_families.discard(family)
 
 
-_ARCHITECTURES = frozenset(
-    (
-        "native",
-        "x86",
-        "x86-64",
-        "x32",
-        "arm",
-        "arm64",
-        "loongarch64",
-        "mips",
-        "mips64",
-        "mips64-n32",
-        "mipsel",
-        "mipsel64",
-        "mipsel64-n32",
-        "parisc",
-        "parisc64",
-        "ppc",
-        "ppc64",
-        "ppc64-le",
-        "riscv64",
-        "s390",
-        "s390x",
-    )
-)
-
-
 def _syscall_archs(s: ServiceSettings, value: str) -> None:
     if not value:
         s.system_call_architectures = []
         return
     for word in _words(value):
-        if word in _ARCHITECTURES and word not in s.system_call_architectures:
+        if word in s.rules.architectures and word not in s.system_call_architectures:
             s.system_call_architectures.append(word)
 
 
 def _syscall_filter_add(s: ServiceSettings, name: str, *, invert: bool, depth: int = 0) -> None:
     assert s.system_call_filter is not None
     if name.startswith("@"):
-        group = _SYSCALL_GROUPS.get(name)
+        group = s.rules.syscall_groups.get(name)
         if group is None or depth > 16:
             return
         for member in group.split():
@@ -935,12 +1134,32 @@ def _device_allow(s: ServiceSettings, value: str) -> None:
         return
     if rights and not set(rights) <= set("rwm"):
         return
-    s.device_allow.append(f"{path}:{rights or 'rwm'}")
+    # systemd keeps the rights as flags (printed in rwm order) and prepends each entry
+    rights = "".join(c for c in "rwm" if c in rights) if rights else "rwm"
+    s.device_allow.insert(0, f"{path}:{rights}")
 
 
-def _encrypted_credential(s: ServiceSettings, value: str) -> None:
-    if value:
-        s.encrypted_credentials = True
+def _credential(attr: str, *, encrypted: bool) -> Callable[[ServiceSettings, str], None]:
+    """LoadCredential[Encrypted]=, SetCredential[Encrypted]=: ID[:...]; a later one for the
+    same ID replaces it, an empty one clears them all (of that kind)."""
+
+    def handler(s: ServiceSettings, value: str) -> None:
+        credentials: dict[str, bool] = getattr(s, attr)
+        if not value:
+            credentials.clear()
+            return
+        name = value.split(":", 1)[0]
+        if name and "/" not in name:
+            credentials[name] = encrypted
+
+    return handler
+
+
+def _set_string(attr: str) -> Callable[[ServiceSettings, str], None]:
+    def handler(s: ServiceSettings, value: str) -> None:
+        setattr(s, attr, value or None)
+
+    return handler
 
 
 _HANDLERS: dict[str, Callable[[ServiceSettings, str], None]] = {
@@ -948,11 +1167,11 @@ _HANDLERS: dict[str, Callable[[ServiceSettings, str], None]] = {
     "DynamicUser": _set_bool("dynamic_user"),
     "SupplementaryGroups": _supplementary_groups,
     "PrivateDevices": _set_bool("private_devices"),
-    "PrivateMounts": _set_bool("private_mounts"),
+    "PrivateMounts": _private_mounts,
     "PrivateNetwork": _set_bool("private_network"),
-    "PrivateTmp": _set_bool("private_tmp"),
-    "PrivateUsers": _set_bool("private_users"),
-    "ProtectControlGroups": _set_bool("protect_control_groups"),
+    "PrivateTmp": _set_mode("private_tmp", "PrivateTmp"),
+    "PrivateUsers": _set_mode("private_users", "PrivateUsers"),
+    "ProtectControlGroups": _set_mode("protect_control_groups", "ProtectControlGroups"),
     "ProtectKernelModules": _set_bool("protect_kernel_modules"),
     "ProtectKernelTunables": _set_bool("protect_kernel_tunables"),
     "ProtectKernelLogs": _set_bool("protect_kernel_logs"),
@@ -987,9 +1206,14 @@ _HANDLERS: dict[str, Callable[[ServiceSettings, str], None]] = {
     "IPEgressFilterPath": _list_of("ip_filters_egress"),
     "DevicePolicy": _set_enum("device_policy", ("auto", "closed", "strict")),
     "DeviceAllow": _device_allow,
-    "LoadCredentialEncrypted": _encrypted_credential,
-    "SetCredentialEncrypted": _encrypted_credential,
+    "LoadCredential": _credential("load_credentials", encrypted=False),
+    "LoadCredentialEncrypted": _credential("load_credentials", encrypted=True),
+    "SetCredential": _credential("set_credentials", encrypted=False),
+    "SetCredentialEncrypted": _credential("set_credentials", encrypted=True),
     "NetworkNamespacePath": _set_path("network_namespace_path"),
+    "MountAPIVFS": _tristate("mount_apivfs"),
+    "BindLogSockets": _tristate("bind_log_sockets"),
+    "LogNamespace": _set_string("log_namespace"),
 }
 
 
@@ -1019,8 +1243,12 @@ class Check:
 
 
 def _flag(attr: str, good: str, bad: str, *, inverted: bool = False) -> Assessor:
+    """A yes/no check; a setting with words (``PrivateTmp=disconnected``) is on unless
+    ``no``, as systemd-analyze copies any non-zero value into a boolean."""
+
     def assess(s: ServiceSettings) -> tuple[int | None, str]:
-        value = bool(getattr(s, attr))
+        raw = getattr(s, attr)
+        value = raw != "no" if isinstance(raw, str) else bool(raw)
         ok = (not value) if inverted else value
         return (0, good) if ok else (1, bad)
 
@@ -1149,7 +1377,7 @@ def _assess_archs(s: ServiceSettings) -> tuple[int | None, str]:
 
 def _group_offender(s: ServiceSettings, group: str, depth: int = 0) -> str | None:
     assert s.system_call_filter is not None
-    for member in _SYSCALL_GROUPS.get(group, "").split():
+    for member in s.rules.syscall_groups.get(group, "").split():
         if member.startswith("@"):
             if depth < 16 and (found := _group_offender(s, member, depth + 1)) is not None:
                 return found
@@ -1252,7 +1480,7 @@ CHECKS: tuple[Check, ...] = (
         1000,
         1,
         _flag(
-            "private_mounts",
+            "private_mounts_graded",
             "Service cannot install system mounts",
             "Service may install system mounts",
         ),
@@ -1585,7 +1813,7 @@ CHECKS: tuple[Check, ...] = (
     _c("DeviceAllow=", "DeviceAllow", 1000, 10, _assess_devices),
     _c("AmbientCapabilities=", "AmbientCapabilities", 500, 1, _assess_ambient),
 )
-"""systemd 252's 81 checks, in its order."""
+"""systemd's 81 checks, in its order (the same in 252 and 257)."""
 
 VERDICTS: tuple[tuple[int, str], ...] = (
     (100, "DANGEROUS"),
@@ -1650,12 +1878,14 @@ class Finding:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Score:
-    """An exposure score: ``value`` 0.0..10.0 as systemd prints it, ``exposure`` 0..100."""
+    """An exposure score: ``value`` 0.0..10.0 as systemd prints it, ``exposure`` 0..100;
+    ``systemd``: the version whose rules graded it (:attr:`Rules.systemd`)."""
 
     unit: str
     exposure: int
     verdict: str
     findings: tuple[Finding, ...]
+    systemd: int = 252
 
     @property
     def value(self) -> float:
@@ -1671,6 +1901,7 @@ class Score:
             "unit": self.unit,
             "exposure": self.value,
             "verdict": self.verdict,
+            "systemd": self.systemd,
             "checks": [f.to_json() for f in self.findings],
         }
 
@@ -1697,6 +1928,7 @@ def assess(settings: ServiceSettings) -> Score:
         findings=tuple(
             Finding(check=c, badness=b, description=d, weight_sum=weight_sum) for c, b, d in results
         ),
+        systemd=settings.rules.systemd,
     )
 
 
@@ -1717,9 +1949,10 @@ class UnitSource:
     dropins: tuple[tuple[str, str], ...] = ()
 
 
-def load_settings(source: UnitSource) -> ServiceSettings:
-    """The effective settings of a unit: its file, then its drop-ins, then the implications."""
-    settings = ServiceSettings(unit=source.name)
+def load_settings(source: UnitSource, *, systemd: int | None = None) -> ServiceSettings:
+    """The effective settings of a unit: its file, then its drop-ins, then the implications,
+    as systemd ``systemd`` reads them (:func:`rules_for`; ``None``: this machine's)."""
+    settings = ServiceSettings(unit=source.name, rules=rules_for(systemd))
     for a in parse_unit_text(source.text, source.name):
         settings.apply(a)
     for name, text in source.dropins:
@@ -1729,9 +1962,10 @@ def load_settings(source: UnitSource) -> ServiceSettings:
     return settings
 
 
-def score_unit(source: UnitSource) -> Score:
-    """The exposure score of a unit file with its drop-ins."""
-    return assess(load_settings(source))
+def score_unit(source: UnitSource, *, systemd: int | None = None) -> Score:
+    """The exposure score of a unit file with its drop-ins, as systemd ``systemd``'s
+    ``systemd-analyze security --offline=yes`` grades it (``None``: this machine's)."""
+    return assess(load_settings(source, systemd=systemd))
 
 
 def dropin_dirs(unit: str) -> list[str]:
@@ -1762,12 +1996,17 @@ def merge_dropins(found: Iterable[tuple[str, str, str]]) -> list[tuple[str, str]
 
 
 def profile_exposure(
-    profile: Any, *, root_image: bool = False, root_directory: bool = False
+    profile: Any,
+    *,
+    root_image: bool = False,
+    root_directory: bool = False,
+    systemd: int | None = None,
 ) -> Score:
     """The exposure of a bare service (:data:`BARE_UNIT`) with ``profile``'s service drop-in.
 
-    This is ``systemd-analyze security --offline=yes --profile=NAME`` on a unit with no
-    settings of its own: 9.6 for no profile, 3.3 for systemd 252's ``default``. With
+    This is ``systemd-analyze security --offline=yes --profile=NAME`` of systemd ``systemd``
+    (``None``: this machine's) on a unit with no settings of its own: for no profile 9.6 on
+    252, 9.4 on 257; for ``default`` 3.3 on 252, 3.1 on 257. With
     ``root_image`` the unit also has ``RootImage=`` (what attaching a raw image adds; scores
     slightly worse, systemd then allows loop devices), with ``root_directory``
     ``RootDirectory=`` (a directory image).
@@ -1786,7 +2025,10 @@ def profile_exposure(
         root += "RootDirectory=/var/lib/portables/image\n"
     if root:
         dropins.append(("20-portable.conf", "[Service]\n" + root))
-    return score_unit(UnitSource(name="portable.service", text=BARE_UNIT, dropins=tuple(dropins)))
+    return score_unit(
+        UnitSource(name="portable.service", text=BARE_UNIT, dropins=tuple(dropins)),
+        systemd=systemd,
+    )
 
 
 def _read_text(path: str | os.PathLike[str]) -> str:
@@ -1869,10 +2111,12 @@ def would_attach_exposure(
     host: Any = None,
     runtime: bool = False,
     extra: Sequence[Any] = (),
+    systemd: int | None = None,
 ) -> list[UnitExposure]:
     """The scores the services of ``image`` would get if attached with ``profile``: each unit
     file with the ``10-profile.conf`` and ``20-portable.conf`` attach writes, plus the drop-ins
-    already on the host for that unit name (``host=None``: none).
+    already on the host for that unit name (``host=None``: none), graded as systemd
+    ``systemd`` does (``None``: the host's, :func:`portable.systemd_version.detect`).
 
     :param image: a :class:`portable.types.Image`; :param units: its
         :class:`portable.types.UnitFile`\\ s (other types than services are skipped);
@@ -1881,8 +2125,10 @@ def would_attach_exposure(
     """
     from portable.dropins import MARKER_FILE, PROFILE_FILE, render_portable_dropin
     from portable.host import ATTACHED_DIR, UNIT_SEARCH_PATH, Host
+    from portable.systemd_version import detect
 
     the_host = host if host is not None else Host()
+    version = systemd if systemd is not None else detect(the_host).major
     where = ATTACHED_DIR[runtime]
     out = []
     for unit in units:
@@ -1901,7 +2147,9 @@ def would_attach_exposure(
         else:
             dropins = host_dropins(the_host.path, unit.name, UNIT_SEARCH_PATH, replace=replace)
         text = unit.data.decode("utf-8", "surrogateescape")
-        score = score_unit(UnitSource(name=unit.name, text=text, dropins=tuple(dropins)))
+        score = score_unit(
+            UnitSource(name=unit.name, text=text, dropins=tuple(dropins)), systemd=version
+        )
         out.append(
             UnitExposure(
                 unit=unit.name,
@@ -1920,17 +2168,21 @@ def host_unit_exposure(
     host: Any,
     profile: Any = None,
     fragment: str | None = None,
+    systemd: int | None = None,
 ) -> UnitExposure:
     """The score of a unit on the host: its unit file (the first in the unit search path, or
-    ``fragment``) and every drop-in systemd would apply. With ``profile``, the unit's
-    ``10-profile.conf`` (if attached) is replaced by that profile's drop-in, or added.
+    ``fragment``) and every drop-in systemd would apply, graded as systemd ``systemd`` does
+    (``None``: the host's, :func:`portable.systemd_version.detect`). With ``profile``, the
+    unit's ``10-profile.conf`` (if attached) is replaced by that profile's drop-in, or added.
 
     :raises portable.errors.PortableError: no such unit.
     """
     from portable.dropins import PROFILE_FILE
     from portable.errors import PortableError
     from portable.host import ATTACHED_DIR, UNIT_SEARCH_PATH
+    from portable.systemd_version import detect
 
+    version = systemd if systemd is not None else detect(host).major
     if fragment is None:
         for directory in UNIT_SEARCH_PATH:
             if os.path.isfile(host.path(f"{directory}/{unit}")):
@@ -1952,7 +2204,7 @@ def host_unit_exposure(
         if dropin is not None:
             replace[f"{directory}/{unit}.d"] = {PROFILE_FILE: dropin.text}
     dropins = host_dropins(host.path, unit, search, replace=replace)
-    score = score_unit(UnitSource(name=unit, text=text, dropins=tuple(dropins)))
+    score = score_unit(UnitSource(name=unit, text=text, dropins=tuple(dropins)), systemd=version)
     return UnitExposure(
         unit=unit,
         how="attached" if directory in ATTACHED_DIR.values() else "unit",

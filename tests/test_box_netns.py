@@ -197,10 +197,15 @@ def test_explicit_subnet_and_profile_opt_in(netbox, tmp, clean):
 
 def test_refusals_leave_nothing(netbox, tmp, clean):
     img = make_directory_image(tmp / "nsd_1", units={"nsd.service": unit()})
+    # as the box's systemd-analyze grades it (257: an unset PrivateMounts= passes)
+    exposure = "3.1" if netbox.systemd_version >= 257 else "3.3"
     for args, message in (
         (["-p", "strict"], "profile 'strict' sets PrivateNetwork=yes"),
         (["-p", "nonetwork"], "profile 'nonetwork' sets PrivateNetwork=yes"),
-        (["--max-exposure", "2"], "nsd.service: exposure 3.3 OK with profile 'default' is above"),
+        (
+            ["--max-exposure", "2"],
+            f"nsd.service: exposure {exposure} OK with profile 'default' is above",
+        ),
     ):
         r = netbox.portable(["attach", "--runtime", "--netns", *args, str(img)], check=False)
         assert r.returncode == 1 and message in r.stderr, r.stderr

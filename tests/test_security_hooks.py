@@ -11,7 +11,8 @@ import pytest
 
 from portable.cli import main
 from portable.plugins.hooks import netns
-from portable.testing.images import make_directory_image, service_unit
+from portable.systemd_version import KNOWN_VERSIONS
+from portable.testing.images import make_directory_image, mark_systemd_version, service_unit
 from portable.types import AttachOptions, Profile, ProfileDropin
 
 
@@ -33,16 +34,30 @@ def attached(root):
     return sorted(p.name for p in (root / "etc/systemd/system.attached").glob("*"))
 
 
-def test_max_exposure_refuses_above_the_limit(root, capsys):
+# The service with the default profile, as the root's systemd grades it (257 grades an unset
+# PrivateMounts= as set), and a limit just below.
+DEFAULT_SCORE = {252: ("3.3", "3.2"), 257: ("3.1", "3.0")}
+
+
+@pytest.mark.parametrize("systemd", KNOWN_VERSIONS)
+def test_max_exposure_refuses_above_the_limit(root, capsys, systemd):
+    mark_systemd_version(root, systemd)
+    value, limit = DEFAULT_SCORE[systemd]
     code, out, err = run(
-        ["--root", str(root), "attach", "--max-exposure", "3.2", "/srv/foo_1"], capsys
+        ["--root", str(root), "attach", "--max-exposure", limit, "/srv/foo_1"], capsys
     )
     assert code == 1
     assert err == (
-        "portable: error: foo.service: exposure 3.3 OK with profile 'default' is above "
-        "--max-exposure 3.2, refusing.\n"
+        f"portable: error: foo.service: exposure {value} OK with profile 'default' is above "
+        f"--max-exposure {limit}, refusing.\n"
     )
     assert not (root / "etc/systemd").exists()
+    code, out, err = run(
+        ["--root", str(root), "attach", "-q", "--max-exposure", value, "/srv/foo_1"], capsys
+    )
+    assert code == 0, err
+    assert attached(root) == ["foo.service", "foo.service.d"]
+    assert run(["--root", str(root), "detach", "-q", "/srv/foo_1"], capsys)[0] == 0
     code, out, err = run(
         ["--root", str(root), "attach", "-q", "--max-exposure", "1", "-p", "strict", "/srv/foo_1"],
         capsys,

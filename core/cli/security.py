@@ -57,16 +57,35 @@ def _describe(result: UnitExposure) -> str:
     return f"({result.unit}: {result.files[0]}{profile}.)"
 
 
+def followed_systemd(app: App) -> int:
+    """The systemd version whose ``systemd-analyze security`` the score follows: the running
+    manager's on the real host (the installed one if it can't be reached), the tree's below
+    ``--root`` (:func:`portable.systemd_version.detect`)."""
+    from portable.systemd_version import detect
+
+    if not app.host.is_real:
+        return detect(app.host).major
+    from portable.manager import Manager, ManagerError
+
+    try:
+        with Manager.connect(timeout=5.0) as manager:
+            return detect(app.host, manager).major
+    except ManagerError:  # no systemd running here (a build host, a container)
+        return detect(app.host).major
+
+
 def exposures(
     app: App, arg: str, prefixes: tuple[str, ...], profile: str | None, *, runtime: bool
 ) -> list[UnitExposure]:
     """Score ``arg``: a unit (name or unit file path), an attached image (as attached, unless
-    ``profile`` is given) or an image (as attaching it with ``profile`` would)."""
+    ``profile`` is given) or an image (as attaching it with ``profile`` would), as the systemd
+    the host runs grades it (:func:`followed_systemd`)."""
     import os
 
     from portable.errors import PortableError
     from portable.security import host_unit_exposure, would_attach_exposure
 
+    systemd = followed_systemd(app)
     registry = app.registry
     prof = registry.profile(profile).spec if profile is not None else None
     if arg.endswith(UNIT_SUFFIXES):
@@ -79,10 +98,14 @@ def exposures(
                 raise PortableError(f"Unit file {arg} not found.")
             return [
                 host_unit_exposure(
-                    os.path.basename(arg), host=app.host, profile=prof, fragment=inside
+                    os.path.basename(arg),
+                    host=app.host,
+                    profile=prof,
+                    fragment=inside,
+                    systemd=systemd,
                 )
             ]
-        return [host_unit_exposure(arg, host=app.host, profile=prof)]
+        return [host_unit_exposure(arg, host=app.host, profile=prof, systemd=systemd)]
 
     from portable.detach import find_attached
     from portable.images import normalize_image_arg, resolve_image
@@ -102,14 +125,19 @@ def exposures(
 
                 return [
                     host_unit_exposure(
-                        u.name, host=app.host, fragment=f"{ATTACHED_DIR[rt]}/{u.name}"
+                        u.name,
+                        host=app.host,
+                        fragment=f"{ATTACHED_DIR[rt]}/{u.name}",
+                        systemd=systemd,
                     )
                     for u in attached
                 ]
         prof = registry.profile("default").spec
     img = resolve_image(arg, host=app.host, registry=registry)
     meta = read_metadata(img, effective_prefixes(arg, prefixes, systemd=detect(app.host).major))
-    found = would_attach_exposure(img, meta.units, prof, host=app.host, runtime=runtime)
+    found = would_attach_exposure(
+        img, meta.units, prof, host=app.host, runtime=runtime, systemd=systemd
+    )
     if not found:
         raise PortableError(f"Image '{img.path}' has no matching service units to score.")
     return found
@@ -153,7 +181,8 @@ def security_command(
 
     The score is systemd-analyze security's (0.0 = fully sandboxed, 10.0 = fully exposed),
     computed from the unit file and its drop-ins without a running systemd, the same as
-    'systemd-analyze security --offline=yes --profile=P'.
+    'systemd-analyze security --offline=yes --profile=P' of the systemd the host runs (with
+    --root: the one installed there).
 
     IMAGE: an attached image's services as attached; any other image's services as attaching
     them with --profile (default 'default') would write them. UNIT: a service on the host by

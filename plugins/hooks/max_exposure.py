@@ -2,14 +2,16 @@
 
 The score is ``systemd-analyze security``'s (:mod:`portable.security`), of each service as the
 attach would write it: the unit file, the profile's drop-in, ``20-portable.conf``, and the
-drop-ins already on the host for that unit name. It runs before every other pre-attach hook, so
-a refusal happens before anything (a network namespace, say) was made.
+drop-ins already on the host for that unit name, graded as the systemd the attach follows does
+(the running one, or with ``--root`` the one installed there). It runs before every other
+pre-attach hook, so a refusal happens before anything (a network namespace, say) was made.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portable.errors import AttachRefused
@@ -28,6 +30,15 @@ def _on_real_host(image: Image) -> bool:
         return False
 
 
+def _root_of(image: Image) -> Path:
+    """The root directory the image was found below (``--root``): its local path less the path
+    the service manager sees."""
+    inside, local = image.path.rstrip("/"), str(image.host_path).rstrip("/")
+    if inside and local.endswith(inside):
+        return Path(local[: len(local) - len(inside)] or "/")
+    return Path("/")
+
+
 @hookimpl(tryfirst=True)
 def portable_pre_attach(
     image: Image, units: Sequence[UnitFile], profile: Profile, options: AttachOptions
@@ -37,10 +48,16 @@ def portable_pre_attach(
         return None
     from portable.host import Host
     from portable.security import would_attach_exposure
+    from portable.systemd_version import detect
 
     # Below --root the host's own drop-ins are not known here; the image's are what counts.
-    host = Host() if _on_real_host(image) else None
-    scored = would_attach_exposure(image, units, profile, host=host, runtime=options.runtime)
+    # The version is the one attach detected for that root (cached), the manager's on the host.
+    real = _on_real_host(image)
+    host = Host() if real else None
+    systemd = detect(Host() if real else Host(_root_of(image))).major
+    scored = would_attach_exposure(
+        image, units, profile, host=host, runtime=options.runtime, systemd=systemd
+    )
     for result in scored:
         if result.score.exposure > round(limit * 10):
             raise AttachRefused(
