@@ -1,10 +1,12 @@
 """``portable verify``: does a running service get the sandbox its profile promises?
 
 The promise is what the attach wrote: the unit file and the drop-ins next to it in the attached
-directory (``10-profile.conf``, ``20-portable.conf``), read as systemd reads them
-(:mod:`portable.security`). Drop-ins elsewhere (an administrator's ``/etc/systemd/system/
-UNIT.d/``) are *not* part of the promise: a setting there that weakens the sandbox is what this
-finds. What the service really got is read from the kernel, for its main process:
+directory (``10-profile.conf``, ``20-portable.conf``), read as the running systemd reads them
+(:mod:`portable.security`; e.g. on 257, whose profiles no longer say ``PrivateTmp=yes``,
+``DynamicUser=yes`` is what promises a private ``/tmp``). Drop-ins elsewhere (an
+administrator's ``/etc/systemd/system/UNIT.d/``) are *not* part of the promise: a setting there
+that weakens the sandbox is what this finds. What the service really got is read from the
+kernel, for its main process:
 
 * network: its network namespace (``/proc/PID/ns/net``) - the host's, a private one
   (``PrivateNetwork=``), or the named one of ``NetworkNamespacePath=`` - and the links and
@@ -14,8 +16,11 @@ finds. What the service really got is read from the kernel, for its main process
   loop device mounted as its ``/``);
 * read-only mounts in ``/proc/PID/mountinfo``: ``/`` (``ProtectSystem=strict``), ``/usr``
   (``yes``/``full``), ``/etc`` (``full``), ``/proc/sys`` (``ProtectKernelTunables=``),
-  ``/sys/fs/cgroup`` (``ProtectControlGroups=``), and each ``BindReadOnlyPaths=`` target;
-  a private ``/dev`` (``PrivateDevices=``) and ``/tmp`` (``PrivateTmp=``).
+  ``/sys/fs/cgroup`` (``ProtectControlGroups=yes``/``strict``), each ``BindReadOnlyPaths=``
+  target, and from systemd 257 on the journal's three sockets where ``BindLogSockets=`` is in
+  effect (said, or implied by ``MountAPIVFS=``, itself implied by a root directory or image);
+  a private ``/dev`` (``PrivateDevices=``) and ``/tmp`` (``PrivateTmp=``, or implied by
+  ``DynamicUser=``).
 
 A check passes when what is seen is at least as strict as the promise (fewer capabilities than
 promised is fine). Needs root (other processes' ``/proc`` entries) and, for the main PID, the
@@ -139,10 +144,11 @@ def _profile_name(host: Host, dropin: str) -> str | None:
 
 
 def promised_settings(
-    unit: str, *, host: Host
+    unit: str, *, host: Host, systemd: int | None = None
 ) -> tuple[ServiceSettings, str | None, tuple[str, ...]]:
     """What the unit's own files promise: the unit file found in the unit search path and the
-    ``*.conf`` drop-ins in ``UNIT.d/`` next to it, in name order.
+    ``*.conf`` drop-ins in ``UNIT.d/`` next to it, in name order, read as systemd ``systemd``
+    reads them (``None``: the host's, :func:`portable.systemd_version.detect`).
 
     :returns: (settings, profile name or None, the files read).
     :raises PortableError: no such unit file.
@@ -176,7 +182,11 @@ def promised_settings(
             profile = _profile_name(host, f"{dropin_dir}/{name}")
     source = UnitSource(name=unit, text=_read(host.path(fragment)), dropins=tuple(dropins))
     files = (fragment, *(p for p, _ in dropins))
-    return load_settings(source), profile, files
+    if systemd is None:
+        from portable.systemd_version import detect
+
+        systemd = detect(host).major
+    return load_settings(source, systemd=systemd), profile, files
 
 
 # --- what the kernel says ----------------------------------------------------------------------
@@ -536,31 +546,69 @@ def _resolve_inside(pid: int, path: str) -> str:
     return path
 
 
-def _ro_items(settings: ServiceSettings, seen: Observed) -> list[Item]:
+# What BindLogSockets= binds read-only (systemd 257); each only if the host has it.
+LOG_SOCKETS = (
+    "/run/systemd/journal/socket",
+    "/run/systemd/journal/stdout",
+    "/run/systemd/journal/dev-log",
+)
+
+
+def _because(settings: ServiceSettings, key: str, value: str) -> str:
+    """``Key=value``, and what implied it if the unit did not say it itself."""
+    implied = settings.implied.get(key)
+    return f"{key}={value}" + (f" by {implied}" if implied else "")
+
+
+def _log_sockets_reason(settings: ServiceSettings) -> str:
+    if settings.bind_log_sockets and not settings.log_namespace:
+        return "BindLogSockets=yes"
+    if settings.log_namespace:
+        return f"LogNamespace={settings.log_namespace}"
+    if settings.mount_apivfs:
+        return "BindLogSockets= by MountAPIVFS=yes"
+    if settings.mount_apivfs is None and settings.rootfs:
+        root = "RootImage=" if settings.root_image else "RootDirectory="
+        return f"BindLogSockets= by {root}"
+    return "BindLogSockets= by PrivateDevices=yes"
+
+
+def _ro_items(settings: ServiceSettings, seen: Observed, host: Host | None = None) -> list[Item]:
     wanted: list[tuple[str, str, bool]] = []  # path, why, optional
-    if settings.protect_system == "strict":
-        wanted.append(("/", "ProtectSystem=strict", False))
-    if settings.protect_system in ("yes", "full", "strict"):
-        wanted.append(("/usr", f"ProtectSystem={settings.protect_system}", False))
-    if settings.protect_system in ("full", "strict"):
-        wanted.append(("/etc", f"ProtectSystem={settings.protect_system}", False))
+    system = settings.protect_system
+    if system == "strict":
+        wanted.append(("/", _because(settings, "ProtectSystem", system), False))
+    if system in ("yes", "full", "strict"):
+        wanted.append(("/usr", _because(settings, "ProtectSystem", system), False))
+    if system in ("full", "strict"):
+        wanted.append(("/etc", _because(settings, "ProtectSystem", system), False))
     if settings.protect_kernel_tunables:
         wanted.append(("/proc/sys", "ProtectKernelTunables=yes", False))
-    if settings.protect_control_groups:
-        wanted.append(("/sys/fs/cgroup", "ProtectControlGroups=yes", False))
+    if settings.protect_control_groups in ("yes", "strict"):
+        # "private" (257) is a cgroup namespace with a writable cgroupfs of its own
+        why = f"ProtectControlGroups={settings.protect_control_groups}"
+        wanted.append(("/sys/fs/cgroup", why, False))
+    binds: list[tuple[str, str, bool]] = []  # must be mounted exactly there
     for target, optional in _bind_ro_targets(settings):
-        wanted.append((target, "BindReadOnlyPaths=", optional))
+        binds.append((target, "BindReadOnlyPaths=", optional))
+    if settings.effective_bind_log_sockets:
+        why = _log_sockets_reason(settings)
+        for path in LOG_SOCKETS:
+            # systemd skips a socket the host does not have
+            there = host is None or os.path.lexists(host.path(path))
+            binds.append((path, why, not there))
+    exact_only = {path for path, _, _ in binds}
     items = []
     done = set()
-    for path, why, optional in wanted:
+    for path, why, optional in wanted + binds:
         if path in done:
             continue
         done.add(path)
         m = seen.mount_at(_resolve_inside(seen.pid, path))
         exact = m is not None and (
-            m.mount_point == _resolve_inside(seen.pid, path) or why != "BindReadOnlyPaths="
+            m.mount_point == _resolve_inside(seen.pid, path) or path not in exact_only
         )
-        if why == "BindReadOnlyPaths=" and not exact:
+        if path in exact_only and not exact:
             if optional:
                 continue
             items.append(
@@ -592,13 +640,15 @@ def _ro_items(settings: ServiceSettings, seen: Observed) -> list[Item]:
                 ok=private,
             )
         )
-    if settings.private_tmp:
+    if settings.private_tmp != "no":
+        # "connected" is what PrivateTmp=yes means (a directory below the host's /tmp)
+        tmp_mode = "yes" if settings.private_tmp == "connected" else settings.private_tmp
         tmp = seen.mount_at("/tmp")
         private = tmp is not None and tmp.mount_point == "/tmp"
         items.append(
             Item(
                 check="/tmp",
-                promised="private (PrivateTmp=yes)",
+                promised=f"private ({_because(settings, 'PrivateTmp', tmp_mode)})",
                 seen="private" if private else "shared",
                 ok=private,
             )
@@ -642,7 +692,7 @@ def compare(settings: ServiceSettings, seen: Observed, *, host: Host) -> list[It
     root = _root_item(settings, seen, host)
     if root is not None:
         items.append(root)
-    items += _ro_items(settings, seen)
+    items += _ro_items(settings, seen, host)
     return items
 
 
@@ -664,9 +714,12 @@ def _wait_for_exec(pid: int, timeout: float = SETUP_WAIT) -> None:
 
 
 def verify_unit(unit: str, *, host: Host, manager: Manager) -> UnitReport:
-    """Verify one running service."""
+    """Verify one running service, its promise read as the running systemd reads it."""
+    from portable.systemd_version import detect
+
+    systemd = detect(host, manager).major
     try:
-        settings, profile, files = promised_settings(unit, host=host)
+        settings, profile, files = promised_settings(unit, host=host, systemd=systemd)
     except BrokenProfile as exc:
         return UnitReport(unit=unit, pid=None, profile=None, error=exc.message)
     try:

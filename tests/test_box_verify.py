@@ -1,5 +1,7 @@
 """portable verify against running services in a real systemd: every built-in profile holds its
 promise, a namespace from --netns and a raw image are recognised, a weakened unit is caught.
+The promise is read as the box's systemd reads it: 252's profiles bind the log sockets and say
+PrivateTmp=yes; 257's say BindLogSockets=yes and leave the private /tmp to DynamicUser=yes.
 
 The box has a network namespace of its own (``systemd-nspawn --private-network``), so the veth
 of --netns stays inside it.
@@ -21,6 +23,11 @@ pytestmark = pytest.mark.box
 
 LOOP = "/usr/bin/sh -c 'while :; do sleep 3600; done'"
 PROFILES = ("default", "nonetwork", "strict", "trusted")
+LOG_SOCKETS = (
+    "/run/systemd/journal/socket",
+    "/run/systemd/journal/stdout",
+    "/run/systemd/journal/dev-log",
+)
 
 
 def unit(extra: str = "") -> str:
@@ -91,6 +98,24 @@ def test_builtin_profile_holds(vbox, tmp, clean, profile):
         assert 61184 <= int(checks["user"]["seen"].split()[1]) <= 65519
     if profile == "strict":
         assert checks["capability bounding set"]["seen"] == "(none)"
+    # what each systemd makes of the profile's log sockets and /tmp
+    sockets = {c: checks.get(f"read-only {c}", {}).get("promised") for c in LOG_SOCKETS}
+    tmp = checks.get("/tmp", {}).get("promised")
+    if vbox.systemd_version >= 257:
+        # BindLogSockets=yes; trusted (unchanged since 252) gets it from its MountAPIVFS=yes
+        why = "BindLogSockets= by MountAPIVFS=yes" if profile == "trusted" else "BindLogSockets=yes"
+        assert set(sockets.values()) == {f"read-only ({why})"}
+        assert all(checks[f"read-only {c}"]["seen"] == "read-only" for c in LOG_SOCKETS)
+        assert "read-only /dev/log" not in checks
+        # trusted still says PrivateTmp=yes, the others leave it to DynamicUser=yes
+        want_tmp = "yes" if profile == "trusted" else "disconnected by DynamicUser=yes"
+    else:
+        binds = None if profile == "trusted" else "read-only (BindReadOnlyPaths=)"
+        assert sockets == {LOG_SOCKETS[0]: binds, LOG_SOCKETS[1]: binds, LOG_SOCKETS[2]: None}
+        assert checks.get("read-only /dev/log", {}).get("promised") == binds
+        want_tmp = "yes"  # every profile says PrivateTmp=yes
+    assert tmp == f"private (PrivateTmp={want_tmp})"
+    assert checks["/tmp"]["seen"] == "private"
     # the text form: a table, and the same verdict by unit name
     r = vbox.portable(["verify", f"{name}.service"])
     assert r.stdout.splitlines()[1].split() == ["CHECK", "PROMISED", "SEEN"]
@@ -131,14 +156,20 @@ def test_weakened_unit_is_caught(vbox, tmp, clean):
     code, (report,) = verify(vbox, str(img))
     assert code == 1
     bad = {c["check"]: c["seen"] for c in report["checks"] if not c["ok"]}
-    assert bad == {
+    weakened = {
         "network namespace": "host's",
         "capability bounding set": "cap_net_raw (extra: cap_net_raw)",
         "user": "uid 0",
         "read-only /": "writable",
         "read-only /usr": "writable",
         "read-only /etc": "writable",
-    }, json.dumps(report, indent=1)
+    }
+    if vbox.systemd_version >= 257:
+        # 257's strict profile has no PrivateTmp=yes: its private /tmp came from DynamicUser=,
+        # which the drop-in turned off
+        weakened["/tmp"] = "shared"
+    # (252's says PrivateTmp=yes itself: /tmp stays private)
+    assert bad == weakened, json.dumps(report, indent=1)
     r = vbox.portable(["verify", "vweak.service"], check=False)
     assert r.returncode == 1
     assert r.stdout.endswith("✗ vweak.service: sandbox NOT as promised\n")
