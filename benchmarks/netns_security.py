@@ -1,16 +1,20 @@
 """Timings for issue 6: the exposure score and the network namespace hook.
 
-Not a test (pytest does not collect benchmarks/). Needs root and systemd-analyze (systemd 252)
-for the comparison rows; the namespace rows run in a throwaway network and mount namespace
-(``unshare --net --mount``, a private tmpfs on /run), so nothing on this machine changes::
+Not a test (pytest does not collect benchmarks/). Needs root; the comparison rows need
+systemd-analyze of each known systemd version (this machine's, and the test box root's for the
+other: :mod:`portable.testing.analyze`), and are skipped for a version without one. The
+namespace rows run in a throwaway network and mount namespace (``unshare --net --mount``, a
+private tmpfs on /run), so nothing on this machine changes::
 
     .venv/bin/python benchmarks/netns_security.py [--rounds 30]
 
 Prints medians:
 
-* ``score (in process)``: ``portable.security.score_unit`` of a bare unit + the default profile;
-* ``systemd-analyze --offline``: the same unit and profile scored by systemd (a process each);
-* ``portable security FILE`` / ``systemd-analyze security --offline=yes FILE``: both commands;
+* ``score (in process)``: ``portable.security.score_unit`` of a bare unit + the default profile,
+  graded as each known systemd version does (with that version's profile);
+* ``systemd-analyze --offline``: the same unit and profile scored by that systemd (a process
+  each);
+* ``portable security FILE``: the command (it follows this machine's systemd);
 * ``netns create+veth`` / ``netns remove``: ``ensure()`` and ``remove()`` of the hook.
 """
 
@@ -56,29 +60,33 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30)
     rounds = parser.parse_args().rounds
 
-    from portable.registry import get_registry
+    from portable.plugins.profiles.builtin import data_path
     from portable.security import BARE_UNIT, UnitSource, score_unit
-
-    profile = get_registry(load_entrypoints=False).profile("default").spec
-    dropin = profile.dropin_for("service")
-    assert dropin is not None
-    source = UnitSource(name="b.service", text=BARE_UNIT, dropins=(("p.conf", dropin.text),))
-    score_unit(source)
-    samples = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        score_unit(source)
-        samples.append(time.perf_counter() - t)
-    print(f"score (in process)                 {median_ms(samples)}")
+    from portable.systemd_version import KNOWN_VERSIONS
+    from portable.testing.analyze import systemd_analyze
 
     work = Path(tempfile.mkdtemp(prefix="bench-security-"))
     try:
+        for systemd in KNOWN_VERSIONS:
+            text = data_path("default", systemd).read_text()
+            source = UnitSource(name="b.service", text=BARE_UNIT, dropins=(("p.conf", text),))
+            score_unit(source, systemd=systemd)
+            samples = []
+            for _ in range(rounds):
+                t = time.perf_counter()
+                score_unit(source, systemd=systemd)
+                samples.append(time.perf_counter() - t)
+            print(f"score (in process), systemd {systemd}    {median_ms(samples)}")
+            analyze = systemd_analyze(systemd)
+            if analyze:
+                (work / f"{systemd}/b.service.d").mkdir(parents=True)
+                (work / f"{systemd}/b.service").write_text(BARE_UNIT)
+                (work / f"{systemd}/b.service.d/p.conf").write_text(text)
+                unit_path = str(work / f"{systemd}/b.service")
+                cmd = [*analyze, "security", "--offline=yes", unit_path]
+                print(f"systemd-analyze --offline, {systemd}     {median_ms(timed(cmd, rounds))}")
         unit = work / "b.service"
         unit.write_text(BARE_UNIT)
-        analyze = shutil.which("systemd-analyze")
-        if analyze:
-            cmd = [analyze, "security", "--offline=yes", "--profile=default", str(unit)]
-            print(f"systemd-analyze --offline          {median_ms(timed(cmd, rounds))}")
         portable = str(Path(sys.executable).parent / "portable")
         ours = timed([portable, "security", "-p", "default", str(unit)], rounds)
         print(f"portable security FILE             {median_ms(ours)}")
