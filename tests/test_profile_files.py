@@ -13,7 +13,7 @@ from portable.cli import main
 from portable.errors import PortableError, UnknownProfile
 from portable.host import Host
 from portable.registry import make_registry
-from portable.testing.images import make_directory_image, service_unit
+from portable.testing.images import make_directory_image, mark_systemd_version, service_unit
 from portable.types import AttachOptions
 from portable.unitfile import parse
 
@@ -170,7 +170,21 @@ def test_export_round_trips(root):
         assert settings(again.profile(f"copy-{name}").spec) == settings(reg.profile(name).spec)
 
 
-def test_cli_profiles_and_show_and_export(root, capsys, tmp_path):
+# systemd-analyze security --offline=yes --profile=P on a bare service, per systemd version
+EXPOSURES = {
+    252: {"default": "3.3 OK", "nonetwork": "2.2 OK", "strict": "1.0 OK", "trusted": "9.4 UNSAFE"},
+    257: {
+        "default": "3.1 OK",
+        "nonetwork": "2.0 OK",
+        "strict": "0.9 SAFE",
+        "trusted": "9.2 UNSAFE",
+    },
+}
+
+
+@pytest.mark.parametrize("systemd", [252, 257])
+def test_cli_profiles_and_show_and_export(root, capsys, tmp_path, systemd):
+    mark_systemd_version(root, systemd)  # the root's systemd scores the profiles
     write(root, "web.toml", 'description = "web"\nextends = "strict"\n')
     code, out, err = run(["--root", str(root), "profiles"], capsys)
     assert code == 0
@@ -178,13 +192,8 @@ def test_cli_profiles_and_show_and_export(root, capsys, tmp_path):
     code, out, err = run(["--root", str(root), "profiles", "--json"], capsys)
     names = {p["name"]: p for p in json.loads(out)["profiles"]}
     assert names["strict"]["source"] == "built-in"
-    # systemd-analyze security --offline=yes --profile=P on a bare service (systemd 252)
-    assert {n: names[n]["exposure"] for n in ("default", "nonetwork", "strict", "trusted")} == {
-        "default": "3.3 OK",
-        "nonetwork": "2.2 OK",
-        "strict": "1.0 OK",
-        "trusted": "9.4 UNSAFE",
-    }
+    exposures = {n: names[n]["exposure"] for n in ("default", "nonetwork", "strict", "trusted")}
+    assert exposures == EXPOSURES[systemd]
     assert names["web"]["source"] == "/etc/portable/profiles/web.toml"
     code, out, err = run(["--root", str(root), "profile", "show", "web"], capsys)
     assert code == 0 and "Profile: web" in out and "TasksMax=4" in out

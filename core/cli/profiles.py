@@ -24,13 +24,15 @@ def source_of(app: App, plugin: str, origin: str) -> str:
     return f"plugin {plugin}" + (f" ({dist})" if dist else "")
 
 
-def _exposure(profile: Profile) -> str | None:
-    """systemd-analyze security's exposure of a bare service with this profile."""
+def _exposure(app: App, profile: Profile) -> str | None:
+    """systemd-analyze security's exposure of a bare service with this profile, as the systemd
+    of the host (or of the --root tree) scores it."""
     if "service" not in profile.dropins:
         return None
     from portable.security import profile_exposure
+    from portable.systemd_version import detect
 
-    score = profile_exposure(profile, root_image=False)
+    score = profile_exposure(profile, root_image=False, systemd=detect(app.host).major)
     return f"{score.value:.1f} {score.verdict}"
 
 
@@ -53,7 +55,7 @@ def profiles_command(app: App, as_json: bool) -> None:
                 "plugin": reg.plugin,
                 "description": reg.spec.description,
                 "unit_types": sorted(reg.spec.dropins),
-                "exposure": _exposure(reg.spec),
+                "exposure": _exposure(app, reg.spec),
             }
         )
     broken = [{"name": n, "error": e} for n, e in sorted(app.registry.profile_errors.items())]
@@ -89,7 +91,7 @@ def show_command(app: App, name: str) -> None:
     click.echo(f"Profile: {spec.name}")
     click.echo(f"Source: {source_of(app, reg.plugin, spec.origin)}")
     click.echo(f"Description: {spec.description}")
-    score = _exposure(spec)
+    score = _exposure(app, spec)
     if score:
         click.echo(f"Exposure: {score}")
     for unit_type, dropin in sorted(spec.dropins.items()):
