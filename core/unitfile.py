@@ -2,7 +2,9 @@
 
 :func:`parse_unit_text` reads a unit file or drop-in as systemd's config parser does (comments,
 backslash continuations, sections, ``Key=value``), keeping each assignment's place: the exposure
-score (:mod:`portable.security`), the netns hook and profiles all read through it.
+score (:mod:`portable.security`), the netns hook and profiles all read through it. It reads
+any input in linear time (unit files come from images) and refuses, in one line naming the file,
+a line systemd refuses to read (:data:`LONG_LINE_MAX`).
 :func:`parse` groups the assignments into sections of ordered ``(key, value)`` pairs (repeated
 keys stay repeated: their order matters) and :func:`render` writes such sections back, for
 profiles (``extends``, show, export).
@@ -12,7 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Assignment", "Sections", "parse", "parse_boolean", "parse_unit_text", "render"]
+from portable.errors import PortableError
+
+__all__ = [
+    "LONG_LINE_MAX",
+    "Assignment",
+    "Sections",
+    "UnitFileTooLong",
+    "parse",
+    "parse_boolean",
+    "parse_unit_text",
+    "render",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +42,26 @@ class Assignment:
 _COMMENTS = "#;"
 _WHITESPACE = " \t\n\r"
 
+# systemd's LONG_LINE_MAX (src/basic/fileio.h, 1 MiB): conf-parser.c's read_line() refuses a
+# line of this many bytes or more ("Line too long"), and a line continued with backslashes
+# longer than this ("Continuation line too long"); the unit then fails to load. There is no
+# limit on the file as a whole: every reader bounds that itself (units.MAX_UNIT_SIZE...).
+LONG_LINE_MAX = 1024 * 1024
+
+
+class UnitFileTooLong(PortableError):
+    """A line systemd refuses to read (``LONG_LINE_MAX``), naming the file and the line."""
+
+
+def _size(text: str) -> int:
+    """``text``'s length in bytes, as systemd counts it (``surrogateescape``: one byte each)."""
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a lone surrogate not from surrogateescape
+        return len(text.encode("utf-8", "surrogatepass"))
+
 
 def parse_unit_text(text: str, source: str = "") -> list[Assignment]:
     """The assignments of a unit file or drop-in, as systemd's config parser reads them.
@@ -37,9 +70,15 @@ def parse_unit_text(text: str, source: str = "") -> list[Assignment]:
     becomes a space; comment lines inside a continuation are skipped); ``#`` and ``;`` start
     comment lines; ``[Section]`` headers; ``Key = value`` with whitespace around both stripped.
     Lines outside a section and lines without ``=`` are ignored, as systemd ignores them.
+
+    Linear in the size of ``text``: each physical line is looked at once.
+
+    :raises UnitFileTooLong: a line of ``LONG_LINE_MAX`` bytes or more, or a continued line of
+        more, as systemd refuses them (the message names ``source``).
     """
     out: list[Assignment] = []
     section = ""
+    limit = LONG_LINE_MAX
 
     def parse_line(line: str, number: int) -> None:
         nonlocal section
@@ -62,27 +101,41 @@ def parse_unit_text(text: str, source: str = "") -> list[Assignment]:
                 )
             )
 
-    continuation: str | None = None
+    def too_long(number: int, what: str, most: int) -> UnitFileTooLong:
+        return UnitFileTooLong(
+            f"{source or 'unit file'}: line {number}: {what} is longer than systemd reads "
+            f"(at most {most} bytes: LONG_LINE_MAX), so systemd refuses to load this file"
+        )
+
+    pieces: list[str] = []  # the continued line so far, each backslash already a space
+    length = 0  # its size in bytes
     start = 0
     for number, raw in enumerate(text.split("\n"), 1):
         raw = raw.rstrip("\r")
+        size = _size(raw)
+        if size >= limit:
+            raise too_long(number, "the line", limit - 1)
         stripped = raw.lstrip(_WHITESPACE)
         if stripped and stripped[0] in _COMMENTS:
             continue
-        if continuation is None:
-            line, start = raw, number
+        if pieces:
+            length += size
+            if length > limit:
+                raise too_long(number, "the continued line", limit)
         else:
-            line = continuation + raw
-        escaped = False
-        for ch in line:
-            escaped = not escaped if ch == "\\" else False
-        if escaped:
-            continuation = line[:-1] + " "
+            start, length = number, size
+        # The pieces before end in a space, so the escape state at the end of the joined line
+        # is this line's alone: an odd run of trailing backslashes continues it.
+        if (len(raw) - len(raw.rstrip("\\"))) % 2:
+            pieces.append(raw[:-1] + " ")
             continue
-        continuation = None
-        parse_line(line, start)
-    if continuation is not None:
-        parse_line(continuation, start)
+        if pieces:
+            pieces.append(raw)
+            raw = "".join(pieces)
+            pieces = []
+        parse_line(raw, start)
+    if pieces:
+        parse_line("".join(pieces), start)
     return out
 
 
