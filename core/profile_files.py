@@ -14,6 +14,13 @@ A TOML profile (``/etc/portable/profiles/NAME.toml``, or any path given to ``--p
 
 The schema is documented in ``docs/profiles.md``. A systemd drop-in (``service.conf`` or any
 ``*.conf``) given by path is a profile for services, linked to rather than copied.
+
+A file must be a profile, or it is refused with one line naming it and why: a TOML profile
+that sets something (or ``extends`` a profile), or a drop-in with at least one setting in a
+section systemd reads for a service (``--profile /etc/passwd`` would otherwise attach with no
+sandbox at all). A copy of a profile read from a file (``--copy=copy``, and every TOML profile)
+is never more readable than that file: it keeps the file's permission bits, at most 0644
+(systemd's own profile files are copied with 0644, as portablectl does).
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ from typing import Any
 
 from portable.errors import PortableError
 from portable.types import UNIT_TYPES, Profile, ProfileDropin, ProfileEdit
-from portable.unitfile import parse, render
+from portable.unitfile import parse, parse_unit_text, render
 
 __all__ = [
+    "COPY_MODE",
     "MAX_PROFILE_FILE",
+    "SERVICE_SECTIONS",
     "apply_edit",
+    "check_dropin_text",
     "load_dropin_profile",
     "load_toml_profile",
     "profile_to_toml",
@@ -39,6 +49,10 @@ __all__ = [
 ]
 
 MAX_PROFILE_FILE = 1024 * 1024
+# The most a copy of a profile may be readable: what portablectl gives its copies.
+COPY_MODE = 0o644
+# The sections systemd reads in a service's drop-in (a drop-in given by path is for services).
+SERVICE_SECTIONS = ("Service", "Unit", "Install")
 _SECTION = {
     "service": "Service",
     "socket": "Socket",
@@ -50,6 +64,11 @@ _SECTION = {
 
 def read_profile_file(path: Path, *, shown: str) -> bytes:
     """A regular file of at most 1 MiB; never blocks on a FIFO."""
+    return _read(path, shown=shown)[0]
+
+
+def _read(path: Path, *, shown: str) -> tuple[bytes, int]:
+    """The file's content and the mode a copy of it may have (its bits, at most 0644)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -58,10 +77,15 @@ def read_profile_file(path: Path, *, shown: str) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise PortableError(f"profile file {shown}: not a regular file")
-        data = os.read(fd, MAX_PROFILE_FILE + 1)
+        data = b""  # read() may return less than asked: loop up to one byte over the limit
+        while len(data) <= MAX_PROFILE_FILE:
+            chunk = os.read(fd, MAX_PROFILE_FILE + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
         if len(data) > MAX_PROFILE_FILE:
             raise PortableError(f"profile file {shown}: larger than {MAX_PROFILE_FILE} bytes")
-        return data
+        return data, stat.S_IMODE(st.st_mode) & COPY_MODE
     finally:
         os.close(fd)
 
@@ -81,7 +105,7 @@ def _strings(value: Any, where: str) -> list[str]:
 
 def load_toml_profile(path: Path, *, shown: str, priority: int = 0, origin: str = "") -> Profile:
     """Parse a TOML profile; every mistake is a one-line :class:`PortableError`."""
-    data = read_profile_file(path, shown=shown)
+    data, mode = _read(path, shown=shown)
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -116,7 +140,7 @@ def load_toml_profile(path: Path, *, shown: str, priority: int = 0, origin: str 
         for key, _ in pairs:
             if not key.isidentifier():
                 raise PortableError(f"{where}: invalid setting name {key!r}")
-        edits[unit_type] = ProfileEdit(remove=tuple(remove), set=tuple(pairs))
+        edits[unit_type] = ProfileEdit(remove=tuple(remove), set=tuple(pairs), mode=mode)
     try:
         profile = Profile(
             name=name,
@@ -130,7 +154,13 @@ def load_toml_profile(path: Path, *, shown: str, priority: int = 0, origin: str 
     except PortableError as exc:
         raise PortableError(f"profile file {shown}: {exc}") from None
     if extends is None:  # nothing to resolve: the edits are the whole profile
-        return resolve(profile, None)
+        profile = resolve(profile, None)
+        if not any(parse(d.text).get(_SECTION[t]) for t, d in profile.dropins.items()):
+            # a profile that sets nothing would attach with no sandbox at all
+            raise PortableError(
+                f"profile file {shown}: sets nothing (no 'extends' and no setting in a "
+                f"unit type table)"
+            )
     return profile
 
 
@@ -154,26 +184,54 @@ def resolve(profile: Profile, base: Profile | None) -> Profile:
     for unit_type, edit in profile.edits.items():
         base_text = dropins[unit_type].text if unit_type in dropins else ""
         text = apply_edit(base_text, edit, _SECTION[unit_type], header=header)
-        dropins[unit_type] = ProfileDropin(text=text)
+        # never more readable than the file the edit comes from, nor than the base
+        mode = edit.mode & (dropins[unit_type].mode if unit_type in dropins else COPY_MODE)
+        dropins[unit_type] = ProfileDropin(text=text, mode=mode)
     return replace(profile, dropins=dropins, extends=None, edits={})
 
 
 def load_dropin_profile(path: Path, *, shown: str, host_path: str) -> Profile:
-    """A systemd drop-in given by path: a profile for services, linked to where it is."""
-    data = read_profile_file(path, shown=shown)
+    """A systemd drop-in given by path: a profile for services, linked to where it is.
+
+    Refused unless it is one: UTF-8 (systemd ignores lines that are not) with at least one
+    setting in a section systemd reads for a service.
+    """
+    data, mode = _read(path, shown=shown)
     name = path.name.removesuffix(".conf") or "profile"
     if name == "service":  # .../NAME/service.conf: name it after its directory
         name = path.parent.name or name
-    text = data.decode("utf-8", "surrogateescape")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PortableError(
+            f"profile file {shown}: not a systemd drop-in: not UTF-8 text (byte {exc.start})"
+        ) from None
+    check_dropin_text(text, shown=shown)
     try:
         return Profile(
             name=name,
             description=f"drop-in {shown}",
             origin=shown,
-            dropins={"service": ProfileDropin(text=text, path=Path(host_path))},
+            dropins={"service": ProfileDropin(text=text, path=Path(host_path), mode=mode)},
         )
     except PortableError as exc:
         raise PortableError(f"profile file {shown}: {exc}") from None
+
+
+def check_dropin_text(text: str, *, shown: str) -> None:
+    """Refuse ``text`` unless it is a drop-in for services: a setting in [Service], [Unit] or
+    [Install]. The refusal names the file, never its content (it may be anyone's file)."""
+    assignments = parse_unit_text(text, f"profile file {shown}")
+    if not any(a.section in SERVICE_SECTIONS for a in assignments):
+        what = (
+            "its settings are all outside [Service], [Unit] and [Install]"
+            if assignments
+            else "no setting in [Service], [Unit] or [Install]"
+        )
+        raise PortableError(
+            f"profile file {shown}: not a systemd drop-in for services: {what}"
+            " (a TOML profile's file name ends in .toml)"
+        )
 
 
 def profile_to_toml(profile: Profile) -> str:

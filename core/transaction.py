@@ -201,9 +201,16 @@ class Transaction:
             self._undo.append(lambda: _unlink_quiet(local))
 
     def write(
-        self, local: Path, data: bytes, *, replace: bool, change: str = "write", source: str = ""
+        self,
+        local: Path,
+        data: bytes,
+        *,
+        replace: bool,
+        change: str = "write",
+        source: str = "",
+        mode: int = 0o644,
     ) -> None:
-        """Write a regular file (0644) atomically and record the change."""
+        """Write a regular file (``mode``, 0644 by default) atomically and record the change."""
         temp = _temp_name(local, "new")
         crash_point()
         _make_holder(temp)
@@ -212,7 +219,7 @@ class Transaction:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fchmod(fd, 0o644)  # fixed mode regardless of umask
+            os.fchmod(fd, mode)  # fixed mode regardless of umask
             os.fsync(fd)
         except BaseException:
             os.close(fd)

@@ -68,10 +68,15 @@ class ProfileDropin:
     ``path`` is set when the drop-in exists as a file that attach may symlink to (systemd's
     ``10-profile.conf`` is a symlink to the profile file in the default copy mode). Profiles
     built in memory (TOML, Python) have ``path=None`` and are always copied.
+
+    ``mode``: the permission bits of a copy (``10-profile.conf``). 0644 as portablectl copies
+    its profiles; a profile read from a file that is not readable by everyone keeps that file's
+    bits, so its copy is never more readable than the file.
     """
 
     text: str
     path: Path | None = None
+    mode: int = 0o644
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -81,10 +86,13 @@ class ProfileEdit:
     :param remove: setting names dropped from the base (every occurrence).
     :param set: settings replacing every occurrence of their key in the base (or added), in
         order; a key may repeat (``BindReadOnlyPaths=`` twice).
+    :param mode: the permission bits the resulting drop-in may have at most (those of the file
+        the edit comes from, see :class:`ProfileDropin`).
     """
 
     remove: tuple[str, ...] = ()
     set: tuple[tuple[str, str], ...] = ()
+    mode: int = 0o644
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
