@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from portable.dropins import MARKER_FILE, PROFILE_FILE, render_portable_dropin
+from portable.dropins import (
+    MARKER_FILE,
+    PROFILE_FILE,
+    extension_setting,
+    path_problem,
+    render_portable_dropin,
+)
 from portable.errors import AttachRefused, BadImage, PluginError, PortableError
 from portable.host import ATTACHED_DIR, PORTABLES_DIR, UNIT_SEARCH_PATH, Host
 from portable.images import resolve_image
@@ -40,7 +46,7 @@ from portable.inspect import (
     read_image_and_extensions,
     resolve_extensions,
 )
-from portable.names import format_marker
+from portable.names import format_marker, printable_path
 from portable.registry import Registry
 from portable.state import read_marker_line
 from portable.systemd_version import detect as detect_systemd
@@ -259,6 +265,21 @@ def plan_files(plan: AttachPlan, host: Host) -> None:
     ]
 
 
+def _check_paths_writable(image: Image, extensions: Sequence[Image]) -> None:
+    """Refuse an image path the drop-in can't give PID 1 exactly (systemd would expand a
+    ``%``, strip whitespace, split an extension list...): the service would run on another
+    root, or with no ``RootDirectory=`` at all, on the host's (portablectl writes such paths)."""
+    settings = [(image, image.format.root_setting)]
+    settings += [(ext, extension_setting(ext)) for ext in extensions]
+    for img, setting in settings:
+        problem = path_problem(setting, img.path)
+        if problem is not None:
+            raise BadImage(
+                f"Image path '{printable_path(img.path)}' {problem}, so it can't be written "
+                f"as {setting}= in a unit file, refusing."
+            )
+
+
 def prepare(
     arg: str,
     options: AttachOptions,
@@ -277,6 +298,7 @@ def prepare(
     prefixes = effective_prefixes(arg, options.prefixes, systemd=systemd)
     image = resolve_image(arg, host=host, registry=registry, cwd=cwd)
     extensions = resolve_extensions(options.extensions, host=host, registry=registry, cwd=cwd)
+    _check_paths_writable(image, extensions)
     # Units are required only after the prefix check, as systemd orders its refusals.
     found = read_image_and_extensions(
         image, extensions, prefixes, relax=options.force, require_units=False, systemd=systemd

@@ -7,20 +7,130 @@ image reference. systemd 254 stopped binding the host's os-release (PID 1 provid
 added the ``PORTABLE_*NAME_AND_VERSION`` log fields. Settings a pre-attach hook adds
 (:class:`~portable.types.ExtraSetting`) are appended at the end, so systemd's portablectl still
 recognises and removes the file.
+
+Every value is checked before the file is made (:func:`value_problem`, :func:`path_problem`):
+systemd's unit-file parser ignores a line that is not UTF-8 ("String is not UTF-8 clean"), and a
+``RootDirectory=`` it ignores leaves the service on the host's root. So a value systemd would not
+read exactly as written raises :class:`UnwritableValue` instead of being written.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
-from portable.names import format_marker
+from portable.errors import PortableError
+from portable.names import format_marker, printable_path
 from portable.systemd_version import OLDEST_SUPPORTED
 from portable.types import ExtraSetting, Image, UnitFile
 
-__all__ = ["MARKER_FILE", "PROFILE_FILE", "name_and_version", "render_portable_dropin"]
+__all__ = [
+    "MARKER_FILE",
+    "PATH_SETTINGS",
+    "PROFILE_FILE",
+    "UnwritableValue",
+    "extension_setting",
+    "name_and_version",
+    "path_problem",
+    "render_portable_dropin",
+    "value_problem",
+]
 
 MARKER_FILE = "20-portable.conf"
 PROFILE_FILE = "10-profile.conf"
+
+# The settings that carry the confinement: the path must reach PID 1 exactly as meant.
+PATH_SETTINGS = ("RootDirectory", "RootImage", "ExtensionDirectories", "ExtensionImages")
+_WHITESPACE = " \t\n\r"  # systemd's WHITESPACE: what it strips around values and splits at
+_RELAX = ":x-systemd.relax-extension-release-check"
+_KEY = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+class UnwritableValue(PortableError):
+    """A value systemd's unit-file parser would not read as written (so it is not written)."""
+
+
+def value_problem(value: str) -> str | None:
+    """Why systemd's unit-file parser would not read ``Key=value`` with this value as one
+    line (as a phrase: "is not valid UTF-8"), or ``None`` if it would."""
+    try:
+        value.encode("utf-8")  # strict: a surrogate-escaped byte is not UTF-8
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "contains a control character"
+    if value.endswith("\\"):
+        return "ends with a backslash (systemd would join the next line to it)"
+    return None
+
+
+def extension_setting(image: Image) -> str:
+    """The setting an extension image is written with."""
+    return (
+        "ExtensionDirectories"
+        if image.format.root_setting == "RootDirectory"
+        else "ExtensionImages"
+    )
+
+
+def path_problem(setting: str, path: str) -> str | None:
+    """Why ``setting=path`` (one of :data:`PATH_SETTINGS`) would not give PID 1 exactly
+    ``path``, or ``None``.
+
+    Besides :func:`value_problem`: systemd strips whitespace around a value and expands ``%``
+    specifiers in these paths (``%n`` points the service at another directory, an unknown one
+    makes PID 1 ignore the line: no ``RootDirectory=`` at all); the extension settings are
+    lists, split at whitespace with quotes and backslashes interpreted, and ``ExtensionImages=``
+    takes what follows a ``:`` for partition mount options.
+    """
+    problem = value_problem(path)
+    if problem is not None:
+        return problem
+    if path != path.strip(_WHITESPACE):
+        return "begins or ends with whitespace (systemd strips it)"
+    if "%" in path:
+        return "contains '%' (systemd expands it as a specifier)"
+    if setting in ("ExtensionDirectories", "ExtensionImages"):
+        if any(c in path for c in _WHITESPACE + "\"'\\"):
+            return "contains whitespace, a quote or a backslash (systemd splits the list there)"
+        if setting == "ExtensionImages" and ":" in path:
+            return "contains ':' (systemd takes what follows for mount options)"
+    return None
+
+
+def _check_lines(lines: Sequence[str], own: int, unit: str) -> None:
+    """The final guard: every line after the marker is blank, a section header or a
+    ``Key=value`` systemd reads as written; the first ``own`` lines are ours, where the
+    image paths also obey :func:`path_problem`.
+
+    :raises UnwritableValue: naming the unit, the setting and what is wrong.
+    """
+    for index, line in enumerate(lines[1:], 1):
+        if not line:
+            continue
+        if line.startswith("["):
+            name = line[1:-1]
+            problem = value_problem(name)
+            # systemd's string_is_safe(), and one pair of brackets
+            if problem is None and (not name or any(c in name for c in "[]\"'\\")):
+                problem = "is not a section name"
+            if problem is not None:
+                raise UnwritableValue(
+                    f"Can't write {MARKER_FILE} of '{unit}': section "
+                    f"'{printable_path(name)}' {problem}, refusing."
+                )
+            continue
+        key, _, value = line.partition("=")
+        problem = None if _KEY.fullmatch(key) else "is not a setting name"
+        if problem is None:
+            problem = value_problem(value)
+        if problem is None and index < own and key in PATH_SETTINGS:
+            problem = path_problem(key, value.removesuffix(_RELAX))
+        if problem is not None:
+            raise UnwritableValue(
+                f"Can't write {MARKER_FILE} of '{unit}': {printable_path(key)}="
+                f"{printable_path(value)} {problem}, refusing."
+            )
 
 
 def name_and_version(fields: Mapping[str, str], kind: str, *, no_controls: bool) -> str:
@@ -111,11 +221,7 @@ def render_portable_dropin(
         if origin is not None:
             for index, ext in enumerate(extension_images):
                 relax = relax_extension_check and ext.format.root_setting != "RootDirectory"
-                kind_setting = (
-                    "ExtensionDirectories"
-                    if ext.format.root_setting == "RootDirectory"
-                    else "ExtensionImages"
-                )
+                kind_setting = extension_setting(ext)
                 if systemd >= 254:
                     lines.append("")
                 lines.append(
@@ -129,6 +235,7 @@ def render_portable_dropin(
                         nv = name_and_version(fields, kind, no_controls=no_controls)
                         if nv:
                             lines.append(f"LogExtraFields=PORTABLE_EXTENSION_NAME_AND_VERSION={nv}")
+    own = len(lines)
     sections: dict[str, list[str]] = {}
     for setting in extra:
         if setting.units and unit.name not in setting.units:
@@ -144,4 +251,5 @@ def render_portable_dropin(
         if not (section == "Service" and unit.type == "service"):
             lines += ["", f"[{section}]"]
         lines += settings
-    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    _check_lines(lines, own, unit.name)
+    return ("\n".join(lines) + "\n").encode("utf-8")

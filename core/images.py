@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from portable.confined import file_kind, open_root, resolve_path
 from portable.errors import AmbiguousImageFormat, BadImage, ImageNotFound, UnknownImageFormat
 from portable.host import IMAGE_SEARCH_PATH, Host
-from portable.names import is_valid_image_name
+from portable.names import is_valid_image_name, printable_path
 
 if TYPE_CHECKING:
     from portable.registry import Registered, Registry
@@ -216,6 +216,21 @@ def canonical_path(arg: str, *, host: Host, cwd: Path | None = None) -> str | No
         return resolve_path(rfd, inside)
 
 
+def _check_utf8(path: str) -> None:
+    """Refuse a path that is not UTF-8, in portablectl's words (sd-bus refuses to send it).
+
+    systemd ignores a unit-file line that is not UTF-8: the image's ``RootDirectory=`` would
+    be dropped and the service would run on the host's root.
+    """
+    try:
+        path.encode("utf-8")  # strict: bytes os.fsdecode() surrogate-escaped are not UTF-8
+    except UnicodeEncodeError:
+        raise BadImage(
+            "Failed to create bus message: Invalid argument (image path "
+            f"'{printable_path(path)}' is not valid UTF-8, which systemd can't use in a unit file)"
+        ) from None
+
+
 def check_image_arg(arg: str) -> None:
     """Refuse an empty IMAGE argument, in systemd's words (it would mean the current directory
     or the root)."""
@@ -275,12 +290,14 @@ def resolve_image(arg: str, *, host: Host, registry: Registry, cwd: Path | None 
         if image is None:
             raise ImageNotFound(f"No image '{arg}' found.")
         return image
+    _check_utf8(arg)
     arg = pick_version(arg, host=host, cwd=cwd)
     path = canonical_path(arg, host=host, cwd=cwd)
     if path is None:
         raise ImageNotFound(
             f"Cannot normalize specified image path '{printable(arg)}': No such file or directory"
         )
+    _check_utf8(path)
     if _has_control(path):
         # The path goes into 20-portable.conf (RootDirectory=, PORTABLE=...) as it is: a
         # newline in it would add settings. systemd refuses such image names too.

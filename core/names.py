@@ -34,6 +34,7 @@ __all__ = [
     "parse_marker",
     "path_extract_image_name",
     "printable",
+    "printable_path",
     "unescape_marker",
     "unit_matches",
     "unit_matches_prefix",
@@ -83,6 +84,23 @@ def printable(text: str) -> str:
     if not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         return text
     return "".join(repr(c)[1:-1] if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
+
+
+def printable_path(path: str) -> str:
+    """A path (or name) for an error message: :func:`printable`, and bytes that are not UTF-8
+    (surrogate-escaped by :func:`os.fsdecode`) shown as ``\\xNN``."""
+    if all(ord(c) < 0xD800 or ord(c) > 0xDFFF for c in path):
+        return printable(path)
+    return printable(
+        "".join(
+            f"\\x{ord(c) - 0xDC00:02x}"
+            if 0xDC80 <= ord(c) <= 0xDCFF
+            else f"\\u{ord(c):04x}"
+            if 0xD800 <= ord(c) <= 0xDFFF
+            else c
+            for c in path
+        )
+    )
 
 
 def _encode(s: str) -> bytes | None:

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portable.confined import UnsafePath, open_root, read_file
-from portable.dropins import render_portable_dropin
+from portable.dropins import UnwritableValue, path_problem, render_portable_dropin, value_problem
 from portable.names import parse_marker
 from portable.osrelease import parse_os_release
 from portable.plugins.image_formats.directory import DIRECTORY
@@ -121,12 +121,21 @@ def applicable(unit: UnitFile, extra: list[ExtraSetting]) -> list[tuple[str, str
 )
 def test_portable_dropin_round_trip(path, extensions, unit, fmt, extra, host_os_release):
     """Parsed back, 20-portable.conf gives the marker (image and extensions), the settings
-    pointing at the image, and every hook setting in its section."""
+    pointing at the image, and every hook setting in its section; or, exactly when systemd
+    would not read one of them as written, rendering raises a one-line error."""
     extras = applicable(unit, extra)
     image = make_image(path, fmt)
-    data = render_portable_dropin(
-        image, unit, host_os_release=host_os_release, extensions=extensions, extra=extra
+    unreadable = (unit.type == "service" and path_problem(fmt.root_setting, path) is not None) or (
+        any(value_problem(value) is not None for _, _, value in extras)
     )
+    try:
+        data = render_portable_dropin(
+            image, unit, host_os_release=host_os_release, extensions=extensions, extra=extra
+        )
+    except UnwritableValue as exc:
+        assert unreadable and "\n" not in str(exc)
+        return
+    assert not unreadable
     text = data.decode("utf-8", "surrogateescape")
     assert text.endswith("\n")
     first, _, rest = text.partition("\n")
