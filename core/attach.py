@@ -46,7 +46,7 @@ from portable.inspect import (
     read_image_and_extensions,
     resolve_extensions,
 )
-from portable.names import format_marker, printable_path
+from portable.names import format_marker, printable_path, unit_template
 from portable.registry import Registry
 from portable.state import read_marker_line
 from portable.systemd_version import detect as detect_systemd
@@ -344,6 +344,26 @@ def _ours(plan: AttachPlan, unit: str) -> bool:
     return marker == plan.marker()
 
 
+def _on_host(plan: AttachPlan, host: Host, unit: str, ours: bool) -> bool:
+    """Does the host have unit file ``unit`` (other than ours), or, where no file of that name
+    exists, the template of the instance ``unit``? As systemd's unit_file_exists(): an image's
+    ``getty@tty9.service`` would take the place of the host's ``getty@.service`` instance."""
+    found = False
+    for name in (unit, unit_template(unit)):
+        if name is None or found:
+            break  # a file of the instance's own name is what systemd loads, not the template
+        is_ours = ours if name == unit else _ours(plan, name)
+        for d in UNIT_SEARCH_PATH:
+            local = host.path(d) / name
+            if not os.path.lexists(local):
+                continue
+            if local.parent == plan.where and is_ours:
+                found = True  # our own unit from an earlier (maybe interrupted) attach
+                continue
+            return True
+    return False
+
+
 def _check_host(
     plan: AttachPlan, host: Host, manager: Manager | None, *, compare: bool = True
 ) -> str:
@@ -362,12 +382,7 @@ def _check_host(
         ours = _ours(plan, unit)
         ours_any = ours_any or ours
         if not force:
-            for d in UNIT_SEARCH_PATH:
-                local = host.path(d) / unit
-                if not os.path.lexists(local):
-                    continue
-                if local.parent == plan.where and ours:
-                    continue  # our own unit from an earlier (maybe interrupted) attach
+            if _on_host(plan, host, unit, ours):
                 raise UnitExists(f"Unit file '{unit}' exists on the host already, refusing.")
             if manager is not None and not ours and manager.is_active(unit):
                 raise UnitExists(f"Unit file '{unit}' is active already, refusing.")

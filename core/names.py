@@ -38,6 +38,7 @@ __all__ = [
     "unescape_marker",
     "unit_matches",
     "unit_matches_prefix",
+    "unit_template",
     "unit_type",
     "xescape_marker",
 ]
@@ -167,6 +168,14 @@ def is_valid_unit_name(name: str) -> bool:
         return False
     # An '@' as first character would leave an empty unit prefix.
     return not stem.startswith("@") and _UNIT_NAME_CHARS.fullmatch(stem) is not None
+
+
+def unit_template(name: str) -> str | None:
+    """systemd's ``unit_name_template``: ``foo@.service`` for the instance ``foo@bar.service``;
+    ``None`` for anything that is not an instance (a template, a plain unit)."""
+    stem, _, suffix = name.rpartition(".")
+    prefix, at, instance = stem.partition("@")
+    return f"{prefix}@.{suffix}" if at and prefix and instance else None
 
 
 def _path_last_component(path: str) -> tuple[str, bool] | None:
