@@ -1159,10 +1159,12 @@ assert set(_ids) >= BOX_CASES, BOX_CASES - set(_ids)
 Snapshot = dict[str, tuple[str, int, bytes]]
 
 
-def snapshot(top: Path, dirs: tuple[str, ...]) -> Snapshot:
+def snapshot(top: Path, dirs: tuple[str, ...], skip: tuple[str, ...] = ()) -> Snapshot:
     """Every entry below ``top``/``dirs``: path -> (kind, mode, content or link target).
 
-    Special files are recorded, never opened.
+    Special files are recorded, never opened. ``skip``: paths (and what is below them) left
+    out, never even listed: a running system changes them meanwhile (journal streams come and
+    go between a directory listing and a look at the entry).
     """
     out: Snapshot = {}
     for d in dirs:
@@ -1170,9 +1172,15 @@ def snapshot(top: Path, dirs: tuple[str, ...]) -> Snapshot:
         if not os.path.lexists(start):
             continue
         for dirpath, dirnames, filenames in os.walk(start):
+            here = "/" + str(Path(dirpath).relative_to(top))
+            dirnames[:] = (
+                [n for n in dirnames if not f"{here}/{n}".startswith(skip)] if skip else dirnames
+            )
             for name in sorted(dirnames + filenames):
                 p = Path(dirpath) / name
                 key = "/" + str(p.relative_to(top))
+                if skip and key.startswith(skip):
+                    continue
                 st = os.lstat(p)
                 mode = stat.S_IMODE(st.st_mode)
                 if stat.S_ISLNK(st.st_mode):

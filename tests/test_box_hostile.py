@@ -63,8 +63,7 @@ PLANTED = ("/etc/systemd/system/foo.service", "/run/systemd/system/foo.service",
 
 
 def host_state(box: Box) -> dict[str, tuple[str, int, bytes]]:
-    snap = snapshot(box.path("/"), HOST_DIRS)
-    return {k: v for k, v in snap.items() if not k.startswith(VOLATILE)}
+    return snapshot(box.path("/"), HOST_DIRS, skip=VOLATILE)
 
 
 @pytest.fixture(scope="module")
