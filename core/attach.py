@@ -97,6 +97,7 @@ class Planned:
     data: bytes = b""
     target: str = ""
     source: str = ""
+    mode: int = 0o644  # of a regular file: a profile's copy keeps its file's (ProfileDropin)
 
     def matches_disk(self) -> bool:
         """Is exactly this already there?"""
@@ -106,6 +107,8 @@ class Planned:
             st = os.lstat(self.local)
             if not stat.S_ISREG(st.st_mode) or st.st_size != len(self.data):
                 return False  # (a huge file in the way is never read)
+            if stat.S_IMODE(st.st_mode) != self.mode:
+                return False
             return self.local.read_bytes() == self.data
         except OSError:
             return False
@@ -189,6 +192,7 @@ def _profile_planned(
         kind="copy",
         data=dropin.text.encode("utf-8", "surrogateescape"),
         source=str(dropin.path or ""),
+        mode=dropin.mode,
     )
 
 
@@ -498,7 +502,7 @@ def _write_unit(
         if f.kind == "symlink":
             tx.symlink(f.local, f.target, replace=replace)
         else:
-            tx.write(f.local, f.data, replace=replace, change=f.kind, source=f.source)
+            tx.write(f.local, f.data, replace=replace, change=f.kind, source=f.source, mode=f.mode)
 
 
 def attach(

@@ -176,11 +176,6 @@ def test_the_profile_keeps_the_files_permission_bits(portable_root: Path, mode: 
 SECRET_TOML = '[service.set]\nEnvironment = "TOKEN=s3cret"\n'
 
 
-# Planned.mode in core/attach.py carries ProfileDropin.mode to Transaction.write(mode=): a
-# change in a file being reworked meanwhile; until it is in, a copy is still 0644.
-@pytest.mark.xfail(
-    strict=True, reason="needs ProfileDropin.mode passed on by core/attach.py (Planned.mode)"
-)
 @pytest.mark.parametrize(
     ("rel", "content", "copy"),
     [
