@@ -426,4 +426,21 @@ def detach_many(
             result.reloaded = True
         except PortableError as exc:
             result.reload_error = str(exc)
+    if manager is not None and result.activation is not None:
+        _reset_failed(manager, [j.unit for j in result.activation.jobs if j.verb == "stop"])
     return result
+
+
+def _reset_failed(manager: Manager, units: Sequence[str]) -> None:
+    """Units detach stopped that ended up failed: reset them (``systemctl reset-failed``), so
+    PID 1 forgets them once their files are gone, instead of keeping a ``not-found failed``
+    entry around (portablectl leaves it; it also blocks a unit of that name from starting
+    cleanly later)."""
+    from portable.manager import ManagerError
+
+    for name in units:
+        try:
+            if manager.active_state(name) == "failed":
+                manager.reset_failed_unit(name)
+        except ManagerError:  # gone meanwhile, or the manager refuses: nothing to forget
+            continue
