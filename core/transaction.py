@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from portable.host import Host
+from portable.errors import PortableError
+from portable.host import ATTACHED_DIR, PORTABLES_DIR, Host
 from portable.types import Change
 
 __all__ = ["TEMP_PREFIX", "Transaction", "crash_point", "host_lock", "recover"]
@@ -55,9 +56,47 @@ def host_lock(host: Host) -> Iterator[None]:
     fd = os.open(host.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        check_root_dirs(host)  # before anything (the sweep included) writes or removes
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _confined_real(host: Host) -> str:
+    return os.path.realpath(host.root)
+
+
+def confine(host: Host, local: Path, *, root: str | None = None) -> None:
+    """Refuse ``local`` (a path below ``--root``) if the kernel would take it outside the root.
+
+    The kernel follows a symlink below the root as it is, so ``ROOT/etc/systemd/system.attached
+    -> /etc/systemd/system`` (or a relative ``../../..`` link, or any parent such as ``ROOT/etc``)
+    would write or delete files on the real host. Such a path is refused in one line, nothing
+    changed; a link that stays inside the root is followed as usual. The real host has nothing
+    outside its root.
+    """
+    if host.is_real:
+        return
+    base = root if root is not None else _confined_real(host)
+    real = os.path.realpath(local)
+    if real != base and not real.startswith(base.rstrip("/") + "/"):
+        raise PortableError(
+            f"'{host.unpath(local)}' leads outside the root directory '{host.root}' "
+            f"(to '{real}', through a symlink), refusing."
+        )
+
+
+def check_root_dirs(host: Host) -> None:
+    """Refuse a ``--root`` whose attached, portables or unpack directories (or any of their
+    parents) lead outside it: checked before the sweep of a killed run, which removes files."""
+    if host.is_real:
+        return
+    from portable.unpacked import UNPACK_DIR
+
+    base = _confined_real(host)
+    for runtime in (False, True):
+        for d in (ATTACHED_DIR[runtime], PORTABLES_DIR[runtime], UNPACK_DIR[runtime]):
+            confine(host, host.path(d), root=base)
 
 
 NAME_MAX = 255  # bytes in one file name
@@ -156,6 +195,17 @@ class Transaction:
         self._undo: list[Callable[[], None]] = []
         self._on_commit: list[Callable[[], None]] = []
         self._rmdirs: list[tuple[Path, Change]] = []
+        # Directories checked by confine() already: a run writes many files into one directory.
+        self._confined: set[Path] = set()
+        self._root_real = "" if host.is_real else _confined_real(host)
+
+    def confine(self, local: Path) -> None:
+        """Refuse ``local`` if its directory leads outside ``--root`` (see :func:`confine`)."""
+        parent = local.parent
+        if self.host.is_real or parent in self._confined:
+            return
+        confine(self.host, parent, root=self._root_real)
+        self._confined.add(parent)
 
     def _record(self, type_: str, local: Path, source: str = "") -> None:
         self.changes.append(Change(type=type_, path=self.host.unpath(local), source=source))
@@ -164,7 +214,9 @@ class Transaction:
 
     def mkdir(self, local: Path, *, record: bool = True) -> bool:
         """Create a directory (0755, parents as needed); True if it was created."""
+        self.confine(local)
         if local.is_dir():
+            self.confine(local / "x")  # a link to a directory elsewhere is no directory of ours
             return False
         if not local.parent.is_dir():
             self.mkdir(local.parent, record=False)
@@ -211,6 +263,7 @@ class Transaction:
         mode: int = 0o644,
     ) -> None:
         """Write a regular file (``mode``, 0644 by default) atomically and record the change."""
+        self.confine(local)
         temp = _temp_name(local, "new")
         crash_point()
         _make_holder(temp)
@@ -231,6 +284,7 @@ class Transaction:
 
     def symlink(self, local: Path, target: str, *, replace: bool) -> None:
         """Create a symlink atomically and record the change."""
+        self.confine(local)
         temp = _temp_name(local, "new")
         crash_point()
         _make_holder(temp)
@@ -242,6 +296,7 @@ class Transaction:
 
     def remove(self, local: Path) -> bool:
         """Remove a file, symlink or tree (a hidden backup until commit); False if absent."""
+        self.confine(local)
         if not os.path.lexists(local):
             return False
         backup = _temp_name(local, "removed")
@@ -265,6 +320,7 @@ class Transaction:
     def adopt(self, local: Path, *, source: str) -> None:
         """Record a file or tree the caller just renamed into place (a copied or unpacked
         image): reported as a ``copy`` from ``source``, removed again on rollback."""
+        self.confine(local)
         self._undo.append(lambda: _remove_tree_quiet(local))
         self._record("copy", local, source)
 
