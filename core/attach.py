@@ -21,6 +21,7 @@ and changes nothing (but still reloads, enables or starts as asked).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -436,30 +437,73 @@ def run_pre_attach(plan: AttachPlan, registry: Registry) -> None:
 
 
 def _copy_image(tx: Transaction, link: Planned, image: Image) -> None:
-    """--copy=mixed: a copy of the image in the portables directory instead of a link."""
+    """--copy=mixed: a copy of the image in the portables directory instead of a link.
+
+    Unlike portablectl (copy_tree() keeps every mode and node), the copy gives no other user
+    more than the image gave: an image kept in a 0700 directory would otherwise expose its
+    setuid binaries and device nodes in the world-readable /etc/portables. The copy's top is
+    0700 (a raw file 0600), setuid/setgid bits and file capabilities are dropped and device
+    nodes left out; the service itself runs from the original path, so nothing it uses changes.
+    The tree is built inside a 0700 holder, so it is never reachable before that is done.
+    """
     if os.path.lexists(link.local):
         return
     tx.mkdir(link.local.parent, record=False)
+    tx.confine(link.local)
     import shutil
     import subprocess
 
-    # os.urandom, not secrets (~3 ms to import): the name only has to be unlikely to exist
-    temp = link.local.parent / f".#portable-new-{link.local.name}.{os.urandom(4).hex()}"
+    # os.urandom, not secrets (~3 ms to import): the name only has to be unlikely to exist.
+    # A holder directory name, which the next run's recovery removes if this one is killed.
+    holder = link.local.parent / f".#portable-hold-new.{os.urandom(4).hex()}"
+    os.mkdir(holder, 0o700)
+    temp = holder / link.local.name
     # cp -a: FIFOs and device nodes are copied as nodes (never opened), holes of sparse files
     # stay holes, symlinks stay links, owners, modes, times and xattrs are kept.
     cp = ["cp", "-a", "--sparse=always", "--reflink=auto", "--no-target-directory", "--"]
-    proc = subprocess.run(
-        [*cp, str(image.host_path), str(temp)], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        if temp.is_dir() and not temp.is_symlink():
-            shutil.rmtree(temp, ignore_errors=True)
-        else:
-            temp.unlink(missing_ok=True)
-        why = (proc.stderr.strip().splitlines() or ["cp failed"])[-1]
-        raise PortableError(f"Cannot copy image '{image.path}' for --copy=mixed: {why}")
-    os.rename(temp, link.local)
+    try:
+        proc = subprocess.run(
+            [*cp, str(image.host_path), str(temp)], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            why = (proc.stderr.strip().splitlines() or ["cp failed"])[-1]
+            raise PortableError(f"Cannot copy image '{image.path}' for --copy=mixed: {why}")
+        try:
+            _defang_copy(temp)
+        except OSError as exc:
+            raise PortableError(
+                f"Cannot copy image '{image.path}' for --copy=mixed: {exc.strerror or exc}"
+            ) from exc
+        os.rename(temp, link.local)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
     tx.adopt(link.local, source=image.path)
+
+
+_SETID = stat.S_ISUID | stat.S_ISGID
+
+
+def _defang_copy(top: Path) -> None:
+    """Take from a --copy=mixed copy what it would give other users (see :func:`_copy_image`)."""
+    st = os.lstat(top)
+    if not stat.S_ISDIR(st.st_mode):
+        os.chmod(top, stat.S_IMODE(st.st_mode) & 0o600 & ~_SETID)  # a raw image file
+        return
+    os.chmod(top, 0o700)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in (*dirnames, *filenames):
+            p = os.path.join(dirpath, name)
+            mode = os.lstat(p).st_mode
+            if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
+                os.unlink(p)
+            elif stat.S_ISREG(mode):
+                if mode & _SETID:
+                    os.chmod(p, stat.S_IMODE(mode) & ~_SETID)
+                try:  # a file capability (cap_setuid+ep) is as good as setuid root
+                    os.removexattr(p, "security.capability", follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
+                        raise
 
 
 def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) -> None:

@@ -770,8 +770,8 @@ def _check_mixed_copy(what: str) -> Callable[[Path], None]:
         assert copy.is_dir() and not copy.is_symlink()
         if what == "fifo":
             assert stat.S_ISFIFO(os.lstat(copy / "var/pipe").st_mode)
-        elif what == "device":
-            assert stat.S_ISCHR(os.lstat(copy / "dev/null").st_mode)
+        elif what == "device":  # left out of the copy (issue 16, hole 3)
+            assert not os.path.lexists(copy / "dev/null")
         elif what == "sparse":
             assert os.stat(copy / "var/big").st_blocks * 512 < 1024 * 1024
 
@@ -1237,6 +1237,9 @@ def check_attached(host: Path, case: Case, before: Snapshot, now: Snapshot) -> N
         assert not mode & stat.S_IWOTH, key
         if key.startswith("/run/portables/") and key.count("/") > 3:
             continue  # inside a --copy=mixed copy of the image: the image's own modes
+        if key.startswith("/run/portables/") and kind == "dir":
+            assert mode == 0o700, (key, oct(mode))  # a --copy=mixed copy (issue 16, hole 3)
+            continue
         if kind == "file":
             assert mode == 0o644, (key, oct(mode))
         elif kind == "dir":

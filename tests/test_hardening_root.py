@@ -7,11 +7,15 @@ recovery of a killed run write or delete the real host's files. Such a path is r
 line, before anything is written or removed; a link that stays inside the root works as before.
 Every test points the links at a temporary directory *outside* the root that stands in for the
 host (never the machine's real /etc) and checks that nothing in it changed.
+
+Hole 3, ``--copy=mixed`` (the end of this file; the box test is tests/test_box_hardening_mixed.py):
+the copy in /etc/portables or /run/portables gives no other user more than the image gave.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +185,95 @@ def test_normal_attach_detach_unchanged(root: Path):
         assert cli(root, "reattach", *opts, "/srv/images/foo_2").returncode == 0
         proc = cli(root, "detach", *opts, "/srv/images/foo_2")
         assert proc.returncode == 0, proc.stderr
+
+
+# --- issue 16, hole 3: --copy=mixed ------------------------------------------------------------
+
+
+def _suid_image(root: Path) -> Path:
+    img = root / "srv/private/foo_1"
+    make_directory_image(img, units={UNIT: service_unit("sleep 1")}, busybox=False)
+    os.chmod(img.parent, 0o700)
+    suid = img / "usr/bin/suidsh"
+    suid.parent.mkdir(parents=True, exist_ok=True)
+    suid.write_bytes(b"#!/bin/sh\n")
+    os.chmod(suid, 0o4755)
+    sgid = img / "usr/bin/sgid"
+    sgid.write_bytes(b"x")
+    os.chmod(sgid, 0o2755)
+    (img / "dev").mkdir(exist_ok=True)
+    os.mknod(img / "dev/sda", 0o666 | stat.S_IFBLK, os.makedev(8, 0))
+    os.mknod(img / "dev/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mkfifo(img / "dev/pipe", 0o600)
+    return img
+
+
+@pytest.mark.parametrize("runtime", [False, True], ids=["etc", "run"])
+def test_mixed_copy_gives_no_one_more(root: Path, runtime: bool):
+    """The copy's top is 0700, setuid/setgid bits are gone, device nodes are left out (portablectl
+    257's copy_tree() keeps all three, in a world-readable /etc/portables); everything else,
+    the units and the drop-in pointing at the ORIGINAL path, as before."""
+    img = _suid_image(root)
+    opts = ("--runtime",) if runtime else ()
+    proc = cli(root, "attach", "--copy=mixed", *opts, "/srv/private/foo_1")
+    assert proc.returncode == 0, proc.stderr
+    base = root / ("run" if runtime else "etc")
+    copy = base / "portables/foo_1"
+    assert copy.is_dir() and not copy.is_symlink()
+    assert stat.S_IMODE(os.lstat(copy).st_mode) == 0o700
+    assert stat.S_IMODE(os.lstat(copy / "usr/bin/suidsh").st_mode) == 0o755
+    assert stat.S_IMODE(os.lstat(copy / "usr/bin/sgid").st_mode) == 0o755
+    assert not os.path.lexists(copy / "dev/sda")
+    assert not os.path.lexists(copy / "dev/null")
+    assert stat.S_ISFIFO(os.lstat(copy / "dev/pipe").st_mode)
+    assert (copy / "usr/lib/os-release").read_bytes() == (img / "usr/lib/os-release").read_bytes()
+    dropin = base / "systemd/system.attached" / f"{UNIT}.d/20-portable.conf"
+    assert "RootDirectory=/srv/private/foo_1\n" in dropin.read_text()
+    # the image itself is untouched
+    assert stat.S_IMODE(os.lstat(img / "usr/bin/suidsh").st_mode) == 0o4755
+    assert stat.S_ISBLK(os.lstat(img / "dev/sda").st_mode)
+    assert not [p for p in (base / "portables").iterdir() if p.name.startswith(".#")]
+    proc = cli(root, "detach", *opts, "/srv/private/foo_1")
+    assert proc.returncode == 0, proc.stderr
+    assert not os.path.lexists(copy)
+
+
+def test_mixed_copy_of_raw_file_is_private(root: Path):
+    img = root / "srv/private/foo_1.raw"
+    img.parent.mkdir(parents=True)
+    os.chmod(img.parent, 0o700)
+    from portable.testing.images import make_squashfs_image
+
+    tree_dir = root / "srv/tree"
+    make_directory_image(tree_dir, units={UNIT: service_unit("sleep 1")}, busybox=False)
+    make_squashfs_image(img, tree_dir)
+    os.chmod(img, 0o4644)
+    proc = cli(root, "attach", "--copy=mixed", "--runtime", "/srv/private/foo_1.raw")
+    if proc.returncode != 0 and "loop" in proc.stderr:
+        pytest.skip(f"raw images need loop devices here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    copy = root / "run/portables/foo_1.raw"
+    assert stat.S_IMODE(os.lstat(copy).st_mode) == 0o600
+    assert cli(root, "detach", "--runtime", "/srv/private/foo_1.raw").returncode == 0
+
+
+def test_mixed_copy_killed_leaves_nothing_reachable(root: Path):
+    """A run killed at any step leaves no device node or setuid copy below the root (the copy is
+    built in a 0700 holder and made safe before it is renamed into place), and the next run
+    finishes with exactly one copy."""
+    img = _suid_image(root)
+    for crash in range(1, 12):
+        proc = cli(root, "attach", "--copy=mixed", "--runtime", "/srv/private/foo_1", crash=crash)
+        for dirpath, dirnames, filenames in os.walk(root / "run"):
+            for name in dirnames + filenames:
+                st = os.lstat(os.path.join(dirpath, name))
+                assert not (stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode)), name
+                if stat.S_ISREG(st.st_mode) and name == "suidsh":
+                    assert not st.st_mode & stat.S_ISUID, (crash, dirpath)
+        if proc.returncode == 0:
+            break
+    proc = cli(root, "attach", "--copy=mixed", "--runtime", "/srv/private/foo_1")
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (root / "run/portables").iterdir()] == ["foo_1"]
+    assert img.is_dir()
+    assert cli(root, "detach", "--runtime", "/srv/private/foo_1").returncode == 0
