@@ -49,7 +49,7 @@ from portable.inspect import (
 )
 from portable.names import format_marker, printable_path, unit_template
 from portable.registry import Registry
-from portable.state import read_marker_line
+from portable.state import _MAX_MARKER_LINE, read_marker_line
 from portable.systemd_version import detect as detect_systemd
 from portable.transaction import Transaction, host_lock
 from portable.types import (
@@ -349,19 +349,42 @@ def _ours(plan: AttachPlan, unit: str) -> bool:
     return marker == plan.marker()
 
 
-def _on_host(plan: AttachPlan, host: Host, unit: str, ours: bool) -> bool:
+def _search_path_listing(host: Host) -> list[tuple[Path, frozenset[str]]]:
+    """Each directory of the unit search path with the names in it, listed once: checking
+    10,000 units against 9 directories by lstat cost 90,000 system calls (issue 16, item 7).
+    The same answer as lexists(dir / name): a directory that can't be listed has no entries."""
+    listing = []
+    for d in UNIT_SEARCH_PATH:
+        local = host.path(d)
+        try:
+            names = frozenset(os.listdir(local))
+        except OSError:
+            names = frozenset()
+        listing.append((local, names))
+    return listing
+
+
+def _on_host(
+    plan: AttachPlan,
+    host: Host,
+    unit: str,
+    ours: bool,
+    listing: list[tuple[Path, frozenset[str]]] | None = None,
+) -> bool:
     """Does the host have unit file ``unit`` (other than ours), or, where no file of that name
     exists, the template of the instance ``unit``? As systemd's unit_file_exists(): an image's
     ``getty@tty9.service`` would take the place of the host's ``getty@.service`` instance."""
+    if listing is None:
+        listing = _search_path_listing(host)
     found = False
     for name in (unit, unit_template(unit)):
         if name is None or found:
             break  # a file of the instance's own name is what systemd loads, not the template
         is_ours = ours if name == unit else _ours(plan, name)
-        for d in UNIT_SEARCH_PATH:
-            local = host.path(d) / name
-            if not os.path.lexists(local):
+        for directory, names in listing:
+            if name not in names:
                 continue
+            local = directory / name
             if local.parent == plan.where and is_ours:
                 found = True  # our own unit from an earlier (maybe interrupted) attach
                 continue
@@ -383,11 +406,12 @@ def _check_host(
     """
     force = plan.options.force
     missing = differs = ours_any = False
+    listing = None if force else _search_path_listing(host)
     for unit, files in plan.files.items():
         ours = _ours(plan, unit)
         ours_any = ours_any or ours
         if not force:
-            if _on_host(plan, host, unit, ours):
+            if _on_host(plan, host, unit, ours, listing):
                 raise UnitExists(f"Unit file '{unit}' exists on the host already, refusing.")
             if manager is not None and not ours and manager.is_active(unit):
                 raise UnitExists(f"Unit file '{unit}' is active already, refusing.")
@@ -514,14 +538,25 @@ def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) 
 
         ensure_unpacked(tx, tx.host, plan.image, runtime=plan.options.runtime)
     tx.mkdir(plan.where)
-    for unit, files in plan.files.items():
-        try:
-            _write_unit(plan, tx, unit, files, force=force)
-        except PermissionError:
-            raise  # the CLI asks "are you root?"
-        except OSError as exc:
-            # e.g. a file where the drop-in directory goes: one line, as portablectl says it
-            raise PortableError(f"Failed to attach unit '{unit}': {exc.strerror or exc}") from exc
+    try:
+        # One sync for all the units' files instead of an fsync each (Transaction.batched)
+        with tx.batched():
+            for unit, files in plan.files.items():
+                try:
+                    _write_unit(plan, tx, unit, files, force=force)
+                except PermissionError:
+                    raise  # the CLI asks "are you root?"
+                except OSError as exc:
+                    # e.g. a file where the drop-in directory goes: one line, as portablectl
+                    raise PortableError(
+                        f"Failed to attach unit '{unit}': {exc.strerror or exc}"
+                    ) from exc
+    except PermissionError:
+        raise
+    except OSError as exc:  # putting a file in place at the end of the batch
+        raise PortableError(
+            f"Failed to attach unit '{_unit_of(plan, exc.filename)}': {exc.strerror or exc}"
+        ) from exc
     for link, image in zip(plan.image_links, [*plan.extensions, plan.image], strict=True):
         if plan.options.copy_mode == "mixed":
             _copy_image(tx, link, image)
@@ -534,15 +569,27 @@ def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) 
                 pass
 
 
+def _unit_of(plan: AttachPlan, local: object) -> str:
+    """The unit a file of ``plan`` belongs to: ``UNIT`` or ``UNIT.d/FILE``."""
+    p = Path(str(local))
+    return p.name if p.parent == plan.where else p.parent.name.removesuffix(".d")
+
+
 def _write_unit(
     plan: AttachPlan, tx: Transaction, unit: str, files: Sequence[Planned], *, force: bool
 ) -> None:
     d = plan.where / f"{unit}.d"
     tx.mkdir(d)
+    ours = _ours(plan, unit)
     for f in files:
+        if f.local.name == MARKER_FILE:
+            # Once this marker is in place the unit is ours: what _ours() would read back (the
+            # files of a batch are put in place only at its end, so it can't be read back).
+            line = f.data[:_MAX_MARKER_LINE].split(b"\n", 1)[0]
+            ours = line.decode("utf-8", "surrogateescape") == plan.marker()
         if f.matches_disk():
             continue
-        replace = force or f.local.name == MARKER_FILE or _ours(plan, unit)
+        replace = force or f.local.name == MARKER_FILE or ours
         if f.kind == "symlink":
             tx.symlink(f.local, f.target, replace=replace)
         else:

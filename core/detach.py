@@ -354,7 +354,7 @@ def detach_many(
     with host_lock(host):
         sweep(host, runtime=options.runtime)
         found: dict[str, AttachedUnit] = {}
-        selected: list[str] = []
+        selected: dict[str, None] = {}  # ordered; a list's `in` was quadratic in the units
         for arg, image in zip(args, images, strict=True):
             units = find_attached(host, image, extensions, runtime=options.runtime)
             if not units:
@@ -362,8 +362,8 @@ def detach_many(
             wanted = effective_prefixes(arg, prefixes, systemd=detect_systemd(host).major)
             for unit in units:
                 found.setdefault(unit.name, unit)
-                if unit_matches(unit.name, wanted) and unit.name not in selected:
-                    selected.append(unit.name)
+                if unit_matches(unit.name, wanted):
+                    selected.setdefault(unit.name)
         names = list(found)
         result.units = names
         if manager is not None and (options.now or options.enable):

@@ -61,6 +61,9 @@ UNIT_SEARCH_PATH = (
 )
 
 
+_SLASH = Path("/")
+
+
 @dataclass(frozen=True, slots=True)
 class Host:
     """A host root: ``/`` for the real system, or the directory given with ``--root``."""
@@ -70,7 +73,7 @@ class Host:
     @property
     def is_real(self) -> bool:
         """True when this is the running system (so the service manager may be contacted)."""
-        return self.root == Path("/")
+        return self.root == _SLASH  # not Path("/") per call: hot (once per file of an attach)
 
     def path(self, host_path: str) -> Path:
         """Where this process finds ``host_path`` (an absolute path as systemd sees it)."""

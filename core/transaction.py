@@ -195,6 +195,8 @@ class Transaction:
         self._undo: list[Callable[[], None]] = []
         self._on_commit: list[Callable[[], None]] = []
         self._rmdirs: list[tuple[Path, Change]] = []
+        # In a batch (batched()): files written, not yet synced nor in place: (temp, local, replace)
+        self._pending: list[tuple[Path, Path, bool]] | None = None
         # Directories checked by confine() already: a run writes many files into one directory.
         self._confined: set[Path] = set()
         self._root_real = "" if host.is_real else _confined_real(host)
@@ -273,14 +275,53 @@ class Transaction:
             while view:
                 view = view[os.write(fd, view) :]
             os.fchmod(fd, mode)  # fixed mode regardless of umask
-            os.fsync(fd)
+            if self._pending is None:
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             _discard(temp)
             raise
         os.close(fd)
-        self._place(temp, local, replace=replace)
+        if self._pending is not None:
+            self._pending.append((temp, local, replace))  # synced and placed by batched()
+        else:
+            self._place(temp, local, replace=replace)
         self._record(change, local, source)
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Files written in this block are synced all at once and put in place (in the order
+        they were written) when it ends; an exception discards the ones not in place yet.
+
+        Crash safety, as with an fsync per file: a file gets its name only by the link() or
+        rename() in :meth:`_place`, and that happens after every file of the batch is on disk
+        (:func:`_sync_files`), so a power cut never leaves a named file with missing content;
+        before that, only hidden temporaries exist, which :func:`recover` deletes. (Neither
+        way makes the renames themselves durable: the directories are not synced.) An fsync
+        per file commits the file system's journal once per file: 30,000 of them took 13 s
+        for an image with 10,000 units (issue 16, item 7).
+        """
+        if self._pending is not None:
+            yield  # nested: the outer batch does it
+            return
+        pending: list[tuple[Path, Path, bool]] = []
+        self._pending = pending
+        done = 0
+        try:
+            yield
+            self._pending = None
+            _sync_files([temp for temp, _, _ in pending])
+            for temp, local, replace in pending:
+                try:
+                    self._place(temp, local, replace=replace)
+                except OSError as exc:
+                    exc.filename, exc.filename2 = str(local), None  # the name, not the temp's
+                    raise
+                done += 1
+        finally:
+            self._pending = None
+            for temp, _, _ in pending[done:]:
+                _discard(temp)  # quiet if already gone
 
     def symlink(self, local: Path, target: str, *, replace: bool) -> None:
         """Create a symlink atomically and record the change."""
@@ -346,6 +387,40 @@ class Transaction:
         self._on_commit.clear()
         self._rmdirs.clear()
         self.changes.clear()
+
+
+_FSYNC_EACH = 32  # up to this many files, an fsync each (no ctypes to import)
+
+
+def _sync_files(temps: list[Path]) -> None:
+    """Get the content of the files ``temps`` to disk: an fsync each for a few, else one
+    syncfs() per file system they are on (it also reports a write-back error, Linux >= 5.8)."""
+    if not temps:
+        return
+    if len(temps) <= _FSYNC_EACH:
+        for temp in temps:
+            fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    seen: set[int] = set()
+    for temp in temps:
+        dev = os.lstat(temp.parent).st_dev
+        if dev in seen:
+            continue
+        seen.add(dev)
+        fd = os.open(temp.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if libc.syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), str(temp.parent))
+        finally:
+            os.close(fd)
 
 
 def _restore(backup: Path, local: Path) -> None:
