@@ -196,7 +196,8 @@ class Transaction:
         self._on_commit: list[Callable[[], None]] = []
         self._rmdirs: list[tuple[Path, Change]] = []
         # In a batch (batched()): files written, not yet synced nor in place: (temp, local, replace)
-        self._pending: list[tuple[Path, Path, bool]] | None = None
+        # (the temporary's name as a str: 30,000 more Path objects were 20 MB)
+        self._pending: list[tuple[str, Path, bool]] | None = None
         # Directories checked by confine() already: a run writes many files into one directory.
         self._confined: set[Path] = set()
         self._root_real = "" if host.is_real else _confined_real(host)
@@ -283,7 +284,7 @@ class Transaction:
             raise
         os.close(fd)
         if self._pending is not None:
-            self._pending.append((temp, local, replace))  # synced and placed by batched()
+            self._pending.append((str(temp), local, replace))  # synced, placed by batched()
         else:
             self._place(temp, local, replace=replace)
         self._record(change, local, source)
@@ -304,7 +305,7 @@ class Transaction:
         if self._pending is not None:
             yield  # nested: the outer batch does it
             return
-        pending: list[tuple[Path, Path, bool]] = []
+        pending: list[tuple[str, Path, bool]] = []
         self._pending = pending
         done = 0
         try:
@@ -313,7 +314,7 @@ class Transaction:
             _sync_files([temp for temp, _, _ in pending])
             for temp, local, replace in pending:
                 try:
-                    self._place(temp, local, replace=replace)
+                    self._place(Path(temp), local, replace=replace)
                 except OSError as exc:
                     exc.filename, exc.filename2 = str(local), None  # the name, not the temp's
                     raise
@@ -321,7 +322,7 @@ class Transaction:
         finally:
             self._pending = None
             for temp, _, _ in pending[done:]:
-                _discard(temp)  # quiet if already gone
+                _discard(Path(temp))  # quiet if already gone
 
     def symlink(self, local: Path, target: str, *, replace: bool) -> None:
         """Create a symlink atomically and record the change."""
@@ -392,7 +393,7 @@ class Transaction:
 _FSYNC_EACH = 32  # up to this many files, an fsync each (no ctypes to import)
 
 
-def _sync_files(temps: list[Path]) -> None:
+def _sync_files(temps: list[str]) -> None:
     """Get the content of the files ``temps`` to disk: an fsync each for a few, else one
     syncfs() per file system they are on (it also reports a write-back error, Linux >= 5.8)."""
     if not temps:
@@ -410,15 +411,16 @@ def _sync_files(temps: list[Path]) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     seen: set[int] = set()
     for temp in temps:
-        dev = os.lstat(temp.parent).st_dev
+        parent = os.path.dirname(temp)
+        dev = os.lstat(parent).st_dev
         if dev in seen:
             continue
         seen.add(dev)
-        fd = os.open(temp.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             if libc.syncfs(fd) != 0:
                 err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err), str(temp.parent))
+                raise OSError(err, os.strerror(err), parent)
         finally:
             os.close(fd)
 
