@@ -197,7 +197,8 @@ class Transaction:
         self._rmdirs: list[tuple[Path, Change]] = []
         # In a batch (batched()): files written, not yet synced nor in place: (temp, local, replace)
         # (the temporary's name as a str: 30,000 more Path objects were 20 MB)
-        self._pending: list[tuple[str, Path, bool]] | None = None
+        # and whether it is a regular file (to sync; a symlink is only put in place)
+        self._pending: list[tuple[str, Path, bool, bool]] | None = None
         # Directories checked by confine() already: a run writes many files into one directory.
         self._confined: set[Path] = set()
         self._root_real = "" if host.is_real else _confined_real(host)
@@ -284,15 +285,16 @@ class Transaction:
             raise
         os.close(fd)
         if self._pending is not None:
-            self._pending.append((str(temp), local, replace))  # synced, placed by batched()
+            self._pending.append((str(temp), local, replace, True))  # synced, placed at the end
         else:
             self._place(temp, local, replace=replace)
         self._record(change, local, source)
 
     @contextmanager
     def batched(self) -> Iterator[None]:
-        """Files written in this block are synced all at once and put in place (in the order
-        they were written) when it ends; an exception discards the ones not in place yet.
+        """Files and symlinks written in this block are synced all at once and put in place
+        (in the order they were written: a unit's marker before its unit, which a re-run after
+        a crash relies on) when it ends; an exception discards the ones not in place yet.
 
         Crash safety, as with an fsync per file: a file gets its name only by the link() or
         rename() in :meth:`_place`, and that happens after every file of the batch is on disk
@@ -305,14 +307,14 @@ class Transaction:
         if self._pending is not None:
             yield  # nested: the outer batch does it
             return
-        pending: list[tuple[str, Path, bool]] = []
+        pending: list[tuple[str, Path, bool, bool]] = []
         self._pending = pending
         done = 0
         try:
             yield
             self._pending = None
-            _sync_files([temp for temp, _, _ in pending])
-            for temp, local, replace in pending:
+            _sync_files([temp for temp, _, _, is_file in pending if is_file])
+            for temp, local, replace, _ in pending:
                 try:
                     self._place(Path(temp), local, replace=replace)
                 except OSError as exc:
@@ -321,7 +323,7 @@ class Transaction:
                 done += 1
         finally:
             self._pending = None
-            for temp, _, _ in pending[done:]:
+            for temp, *_ in pending[done:]:
                 _discard(Path(temp))  # quiet if already gone
 
     def symlink(self, local: Path, target: str, *, replace: bool) -> None:
@@ -330,8 +332,15 @@ class Transaction:
         temp = _temp_name(local, "new")
         crash_point()
         _make_holder(temp)
-        os.symlink(target, temp)
-        self._place(temp, local, replace=replace)
+        try:
+            os.symlink(target, temp)
+        except BaseException:
+            _drop_holder(temp)
+            raise
+        if self._pending is not None:
+            self._pending.append((str(temp), local, replace, False))  # placed at the batch's end
+        else:
+            self._place(temp, local, replace=replace)
         self._record("symlink", local, target)
 
     # -- removing ----------------------------------------------------------------------------
