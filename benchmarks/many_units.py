@@ -9,7 +9,9 @@ It builds a directory image ``/srv/images/many_1`` below the root with N service
 ``many-NNNNN.service`` (all matching the image's name, ``many``) and times, per round, ``inspect
 IMAGE``, ``attach --runtime IMAGE`` and ``detach --runtime IMAGE``, each as a separate
 process, and the peak RSS of each (``resource.getrusage(RUSAGE_CHILDREN)``, measured in a small
-wrapper process per command so the figures are per command). ``--profile DIR`` also writes a
+wrapper process per command so the figures are per command). ``--box debian-12`` runs the same
+commands in the test box instead (no ``--root``: the box's service manager, so each attach and
+detach ends with a daemon-reload; no ``--now``; one round). ``--profile DIR`` also writes a
 cProfile of each command there.
 """
 
@@ -66,13 +68,45 @@ def run(root: Path, args: list[str], profile: Path | None, name: str) -> tuple[f
     return dt, int(p.stdout.split()[-1])
 
 
+def run_box(distro: str, units: int) -> dict[str, list[tuple[float, int]]]:
+    """The same three commands in the test box (the service manager, a daemon-reload per
+    attach and detach, no --now), on an image in a directory the box shares with the host."""
+    from portable.testing.box import Box
+
+    results: dict[str, list[tuple[float, int]]] = {"inspect": [], "attach": [], "detach": []}
+    with Box(distro=distro) as box:
+        image = box.mkdtemp("many-units-") / "many_1"
+        make_directory_image(image, busybox=False, units={})
+        units_dir = image / "usr/lib/systemd/system"
+        units_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(units):
+            (units_dir / f"many-{i:05d}.service").write_text(UNIT % i)
+        py = str(box.python_executable)
+        for name, args in (
+            ("inspect", ["inspect", str(image)]),
+            ("attach", ["attach", "--runtime", str(image)]),
+            ("detach", ["detach", "--runtime", str(image)]),
+        ):
+            t0 = time.perf_counter()
+            p = box.python(["-c", WRAPPER, py, "-m", "portable", *args], timeout=3600, check=False)
+            dt = time.perf_counter() - t0
+            if p.returncode != 0:
+                sys.exit(f"{name} failed in the box ({p.returncode}): {p.stderr.strip()[-2000:]}")
+            results[name].append((dt, int(p.stdout.split()[-1])))
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--units", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--profile", type=Path, default=None, help="write cProfile output here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary root")
+    ap.add_argument("--box", metavar="DISTRO", help="run in the test box (debian-12, debian-13)")
     a = ap.parse_args()
+    if a.box:
+        report(run_box(a.box, a.units))
+        return
     if a.profile is not None:
         a.profile.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="many-units-"))
@@ -97,6 +131,10 @@ def main() -> None:
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+    report(results)
+
+
+def report(results: dict[str, list[tuple[float, int]]]) -> None:
     print(f"{'command':<10} {'median s':>9} {'max s':>8} {'peak RSS MB':>12}")
     for name, samples in results.items():
         ts = [t for t, _ in samples]
