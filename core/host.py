@@ -85,8 +85,13 @@ class Host:
         """The inverse of :meth:`path`: the host's view of a local path below the root."""
         if self.is_real:
             return str(local)
-        rel = local.relative_to(self.root)
-        return "/" + str(rel) if str(rel) != "." else "/"
+        # As local.relative_to(root) (lexical too), without its cost: once per change recorded
+        s, root = str(local), str(self.root)
+        if s == root:
+            return "/"
+        if not s.startswith(root + "/"):
+            raise ValueError(f"{s!r} is not below {root!r}")
+        return s[len(root) :]
 
     def resolve(self, host_path: str) -> Path | None:
         """Where ``host_path`` leads with every symlink followed, or ``None`` if nowhere.
