@@ -390,8 +390,9 @@ def detach_many(
             ]
             result.activation = perform(manager, steps, runtime=options.runtime, wait=True)
         if manager is not None and not options.force:
+            active = manager.active_units(names)  # in one go, not once per unit
             for name in names:
-                if manager.is_active(name):
+                if name in active:
                     raise DetachRefused(f"Unit file '{name}' is active, can't detach.")
         per_image = {
             image: [

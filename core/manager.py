@@ -776,6 +776,40 @@ class Manager:
             return len(units) > 0
         return self.active_state(unit) in ACTIVE_STATES
 
+    def active_units(self, units: Sequence[str]) -> set[str]:
+        """Those of ``units`` that :meth:`is_active` says are active, in a few calls: one
+        ``ListUnitsByNames`` (which loads each name, following aliases, as LoadUnit does) per
+        1,000 names instead of two calls per unit (10,000 units: ~20,000 round trips). A chunk
+        PID 1 answers with fewer entries than names (it skips an invalid name) or refuses (a
+        template), and every template, is asked about one unit at a time."""
+        active: set[str] = set()
+        plain = [u for u in units if not _is_template(u)]
+        for u in units:
+            if _is_template(u) and self.is_active(u):
+                active.add(u)
+        for i in range(0, len(plain), _CHUNK):
+            chunk = plain[i : i + _CHUNK]
+            try:
+                reply = self._call("Failed to list units", "ListUnitsByNames", "as", (chunk,))[0]
+            except _CallError:
+                reply = None
+            if reply is None or len(reply) != len(chunk):
+                active.update(u for u in chunk if self.is_active(u))
+                continue
+            active.update(
+                u for u, info in zip(chunk, reply, strict=True) if info[3] in ACTIVE_STATES
+            )
+        return active
+
+
+_CHUNK = 1000
+
+
+def _is_template(unit: str) -> bool:
+    """``x@.service``: no instance between '@' and the suffix (as :meth:`Manager.is_active`)."""
+    _, at, rest = unit.partition("@")
+    return bool(at) and rest.rfind(".") == 0
+
 
 def _flags(*, runtime: bool, portable: bool, force: bool) -> int:
     return (
