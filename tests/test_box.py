@@ -403,3 +403,12 @@ def test_parse_distros_and_cli(capsys: pytest.CaptureFixture[str]) -> None:
     if host is not None:
         assert rootfs.main([host]) == 0
         assert capsys.readouterr().out == f"{host} /\n"
+
+
+@pytest.mark.box
+def test_no_maintenance_timer_runs_in_the_box(box):
+    """apt's timers once started a job in the middle of a test that waited for PID 1 to be idle."""
+    from portable.testing.box import MAINTENANCE_TIMERS
+
+    states = box.systemctl(["show", "-P", "LoadState", *MAINTENANCE_TIMERS]).stdout.split()
+    assert set(states) <= {"masked", "not-found"}, states

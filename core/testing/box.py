@@ -118,6 +118,18 @@ NAME_PREFIX = "ptest-"
 _OWNER_FILE = ".box-owner"
 _PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
 _LOOP_MAJOR = 7
+# Periodic jobs of the trees the box boots (Debian 12 and 13), masked inside.
+MAINTENANCE_TIMERS = (
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "man-db.timer",
+    "systemd-sysupdate.timer",
+    "systemd-sysupdate-reboot.timer",
+    "systemd-tmpfiles-clean.timer",
+)
 HOST_DEV = "/run/hostdev"  # where the host's /dev is visible inside the box
 _PARTITIONS_PER_LOOP = 16
 
@@ -641,6 +653,9 @@ class Box:
             # /etc starts empty, so systemd-firstboot.service runs, wants /dev/console (which
             # --console=pipe does not create) and fails, leaving the system "degraded".
             "systemd.mask=systemd-firstboot.service",
+            # The distribution's maintenance timers: a job they start at a random time (apt's,
+            # after a boot) is noise to tests that wait for PID 1 to be idle or compare jobs.
+            *(f"systemd.mask={timer}" for timer in MAINTENANCE_TIMERS),
         ]
 
     def start(self) -> Self:
