@@ -85,6 +85,7 @@ from portable.testing.rootfs import (
 
 __all__ = [
     "BOX_ENV",
+    "MAINTENANCE_TIMERS",
     "BindSpec",
     "Box",
     "BoxBootError",
