@@ -33,7 +33,6 @@ __all__ = [
     "OLDEST_SUPPORTED",
     "SystemdVersion",
     "detect",
-    "forget",
     "nearest_known",
     "parse_version",
 ]
@@ -67,9 +66,6 @@ class SystemdVersion:
     major: int
     full: str
     source: str
-
-    def at_least(self, version: int) -> bool:
-        return self.major >= version
 
     @property
     def behaviour(self) -> int:
@@ -137,8 +133,3 @@ def detect(host: Host, manager: Manager | None = None) -> SystemdVersion:
         found = SystemdVersion(major=NEWEST_KNOWN, full=str(NEWEST_KNOWN), source="default")
     _cache[host.root] = found
     return found
-
-
-def forget() -> None:
-    """Drop what :func:`detect` remembered (tests that change a root's systemd files)."""
-    _cache.clear()
