@@ -38,6 +38,8 @@ from portable.dropins import (
     render_portable_dropin,
 )
 from portable.errors import AttachRefused, BadImage, PluginError, PortableError
+from portable.floor import check_units as check_floor
+from portable.floor import refusal as floor_refusal
 from portable.host import ATTACHED_DIR, PORTABLES_DIR, UNIT_SEARCH_PATH, Host
 from portable.images import resolve_image
 from portable.inspect import (
@@ -330,6 +332,17 @@ def prepare(
             )
             + "', refusing."
         )
+    # The image may not undo the profile's sandbox (not even with --force: only by naming the
+    # settings allowed). Checked before anything on the host is looked at: it is the image's.
+    findings = check_floor(
+        meta.units,
+        profile,
+        prefixes=meta.prefixes,
+        systemd=systemd,
+        allow=options.allow_settings,
+    )
+    if findings:
+        raise floor_refusal(image.path, profile, findings)
     plan = AttachPlan(
         image=image,
         metadata=meta,

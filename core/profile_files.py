@@ -187,7 +187,8 @@ def resolve(profile: Profile, base: Profile | None) -> Profile:
         # never more readable than the file the edit comes from, nor than the base
         mode = edit.mode & (dropins[unit_type].mode if unit_type in dropins else COPY_MODE)
         dropins[unit_type] = ProfileDropin(text=text, mode=mode)
-    return replace(profile, dropins=dropins, extends=None, edits={})
+    floor = profile.floor if profile.floor is not None else (base.floor if base else None)
+    return replace(profile, dropins=dropins, extends=None, edits={}, floor=floor)
 
 
 def load_dropin_profile(path: Path, *, shown: str, host_path: str) -> Profile:

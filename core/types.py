@@ -22,6 +22,8 @@ __all__ = [
     "Change",
     "DetachOptions",
     "ExtraSetting",
+    "Floor",
+    "FloorRule",
     "Image",
     "ImageFormat",
     "ImageMetadata",
@@ -95,6 +97,64 @@ class ProfileEdit:
     mode: int = 0o644
 
 
+# How a FloorRule matches a value (see portable.floor, where each is evaluated).
+FLOOR_MATCHES = (
+    "any",  # any non-empty value
+    "values",  # one of ``values`` (a word, compared without case)
+    "prefix",  # a value starting with one of ``values``
+    "exec-privileged",  # an Exec*= command line run with full privileges ("+", "!", "!!")
+    "host-path",  # a path made on the host (a socket, a FIFO) not below /run/<image's name>
+    "network-address",  # a socket address that is not a path or abstract (a port, an IP)
+    "host-unit",  # names a unit the image does not provide, other than a target or slice
+    "foreign-name",  # names a unit that is not the image's (not one of its names or prefixes)
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FloorRule:
+    """A setting a profile forbids in an image's own unit files (one row of a floor table).
+
+    :param setting: the setting name (``ExecStart``); in ``unit_types`` only (all if empty).
+    :param match: how a value is forbidden, one of :data:`FLOOR_MATCHES`.
+    :param values: for ``values`` and ``prefix``.
+    :param reason: why, as the refusal prints it ("overwrites a file on the host").
+    """
+
+    setting: str
+    match: str = "any"
+    values: tuple[str, ...] = ()
+    reason: str
+    unit_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.match not in FLOOR_MATCHES:
+            raise PluginError(
+                f"floor rule {self.setting}=: unknown match {self.match!r}"
+                f" (expected one of {', '.join(FLOOR_MATCHES)})"
+            )
+        for unit_type in self.unit_types:
+            if unit_type not in UNIT_TYPES:
+                raise PluginError(f"floor rule {self.setting}=: unknown unit type {unit_type!r}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Floor:
+    """What a profile promises that an image's unit files can't take back: its sandbox floor.
+
+    :param rules: settings forbidden outright (:class:`FloorRule`).
+    :param hold_profile: also refuse a unit setting that makes the service score worse, on a
+        check the profile's own service drop-in sets, than the bare service with the profile
+        (``CapabilityBoundingSet=CAP_SYS_ADMIN`` adds to a profile's list: systemd merges them;
+        ``User=root`` with the profile's ``DynamicUser=yes`` runs as root).
+
+    ``portable.floor`` holds the tables the built-in profiles use (``STANDARD``, ``NO_NETWORK``,
+    ``NONE``); a profile with no floor of its own gets its base's (``extends``), else ``STANDARD``.
+    """
+
+    rules: tuple[FloorRule, ...] = ()
+    hold_profile: bool = True
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Profile:
     """A security profile: drop-in settings applied to each attached unit of a given type.
@@ -112,6 +172,10 @@ class Profile:
     :param extends: the name of a profile this one is based on; the registry resolves it into
         ``dropins`` by applying ``edits`` (unit type -> :class:`ProfileEdit`). Extending one's
         own name means the profile of that name it overrides (lower priority).
+    :param floor: the settings an image's unit files may not use under this profile
+        (:class:`Floor`); ``None``: the base profile's when it ``extends`` one, else
+        ``portable.floor.STANDARD``. Only a profile that promises nothing (``trusted``) should
+        give an empty one.
     """
 
     name: str
@@ -121,6 +185,7 @@ class Profile:
     origin: str = ""
     extends: str | None = None
     edits: Mapping[str, ProfileEdit] = field(default_factory=dict)
+    floor: Floor | None = None
 
     def __post_init__(self) -> None:
         validate_profile_name(self.name)
@@ -216,6 +281,8 @@ class AttachOptions:
     netns: bool = False  # own network namespace + veth (portable.plugins.hooks.netns)
     netns_subnet: str | None = None  # IPv4 subnet for it (implies netns)
     max_exposure: float | None = None  # refuse services scoring above this (0.0-10.0)
+    # unit settings attached although the profile's sandbox floor forbids them (portable.floor)
+    allow_settings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -47,6 +47,14 @@ def attach_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Replace existing unit files and skip the running-unit check.",
         ),
         click.option(
+            "--allow-setting",
+            "allow_settings",
+            multiple=True,
+            metavar="NAME[,NAME...]",
+            help="Attach even though the image's unit files use these settings, which the "
+            "profile's sandbox floor forbids (repeatable; see 'portable security').",
+        ),
+        click.option(
             "--extension",
             "extensions",
             multiple=True,
@@ -105,6 +113,9 @@ def _options(
         netns=flags["netns"],
         netns_subnet=flags["netns_subnet"],
         max_exposure=flags["max_exposure"],
+        allow_settings=tuple(
+            name.strip() for arg in flags["allow_settings"] for name in arg.split(",") if name
+        ),
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from portable.floor import BUILTIN
 from portable.hookspecs import hookimpl
 from portable.host import Host
 from portable.plugins.profiles.systemd_dirs import describe, read_dropin
@@ -65,6 +66,7 @@ def portable_profiles(root: Path) -> list[Profile]:
                 dropins={"service": ProfileDropin(text=text, path=dropin_path)},
                 priority=0,
                 origin=origin,
+                floor=BUILTIN[name],
             )
         )
     return profiles

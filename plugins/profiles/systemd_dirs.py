@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portable.errors import PluginError
+from portable.floor import BUILTIN
 from portable.hookspecs import hookimpl
 from portable.host import PROFILE_DIRS, Host
 from portable.types import UNIT_TYPES, Profile, ProfileDropin, validate_profile_name
@@ -233,6 +234,8 @@ def portable_profiles(root: Path) -> list[Profile]:
                 dropins=dropins,
                 priority=PRIORITIES.get(host_dir, _DEFAULT_PRIORITY),
                 origin=origin,
+                # A file replacing one of systemd's four promises what that one does.
+                floor=BUILTIN.get(found.name),
             )
         )
     return profiles
