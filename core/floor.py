@@ -365,7 +365,6 @@ def _forbidden(rule: FloorRule, value: str, ctx: _Context) -> list[str]:
 _LOOSENED_BY = {
     "IPAddressDeny": ("IPAddressAllow",),
     "DynamicUser": ("User",),
-    "CapabilityBoundingSet": ("AmbientCapabilities",),
 }
 _MAX_SEARCH = 256  # assignments tried one by one to find the line that loosens a check
 

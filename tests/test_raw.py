@@ -84,7 +84,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_directory_image(
         d / "foo",
         os_release=OS_RELEASE + 'PORTABLE_PRETTY_NAME="Foo"\n',
-        units={"foo.service": UNIT, "foo-bar.socket": "[Socket]\nListenStream=/run/x\n"},
+        units={"foo.service": UNIT, "foo-bar.socket": "[Socket]\nListenStream=/run/foo-bar.sock\n"},
         busybox=False,
     )
 
