@@ -1,7 +1,8 @@
-"""``portable inspect [--cat] IMAGE [PREFIX...]``."""
+"""``portable inspect [--cat] [--profile P] IMAGE [PREFIX...]``."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,11 +12,16 @@ import click
 
 from portable.cli import App
 from portable.cli.options import json_output, no_pager, quiet
+from portable.names import printable
 from portable.systemd_version import detect
 from portable.types import ImageMetadata
 
 if TYPE_CHECKING:
+    from portable.floor import FloorFinding
     from portable.inspect import Inspection
+    from portable.types import Profile
+
+FLOOR_HEADING = "Sandbox floor (profile '{}'):"
 
 
 def matching_line(prefixes: tuple[str, ...], *, explicit: bool) -> str:
@@ -137,11 +143,58 @@ def _b(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _exposure(app: App, found: Inspection, profile: str) -> list[dict[str, Any]]:
-    """Each service's exposure score if attached with ``profile`` (systemd-analyze security)."""
+def _escape(c: str) -> str:
+    if 0xDC80 <= ord(c) <= 0xDCFF:  # a byte that is not UTF-8 (surrogate-escaped)
+        byte = ord(c) - 0xDC00
+        return f"\\x{byte:02x}" if byte < 0xA0 else c
+    return repr(c)[1:-1]
+
+
+# C0 controls but newline and tab, DEL, C1 controls (U+0080-U+009F, also as stray bytes
+# 0x80-0x9F: a terminal in an 8-bit locale reads 0x9B as CSI).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udc9f]")
+
+
+def terminal_safe(data: bytes) -> bytes:
+    """``data`` with the control characters a terminal acts on shown escaped (``\\x1b``), as
+    :func:`portable.names.printable` does, but keeping newlines and tabs: an image's os-release
+    or unit file can't clear the screen, set the clipboard (OSC 52), forge links (OSC 8) or
+    overwrite lines (``\\r``). Text without them is unchanged, byte for byte (as portablectl
+    prints it); other bytes that are not UTF-8 are kept as they are.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    if not _CONTROL.search(text):
+        return data
+    return _CONTROL.sub(lambda m: _escape(m.group()), text).encode("utf-8", "surrogateescape")
+
+
+def floor_findings(found: Inspection, profile: Profile, *, systemd: int) -> list[FloorFinding]:
+    """What ``attach --profile`` would refuse in the units shown (:mod:`portable.floor`)."""
+    from portable.floor import check_units
+
+    meta = found.metadata
+    return check_units(meta.units, profile, prefixes=meta.prefixes, systemd=systemd)
+
+
+def render_floor(profile: str, findings: list[FloorFinding], *, cat: bool, always: bool) -> bytes:
+    """The floor block after portablectl's output: nothing when there are no findings unless
+    ``always`` (the profile was asked for); so that, as long as the image undoes no sandbox,
+    the output stays portablectl's byte for byte (tests/test_box_inspect_list.py compares
+    both, --cat too). With --cat a ``-- ... --`` header as the files', else a heading with
+    tab-indented lines as ``Unit files:``."""
+    if not findings and not always:
+        return b""
+    heading = FLOOR_HEADING.format(printable(profile))
+    lines = [str(f) for f in findings] or ["(none: attach would not refuse any unit setting)"]
+    if cat:
+        return _b(f"\n-- {heading} --\n" + "".join(f"{line}\n" for line in lines))
+    return _b(heading + "\n" + "".join(f"\t{line}\n" for line in lines))
+
+
+def _exposure(app: App, found: Inspection, spec: Profile) -> list[dict[str, Any]]:
+    """Each service's exposure score if attached with ``spec`` (systemd-analyze security)."""
     from portable.security import would_attach_exposure
 
-    spec = app.registry.profile(profile).spec
     meta = found.metadata
     return [
         {"unit": e.unit, "profile": e.profile, "value": e.score.value, "verdict": e.score.verdict}
@@ -150,7 +203,11 @@ def _exposure(app: App, found: Inspection, profile: str) -> list[dict[str, Any]]
 
 
 def render_json(
-    found: Inspection | ImageMetadata, *, cat: bool, exposure: list[dict[str, Any]] | None = None
+    found: Inspection | ImageMetadata,
+    *,
+    cat: bool,
+    exposure: list[dict[str, Any]] | None = None,
+    floor: tuple[str, list[FloorFinding]] | None = None,
 ) -> str:
     from portable.osrelease import split_prefixes
 
@@ -180,6 +237,8 @@ def render_json(
     }
     if exposure is not None:
         doc["exposure"] = exposure
+    if floor is not None:
+        doc["floor"] = {"profile": floor[0], "findings": [f.to_json() for f in floor[1]]}
     if found.details:
         doc["details"] = dict(found.details)
     if found.extensions:
@@ -207,6 +266,7 @@ def render_json(
         doc["os_release_content"] = meta.os_release.decode("utf-8", "replace")
     import json  # only for --json (attach imports this module too)
 
+    # ensure_ascii (the default): every control character of the image's text is escaped.
     return json.dumps(doc, indent=2)
 
 
@@ -228,9 +288,9 @@ def verity_note(found: Inspection) -> str | None:
 @click.option(
     "-p",
     "--profile",
-    default="default",
-    show_default=True,
-    help="Profile the exposure score in --json output is computed with.",
+    default=None,
+    help="Profile whose sandbox floor the unit files are checked against (as attach checks "
+    "them), and the exposure score in --json output is computed with [default: default].",
 )
 @click.option(
     "--extension",
@@ -251,7 +311,7 @@ def inspect_command(
     image: str,
     prefixes: tuple[str, ...],
     cat: bool,
-    profile: str,
+    profile: str | None,
     extensions: tuple[str, ...],
     force: bool,
     quiet: bool,
@@ -263,12 +323,17 @@ def inspect_command(
     Without PREFIX, the prefix is derived from the image name (foo_1.2.raw -> foo); a single
     '-' matches every unit file. With --extension, each extension's extension-release and
     units are shown too (--cat: its extension-release file).
+
+    Last, the unit settings that undo the sandbox of --profile (default: 'default'), which
+    attach refuses, one line each; with --profile given, a line saying there are none too.
+    Control characters in what the image says (but newlines and tabs) are shown escaped.
     """
     from portable.images import normalize_image_arg, pick_version
     from portable.inspect import effective_prefixes, inspect_image_with_extensions
 
     warn_if_ambiguous(app, image, quiet)
-    effective = effective_prefixes(image, prefixes, systemd=detect(app.host).major)
+    systemd = detect(app.host).major
+    effective = effective_prefixes(image, prefixes, systemd=systemd)
     found = inspect_image_with_extensions(
         image,
         effective,
@@ -277,16 +342,22 @@ def inspect_command(
         host=app.host,
         registry=app.registry,
     )
+    spec = app.registry.profile(profile or "default").spec
+    findings = floor_findings(found, spec, systemd=systemd)
     # After the work, so that a failure stays a single line on stderr.
     app.info(matching_line(effective, explicit=bool(prefixes)), quiet=quiet or as_json)
     note = verity_note(found)
     if note is not None:
         app.info(note, quiet=quiet or as_json)
     if as_json:
-        click.echo(render_json(found, cat=cat, exposure=_exposure(app, found, profile)))
+        doc = render_json(
+            found, cat=cat, exposure=_exposure(app, found, spec), floor=(spec.name, findings)
+        )
+        click.echo(doc)
     else:
-        systemd = detect(app.host).major
         versioned = pick_version(image, host=app.host) != image
         shown = normalize_image_arg(image, host=app.host, pick=False) if versioned else None
-        sys.stdout.buffer.write(render_text(found, cat=cat, systemd=systemd, shown=shown))
+        text = render_text(found, cat=cat, systemd=systemd, shown=shown)
+        text += render_floor(spec.name, findings, cat=cat, always=profile is not None)
+        sys.stdout.buffer.write(terminal_safe(text))
         sys.stdout.flush()
