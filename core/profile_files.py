@@ -12,6 +12,11 @@ A TOML profile (``/etc/portable/profiles/NAME.toml``, or any path given to ``--p
     RestrictAddressFamilies = "AF_UNIX AF_INET AF_INET6"
     BindReadOnlyPaths = ["/etc/machine-id", "-/etc/resolv.conf"]   # a list repeats the key
 
+    [floor]                             # the sandbox floor: what the image's units may not set
+    forbid = [{setting = "User", match = "values", values = ["root", "0"], reason = "runs as root"}]
+    allow = ["BindReadOnlyPaths"]       # the base floor's rules for these settings dropped
+    hold_profile = true                 # default: the base's
+
 The schema is documented in ``docs/profiles.md``. A systemd drop-in (``service.conf`` or any
 ``*.conf``) given by path is a profile for services, linked to rather than copied.
 
@@ -26,6 +31,7 @@ is never more readable than that file: it keeps the file's permission bits, at m
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -33,7 +39,16 @@ from pathlib import Path
 from typing import Any
 
 from portable.errors import PortableError
-from portable.types import UNIT_TYPES, Profile, ProfileDropin, ProfileEdit
+from portable.types import (
+    FLOOR_MATCHES,
+    UNIT_TYPES,
+    Floor,
+    FloorEdit,
+    FloorRule,
+    Profile,
+    ProfileDropin,
+    ProfileEdit,
+)
 from portable.unitfile import parse, parse_unit_text, render
 
 __all__ = [
@@ -41,7 +56,9 @@ __all__ = [
     "MAX_PROFILE_FILE",
     "SERVICE_SECTIONS",
     "apply_edit",
+    "apply_floor_edit",
     "check_dropin_text",
+    "floor_to_edit",
     "load_dropin_profile",
     "load_toml_profile",
     "profile_to_toml",
@@ -111,12 +128,12 @@ def load_toml_profile(path: Path, *, shown: str, priority: int = 0, origin: str 
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PortableError(f"profile file {shown}: {exc}") from None
     name = path.name.removesuffix(".toml")
-    allowed = {"description", "extends", *UNIT_TYPES}
+    allowed = {"description", "extends", "floor", *UNIT_TYPES}
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise PortableError(
             f"profile file {shown}: unknown key {unknown[0]!r} (expected "
-            f"description, extends, or a unit type table: {', '.join(UNIT_TYPES)})"
+            f"description, extends, floor, or a unit type table: {', '.join(UNIT_TYPES)})"
         )
     description = doc.get("description", f"profile from {shown}")
     extends = doc.get("extends")
@@ -141,6 +158,9 @@ def load_toml_profile(path: Path, *, shown: str, priority: int = 0, origin: str 
             if not key.isidentifier():
                 raise PortableError(f"{where}: invalid setting name {key!r}")
         edits[unit_type] = ProfileEdit(remove=tuple(remove), set=tuple(pairs), mode=mode)
+    floor_edit = None
+    if "floor" in doc:
+        floor_edit = _floor_edit(doc["floor"], f"profile file {shown}: [floor]", name)
     try:
         profile = Profile(
             name=name,
@@ -150,6 +170,9 @@ def load_toml_profile(path: Path, *, shown: str, priority: int = 0, origin: str 
             origin=origin or shown,
             extends=extends,
             edits=edits,
+            # without a base, the edit applies to the standard floor right away
+            floor=_standard_edited(floor_edit) if extends is None else None,
+            floor_edit=floor_edit if extends is not None else None,
         )
     except PortableError as exc:
         raise PortableError(f"profile file {shown}: {exc}") from None
@@ -162,6 +185,107 @@ def load_toml_profile(path: Path, *, shown: str, priority: int = 0, origin: str 
                 f"unit type table)"
             )
     return profile
+
+
+_SETTING_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_RULE_KEYS = ("setting", "match", "values", "reason", "unit_types")
+
+
+def _setting_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _SETTING_NAME.match(value):
+        raise PortableError(f"{where}: invalid setting name {value!r}")
+    return value
+
+
+def _floor_edit(table: Any, where: str, profile: str) -> FloorEdit:
+    """A ``[floor]`` table: ``forbid`` (a list of rules), ``allow`` (setting names),
+    ``hold_profile`` (a boolean)."""
+    if not isinstance(table, dict):
+        raise PortableError(f"{where}: expected a table")
+    unknown = sorted(set(table) - {"forbid", "allow", "hold_profile"})
+    if unknown:
+        raise PortableError(
+            f"{where}: unknown key {unknown[0]!r} (expected forbid, allow, hold_profile)"
+        )
+    forbid = table.get("forbid", [])
+    if not isinstance(forbid, list):
+        raise PortableError(f"{where}: 'forbid' must be a list of tables")
+    rules = tuple(
+        _floor_rule(item, f"{where} forbid[{i}]", profile) for i, item in enumerate(forbid)
+    )
+    allow = table.get("allow", [])
+    if not isinstance(allow, list):
+        raise PortableError(f"{where}: 'allow' must be a list of setting names")
+    names = tuple(_setting_name(a, f"{where} allow") for a in allow)
+    hold = table.get("hold_profile")
+    if hold is not None and not isinstance(hold, bool):
+        raise PortableError(f"{where}: 'hold_profile' must be true or false")
+    return FloorEdit(forbid=rules, allow=names, hold_profile=hold)
+
+
+def _floor_rule(item: Any, where: str, profile: str) -> FloorRule:
+    if not isinstance(item, dict):
+        raise PortableError(f"{where}: expected a table ({{setting = ..., reason = ...}})")
+    unknown = sorted(set(item) - set(_RULE_KEYS))
+    if unknown:
+        raise PortableError(
+            f"{where}: unknown key {unknown[0]!r} (expected {', '.join(_RULE_KEYS)})"
+        )
+    if "setting" not in item:
+        raise PortableError(f"{where}: 'setting' is missing")
+    setting = _setting_name(item["setting"], where)
+    where = f"{where} {setting}="
+    match = item.get("match", "any")
+    if match not in FLOOR_MATCHES:
+        raise PortableError(
+            f"{where}: unknown match {match!r} (expected one of {', '.join(FLOOR_MATCHES)})"
+        )
+    values = tuple(_strings(item.get("values", []), f"{where} values"))
+    if match in ("values", "prefix") and not values:
+        raise PortableError(f"{where}: match {match!r} needs 'values'")
+    if match not in ("values", "prefix") and values:
+        raise PortableError(f"{where}: 'values' only go with match 'values' or 'prefix'")
+    reason = item.get("reason", f"forbidden by profile '{profile}'")
+    if not isinstance(reason, str) or "\n" in reason:
+        raise PortableError(f"{where}: 'reason' must be a one-line string")
+    unit_types = tuple(_strings(item.get("unit_types", []), f"{where} unit_types"))
+    try:
+        return FloorRule(
+            setting=setting, match=match, values=values, reason=reason, unit_types=unit_types
+        )
+    except PortableError as exc:
+        raise PortableError(f"{where}: {exc}") from None
+
+
+def apply_floor_edit(base: Floor, edit: FloorEdit) -> Floor:
+    """``base`` without the rules of ``edit.allow``'s settings, with ``edit.forbid``'s added
+    (once: a rule the base has already is not repeated)."""
+    allowed = set(edit.allow)
+    rules = [r for r in base.rules if r.setting not in allowed]
+    rules += [r for i, r in enumerate(edit.forbid) if r not in rules and r not in edit.forbid[:i]]
+    hold = base.hold_profile if edit.hold_profile is None else edit.hold_profile
+    return Floor(rules=tuple(rules), hold_profile=hold)
+
+
+def _standard_edited(edit: FloorEdit | None) -> Floor | None:
+    from portable.floor import STANDARD
+
+    return apply_floor_edit(STANDARD, edit) if edit is not None else None
+
+
+def floor_to_edit(floor: Floor, base: Floor) -> FloorEdit | None:
+    """The edit that turns ``base`` into ``floor`` exactly (``None``: they are the same)."""
+    if floor == base:
+        return None
+    kept = set(floor.rules)
+    allow = tuple(dict.fromkeys(r.setting for r in base.rules if r not in kept))
+    forbid = tuple(r for r in floor.rules if r not in base.rules or r.setting in allow)
+    hold = None if floor.hold_profile == base.hold_profile else floor.hold_profile
+    edit = FloorEdit(forbid=forbid, allow=allow, hold_profile=hold)
+    if apply_floor_edit(base, edit) != floor:  # an order the short form can't give: spell out
+        every = tuple(dict.fromkeys(r.setting for r in base.rules))
+        edit = FloorEdit(forbid=floor.rules, allow=every, hold_profile=hold)
+    return edit
 
 
 def apply_edit(base_text: str, edit: ProfileEdit, section: str, *, header: str) -> str:
@@ -188,7 +312,11 @@ def resolve(profile: Profile, base: Profile | None) -> Profile:
         mode = edit.mode & (dropins[unit_type].mode if unit_type in dropins else COPY_MODE)
         dropins[unit_type] = ProfileDropin(text=text, mode=mode)
     floor = profile.floor if profile.floor is not None else (base.floor if base else None)
-    return replace(profile, dropins=dropins, extends=None, edits={}, floor=floor)
+    if profile.floor_edit is not None:
+        from portable.floor import STANDARD
+
+        floor = apply_floor_edit(floor if floor is not None else STANDARD, profile.floor_edit)
+    return replace(profile, dropins=dropins, extends=None, edits={}, floor=floor, floor_edit=None)
 
 
 def load_dropin_profile(path: Path, *, shown: str, host_path: str) -> Profile:
@@ -249,7 +377,32 @@ def profile_to_toml(profile: Profile) -> str:
             else:
                 settings[key] = value
         doc[unit_type] = {"set": settings}
+    from portable.floor import STANDARD, floor_of
+
+    edit = floor_to_edit(floor_of(profile), STANDARD)
+    if edit is not None:
+        table: dict[str, Any] = {}
+        if edit.hold_profile is not None:
+            table["hold_profile"] = edit.hold_profile
+        if edit.allow:
+            table["allow"] = list(edit.allow)
+        if edit.forbid:
+            table["forbid"] = [_rule_to_toml(r) for r in edit.forbid]
+        doc["floor"] = table
     return tomli_w.dumps(doc)
+
+
+def _rule_to_toml(rule: FloorRule) -> dict[str, Any]:
+    """A rule as a ``[floor] forbid`` entry, without the keys at their defaults."""
+    out: dict[str, Any] = {"setting": rule.setting}
+    if rule.match != "any":
+        out["match"] = rule.match
+    if rule.values:
+        out["values"] = list(rule.values)
+    out["reason"] = rule.reason
+    if rule.unit_types:
+        out["unit_types"] = list(rule.unit_types)
+    return out
 
 
 def as_mapping(profile: Profile) -> Mapping[str, str]:

@@ -23,6 +23,7 @@ __all__ = [
     "DetachOptions",
     "ExtraSetting",
     "Floor",
+    "FloorEdit",
     "FloorRule",
     "Image",
     "ImageFormat",
@@ -156,6 +157,21 @@ class Floor:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class FloorEdit:
+    """How a profile changes the floor of the profile it ``extends`` (a TOML ``[floor]`` table).
+
+    :param forbid: rules added (after the base's).
+    :param allow: setting names whose rules are dropped from the base's floor (``forbid`` may
+        then give a rule of its own for one).
+    :param hold_profile: replaces the base's; ``None`` keeps it.
+    """
+
+    forbid: tuple[FloorRule, ...] = ()
+    allow: tuple[str, ...] = ()
+    hold_profile: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Profile:
     """A security profile: drop-in settings applied to each attached unit of a given type.
 
@@ -176,6 +192,9 @@ class Profile:
         (:class:`Floor`); ``None``: the base profile's when it ``extends`` one, else
         ``portable.floor.STANDARD``. Only a profile that promises nothing (``trusted``) should
         give an empty one.
+    :param floor_edit: with ``extends``: how this profile changes the floor it gets (its own
+        ``floor``, else the base's); the registry resolves it into ``floor``
+        (:class:`FloorEdit`).
     """
 
     name: str
@@ -186,9 +205,13 @@ class Profile:
     extends: str | None = None
     edits: Mapping[str, ProfileEdit] = field(default_factory=dict)
     floor: Floor | None = None
+    floor_edit: FloorEdit | None = None
 
     def __post_init__(self) -> None:
         validate_profile_name(self.name)
+        if self.floor_edit is not None and self.extends is None:
+            # nothing would resolve it: the profile would silently keep the standard floor
+            raise PluginError(f"profile {self.name!r}: floor_edit needs extends (or give floor)")
         for unit_type in self.dropins:
             if unit_type not in UNIT_TYPES:
                 raise PluginError(
