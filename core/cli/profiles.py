@@ -10,7 +10,7 @@ import click
 
 from portable.cli import App
 from portable.cli.options import json_output
-from portable.types import Profile
+from portable.types import Floor, FloorRule, Profile
 
 
 def source_of(app: App, plugin: str, origin: str) -> str:
@@ -36,6 +36,41 @@ def _exposure(app: App, profile: Profile) -> str | None:
     return f"{score.value:.1f} {score.verdict}"
 
 
+def _floor_name(floor: Floor) -> str:
+    """Which of the built-in tables ``floor`` is, if one (docs/security.md lists them)."""
+    from portable.floor import NO_NETWORK, NONE, STANDARD
+
+    known = {"standard": STANDARD, "no-network": NO_NETWORK, "none": NONE}
+    return next((name for name, table in known.items() if table == floor), "own")
+
+
+def _floor_json(profile: Profile) -> dict[str, Any]:
+    from portable.floor import floor_of
+
+    floor = floor_of(profile)
+    return {
+        "table": _floor_name(floor),
+        "hold_profile": floor.hold_profile,
+        "rules": [
+            {
+                "setting": r.setting,
+                "match": r.match,
+                "values": list(r.values),
+                "unit_types": list(r.unit_types),
+                "reason": r.reason,
+            }
+            for r in floor.rules
+        ],
+    }
+
+
+def rule_line(rule: FloorRule) -> str:
+    """``Setting= (match values) unit types: reason``, as ``profile show`` prints a rule."""
+    how = " ".join((rule.match, *rule.values))
+    types = f" in {' '.join('.' + t for t in rule.unit_types)} units" if rule.unit_types else ""
+    return f"{rule.setting}= ({how}){types}: {rule.reason}"
+
+
 @click.command("profiles")
 @json_output
 @click.pass_obj
@@ -56,6 +91,7 @@ def profiles_command(app: App, as_json: bool) -> None:
                 "description": reg.spec.description,
                 "unit_types": sorted(reg.spec.dropins),
                 "exposure": _exposure(app, reg.spec),
+                "floor": _floor_json(reg.spec),
             }
         )
     broken = [{"name": n, "error": e} for n, e in sorted(app.registry.profile_errors.items())]
@@ -85,7 +121,10 @@ def profile_group() -> None:
 @click.argument("name")
 @click.pass_obj
 def show_command(app: App, name: str) -> None:
-    """Print the settings profile NAME applies, per unit type."""
+    """Print the settings profile NAME applies, per unit type, and its sandbox floor: the
+    settings an image's unit files may not use under it (docs/security.md)."""
+    from portable.floor import floor_of
+
     reg = app.registry.profile(name)
     spec = reg.spec
     click.echo(f"Profile: {spec.name}")
@@ -98,6 +137,18 @@ def show_command(app: App, name: str) -> None:
         where = f" ({dropin.path})" if dropin.path else ""
         click.echo(f"\n-- Drop-in for .{unit_type} units{where} --")
         click.echo(dropin.text, nl=not dropin.text.endswith("\n"))
+    floor = floor_of(spec)
+    hold = "on" if floor.hold_profile else "off"
+    click.echo(
+        f"\n-- Sandbox floor ({_floor_name(floor)}): {len(floor.rules)} rules, "
+        f"hold_profile {hold} --"
+    )
+    for rule in floor.rules:
+        click.echo(rule_line(rule))
+    if floor.hold_profile:
+        click.echo("hold_profile: also any unit setting that undoes what the service drop-in sets")
+    elif not floor.rules:
+        click.echo("(nothing is refused: the profile promises no sandbox)")
 
 
 @profile_group.command("export")
