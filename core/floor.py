@@ -17,6 +17,7 @@ evaluates a floor against unit files (:func:`check_units`). docs/security.md lis
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -388,6 +389,28 @@ def _settings(
     return settings
 
 
+@functools.lru_cache(maxsize=16)
+def _baseline(
+    text: str, systemd: int | None
+) -> tuple[tuple[Assignment, ...], frozenset[str], dict[str, int | None]]:
+    """A profile drop-in's assignments, the settings it sets or implies, and how the bare
+    service grades with it (check name -> badness): the same for every unit of an attach."""
+    from portable.security import BARE_UNIT, assess
+
+    lines = tuple(parse_unit_text(text, "10-profile.conf"))
+    bare = _settings("portable.service", parse_unit_text(BARE_UNIT), lines, systemd)
+    promised = frozenset({a.key for a in lines} | set(bare.implied))
+    return lines, promised, {f.check.name: f.badness for f in assess(bare).findings}
+
+
+def _graded(a: Assignment) -> bool:
+    from portable.security import GRADED_SETTINGS
+
+    if a.section == "Unit":
+        return a.key == "DefaultDependencies"
+    return a.section == "Service" and a.key in GRADED_SETTINGS
+
+
 def _hold_profile(
     unit: UnitFile,
     assignments: Sequence[Assignment],
@@ -399,15 +422,14 @@ def _hold_profile(
     dropin = profile.dropin_for("service")
     if dropin is None or unit.type != "service":
         return []
+    if not any(_graded(a) for a in assignments):
+        return []  # nothing the score reads: it grades as the bare service (most units)
     # Imported here: the profile plugins load this module's tables on every run, and the
     # exposure checks take longer to import than most commands take to run.
-    from portable.security import BARE_UNIT, assess
+    from portable.security import assess
 
-    profile_lines = parse_unit_text(dropin.text, "10-profile.conf")
-    bare = _settings(unit.name, parse_unit_text(BARE_UNIT, unit.name), profile_lines, systemd)
-    promised = {a.key for a in profile_lines} | set(bare.implied)
+    profile_lines, promised, baseline = _baseline(dropin.text, systemd)
     graded = assess(_settings(unit.name, assignments, profile_lines, systemd))
-    baseline = {f.check.name: f.badness for f in assess(bare).findings}
     worse = []
     for finding in graded.findings:
         before = baseline.get(finding.check.name)
@@ -420,12 +442,15 @@ def _hold_profile(
         return []
     by_line: dict[int, tuple[Assignment | None, list[str]]] = {}
     for finding, keys in worse:
+        name = finding.check.name
         related = keys | {k for key in keys for k in _LOOSENED_BY.get(key, ())}
         lines: list[Assignment | None] = [a for a in assignments if a.key in related]
         if not lines:
-            lines = [*_search(unit.name, assignments, profile_lines, systemd, finding.check.name)]
+            target = baseline.get(finding.check.name) or 0
+            lines = [*_search(unit.name, assignments, profile_lines, systemd, name, target)]
+            lines = lines or [None]
         what = f"{finding.description} ({finding.check.name})"
-        for a in lines or [None]:
+        for a in lines:
             line = a.line if a is not None else 0
             by_line.setdefault(line, (a, []))[1].append(what)
     out = []
@@ -450,16 +475,15 @@ def _search(
     profile_lines: Sequence[Assignment],
     systemd: int | None,
     check: str,
+    target: int,
 ) -> list[Assignment]:
-    """The assignments without which ``check`` grades no worse (bounded: a huge unit file gets
-    the finding without a line)."""
-    from portable.security import BARE_UNIT, assess
+    """The graded assignments without which ``check`` grades no worse than ``target``
+    (bounded: past :data:`_MAX_SEARCH` of them the finding has no line)."""
+    from portable.security import assess
 
-    candidates = [a for a in assignments if a.section in ("Service", "Unit")]
+    candidates = [a for a in assignments if _graded(a)]
     if len(candidates) > _MAX_SEARCH:
         return []
-    bare = _settings(name, parse_unit_text(BARE_UNIT, name), profile_lines, systemd)
-    target = next(f.badness for f in assess(bare).findings if f.check.name == check) or 0
     found = []
     for a in candidates:
         rest = [b for b in assignments if b is not a]

@@ -1906,6 +1906,11 @@ class Score:
         }
 
 
+GRADED_SETTINGS = frozenset(_HANDLERS)
+"""The ``[Service]`` settings the score reads (``[Unit]``'s ``DefaultDependencies=`` too): a
+unit setting no check can see (``ExecStart=``, ``Description=``) never changes a score."""
+
+
 def assess(settings: ServiceSettings) -> Score:
     """Grade ``settings`` (after :meth:`ServiceSettings.apply_implications`)."""
     results: list[tuple[Check, int | None, str]] = []
