@@ -1,11 +1,15 @@
-"""``portable security IMAGE|UNIT [--profile P] [--json]``: the exposure score."""
+"""``portable security IMAGE|UNIT [--profile P] [--json]``: the exposure score, and the unit
+settings that undo the profile's sandbox (its floor, :mod:`portable.floor`: what attach
+refuses)."""
 
 from __future__ import annotations
 
 import json
 import locale
+import os
 import sys
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,7 +17,10 @@ from portable.cli import App
 from portable.cli.options import json_output, no_pager, quiet
 
 if TYPE_CHECKING:
+    from portable.floor import FloorFinding
+    from portable.host import Host
     from portable.security import Finding, UnitExposure
+    from portable.types import Profile, UnitFile
 
 UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".path")
 
@@ -74,19 +81,163 @@ def followed_systemd(app: App) -> int:
         return detect(app.host).major
 
 
+@dataclass(slots=True)
+class FloorReport:
+    """The floor findings of the units scored (and of the image's other units).
+
+    :param profiles: unit -> the profile whose floor it was checked against; a unit not in it
+        was not checked (a unit that is not an image's, or whose profile is unknown here).
+    :param findings: in unit order, then line order.
+    :param notes: why something was not checked (info lines).
+    :param scored: the units that have a result of their own.
+    """
+
+    profiles: dict[str, str] = field(default_factory=dict)
+    findings: list[FloorFinding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    scored: set[str] = field(default_factory=set)
+
+    def to_json(self, unit: str) -> dict[str, Any] | None:
+        """A result's ``"floor"``: its unit's findings, and those of the units that are not
+        scored (sockets, timers, paths: no result of their own carries them)."""
+        if unit not in self.profiles:
+            return None
+        return {
+            "profile": self.profiles[unit],
+            "findings": [f.to_json() for f in self.findings if f.unit == unit],
+            "other_units": [f.to_json() for f in self.findings if f.unit not in self.scored],
+        }
+
+    def render_text(self) -> str:
+        """A block per profile as ``inspect`` prints it: a heading, a line per finding."""
+        from portable.cli.inspect import FLOOR_HEADING
+        from portable.names import printable
+
+        blocks = []
+        for name in dict.fromkeys(self.profiles.values()):
+            units = {u for u, p in self.profiles.items() if p == name}
+            lines = [str(f) for f in self.findings if f.unit in units]
+            lines = lines or ["(none: attach would not refuse any unit setting)"]
+            blocks.append(
+                FLOOR_HEADING.format(printable(name))
+                + "\n"
+                + "".join(f"\t{line}\n" for line in lines)
+            )
+        return "".join(blocks)
+
+
+def _check(
+    report: FloorReport,
+    units: list[UnitFile],
+    profile: Profile,
+    *,
+    own_units: list[str],
+    prefixes: tuple[str, ...],
+    systemd: int,
+) -> None:
+    from portable.floor import check_unit
+
+    for unit in units:
+        report.findings += check_unit(
+            unit, profile, own_units=own_units, prefixes=prefixes, systemd=systemd
+        )
+        report.profiles[unit.name] = profile.name
+
+
+def _read_unit(host: Host, path: str) -> UnitFile | None:
+    """An attached unit file, as the score reads it (``None``: unreadable)."""
+    from portable.types import UnitFile
+
+    try:
+        with open(host.path(path), "rb") as f:
+            data = f.read(4 << 20)
+    except OSError:
+        return None
+    return UnitFile(name=os.path.basename(path), source=path, resolved=path, data=data)
+
+
+def _recorded_profile(app: App, directory: str, names: list[str]) -> Profile | str:
+    """The profile the units in ``directory`` were attached with (their ``10-profile.conf``),
+    as the registry has it; else why it can't be known."""
+    from portable.dropins import PROFILE_FILE
+    from portable.errors import PortableError
+    from portable.verify import _profile_name
+
+    recorded = None
+    for name in names:
+        recorded = _profile_name(app.host, f"{directory}/{name}.d/{PROFILE_FILE}")
+        if recorded is not None:
+            break
+    if recorded is None or recorded.startswith("("):
+        return "no profile drop-in names its profile"
+    try:
+        return app.registry.profile(recorded).spec
+    except PortableError:
+        return f"its profile '{recorded}' is not known here"
+
+
+def _check_attached(
+    app: App,
+    report: FloorReport,
+    directory: str,
+    names: list[str],
+    profile: Profile | None,
+    prefixes: tuple[str, ...],
+    systemd: int,
+    *,
+    only: str | None = None,
+) -> None:
+    """Check the unit files of one attach (``only``: one of them), in its attached directory,
+    against ``profile`` (``None``: the one recorded). ``prefixes``: the attach's, as far as
+    they can be known (they are not recorded: the image's derived prefix); its units are each
+    other's own."""
+    from portable.names import printable
+
+    wanted = [n for n in names if only is None or n == only]
+    units = [u for u in (_read_unit(app.host, f"{directory}/{n}") for n in wanted) if u]
+    if not units:
+        return
+    found = profile if profile is not None else _recorded_profile(app, directory, names)
+    if isinstance(found, str):
+        shown = ", ".join(printable(u.name) for u in units)
+        report.notes.append(f"({shown}: {found}: the sandbox floor is not checked.)")
+        return
+    _check(report, units, found, own_units=names, prefixes=prefixes, systemd=systemd)
+
+
+def _derived_prefixes(image: str, systemd: int) -> tuple[str, ...]:
+    from portable.errors import PortableError
+    from portable.names import extract_prefix
+
+    try:
+        return (extract_prefix(image, systemd=systemd),)
+    except PortableError:
+        return ()
+
+
 def exposures(
     app: App, arg: str, prefixes: tuple[str, ...], profile: str | None, *, runtime: bool
 ) -> list[UnitExposure]:
     """Score ``arg``: a unit (name or unit file path), an attached image (as attached, unless
     ``profile`` is given) or an image (as attaching it with ``profile`` would), as the systemd
     the host runs grades it (:func:`followed_systemd`)."""
-    import os
+    return assess(app, arg, prefixes, profile, runtime=runtime)[0]
 
+
+def assess(
+    app: App, arg: str, prefixes: tuple[str, ...], profile: str | None, *, runtime: bool
+) -> tuple[list[UnitExposure], FloorReport]:
+    """:func:`exposures`, and the floor findings of the units scored: an image's units (all of
+    them, not only services) against the profile scored with; an attached unit (or image)
+    against the profile recorded for it, or ``profile``; a unit not attached from an image:
+    none (the floor is what an image may not do to a profile)."""
     from portable.errors import PortableError
+    from portable.host import ATTACHED_DIR
     from portable.security import host_unit_exposure, would_attach_exposure
 
     systemd = followed_systemd(app)
     registry = app.registry
+    report = FloorReport()
     prof = registry.profile(profile).spec if profile is not None else None
     if arg.endswith(UNIT_SUFFIXES):
         if not arg.endswith(".service"):
@@ -96,16 +247,19 @@ def exposures(
             inside = local if app.host.is_real else "/" + arg.lstrip("/")
             if not os.path.isfile(app.host.path(inside)):
                 raise PortableError(f"Unit file {arg} not found.")
-            return [
-                host_unit_exposure(
-                    os.path.basename(arg),
-                    host=app.host,
-                    profile=prof,
-                    fragment=inside,
-                    systemd=systemd,
-                )
-            ]
-        return [host_unit_exposure(arg, host=app.host, profile=prof, systemd=systemd)]
+            result = host_unit_exposure(
+                os.path.basename(arg),
+                host=app.host,
+                profile=prof,
+                fragment=inside,
+                systemd=systemd,
+            )
+        else:
+            result = host_unit_exposure(arg, host=app.host, profile=prof, systemd=systemd)
+        report.scored.add(result.unit)
+        if result.how == "attached":
+            _floor_of_attached_unit(app, report, result, prof, systemd)
+        return [result], report
 
     from portable.detach import find_attached
     from portable.images import normalize_image_arg, resolve_image
@@ -116,22 +270,24 @@ def exposures(
         image = normalize_image_arg(arg, host=app.host)
         for rt in (runtime, not runtime):
             attached = [
-                u
-                for u in find_attached(app.host, image, (), runtime=rt)
-                if u.has_unit_file and u.name.endswith(".service")
+                u for u in find_attached(app.host, image, (), runtime=rt) if u.has_unit_file
             ]
-            if attached:
-                from portable.host import ATTACHED_DIR
-
-                return [
+            services = [u for u in attached if u.name.endswith(".service")]
+            if services:
+                results = [
                     host_unit_exposure(
                         u.name,
                         host=app.host,
                         fragment=f"{ATTACHED_DIR[rt]}/{u.name}",
                         systemd=systemd,
                     )
-                    for u in attached
+                    for u in services
                 ]
+                report.scored.update(r.unit for r in results)
+                given = effective_prefixes(arg, prefixes, systemd=detect(app.host).major)
+                names = [u.name for u in attached]
+                _check_attached(app, report, ATTACHED_DIR[rt], names, None, given, systemd)
+                return results, report
         prof = registry.profile("default").spec
     img = resolve_image(arg, host=app.host, registry=registry)
     meta = read_metadata(img, effective_prefixes(arg, prefixes, systemd=detect(app.host).major))
@@ -140,7 +296,28 @@ def exposures(
     )
     if not found:
         raise PortableError(f"Image '{img.path}' has no matching service units to score.")
-    return found
+    report.scored.update(r.unit for r in found)
+    own = [u.name for u in meta.units]
+    _check(report, list(meta.units), prof, own_units=own, prefixes=meta.prefixes, systemd=systemd)
+    return found, report
+
+
+def _floor_of_attached_unit(
+    app: App, report: FloorReport, result: UnitExposure, prof: Profile | None, systemd: int
+) -> None:
+    """An attached unit, against ``prof`` or the profile recorded for it; the other units of
+    its attach (same marker, same attached directory) are its own."""
+    from portable.host import ATTACHED_DIR
+    from portable.state import attached_units
+
+    directory, _, name = result.files[0].rpartition("/")
+    runtime = directory == ATTACHED_DIR[True]
+    mine = next((u for u in attached_units(app.host, runtime) if u.name == name), None)
+    if mine is None:
+        return  # no marker: not attached from an image
+    names = [u.name for u in attached_units(app.host, runtime) if u.marker == mine.marker]
+    prefixes = _derived_prefixes(mine.marker[0], systemd)
+    _check_attached(app, report, directory, names, prof, prefixes, systemd, only=name)
 
 
 @click.command("security")
@@ -188,16 +365,26 @@ def security_command(
     them with --profile (default 'default') would write them. UNIT: a service on the host by
     name (an attached one, or any other), or a unit file by path (its drop-ins in UNIT.d/
     next to it count). --profile replaces the profile drop-in.
+
+    After the scores, the unit settings that undo the profile's sandbox, which attach refuses
+    (the floor): of an image's units for the profile scored with, of an attached unit or
+    image for its recorded profile (or --profile). --json: a "floor" object per unit.
     """
-    results = exposures(app, target, prefixes, profile, runtime=runtime)
+    results, floor = assess(app, target, prefixes, profile, runtime=runtime)
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+        docs = [{**r.to_json(), "floor": floor.to_json(r.unit)} for r in results]
+        click.echo(json.dumps(docs, indent=2))
     else:
         for i, result in enumerate(results):
             app.info(_describe(result), quiet=quiet)
             if i:
                 click.echo()
             click.echo(render_text(result), nl=False)
+        if floor.profiles:
+            click.echo()
+            click.echo(floor.render_text(), nl=False)
+    for note in floor.notes:
+        app.info(note, quiet=quiet or as_json)
     if max_exposure is not None:
         limit = round(max_exposure * 10)
         over = [r for r in results if r.score.exposure > limit]
