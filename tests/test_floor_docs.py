@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from portable.floor import NO_NETWORK, STANDARD, floor_of
+from portable.floor import NO_NETWORK, STANDARD, check_units, floor_of
 from portable.profile_files import load_toml_profile, resolve
 from portable.registry import make_registry
-from portable.types import Floor, FloorRule, Profile
+from portable.types import Floor, FloorRule, Profile, UnitFile
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -129,3 +130,20 @@ def test_the_python_example_of_the_docs_runs() -> None:
     floor = floor_of(profile)
     assert isinstance(floor, Floor) and floor.rules[:-1] == STANDARD.rules
     assert floor.rules[-1].setting == "User"
+
+
+def test_the_plugin_example_with_a_floor_runs(tmp_path: Path) -> None:
+    text = section(DOCS / "plugins.md", "Hooks")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "floor" in b)
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "docs/plugins.md", "exec"), namespace)
+    (profile,) = namespace["portable_profiles"](root=tmp_path)
+    assert floor_of(profile).rules == (*NO_NETWORK.rules, namespace["NO_ROOT"])
+    unit = UnitFile(
+        name="foo.service",
+        source="/x/foo.service",
+        resolved="/x/foo.service",
+        data=b"[Service]\nExecStart=/bin/true\nUser=root\n",
+    )
+    found = check_units([unit], profile, systemd=257)
+    assert [(f.setting, f.reason) for f in found] == [("User", "runs as root")]
