@@ -31,26 +31,35 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portable.errors import PortableError
+from portable.floor import STANDARD, FloorFinding, check_unit, floor_of
+from portable.names import printable_path
 from portable.security import ServiceSettings, UnitSource, capability_names, load_settings
 
 if TYPE_CHECKING:
     from portable.host import Host
     from portable.manager import Manager
+    from portable.registry import Registry
+    from portable.types import Profile
 
 __all__ = [
     "DYNAMIC_UID_MAX",
     "DYNAMIC_UID_MIN",
     "BrokenProfile",
     "Item",
+    "LoadedUnit",
     "Observed",
     "UnitReport",
     "compare",
+    "floor_items",
+    "loaded_unit",
     "observe",
     "promised_settings",
     "verify",
@@ -69,9 +78,24 @@ class Item:
     promised: str
     seen: str
     ok: bool
+    # the sandbox floor's: the settings that undo the profile (None for the other checks)
+    findings: tuple[FloorFinding, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"check": self.check, "promised": self.promised, "seen": self.seen, "ok": self.ok}
+        out: dict[str, Any] = {
+            "check": self.check,
+            "promised": self.promised,
+            "seen": self.seen,
+            "ok": self.ok,
+        }
+        if self.findings is not None:
+            out["findings"] = [{**f.to_json(), "text": _finding_text(f)} for f in self.findings]
+        return out
+
+    @property
+    def finding_lines(self) -> list[str]:
+        """The findings as ``file:line: Setting=value: reason`` lines."""
+        return [_finding_text(f) for f in self.findings or ()]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -497,7 +521,6 @@ def _loop_backing(device: str) -> tuple[int, int] | None:
     """(st_dev, st_ino) of the file behind loop device "major:minor" (LOOP_GET_STATUS64; the
     file name in sysfs is useless: systemd attaches through /proc/self/fd/N)."""
     import fcntl
-    import stat
     import struct
     import tempfile
 
@@ -696,6 +719,340 @@ def compare(settings: ServiceSettings, seen: Observed, *, host: Host) -> list[It
     return items
 
 
+# --- the sandbox floor, on the unit as the service manager loaded it ----------------------------
+
+FLOOR_CHECK = "sandbox floor"
+MAX_UNIT_FILE = 4 << 20  # bytes read of a unit file or drop-in; a larger one is not checked
+
+
+class _Unreadable(Exception):
+    """A loaded unit file that can't be checked (gone, not a regular file, too large)."""
+
+
+def _read_unit_file(path: str) -> bytes:
+    """A unit file's bytes: a regular file (a FIFO never blocks), at most MAX_UNIT_FILE."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _Unreadable(exc.strerror or str(exc)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Unreadable("not a regular file")
+        chunks = []
+        size = 0
+        while size <= MAX_UNIT_FILE:
+            chunk = os.read(fd, MAX_UNIT_FILE + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise _Unreadable(exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    if size > MAX_UNIT_FILE:
+        raise _Unreadable(f"larger than {MAX_UNIT_FILE >> 20} MiB")
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedUnit:
+    """What the service manager loaded a unit from, and the settings verify asks it for."""
+
+    fragment: str  # FragmentPath ("" if none)
+    dropins: tuple[str, ...]  # DropInPaths, in the order systemd applied them
+    kill_mode: str
+
+
+def loaded_unit(unit: str, manager: Manager) -> LoadedUnit:
+    """``FragmentPath``, ``DropInPaths`` and ``KillMode`` of ``unit``, from the manager."""
+    from portable.manager import UNIT_IFACE, ManagerError, _CallError
+
+    what = f"Failed to get the unit files of {unit}"
+    try:
+        # Manager has no public getter for these (yet): its property call, as main_pid's.
+        fragment = manager._unit_property(what, unit, UNIT_IFACE, "FragmentPath")
+        dropins = manager._unit_property(what, unit, UNIT_IFACE, "DropInPaths")
+        kill_mode = manager._unit_property(
+            what, unit, "org.freedesktop.systemd1.Service", "KillMode"
+        )
+    except _CallError as exc:
+        raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
+    return LoadedUnit(
+        fragment=str(fragment), dropins=tuple(str(p) for p in dropins), kill_mode=str(kill_mode)
+    )
+
+
+def _finding_text(f: FloorFinding) -> str:
+    if f.setting:
+        return str(f)
+    where = f"{f.unit}:{f.line}" if f.line else f.unit
+    return f"{printable_path(where)}: {f.reason}"
+
+
+def _attach_dir(unit: str, host: Host) -> str | None:
+    """The attached directory whose ``UNIT.d/20-portable.conf`` marks ``unit`` as attached."""
+    from portable.dropins import MARKER_FILE
+    from portable.host import ATTACHED_DIR
+
+    for directory in ATTACHED_DIR.values():
+        if os.path.lexists(host.path(f"{directory}/{unit}.d/{MARKER_FILE}")):
+            return directory
+    return None
+
+
+def _own_names(unit: str, directory: str, host: Host, systemd: int) -> tuple[set[str], str]:
+    """The units attached from the same image as ``unit`` (its own, for the floor's rules on
+    dependencies and names), and the image's default unit name prefix ("" if none)."""
+    from portable.dropins import MARKER_FILE
+    from portable.host import ATTACHED_DIR
+    from portable.names import extract_prefix, parse_marker
+    from portable.state import attached_units, read_marker_line
+
+    line = read_marker_line(host.path(f"{directory}/{unit}.d/{MARKER_FILE}"))
+    marker = parse_marker(line) if line is not None else None
+    if not marker:
+        return {unit}, ""
+    runtime = directory == ATTACHED_DIR[True]
+    own = {u.name for u in attached_units(host, runtime) if u.marker[:1] == (marker[0],)}
+    try:
+        prefix = extract_prefix(marker[0], systemd=systemd)
+    except PortableError:
+        prefix = ""
+    return own | {unit}, prefix
+
+
+def _floor_profile(name: str | None, text: str, registry: Registry | None) -> tuple[Profile, str]:
+    """The profile to hold the unit to: the attached ``10-profile.conf`` text (what systemd
+    loaded) with the floor of the registered profile of that name; :data:`STANDARD` if there
+    is none (the second value says so)."""
+    from portable.types import Profile, ProfileDropin, validate_profile_name
+
+    floor, note = None, ""
+    if registry is None:
+        from portable.registry import get_registry
+
+        registry = get_registry()
+    try:
+        if not name or "/" in name:
+            raise PortableError("no name")
+        floor = floor_of(registry.profile(validate_profile_name(name)).spec)
+    except PortableError:
+        note = f"profile {name or '(unknown)'} not found: the standard floor"
+    shown = name if name and "/" not in name else "unknown"
+    try:
+        validate_profile_name(shown)
+    except PortableError:
+        shown = "unknown"
+    profile = Profile(
+        name=shown,
+        description="",
+        dropins={"service": ProfileDropin(text=text)},
+        floor=floor if floor is not None else STANDARD,
+    )
+    return profile, note
+
+
+def _check_keys(check: str) -> set[str]:
+    """``"User=/DynamicUser="`` -> ``{"User", "DynamicUser"}``."""
+    return {part.split("=", 1)[0] for part in check.split("/") if "=" in part}
+
+
+# A check graded by one setting that another loosens (as portable.floor attributes them).
+_LOOSENED_BY = {
+    "IPAddressDeny": ("IPAddressAllow",),
+    "DynamicUser": ("User",),
+    "CapabilityBoundingSet": ("AmbientCapabilities",),
+}
+
+
+_MAX_SEARCH = 256  # drop-in lines tried one by one to find the one that loosens a check
+
+
+def _dropins_hold(
+    unit: str,
+    texts: Sequence[tuple[str, str]],
+    extra: Sequence[str],
+    profile: Profile,
+    systemd: int,
+) -> list[FloorFinding]:
+    """What the drop-ins in ``extra`` (in ``texts``, the fragment then every drop-in in
+    systemd's order) undo of what the profile sets, graded as systemd applies them: a drop-in
+    named after ``10-profile.conf`` wins over it, which :func:`portable.floor.check_unit`
+    (the unit before the profile) does not see. The service with them is compared with the
+    service without them, on the checks the profile's drop-in sets (or implies)."""
+    from portable.security import BARE_UNIT, Score, assess, rules_for
+    from portable.unitfile import Assignment, parse_unit_text
+
+    dropin = profile.dropin_for("service")
+    if not extra or dropin is None or not floor_of(profile).hold_profile:
+        return []
+    lines = [(p, a) for p, t in texts for a in parse_unit_text(t, p)]
+    theirs = [(p, a) for p, a in lines if p in extra]
+    rules = rules_for(systemd)
+
+    def graded(skip: Collection[str] = (), leave: Assignment | None = None) -> Score:
+        settings = ServiceSettings(unit=unit, rules=rules)
+        for p, a in lines:
+            if p not in skip and a is not leave:
+                settings.apply(a)
+        settings.apply_implications()
+        return assess(settings)
+
+    before = {f.check.name: f.badness for f in graded(skip=extra).findings}
+    bare_source = UnitSource(name=unit, text=BARE_UNIT, dropins=(("10-profile.conf", dropin.text),))
+    promised = {a.key for a in parse_unit_text(dropin.text)}
+    promised |= set(load_settings(bare_source, systemd=systemd).implied)
+    worse = []
+    for finding in graded().findings:
+        was = before.get(finding.check.name)
+        if finding.badness is None or was is None or finding.badness <= was:
+            continue
+        keys = _check_keys(finding.check.name)
+        if keys & promised:
+            worse.append((finding, keys, was))
+    by_line: dict[tuple[str, int], tuple[str, str, list[str]]] = {}
+    for finding, keys, was in worse:
+        related = keys | {k for key in keys for k in _LOOSENED_BY.get(key, ())}
+        found: list[tuple[str, Assignment | None]] = [(p, a) for p, a in theirs if a.key in related]
+        if not found and len(theirs) <= _MAX_SEARCH:
+            # loosened through another setting (DynamicUser=no: RestrictSUIDSGID=): the lines
+            # without which the check grades no worse
+            for p, a in theirs:
+                score = graded(leave=a)
+                badness = next(
+                    f.badness for f in score.findings if f.check.name == finding.check.name
+                )
+                if badness is None or badness <= was:
+                    found.append((p, a))
+        if not found:  # the drop-ins as a whole
+            found = [(", ".join(extra), None)]
+        what = f"{finding.description} ({finding.check.name})"
+        for path, hit in found:
+            key = (path, hit.line if hit is not None else 0)
+            entry = by_line.setdefault(
+                key, (hit.key if hit is not None else "", hit.value if hit is not None else "", [])
+            )
+            entry[2].append(what)
+    out = []
+    for (path, line), (setting, value, whats) in sorted(by_line.items()):
+        shown = "; ".join(whats[:3]) + (f"; and {len(whats) - 3} more" if len(whats) > 3 else "")
+        reason = f"undoes what profile '{profile.name}' sets: {shown}"
+        out.append(FloorFinding(path, line, setting, value, reason))
+    return out
+
+
+def floor_items(
+    unit: str,
+    *,
+    host: Host,
+    manager: Manager,
+    profile_name: str | None,
+    systemd: int,
+    registry: Registry | None = None,
+    allow: Collection[str] = (),
+) -> list[Item]:
+    """The unit as the service manager loaded it (``FragmentPath``, ``DropInPaths``) held to
+    the floor of the profile it was attached with, everything but the attach's own
+    ``10-profile.conf`` and ``20-portable.conf`` checked (an administrator's drop-in anywhere
+    in the search path too); and its ``KillMode=``."""
+    from dataclasses import replace
+
+    from portable.dropins import MARKER_FILE, PROFILE_FILE
+    from portable.types import Floor, UnitFile
+
+    loaded = loaded_unit(unit, manager)
+    items = [
+        Item(
+            check="kill mode",
+            promised="stops every process (not none)",
+            seen=loaded.kill_mode,
+            ok=loaded.kill_mode != "none",
+        )
+    ]
+    directory = _attach_dir(unit, host)
+    own_files = (
+        {f"{directory}/{unit}.d/{PROFILE_FILE}", f"{directory}/{unit}.d/{MARKER_FILE}"}
+        if directory is not None
+        else set()
+    )
+    own_units, prefix = (
+        _own_names(unit, directory, host, systemd) if directory is not None else ({unit}, "")
+    )
+    findings: list[FloorFinding] = []
+    for path in sorted(own_files - set(loaded.dropins)):
+        findings.append(
+            FloorFinding(
+                path,
+                0,
+                "",
+                "",
+                "the attach's drop-in is not loaded by the service "
+                "manager (replaced by one of the same name, or gone)",
+            )
+        )
+    texts: list[tuple[str, str]] = []
+    profile_text = ""
+    for path in (loaded.fragment, *loaded.dropins):
+        if not path:
+            continue
+        try:
+            data = _read_unit_file(str(host.path(path)))
+        except _Unreadable as exc:
+            findings.append(FloorFinding(path, 0, "", "", f"can't be read ({exc}): not checked"))
+            continue
+        texts.append((path, data.decode("utf-8", "surrogateescape")))
+        if path in own_files and path.endswith(PROFILE_FILE):
+            profile_text = texts[-1][1]
+    if not loaded.fragment:
+        findings.append(FloorFinding(unit, 0, "", "", "no unit file loaded: not checked"))
+    profile, note = _floor_profile(profile_name, profile_text, registry)
+    # The rules for every file; holding the profile's settings: the fragment by check_unit (it
+    # comes before the profile), the drop-ins by _dropins_hold (in systemd's order).
+    rules_only = replace(profile, floor=Floor(rules=floor_of(profile).rules, hold_profile=False))
+    extra = [p for p, _ in texts if p not in own_files and p != loaded.fragment]
+    for path, text in texts:
+        if path in own_files:
+            continue
+        unit_file = UnitFile(
+            name=unit, source=path, resolved=path, data=text.encode("utf-8", "surrogateescape")
+        )
+        try:
+            found = check_unit(
+                unit_file,
+                profile if path == loaded.fragment else rules_only,
+                own_units=own_units,
+                prefixes=(prefix,) if prefix else (),
+                systemd=systemd,
+                allow=allow,
+            )
+        except PortableError as exc:  # a line systemd refuses as too long
+            findings.append(FloorFinding(path, 0, "", "", f"{exc}: not checked"))
+            continue
+        findings += [replace(f, unit=path) for f in found]
+    if texts and texts[0][0] == loaded.fragment:
+        seen = {(f.unit, f.line, f.setting) for f in findings}
+        findings += [
+            f
+            for f in _dropins_hold(unit, texts, extra, profile, systemd)
+            if f.setting not in allow and (f.unit, f.line, f.setting) not in seen
+        ]
+    promised = f"profile {profile.name}" + (f" ({note})" if note else "")
+    if findings:
+        n = len(findings)
+        seen_text = f"{n} settings undo it" if n != 1 else "1 setting undoes it"
+    else:
+        seen_text = f"held (profile {profile.name}{', the standard floor' if note else ''})"
+    floor_item = Item(
+        check=FLOOR_CHECK,
+        promised=promised,
+        seen=seen_text,
+        ok=not findings,
+        findings=tuple(findings),
+    )
+    return [floor_item, *items]
+
+
 # --- services ---------------------------------------------------------------------------------
 
 
@@ -713,8 +1070,18 @@ def _wait_for_exec(pid: int, timeout: float = SETUP_WAIT) -> None:
         time.sleep(0.02)
 
 
-def verify_unit(unit: str, *, host: Host, manager: Manager) -> UnitReport:
-    """Verify one running service, its promise read as the running systemd reads it."""
+def verify_unit(
+    unit: str,
+    *,
+    host: Host,
+    manager: Manager,
+    registry: Registry | None = None,
+    allow: Collection[str] = (),
+) -> UnitReport:
+    """Verify one running service, its promise read as the running systemd reads it, and the
+    unit as the service manager loaded it against the floor of its profile (:func:`floor_items`;
+    ``registry`` has the profiles, :func:`portable.registry.get_registry` by default;
+    ``allow``: setting names not reported, as ``attach --allow-setting``)."""
     from portable.systemd_version import detect
 
     systemd = detect(host, manager).major
@@ -737,13 +1104,20 @@ def verify_unit(unit: str, *, host: Host, manager: Manager) -> UnitReport:
         return UnitReport(
             unit=unit, pid=pid, profile=profile, error=f"process gone: {exc.strerror}", files=files
         )
-    return UnitReport(
-        unit=unit,
-        pid=pid,
-        profile=profile,
-        items=tuple(compare(settings, seen, host=host)),
-        files=files,
-    )
+    items = compare(settings, seen, host=host)
+    try:
+        items += floor_items(
+            unit,
+            host=host,
+            manager=manager,
+            profile_name=profile,
+            systemd=systemd,
+            registry=registry,
+            allow=allow,
+        )
+    except PortableError as exc:
+        items.append(Item(check=FLOOR_CHECK, promised="", seen=str(exc), ok=False, findings=()))
+    return UnitReport(unit=unit, pid=pid, profile=profile, items=tuple(items), files=files)
 
 
 UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".path")
@@ -772,10 +1146,16 @@ def targets(arg: str, *, host: Host, runtime: bool | None = None) -> list[str]:
 
 
 def verify(
-    arg: str, *, host: Host, manager: Manager, runtime: bool | None = None
+    arg: str,
+    *,
+    host: Host,
+    manager: Manager,
+    runtime: bool | None = None,
+    registry: Registry | None = None,
+    allow: Collection[str] = (),
 ) -> list[UnitReport]:
-    """Verify a service, or every attached service of an image."""
+    """Verify a service, or every attached service of an image (:func:`verify_unit`)."""
     return [
-        verify_unit(unit, host=host, manager=manager)
+        verify_unit(unit, host=host, manager=manager, registry=registry, allow=allow)
         for unit in targets(arg, host=host, runtime=runtime)
     ]

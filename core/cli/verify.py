@@ -53,6 +53,10 @@ def render_text(report: UnitReport) -> str:
                 right[n] if n < len(right) else "",
             )
             lines.append(f"{cells[0]:1} {cells[1]:<{w1}}  {cells[2]:<{w2}}  {cells[3]}".rstrip())
+    for item in report.items:
+        if item.findings:
+            lines.append(f"{bad if not item.ok else good} {item.check}:")
+            lines += [f"    {text}" for text in item.finding_lines]
     verdict = "as promised" if report.ok else "NOT as promised"
     lines.append(f"{good if report.ok else bad} {report.unit}: sandbox {verdict}")
     return "\n".join(lines) + "\n"
@@ -66,12 +70,26 @@ def render_text(report: UnitReport) -> str:
     default=None,
     help="Only look for IMAGE's units in the runtime attach directory.",
 )
+@click.option(
+    "--allow-setting",
+    "allow_settings",
+    multiple=True,
+    metavar="NAME[,NAME...]",
+    help="Settings the sandbox floor check accepts (those the image was attached with "
+    "--allow-setting; repeatable).",
+)
 @quiet
 @no_pager
 @json_output
 @click.pass_obj
 def verify_command(
-    app: App, target: str, runtime: bool | None, quiet: bool, no_pager: bool, as_json: bool
+    app: App,
+    target: str,
+    runtime: bool | None,
+    allow_settings: tuple[str, ...],
+    quiet: bool,
+    no_pager: bool,
+    as_json: bool,
 ) -> None:
     """Check that running services get the sandbox their profile promises.
 
@@ -81,6 +99,11 @@ def verify_command(
     NoNewPrivileges, seccomp, user id, root directory or image, read-only mounts. Settings
     from other drop-ins (an administrator's) are not part of the promise, so a drop-in that
     weakens the sandbox shows up here.
+
+    The unit as the service manager loaded it (its unit file and every drop-in, except the
+    attach's own two) is held to the sandbox floor of its profile, as attach holds the image's
+    unit files: a setting that reaches past the sandbox (BindReadOnlyPaths=/etc:/mnt,
+    ExecStartPost=+...) or undoes the profile is named FILE:LINE. KillMode=none fails too.
 
     Exits 1 if anything is not as promised (or a service is not running).
     """
@@ -92,7 +115,14 @@ def verify_command(
     manager = app.manager(required=True)
     assert manager is not None
     with manager:
-        reports = verify(target, host=app.host, manager=manager, runtime=runtime or None)
+        reports = verify(
+            target,
+            host=app.host,
+            manager=manager,
+            runtime=runtime or None,
+            registry=app.registry,
+            allow={n.strip() for arg in allow_settings for n in arg.split(",") if n.strip()},
+        )
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], indent=2))
     else:
