@@ -163,6 +163,8 @@ def test_weakened_unit_is_caught(vbox, tmp, clean):
         "read-only /": "writable",
         "read-only /usr": "writable",
         "read-only /etc": "writable",
+        # the unit as PID 1 loaded it, held to the profile's floor: the drop-in's four lines
+        "sandbox floor": "4 settings undo it",
     }
     if vbox.systemd_version >= 257:
         # 257's strict profile has no PrivateTmp=yes: its private /tmp came from DynamicUser=,
@@ -170,6 +172,14 @@ def test_weakened_unit_is_caught(vbox, tmp, clean):
         weakened["/tmp"] = "shared"
     # (252's says PrivateTmp=yes itself: /tmp stays private)
     assert bad == weakened, json.dumps(report, indent=1)
+    floor = next(c for c in report["checks"] if c["check"] == "sandbox floor")
+    dropin = "/run/systemd/system/vweak.service.d/50-weaken.conf"
+    assert [(f["unit"], f["line"], f["setting"]) for f in floor["findings"]] == [
+        (dropin, 2, "DynamicUser"),
+        (dropin, 3, "PrivateNetwork"),
+        (dropin, 4, "CapabilityBoundingSet"),
+        (dropin, 5, "ProtectSystem"),
+    ]
     r = vbox.portable(["verify", "vweak.service"], check=False)
     assert r.returncode == 1
     assert r.stdout.endswith("✗ vweak.service: sandbox NOT as promised\n")
