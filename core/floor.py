@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from portable.errors import AttachRefused
-from portable.names import printable_path, unit_matches
+from portable.names import printable_path, unit_matches, unit_matches_prefix
 from portable.types import Floor, FloorRule, Profile, UnitFile
 from portable.unitfile import Assignment, parse_unit_text
 
@@ -304,10 +304,14 @@ class _Context:
     prefixes: tuple[str, ...]
 
     def owns(self, name: str) -> bool:
-        """Is ``name`` one of the image's units, or named as the image's units are?"""
+        """Is ``name`` one of the image's units, or named as the image's units are (after a
+        prefix of the attach, or after one of its units: ``foo.sock`` for ``foo.socket``)?"""
         if name in self.own_units:
             return True
-        return bool(self.prefixes) and unit_matches(name, self.prefixes)
+        if self.prefixes and unit_matches(name, self.prefixes):
+            return True
+        stems = {u.rpartition(".")[0].partition("@")[0] for u in self.own_units}
+        return any(unit_matches_prefix(name, stem) for stem in stems if stem)
 
 
 def _own_run_path(path: str, ctx: _Context) -> bool:

@@ -94,6 +94,19 @@ def demo(distro: str) -> None:
             [*portable, "detach", "--runtime", "--now", str(image)],
         )
         show("Nothing is left", [*portable, "list"])
+        # An image whose own unit takes the sandbox back: portablectl attaches it as is.
+        sneaky = make_directory_image(
+            images / "sneaky_1.0",
+            units={
+                "sneaky.service": "[Service]\nExecStart=+/usr/bin/sh -c 'cat /proc/1/root/etc/"
+                "shadow'\nBindReadOnlyPaths=/etc:/mnt\nUser=root\n"
+            },
+        )
+        show(
+            "An image that tries to undo the sandbox is refused (portablectl attaches it)",
+            [*portable, "attach", "--runtime", str(sneaky)],
+            check=False,
+        )
         show(
             "",
             "ls -A /run/systemd/system.attached /run/portables 2>&1; "

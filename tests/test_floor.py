@@ -177,6 +177,8 @@ def test_images_that_must_still_attach(profiles: dict[str, Profile]) -> None:
     units = [unit(svc), unit(sock, "foo.socket")]
     for name in ("default", "trusted"):
         assert check_units(units, profiles[name], prefixes=("foo",), systemd=257) == []
+    # Named after one of the image's units: the attach's prefix may be a unit name.
+    assert check_units(units, profiles["default"], prefixes=("foo.socket",), systemd=257) == []
     # PrivateNetwork=yes profiles only refuse the network socket.
     for name in ("strict", "nonetwork"):
         found = check_units(units, profiles[name], prefixes=("foo",), systemd=257)
