@@ -22,6 +22,11 @@ kernel, for its main process:
   a private ``/dev`` (``PrivateDevices=``) and ``/tmp`` (``PrivateTmp=``, or implied by
   ``DynamicUser=``).
 
+Besides, from the service manager: the unit as it loaded it (``FragmentPath``, ``DropInPaths``),
+held to the sandbox floor of the profile it was attached with (:mod:`portable.floor`), all but
+the attach's own two drop-ins checked, so a drop-in added anywhere after the attach that reaches
+past the sandbox is named ``file:line`` (:func:`floor_items`); and ``KillMode=`` (not ``none``).
+
 A check passes when what is seen is at least as strict as the promise (fewer capabilities than
 promised is fine). Needs root (other processes' ``/proc`` entries) and, for the main PID, the
 service manager.
@@ -971,26 +976,18 @@ def floor_items(
         )
     ]
     directory = _attach_dir(unit, host)
-    own_files = (
-        {f"{directory}/{unit}.d/{PROFILE_FILE}", f"{directory}/{unit}.d/{MARKER_FILE}"}
-        if directory is not None
-        else set()
-    )
-    own_units, prefix = (
-        _own_names(unit, directory, host, systemd) if directory is not None else ({unit}, "")
-    )
+    if directory is None:  # not an attached unit: no profile, no floor
+        return items
+    own_files = {
+        path
+        for path in (f"{directory}/{unit}.d/{PROFILE_FILE}", f"{directory}/{unit}.d/{MARKER_FILE}")
+        if os.path.lexists(host.path(path))
+    }
+    own_units, prefix = _own_names(unit, directory, host, systemd)
     findings: list[FloorFinding] = []
     for path in sorted(own_files - set(loaded.dropins)):
-        findings.append(
-            FloorFinding(
-                path,
-                0,
-                "",
-                "",
-                "the attach's drop-in is not loaded by the service "
-                "manager (replaced by one of the same name, or gone)",
-            )
-        )
+        why = "not loaded by the service manager (one of the same name elsewhere replaces it)"
+        findings.append(FloorFinding(path, 0, "", "", why))
     texts: list[tuple[str, str]] = []
     profile_text = ""
     for path in (loaded.fragment, *loaded.dropins):
