@@ -35,6 +35,7 @@ service manager.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import time
@@ -149,7 +150,12 @@ def _broken_profile(local: Path, exc: OSError) -> BrokenProfile:
 
 
 def _read(path: str | os.PathLike[str], limit: int = 4 << 20) -> str:
-    with open(path, "rb") as f:
+    """At most ``limit`` bytes of a regular file (a FIFO or device named like a drop-in would
+    block or never end: OSError)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         return f.read(limit).decode("utf-8", "surrogateescape")
 
 
