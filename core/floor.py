@@ -42,6 +42,7 @@ __all__ = [
     "check_units",
     "floor_of",
     "refusal",
+    "undone",
 ]
 
 _EXEC = (
@@ -379,32 +380,33 @@ def _check_keys(name: str) -> set[str]:
     return {part.split("=", 1)[0] for part in name.split("/") if "=" in part}
 
 
-def _settings(
-    name: str, unit: Sequence[Assignment], dropin: Sequence[Assignment], systemd: int | None
-) -> ServiceSettings:
+def _settings(name: str, applied: Iterable[Assignment], systemd: int | None) -> ServiceSettings:
     from portable.security import ServiceSettings, rules_for
 
     settings = ServiceSettings(unit=name, rules=rules_for(systemd))
-    for a in unit:
-        settings.apply(a)
-    for a in dropin:
+    for a in applied:
         settings.apply(a)
     settings.apply_implications()
     return settings
 
 
 @functools.lru_cache(maxsize=16)
-def _baseline(
-    text: str, systemd: int | None
-) -> tuple[tuple[Assignment, ...], frozenset[str], dict[str, int | None]]:
-    """A profile drop-in's assignments, the settings it sets or implies, and how the bare
-    service grades with it (check name -> badness): the same for every unit of an attach."""
-    from portable.security import BARE_UNIT, assess
-
+def _promise(text: str, systemd: int | None) -> tuple[tuple[Assignment, ...], frozenset[str]]:
+    """A profile drop-in's assignments and the settings it sets or implies."""
     lines = tuple(parse_unit_text(text, "10-profile.conf"))
-    bare = _settings("portable.service", parse_unit_text(BARE_UNIT), lines, systemd)
-    promised = frozenset({a.key for a in lines} | set(bare.implied))
-    return lines, promised, {f.check.name: f.badness for f in assess(bare).findings}
+    return lines, frozenset({a.key for a in lines} | set(_settings("x", lines, systemd).implied))
+
+
+@functools.lru_cache(maxsize=16)
+def _profile_grades(text: str, systemd: int | None) -> dict[str, int | None]:
+    """How the bare service grades with a profile (check name -> badness): the baseline of
+    every unit file of an attach."""
+    from portable.security import assess
+
+    return {
+        f.check.name: f.badness
+        for f in assess(_settings("x", _promise(text, systemd)[0], systemd)).findings
+    }
 
 
 def _graded(a: Assignment) -> bool:
@@ -415,55 +417,75 @@ def _graded(a: Assignment) -> bool:
     return a.section == "Service" and a.key in GRADED_SETTINGS
 
 
-def _hold_profile(
-    unit: UnitFile,
-    assignments: Sequence[Assignment],
+def undone(
+    unit: str,
+    applied: Sequence[Assignment],
+    suspects: Collection[str],
     profile: Profile,
-    systemd: int | None,
+    *,
+    systemd: int | None = None,
+    profile_text: str | None = None,
 ) -> list[FloorFinding]:
-    """Findings for the unit settings that grade the service worse than the bare service with
-    the profile, on a check the profile's drop-in sets (or implies)."""
+    """What the assignments from the files ``suspects`` undo of what ``profile`` sets: the
+    service as systemd applies ``applied`` (every assignment of the unit file and its drop-ins,
+    in systemd's order, each with its ``source``) graded worse than without the suspects'
+    assignments, on a check the profile's service drop-in sets (or implies). A finding names
+    the suspect line that does it (``source:line``), or the check alone if no single line does.
+
+    Attach passes the image's unit file then the profile (the unit is the suspect); ``verify``
+    the files the service manager loaded, an administrator's drop-ins among the suspects.
+    ``profile_text``: the profile drop-in as loaded, if not the profile's own text.
+    """
     dropin = profile.dropin_for("service")
-    if dropin is None or unit.type != "service":
+    text = profile_text if profile_text is not None else (dropin.text if dropin else None)
+    if text is None:
         return []
-    if not any(_graded(a) for a in assignments):
-        return []  # nothing the score reads: it grades as the bare service (most units)
+    theirs = [a for a in applied if a.source in suspects]
+    if not any(_graded(a) for a in theirs):
+        return []  # nothing the score reads: it grades as without them (most units)
     # Imported here: the profile plugins load this module's tables on every run, and the
     # exposure checks take longer to import than most commands take to run.
     from portable.security import assess
 
-    profile_lines, promised, baseline = _baseline(dropin.text, systemd)
-    graded = assess(_settings(unit.name, assignments, profile_lines, systemd))
-    worse = []
-    for finding in graded.findings:
-        before = baseline.get(finding.check.name)
-        if finding.badness is None or before is None or finding.badness <= before:
+    profile_lines, promised = _promise(text, systemd)
+    rest = [a for a in applied if a.source not in suspects]
+    if [(a.key, a.value) for a in rest] == [(a.key, a.value) for a in profile_lines]:
+        baseline = _profile_grades(text, systemd)  # the common case, once per attach
+    else:
+        baseline = {
+            f.check.name: f.badness for f in assess(_settings(unit, rest, systemd)).findings
+        }
+
+    def badness_without(leave: Assignment, check: str) -> int | None:
+        graded = assess(_settings(unit, (a for a in applied if a is not leave), systemd))
+        return next(f.badness for f in graded.findings if f.check.name == check)
+
+    by_line: dict[tuple[str, int], tuple[Assignment | None, list[str]]] = {}
+    for finding in assess(_settings(unit, applied, systemd)).findings:
+        check = finding.check.name
+        was = baseline.get(check)
+        keys = _check_keys(check)
+        if finding.badness is None or was is None or finding.badness <= was:
             continue
-        keys = _check_keys(finding.check.name)
-        if keys & promised:
-            worse.append((finding, keys))
-    if not worse:
-        return []
-    by_line: dict[int, tuple[Assignment | None, list[str]]] = {}
-    for finding, keys in worse:
-        name = finding.check.name
+        if not keys & promised:
+            continue
         related = keys | {k for key in keys for k in _LOOSENED_BY.get(key, ())}
-        lines: list[Assignment | None] = [a for a in assignments if a.key in related]
-        if not lines:
-            target = baseline.get(finding.check.name) or 0
-            lines = [*_search(unit.name, assignments, profile_lines, systemd, name, target)]
-            lines = lines or [None]
-        what = f"{finding.description} ({finding.check.name})"
-        for a in lines:
-            line = a.line if a is not None else 0
-            by_line.setdefault(line, (a, []))[1].append(what)
+        lines: list[Assignment | None] = [a for a in theirs if a.key in related]
+        candidates = [a for a in theirs if _graded(a)]
+        if not lines and len(candidates) <= _MAX_SEARCH:
+            # loosened through another setting (DynamicUser=no: RestrictSUIDSGID=): the lines
+            # without which the check grades no worse
+            lines = [a for a in candidates if (badness_without(a, check) or 0) <= was]
+        what = f"{finding.description} ({check})"
+        for a in lines or [None]:
+            where = (a.source, a.line) if a is not None else (", ".join(sorted(suspects)), 0)
+            by_line.setdefault(where, (a, []))[1].append(what)
     out = []
-    for line, (found, whats) in sorted(by_line.items()):
-        a = found
+    for (source, line), (a, whats) in sorted(by_line.items()):
         shown = "; ".join(whats[:3]) + (f"; and {len(whats) - 3} more" if len(whats) > 3 else "")
         out.append(
             FloorFinding(
-                unit=unit.name,
+                unit=source,
                 line=line,
                 setting=a.key if a is not None else "",
                 value=a.value if a is not None else "",
@@ -471,31 +493,6 @@ def _hold_profile(
             )
         )
     return out
-
-
-def _search(
-    name: str,
-    assignments: Sequence[Assignment],
-    profile_lines: Sequence[Assignment],
-    systemd: int | None,
-    check: str,
-    target: int,
-) -> list[Assignment]:
-    """The graded assignments without which ``check`` grades no worse than ``target``
-    (bounded: past :data:`_MAX_SEARCH` of them the finding has no line)."""
-    from portable.security import assess
-
-    candidates = [a for a in assignments if _graded(a)]
-    if len(candidates) > _MAX_SEARCH:
-        return []
-    found = []
-    for a in candidates:
-        rest = [b for b in assignments if b is not a]
-        score = assess(_settings(name, rest, profile_lines, systemd))
-        badness = next(f.badness for f in score.findings if f.check.name == check)
-        if badness is None or badness <= target:
-            found.append(a)
-    return found
 
 
 # --- the entry points --------------------------------------------------------------------------
@@ -539,8 +536,12 @@ def check_unit(
                 shown = a.value if bad == [a.value.strip()] else " ".join(bad)
                 findings.append(FloorFinding(unit.name, a.line, a.key, shown, rule.reason))
                 break
-    if floor.hold_profile:
-        held = _hold_profile(unit, assignments, profile, systemd)
+    if floor.hold_profile and unit.type == "service":
+        dropin = profile.dropin_for("service")
+        profile_lines = _promise(dropin.text, systemd)[0] if dropin else ()
+        held = undone(
+            unit.name, [*assignments, *profile_lines], {unit.name}, profile, systemd=systemd
+        )
         seen = {(f.line, f.setting) for f in findings}
         findings += [f for f in held if f.setting not in allow and (f.line, f.setting) not in seen]
     findings.sort(key=lambda f: f.line)

@@ -39,15 +39,16 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portable.errors import PortableError
-from portable.floor import STANDARD, FloorFinding, check_unit, floor_of
+from portable.floor import STANDARD, FloorFinding, check_unit, floor_of, undone
 from portable.names import printable_path
 from portable.security import ServiceSettings, UnitSource, capability_names, load_settings
+from portable.unitfile import Assignment, parse_unit_text
 
 if TYPE_CHECKING:
     from portable.host import Host
@@ -864,95 +865,6 @@ def _floor_profile(name: str | None, text: str, registry: Registry | None) -> tu
     return profile, note
 
 
-def _check_keys(check: str) -> set[str]:
-    """``"User=/DynamicUser="`` -> ``{"User", "DynamicUser"}``."""
-    return {part.split("=", 1)[0] for part in check.split("/") if "=" in part}
-
-
-# A check graded by one setting that another loosens (as portable.floor attributes them).
-_LOOSENED_BY = {
-    "IPAddressDeny": ("IPAddressAllow",),
-    "DynamicUser": ("User",),
-    "CapabilityBoundingSet": ("AmbientCapabilities",),
-}
-
-
-_MAX_SEARCH = 256  # drop-in lines tried one by one to find the one that loosens a check
-
-
-def _dropins_hold(
-    unit: str,
-    texts: Sequence[tuple[str, str]],
-    extra: Sequence[str],
-    profile: Profile,
-    systemd: int,
-) -> list[FloorFinding]:
-    """What the drop-ins in ``extra`` (in ``texts``, the fragment then every drop-in in
-    systemd's order) undo of what the profile sets, graded as systemd applies them: a drop-in
-    named after ``10-profile.conf`` wins over it, which :func:`portable.floor.check_unit`
-    (the unit before the profile) does not see. The service with them is compared with the
-    service without them, on the checks the profile's drop-in sets (or implies)."""
-    from portable.security import BARE_UNIT, Score, assess, rules_for
-    from portable.unitfile import Assignment, parse_unit_text
-
-    dropin = profile.dropin_for("service")
-    if not extra or dropin is None or not floor_of(profile).hold_profile:
-        return []
-    lines = [(p, a) for p, t in texts for a in parse_unit_text(t, p)]
-    theirs = [(p, a) for p, a in lines if p in extra]
-    rules = rules_for(systemd)
-
-    def graded(skip: Collection[str] = (), leave: Assignment | None = None) -> Score:
-        settings = ServiceSettings(unit=unit, rules=rules)
-        for p, a in lines:
-            if p not in skip and a is not leave:
-                settings.apply(a)
-        settings.apply_implications()
-        return assess(settings)
-
-    before = {f.check.name: f.badness for f in graded(skip=extra).findings}
-    bare_source = UnitSource(name=unit, text=BARE_UNIT, dropins=(("10-profile.conf", dropin.text),))
-    promised = {a.key for a in parse_unit_text(dropin.text)}
-    promised |= set(load_settings(bare_source, systemd=systemd).implied)
-    worse = []
-    for finding in graded().findings:
-        was = before.get(finding.check.name)
-        if finding.badness is None or was is None or finding.badness <= was:
-            continue
-        keys = _check_keys(finding.check.name)
-        if keys & promised:
-            worse.append((finding, keys, was))
-    by_line: dict[tuple[str, int], tuple[str, str, list[str]]] = {}
-    for finding, keys, was in worse:
-        related = keys | {k for key in keys for k in _LOOSENED_BY.get(key, ())}
-        found: list[tuple[str, Assignment | None]] = [(p, a) for p, a in theirs if a.key in related]
-        if not found and len(theirs) <= _MAX_SEARCH:
-            # loosened through another setting (DynamicUser=no: RestrictSUIDSGID=): the lines
-            # without which the check grades no worse
-            for p, a in theirs:
-                score = graded(leave=a)
-                badness = next(
-                    f.badness for f in score.findings if f.check.name == finding.check.name
-                )
-                if badness is None or badness <= was:
-                    found.append((p, a))
-        if not found:  # the drop-ins as a whole
-            found = [(", ".join(extra), None)]
-        what = f"{finding.description} ({finding.check.name})"
-        for path, hit in found:
-            key = (path, hit.line if hit is not None else 0)
-            entry = by_line.setdefault(
-                key, (hit.key if hit is not None else "", hit.value if hit is not None else "", [])
-            )
-            entry[2].append(what)
-    out = []
-    for (path, line), (setting, value, whats) in sorted(by_line.items()):
-        shown = "; ".join(whats[:3]) + (f"; and {len(whats) - 3} more" if len(whats) > 3 else "")
-        reason = f"undoes what profile '{profile.name}' sets: {shown}"
-        out.append(FloorFinding(path, line, setting, value, reason))
-    return out
-
-
 def floor_items(
     unit: str,
     *,
@@ -1010,34 +922,39 @@ def floor_items(
     if not loaded.fragment:
         findings.append(FloorFinding(unit, 0, "", "", "no unit file loaded: not checked"))
     profile, note = _floor_profile(profile_name, profile_text, registry)
-    # The rules for every file; holding the profile's settings: the fragment by check_unit (it
-    # comes before the profile), the drop-ins by _dropins_hold (in systemd's order).
+    # The rules, file by file; what the files undo of the profile's own settings, graded in
+    # systemd's order (a drop-in sorting after 10-profile.conf wins over it).
     rules_only = replace(profile, floor=Floor(rules=floor_of(profile).rules, hold_profile=False))
-    extra = [p for p, _ in texts if p not in own_files and p != loaded.fragment]
+    applied: list[Assignment] = []
     for path, text in texts:
+        try:
+            lines = parse_unit_text(text, path)
+        except PortableError as exc:  # a line systemd refuses as too long
+            findings.append(FloorFinding(path, 0, "", "", f"{exc}: not checked"))
+            continue
+        applied += lines
         if path in own_files:
             continue
         unit_file = UnitFile(
             name=unit, source=path, resolved=path, data=text.encode("utf-8", "surrogateescape")
         )
-        try:
-            found = check_unit(
-                unit_file,
-                profile if path == loaded.fragment else rules_only,
-                own_units=own_units,
-                prefixes=(prefix,) if prefix else (),
-                systemd=systemd,
-                allow=allow,
-            )
-        except PortableError as exc:  # a line systemd refuses as too long
-            findings.append(FloorFinding(path, 0, "", "", f"{exc}: not checked"))
-            continue
+        found = check_unit(
+            unit_file,
+            rules_only,
+            own_units=own_units,
+            prefixes=(prefix,) if prefix else (),
+            systemd=systemd,
+            allow=allow,
+        )
         findings += [replace(f, unit=path) for f in found]
-    if texts and texts[0][0] == loaded.fragment:
+    if floor_of(profile).hold_profile:
+        suspects = {p for p, _ in texts if p not in own_files}
         seen = {(f.unit, f.line, f.setting) for f in findings}
         findings += [
             f
-            for f in _dropins_hold(unit, texts, extra, profile, systemd)
+            for f in undone(
+                unit, applied, suspects, profile, systemd=systemd, profile_text=profile_text or None
+            )
             if f.setting not in allow and (f.unit, f.line, f.setting) not in seen
         ]
     promised = f"profile {profile.name}" + (f" ({note})" if note else "")
