@@ -337,7 +337,6 @@ def prepare(
     findings = check_floor(
         meta.units,
         profile,
-        prefixes=meta.prefixes,
         systemd=systemd,
         allow=options.allow_settings,
     )

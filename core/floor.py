@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from portable.errors import AttachRefused
-from portable.names import printable_path, unit_matches, unit_matches_prefix
+from portable.names import printable_path, unit_matches_prefix, unit_template
 from portable.types import Floor, FloorRule, Profile, UnitFile
 from portable.unitfile import Assignment, parse_unit_text
 
@@ -121,8 +121,14 @@ STANDARD = Floor(
             ("BindPaths", "BindReadOnlyPaths"),
             reason="makes a path of the host visible inside the service",
         ),
+        FloorRule(
+            setting="EnvironmentFile",
+            match="host-file",
+            reason=_HOST_FILES + " (only /etc/default/NAME or /etc/sysconfig/NAME, NAME being "
+            "the image's, may be read)",
+        ),
         *_rules(
-            ("EnvironmentFile", "LoadCredential", "LoadCredentialEncrypted", "ImportCredential"),
+            ("LoadCredential", "LoadCredentialEncrypted", "ImportCredential"),
             reason=_HOST_FILES,
         ),
         *_rules(
@@ -166,6 +172,12 @@ STANDARD = Floor(
             setting="Alias",
             match="foreign-name",
             reason="shadows a unit of the host of that name when enabled",
+        ),
+        *_rules(
+            _EXEC,
+            reason="runs on the host's root, as root: a socket unit gets neither the profile "
+            "nor the image's root directory",
+            unit_types=("socket",),
         ),
         *_rules(
             _LISTEN_PATHS,
@@ -302,14 +314,22 @@ def _expand(name: str, unit: str) -> str | None:
 class _Context:
     unit: str
     own_units: frozenset[str]
-    prefixes: tuple[str, ...]
 
-    def owns(self, name: str) -> bool:
-        """Is ``name`` one of the image's units, or named as the image's units are (after a
-        prefix of the attach, or after one of its units: ``foo.sock`` for ``foo.socket``)?"""
+    def is_own_unit(self, name: str) -> bool:
+        """Is ``name`` one of the attach's units (or an instance of one of its templates)?
+
+        Only what the image attaches: a prefix the user typed (``attach IMG IMG dbus``) names
+        the units to take from the image, not host units the image may reach.
+        """
         if name in self.own_units:
             return True
-        if self.prefixes and unit_matches(name, self.prefixes):
+        template = unit_template(name)
+        return template is not None and template in self.own_units
+
+    def owns(self, name: str) -> bool:
+        """Is ``name`` (an alias, a directory, a file below /run) named after one of the
+        attach's units: ``foo-web.service``, ``foo``, ``foo.sock`` for ``foo.service``?"""
+        if name in self.own_units:
             return True
         stems = {u.rpartition(".")[0].partition("@")[0] for u in self.own_units}
         return any(unit_matches_prefix(name, stem) for stem in stems if stem)
@@ -338,6 +358,15 @@ def _forbidden(rule: FloorRule, value: str, ctx: _Context) -> list[str]:
         return [value] if value.startswith(rule.values) else []
     if match == "exec-privileged":
         return [value] if _privileged(value) else []
+    if match == "host-file":
+        path = value.removeprefix("-")
+        parts = path.split("/")
+        ok = (
+            len(parts) == 4
+            and parts[:3] in (["", "etc", "default"], ["", "etc", "sysconfig"])
+            and ctx.owns(parts[3])
+        )
+        return [] if ok else [value]
     if match == "host-path":
         return [value] if value.startswith("/") and not _own_run_path(value, ctx) else []
     if match == "network-address":
@@ -348,7 +377,7 @@ def _forbidden(rule: FloorRule, value: str, ctx: _Context) -> list[str]:
         for word in words:
             name = _expand(word, ctx.unit)
             if name is not None and (
-                name.endswith((".target", ".slice")) or ctx.owns(name) or name == ctx.unit
+                name.endswith((".target", ".slice")) or ctx.is_own_unit(name) or name == ctx.unit
             ):
                 continue
             bad.append(word)
@@ -456,8 +485,8 @@ def undone(
             f.check.name: f.badness for f in assess(_settings(unit, rest, systemd)).findings
         }
 
-    def badness_without(leave: Assignment, check: str) -> int | None:
-        graded = assess(_settings(unit, (a for a in applied if a is not leave), systemd))
+    def badness_without(leave: Collection[Assignment], check: str) -> int | None:
+        graded = assess(_settings(unit, (a for a in applied if a not in leave), systemd))
         return next(f.badness for f in graded.findings if f.check.name == check)
 
     by_line: dict[tuple[str, int], tuple[Assignment | None, list[str]]] = {}
@@ -471,11 +500,25 @@ def undone(
             continue
         related = keys | {k for key in keys for k in _LOOSENED_BY.get(key, ())}
         lines: list[Assignment | None] = [a for a in theirs if a.key in related]
+        if len({a.key for a in lines if a is not None}) > 1:
+            # IPAddressDeny=any next to IPAddressAllow=localhost: only the setting that loosens
+            # (all its lines left out, the check grades no worse)
+            by_key: dict[str, list[Assignment]] = {}
+            for a in lines:
+                if a is not None:
+                    by_key.setdefault(a.key, []).append(a)
+            helps = [
+                a
+                for group in by_key.values()
+                if (badness_without(group, check) or 0) <= was
+                for a in group
+            ]
+            lines = [*helps] or lines
         candidates = [a for a in theirs if _graded(a)]
         if not lines and len(candidates) <= _MAX_SEARCH:
             # loosened through another setting (DynamicUser=no: RestrictSUIDSGID=): the lines
             # without which the check grades no worse
-            lines = [a for a in candidates if (badness_without(a, check) or 0) <= was]
+            lines = [a for a in candidates if (badness_without((a,), check) or 0) <= was]
         what = f"{finding.description} ({check})"
         for a in lines or [None]:
             where = (a.source, a.line) if a is not None else (", ".join(sorted(suspects)), 0)
@@ -503,7 +546,6 @@ def check_unit(
     profile: Profile,
     *,
     own_units: Collection[str] = (),
-    prefixes: Sequence[str] = (),
     systemd: int | None = None,
     allow: Collection[str] = (),
 ) -> list[FloorFinding]:
@@ -511,7 +553,6 @@ def check_unit(
 
     :param own_units: the names of the image's units (and its extensions'): dependencies on
         them, aliases and directories named after them are the image's own business.
-    :param prefixes: the attach's unit name prefixes: a name matching one is the image's too.
     :param systemd: the version whose rules grade the profile's settings (``None``: this
         machine's).
     :param allow: setting names the user allows (``--allow-setting``): never reported.
@@ -521,7 +562,7 @@ def check_unit(
         return []
     text = unit.data.decode("utf-8", "surrogateescape")
     assignments = parse_unit_text(text, unit.name)
-    ctx = _Context(unit=unit.name, own_units=frozenset(own_units), prefixes=tuple(prefixes))
+    ctx = _Context(unit=unit.name, own_units=frozenset(own_units) | {unit.name})
     rules: dict[str, list[FloorRule]] = {}
     for rule in floor.rules:
         if not rule.unit_types or unit.type in rule.unit_types:
@@ -552,7 +593,6 @@ def check_units(
     units: Sequence[UnitFile],
     profile: Profile,
     *,
-    prefixes: Sequence[str] = (),
     systemd: int | None = None,
     allow: Collection[str] = (),
 ) -> list[FloorFinding]:
@@ -560,9 +600,7 @@ def check_units(
     own = frozenset(u.name for u in units)
     out: list[FloorFinding] = []
     for unit in units:
-        out += check_unit(
-            unit, profile, own_units=own, prefixes=prefixes, systemd=systemd, allow=allow
-        )
+        out += check_unit(unit, profile, own_units=own, systemd=systemd, allow=allow)
     return out
 
 

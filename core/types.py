@@ -105,6 +105,7 @@ FLOOR_MATCHES = (
     "prefix",  # a value starting with one of ``values``
     "exec-privileged",  # an Exec*= command line run with full privileges ("+", "!", "!!")
     "host-path",  # a path made on the host (a socket, a FIFO) not below /run/<image's name>
+    "host-file",  # a host file other than /etc/default/<image's name> (or /etc/sysconfig/)
     "network-address",  # a socket address that is not a path or abstract (a port, an IP)
     "host-unit",  # names a unit the image does not provide, other than a target or slice
     "foreign-name",  # names a unit that is not the image's (not one of its names or prefixes)

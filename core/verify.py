@@ -813,25 +813,21 @@ def _attach_dir(unit: str, host: Host) -> str | None:
     return None
 
 
-def _own_names(unit: str, directory: str, host: Host, systemd: int) -> tuple[set[str], str]:
-    """The units attached from the same image as ``unit`` (its own, for the floor's rules on
-    dependencies and names), and the image's default unit name prefix ("" if none)."""
+def _own_names(unit: str, directory: str, host: Host) -> set[str]:
+    """The units attached from the same image as ``unit``: its own, for the floor's rules on
+    dependencies and names."""
     from portable.dropins import MARKER_FILE
     from portable.host import ATTACHED_DIR
-    from portable.names import extract_prefix, parse_marker
+    from portable.names import parse_marker
     from portable.state import attached_units, read_marker_line
 
     line = read_marker_line(host.path(f"{directory}/{unit}.d/{MARKER_FILE}"))
     marker = parse_marker(line) if line is not None else None
     if not marker:
-        return {unit}, ""
+        return {unit}
     runtime = directory == ATTACHED_DIR[True]
     own = {u.name for u in attached_units(host, runtime) if u.marker[:1] == (marker[0],)}
-    try:
-        prefix = extract_prefix(marker[0], systemd=systemd)
-    except PortableError:
-        prefix = ""
-    return own | {unit}, prefix
+    return own | {unit}
 
 
 def _floor_profile(name: str | None, text: str, registry: Registry | None) -> tuple[Profile, str]:
@@ -901,7 +897,7 @@ def floor_items(
         for path in (f"{directory}/{unit}.d/{PROFILE_FILE}", f"{directory}/{unit}.d/{MARKER_FILE}")
         if os.path.lexists(host.path(path))
     }
-    own_units, prefix = _own_names(unit, directory, host, systemd)
+    own_units = _own_names(unit, directory, host)
     findings: list[FloorFinding] = []
     for path in sorted(own_files - set(loaded.dropins)):
         why = "not loaded by the service manager (one of the same name elsewhere replaces it)"
@@ -942,7 +938,6 @@ def floor_items(
             unit_file,
             rules_only,
             own_units=own_units,
-            prefixes=(prefix,) if prefix else (),
             systemd=systemd,
             allow=allow,
         )

@@ -52,7 +52,7 @@ def findings(
     others: tuple[str, ...] = (),
 ) -> list[str]:
     units = [unit(text, name), *(unit("[Unit]\n", o) for o in others)]
-    found = check_units(units, profiles[profile], prefixes=("foo",), systemd=systemd)
+    found = check_units(units, profiles[profile], systemd=systemd)
     return [str(f) for f in found]
 
 
@@ -70,6 +70,7 @@ HOSTILE = [
     ("LoadCredentialEncrypted=k:/etc/k\n", "LoadCredentialEncrypted="),
     ("ImportCredential=*\n", "ImportCredential=*"),
     ("EnvironmentFile=/etc/default/keys\n", "EnvironmentFile=/etc/default/keys"),
+    ("EnvironmentFile=-/etc/default/../shadow\n", "EnvironmentFile=-/etc/default/../shadow"),
     ("NetworkNamespacePath=/proc/1/ns/net\n", "joins a namespace of the host"),
     ("IPCNamespacePath=/proc/1/ns/ipc\n", "IPCNamespacePath="),
     ("RootImage=/var/lib/portables/other.raw\n", "RootImage=/var/lib/portables/other.raw"),
@@ -113,6 +114,7 @@ def test_dependencies_and_aliases_of_host_units(profiles: dict[str, Profile]) ->
     assert found == [
         "foo.service:2: Wants=ssh.service: starts, stops or reloads a unit of the host",
         "foo.service:3: Conflicts=sshd.service: starts, stops or reloads a unit of the host",
+        "foo.service:4: OnFailure=%p-failed.service: starts, stops or reloads a unit of the host",
         "foo.service:5: Requires=dbus.socket: starts, stops or reloads a unit of the host",
         "foo.service:10: Alias=sshd.service: shadows a unit of the host of that name when enabled",
         "foo.service:12: Also=getty@tty1.service: starts, stops or reloads a unit of the host",
@@ -138,6 +140,12 @@ def test_socket_and_path_units(profiles: dict[str, Profile]) -> None:
     assert "foo.socket:8: ListenStream=8080: hands the service a socket on the host's network" in (
         " ".join(strict)
     )
+    # A socket unit's commands run on the host's root as root: no profile, no RootDirectory=.
+    exec_sock = "[Socket]\nListenStream=/run/foo.sock\nExecStartPre=/bin/sh -c id\n"
+    assert findings(profiles, exec_sock, name="foo.socket", others=("foo.service",)) == [
+        "foo.socket:3: ExecStartPre=/bin/sh -c id: runs on the host's root, as root: a socket "
+        "unit gets neither the profile nor the image's root directory"
+    ]
     path = "[Path]\nPathChanged=/etc/foo\nMakeDirectory=yes\nUnit=foo.service\n"
     assert findings(profiles, path, name="foo.path", others=("foo.service",)) == [
         "foo.path:3: MakeDirectory=yes: makes directories on the host"
@@ -156,6 +164,11 @@ def test_profile_holding(profiles: dict[str, Profile]) -> None:
         "foo.service:6: IPAddressAllow=any: undoes what profile 'strict' sets: Service may "
         "exchange IP traffic with non-localhost addresses (IPAddressDeny=)"
     ]
+    # Only the setting that loosens is blamed, not the unit's own IPAddressDeny=any.
+    text = HEAD + "IPAddressDeny=any\nIPAddressAllow=localhost\n"
+    assert [f.split(": ")[0] for f in findings(profiles, text, profile="strict")] == [
+        "foo.service:7"
+    ]
     # Settings the profile writes after the unit win anyway: nothing to refuse.
     ok = HEAD + "PrivateDevices=no\nProtectSystem=no\nDynamicUser=no\nNoNewPrivileges=no\n"
     assert findings(profiles, ok, profile="strict") == []
@@ -171,17 +184,16 @@ def test_images_that_must_still_attach(profiles: dict[str, Profile]) -> None:
         "ExecStart=@/bin/httpd httpd -f\nExecReload=/bin/kill -HUP $MAINPID\n"
         "StateDirectory=foo\nRuntimeDirectory=foo/run foo-cache\nLogsDirectory=%N\n"
         "StandardOutput=journal\nKillMode=mixed\nUser=app\nEnvironment=A=1\n"
+        "EnvironmentFile=-/etc/default/foo\nEnvironmentFile=-/etc/sysconfig/foo-web\n"
         "PrivateNetwork=no\n[Install]\nWantedBy=multi-user.target\nAlias=foo-web.service\n"
     )
     sock = "[Socket]\nListenStream=/run/foo.sock\nListenStream=0.0.0.0:8080\n[Install]\n"
     units = [unit(svc), unit(sock, "foo.socket")]
     for name in ("default", "trusted"):
-        assert check_units(units, profiles[name], prefixes=("foo",), systemd=257) == []
-    # Named after one of the image's units: the attach's prefix may be a unit name.
-    assert check_units(units, profiles["default"], prefixes=("foo.socket",), systemd=257) == []
+        assert check_units(units, profiles[name], systemd=257) == []
     # PrivateNetwork=yes profiles only refuse the network socket.
     for name in ("strict", "nonetwork"):
-        found = check_units(units, profiles[name], prefixes=("foo",), systemd=257)
+        found = check_units(units, profiles[name], systemd=257)
         assert [(f.unit, f.line, f.setting) for f in found] == [("foo.socket", 3, "ListenStream")]
 
 
@@ -232,6 +244,31 @@ def test_a_huge_unit_file_is_checked_in_bounded_time(profiles: dict[str, Profile
     text = HEAD + "Environment=A=1\n" * 60000 + "CapabilityBoundingSet=CAP_SYS_PTRACE\n"
     found = check_units([unit(text)], profiles["default"], systemd=257)
     assert [(f.line, f.setting) for f in found] == [(60006, "CapabilityBoundingSet")]
+
+
+def test_a_typed_prefix_does_not_make_host_units_the_images(root: Path) -> None:
+    # attach IMG IMG dbus: takes the image's units named dbus*, but the host's dbus.service
+    # is still the host's, and /run/dbus is still the host's directory.
+    make_directory_image(
+        root / "srv/images/foo",
+        units={
+            "foo.service": HEAD + "Wants=dbus.service\n",
+            "foo.socket": "[Socket]\nListenStream=/run/dbus/system_bus_socket\n",
+        },
+        busybox=False,
+    )
+    registry = make_registry(root=root, load_entrypoints=False)
+    with pytest.raises(FloorViolation) as exc:
+        attach(
+            "/srv/images/foo",
+            AttachOptions(runtime=True, prefixes=("foo", "dbus")),
+            host=Host(root),
+            registry=registry,
+        )
+    assert [(f.unit, f.setting) for f in exc.value.findings] == [
+        ("foo.service", "Wants"),
+        ("foo.socket", "ListenStream"),
+    ]
 
 
 # --- attach -----------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def unit(text: str, name: str = "foo.service") -> UnitFile:
 
 
 def settings_found(profile: Profile, text: str, name: str = "foo.service") -> list[str]:
-    found = check_units([unit(text, name)], profile, prefixes=("foo",), systemd=257)
+    found = check_units([unit(text, name)], profile, systemd=257)
     return [f.setting for f in found]
 
 

@@ -173,7 +173,7 @@ def floor_findings(found: Inspection, profile: Profile, *, systemd: int) -> list
     from portable.floor import check_units
 
     meta = found.metadata
-    return check_units(meta.units, profile, prefixes=meta.prefixes, systemd=systemd)
+    return check_units(meta.units, profile, systemd=systemd)
 
 
 def render_floor(profile: str, findings: list[FloorFinding], *, cat: bool, always: bool) -> bytes:

@@ -132,15 +132,12 @@ def _check(
     profile: Profile,
     *,
     own_units: list[str],
-    prefixes: tuple[str, ...],
     systemd: int,
 ) -> None:
     from portable.floor import check_unit
 
     for unit in units:
-        report.findings += check_unit(
-            unit, profile, own_units=own_units, prefixes=prefixes, systemd=systemd
-        )
+        report.findings += check_unit(unit, profile, own_units=own_units, systemd=systemd)
         report.profiles[unit.name] = profile.name
 
 
@@ -182,15 +179,12 @@ def _check_attached(
     directory: str,
     names: list[str],
     profile: Profile | None,
-    prefixes: tuple[str, ...],
     systemd: int,
     *,
     only: str | None = None,
 ) -> None:
     """Check the unit files of one attach (``only``: one of them), in its attached directory,
-    against ``profile`` (``None``: the one recorded). ``prefixes``: the attach's, as far as
-    they can be known (they are not recorded: the image's derived prefix); its units are each
-    other's own."""
+    against ``profile`` (``None``: the one recorded); its units are each other's own."""
     from portable.names import printable
 
     wanted = [n for n in names if only is None or n == only]
@@ -202,17 +196,7 @@ def _check_attached(
         shown = ", ".join(printable(u.name) for u in units)
         report.notes.append(f"({shown}: {found}: the sandbox floor is not checked.)")
         return
-    _check(report, units, found, own_units=names, prefixes=prefixes, systemd=systemd)
-
-
-def _derived_prefixes(image: str, systemd: int) -> tuple[str, ...]:
-    from portable.errors import PortableError
-    from portable.names import extract_prefix
-
-    try:
-        return (extract_prefix(image, systemd=systemd),)
-    except PortableError:
-        return ()
+    _check(report, units, found, own_units=names, systemd=systemd)
 
 
 def exposures(
@@ -284,9 +268,8 @@ def assess(
                     for u in services
                 ]
                 report.scored.update(r.unit for r in results)
-                given = effective_prefixes(arg, prefixes, systemd=detect(app.host).major)
                 names = [u.name for u in attached]
-                _check_attached(app, report, ATTACHED_DIR[rt], names, None, given, systemd)
+                _check_attached(app, report, ATTACHED_DIR[rt], names, None, systemd)
                 return results, report
         prof = registry.profile("default").spec
     img = resolve_image(arg, host=app.host, registry=registry)
@@ -298,7 +281,7 @@ def assess(
         raise PortableError(f"Image '{img.path}' has no matching service units to score.")
     report.scored.update(r.unit for r in found)
     own = [u.name for u in meta.units]
-    _check(report, list(meta.units), prof, own_units=own, prefixes=meta.prefixes, systemd=systemd)
+    _check(report, list(meta.units), prof, own_units=own, systemd=systemd)
     return found, report
 
 
@@ -316,8 +299,7 @@ def _floor_of_attached_unit(
     if mine is None:
         return  # no marker: not attached from an image
     names = [u.name for u in attached_units(app.host, runtime) if u.marker == mine.marker]
-    prefixes = _derived_prefixes(mine.marker[0], systemd)
-    _check_attached(app, report, directory, names, prof, prefixes, systemd, only=name)
+    _check_attached(app, report, directory, names, prof, systemd, only=name)
 
 
 @click.command("security")
