@@ -1,6 +1,12 @@
 """Images in the search path, as ``portable list`` shows them (spec 5.3).
 
-Nothing is mounted: names, types and sizes come from the directory entries and ``stat``.
+Nothing is mounted: names, types and sizes come from the directory entries and ``stat``. As
+systemd's image discovery, a regular file named ``NAME.raw`` is a raw image by its name: it is
+not opened (a directory is, once, for its immutable flag, as systemd opens it). Which raw format
+it holds (squashfs, gpt, ext4...) is read from its header only when asked
+(:attr:`ImageInfo.format`, shown by ``list --json``). Contents decide only for names that need
+it: an entry without a format's suffix that is not a directory, or a suffix of a format whose
+images are not raw files (an archive a plugin unpacks).
 """
 
 from __future__ import annotations
@@ -9,8 +15,10 @@ import ctypes
 import functools
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from portable.confined import UnsafePath
 from portable.host import IMAGE_SEARCH_PATH, Host
@@ -18,22 +26,72 @@ from portable.names import is_valid_image_name
 from portable.registry import Registry, get_registry
 from portable.state import ManagerView, all_attached_units, image_state
 
+if TYPE_CHECKING:
+    from portable.types import ImageFormat
+
 __all__ = ["ImageInfo", "list_images"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ImageInfo:
-    """One row of ``list``. Times are µs since the epoch (0: unknown); usage ``None``: unknown."""
+    """One row of ``list``. Times are µs since the epoch (0: unknown); usage ``None``: unknown.
+
+    ``format_of``: finds the image's format (see :attr:`format`) when first asked.
+    """
 
     name: str
     type: str
-    format: str
     path: str
     read_only: bool
     crtime: int
     mtime: int
     usage: int | None
     state: str
+    format_of: Callable[[], str | None] = field(repr=False, compare=False)
+
+    @property
+    def format(self) -> str | None:
+        """The name of the format that reads the image; for a raw file (listed by its name, as
+        systemd lists it) read from its header now, ``None`` if no format reads it."""
+        return self.format_of()
+
+
+class _Known:
+    """A format known without looking: the one that claimed the image."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __call__(self) -> str | None:
+        return self._name
+
+
+class _Probe:
+    """The first of ``candidates`` whose ``detect()`` claims ``path``, asked once, when the
+    format is first wanted (``list --json``): the table needs no more than the file's name."""
+
+    __slots__ = ("_candidates", "_found", "_path")
+
+    def __init__(self, candidates: Sequence[ImageFormat], path: Path) -> None:
+        self._candidates = candidates
+        self._path = path
+        self._found: tuple[str | None] | None = None
+
+    def __call__(self) -> str | None:
+        if self._found is None:
+            self._found = (
+                next((f.name for f in self._candidates if _claims(f, self._path)), None),
+            )
+        return self._found[0]
+
+
+def _claims(fmt: ImageFormat, path: Path) -> bool:
+    try:
+        return bool(fmt.detect(path))
+    except Exception:  # a plugin's detect() is not allowed to break list for others
+        return False
 
 
 _STATX_BTIME = 0x800
@@ -113,6 +171,8 @@ def list_images(
     host = host or Host()
     registry = registry or get_registry(root=host.root)
     formats = [r.spec for r in registry.formats() if r.spec.name_lookup]
+    by_content = [f for f in formats if not f.suffixes]  # asked about entries of no suffix
+    by_suffix: dict[str, tuple[str, list[ImageFormat]]] = {}  # cached per suffix
     rows: dict[str, ImageInfo] = {}
     attached = all_attached_units(host)  # once, not per image
     for d in IMAGE_SEARCH_PATH:
@@ -133,31 +193,54 @@ def list_images(
                 st = os.stat(local)
             except OSError:
                 continue
-            for fmt in formats:
-                if stat.S_ISREG(st.st_mode) and not any(entry.endswith(s) for s in fmt.suffixes):
-                    continue
-                try:
-                    claimed = fmt.detect(local)
-                except Exception:
-                    claimed = False
-                if not claimed:
-                    continue
-                name = fmt.image_name(entry)
-                if name in rows or not is_valid_image_name(name):
-                    break
-                host_path = f"{d}/{entry}"
-                is_file = stat.S_ISREG(st.st_mode)
-                rows[name] = ImageInfo(
-                    name=name,
-                    type=fmt.image_type,
-                    format=fmt.name,
-                    path=host_path,
-                    read_only=_read_only(host_path, local, st),
-                    crtime=_birth_time_us(local),
-                    # systemd reports no mtime for directories ("we don't use the dir mtime")
-                    mtime=st.st_mtime_ns // 1000 if is_file else 0,
-                    usage=st.st_blocks * 512 if is_file else None,
-                    state=image_state(host_path, host=host, manager=manager, attached=attached),
-                )
-                break
+            is_file = stat.S_ISREG(st.st_mode)
+            found = _classify(entry, local, is_file, formats, by_content, by_suffix)
+            if found is None:
+                continue
+            name, image_type, format_of = found
+            if name in rows or not is_valid_image_name(name):
+                continue
+            host_path = f"{d}/{entry}"
+            rows[name] = ImageInfo(
+                name=name,
+                type=image_type,
+                path=host_path,
+                read_only=_read_only(host_path, local, st),
+                crtime=_birth_time_us(local),
+                # systemd reports no mtime for directories ("we don't use the dir mtime")
+                mtime=st.st_mtime_ns // 1000 if is_file else 0,
+                usage=st.st_blocks * 512 if is_file else None,
+                state=image_state(host_path, host=host, manager=manager, attached=attached),
+                format_of=format_of,
+            )
     return [rows[n] for n in sorted(rows)]
+
+
+def _classify(
+    entry: str,
+    local: Path,
+    is_file: bool,
+    formats: Sequence[ImageFormat],
+    by_content: Sequence[ImageFormat],
+    by_suffix: dict[str, tuple[str, list[ImageFormat]]],
+) -> tuple[str, str, Callable[[], str | None]] | None:
+    """(name, type, format finder) of a search-path entry, or ``None`` if it is no image."""
+    if is_file:
+        suffixes = (s for f in formats for s in f.suffixes if entry.endswith(s))
+        suffix = max(suffixes, key=len, default=None)  # .tar.gz before .gz
+        if suffix is not None:
+            if suffix not in by_suffix:
+                among = [f for f in formats if suffix in f.suffixes]
+                types = {f.image_type for f in among}
+                by_suffix[suffix] = (types.pop() if types == {"raw"} else "", among)
+            raw, among = by_suffix[suffix]
+            if raw:
+                # systemd's rule: NAME.raw is a raw image, whatever it holds; nothing is opened
+                return among[0].image_name(entry), raw, _Probe(among, local)
+            for fmt in among:  # e.g. an archive a plugin unpacks: its detect() decides
+                if _claims(fmt, local):
+                    return fmt.image_name(entry), fmt.image_type, _Known(fmt.name)
+    for fmt in by_content:  # a directory (a stat), or what a plugin recognises by content
+        if _claims(fmt, local):
+            return fmt.image_name(entry), fmt.image_type, _Known(fmt.name)
+    return None
