@@ -11,18 +11,19 @@ images are not raw files (an archive a plugin unpacks).
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import stat
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from portable.confined import UnsafePath
 from portable.host import IMAGE_SEARCH_PATH, Host
 from portable.names import is_valid_image_name
+from portable.plugins.image_formats.directory import DIRECTORY
 from portable.registry import Registry, get_registry
 from portable.state import ManagerView, all_attached_units, image_state
 
@@ -74,7 +75,7 @@ class _Probe:
 
     __slots__ = ("_candidates", "_found", "_path")
 
-    def __init__(self, candidates: Sequence[ImageFormat], path: Path) -> None:
+    def __init__(self, candidates: Sequence[ImageFormat], path: str) -> None:
         self._candidates = candidates
         self._path = path
         self._found: tuple[str | None] | None = None
@@ -82,7 +83,7 @@ class _Probe:
     def __call__(self) -> str | None:
         if self._found is None:
             self._found = (
-                next((f.name for f in self._candidates if _claims(f, self._path)), None),
+                next((f.name for f in self._candidates if _claims(f, Path(self._path))), None),
             )
         return self._found[0]
 
@@ -94,38 +95,53 @@ def _claims(fmt: ImageFormat, path: Path) -> bool:
         return False
 
 
-_STATX_BTIME = 0x800
 _AT_FDCWD = -100
+_STATX_WANT = 0x7FF | 0x800  # STATX_BASIC_STATS | STATX_BTIME
+_STATX_BTIME = 0x800
+# struct statx: stx_mask @0, stx_mode @28, stx_blocks @48, stx_btime @80, stx_mtime @112
+_STATX_FIELDS = struct.Struct("<I24xH18xQ24xqI4x16xqI")
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL:
+def _statx() -> Callable[..., int] | None:
     # The process's own C library: no ctypes.util.find_library(), which runs `ldconfig -p`
     # (4 s over 200 images when it was called per image).
-    return ctypes.CDLL(None, use_errno=True)
+    import ctypes
+
+    return getattr(ctypes.CDLL(None, use_errno=True), "statx", None)
 
 
-def _birth_time_us(path: Path) -> int:
-    """Creation time via statx(2): Python's os.stat does not expose it on Linux."""
-    libc = _libc()
-    if not hasattr(libc, "statx"):
-        return 0
-    buf = ctypes.create_string_buffer(256)
-    if libc.statx(_AT_FDCWD, os.fsencode(path), 0, _STATX_BTIME, buf) != 0:
-        return 0
-    mask = int.from_bytes(buf.raw[0:4], "little")
-    if not mask & _STATX_BTIME:
-        return 0
-    sec = int.from_bytes(buf.raw[80:88], "little", signed=True)
-    nsec = int.from_bytes(buf.raw[88:92], "little")
-    return sec * 1_000_000 + nsec // 1000
+@functools.cache
+def _statx_buffer() -> Any:
+    import ctypes
+
+    return ctypes.create_string_buffer(256)
+
+
+def _stat(path: str) -> tuple[int, int, int, int] | None:
+    """Mode, mtime (ns), 512-byte blocks and birth time (µs, 0: unknown) of ``path``, links
+    followed, in one statx(2) (Python's os.stat has no birth time on Linux); ``None`` if it
+    can't be looked at (gone, a dangling link, a loop)."""
+    statx = _statx()
+    if statx is None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_mode, st.st_mtime_ns, st.st_blocks, 0
+    buf = _statx_buffer()
+    if statx(_AT_FDCWD, os.fsencode(path), 0, _STATX_WANT, buf) != 0:
+        return None
+    mask, mode, blocks, bsec, bnsec, msec, mnsec = _STATX_FIELDS.unpack_from(buf.raw)
+    birth = bsec * 1_000_000 + bnsec // 1000 if mask & _STATX_BTIME else 0
+    return mode, msec * 1_000_000_000 + mnsec, blocks, birth
 
 
 _FS_IOC_GETFLAGS = 0x80086601
 _FS_IMMUTABLE_FL = 0x10
 
 
-def _is_immutable(path: Path) -> bool:
+def _is_immutable(path: str) -> bool:
     import fcntl
 
     try:
@@ -143,21 +159,21 @@ def _is_immutable(path: Path) -> bool:
         os.close(fd)
 
 
-def _read_only(host_path: str, local: Path, st: os.stat_result) -> bool:
-    # systemd's rules (spec 1.1): vendor images under /usr, read-only file systems, the
+def _read_only(host_path: str, local: str, mode: int) -> bool:
+    # systemd's rules (spec 1.1): vendor images under /usr, read-only file systems (systemd
+    # asks faccessat(W_OK) for EROFS; statvfs tells the same, and for any user), the
     # immutable flag on directories, no write bits on image files.
     if host_path.startswith("/usr/"):
         return True
     try:
-        os.access(local, os.W_OK)  # access() as root says yes; EROFS is what we look for
         if os.statvfs(local).f_flag & os.ST_RDONLY:
             return True
     except OSError:
         pass
-    if stat.S_ISDIR(st.st_mode):
+    if stat.S_ISDIR(mode):
         return _is_immutable(local)
-    if stat.S_ISREG(st.st_mode):
-        return not st.st_mode & 0o222
+    if stat.S_ISREG(mode):
+        return not mode & 0o222
     return False
 
 
@@ -175,41 +191,44 @@ def list_images(
     by_suffix: dict[str, tuple[str, list[ImageFormat]]] = {}  # cached per suffix
     rows: dict[str, ImageInfo] = {}
     attached = all_attached_units(host)  # once, not per image
+    real = host.is_real
     for d in IMAGE_SEARCH_PATH:
-        local_dir = host.path(d)
         try:
-            entries = sorted(os.listdir(local_dir))
+            entries = sorted(os.listdir(host.path(d)))
         except OSError:
             continue
         for entry in entries:
-            try:
-                resolved = host.resolve(f"{d}/{entry}")
-            except UnsafePath:
-                continue  # a symlink loop (below --root): not an image
-            if resolved is None:
-                continue  # dangling link: not an image
-            local = resolved
-            try:
-                st = os.stat(local)
-            except OSError:
-                continue
-            is_file = stat.S_ISREG(st.st_mode)
-            found = _classify(entry, local, is_file, formats, by_content, by_suffix)
+            host_path = f"{d}/{entry}"
+            if real:
+                local = host_path  # the kernel follows the links (_stat: one syscall)
+            else:
+                try:
+                    resolved = host.resolve(host_path)
+                except UnsafePath:
+                    continue  # a symlink loop (below --root): not an image
+                if resolved is None:
+                    continue  # dangling link: not an image
+                local = str(resolved)
+            st = _stat(local)
+            if st is None:
+                continue  # dangling link, loop, gone since the listing: not an image
+            mode, mtime_ns, blocks, birth = st
+            is_file = stat.S_ISREG(mode)
+            found = _classify(entry, local, mode, formats, by_content, by_suffix)
             if found is None:
                 continue
             name, image_type, format_of = found
             if name in rows or not is_valid_image_name(name):
                 continue
-            host_path = f"{d}/{entry}"
             rows[name] = ImageInfo(
                 name=name,
                 type=image_type,
                 path=host_path,
-                read_only=_read_only(host_path, local, st),
-                crtime=_birth_time_us(local),
+                read_only=_read_only(host_path, local, mode),
+                crtime=birth,
                 # systemd reports no mtime for directories ("we don't use the dir mtime")
-                mtime=st.st_mtime_ns // 1000 if is_file else 0,
-                usage=st.st_blocks * 512 if is_file else None,
+                mtime=mtime_ns // 1000 if is_file else 0,
+                usage=blocks * 512 if is_file else None,
                 state=image_state(host_path, host=host, manager=manager, attached=attached),
                 format_of=format_of,
             )
@@ -218,14 +237,14 @@ def list_images(
 
 def _classify(
     entry: str,
-    local: Path,
-    is_file: bool,
+    local: str,
+    mode: int,
     formats: Sequence[ImageFormat],
     by_content: Sequence[ImageFormat],
     by_suffix: dict[str, tuple[str, list[ImageFormat]]],
 ) -> tuple[str, str, Callable[[], str | None]] | None:
     """(name, type, format finder) of a search-path entry, or ``None`` if it is no image."""
-    if is_file:
+    if stat.S_ISREG(mode):
         suffixes = (s for f in formats for s in f.suffixes if entry.endswith(s))
         suffix = max(suffixes, key=len, default=None)  # .tar.gz before .gz
         if suffix is not None:
@@ -238,9 +257,11 @@ def _classify(
                 # systemd's rule: NAME.raw is a raw image, whatever it holds; nothing is opened
                 return among[0].image_name(entry), raw, _Probe(among, local)
             for fmt in among:  # e.g. an archive a plugin unpacks: its detect() decides
-                if _claims(fmt, local):
+                if _claims(fmt, Path(local)):
                     return fmt.image_name(entry), fmt.image_type, _Known(fmt.name)
-    for fmt in by_content:  # a directory (a stat), or what a plugin recognises by content
-        if _claims(fmt, local):
+    for fmt in by_content:  # a directory, or what a plugin recognises by content
+        if fmt is DIRECTORY and stat.S_ISDIR(mode):  # its detect(): a stat we have made
+            return entry, DIRECTORY.image_type, _Known(DIRECTORY.name)
+        if _claims(fmt, Path(local)):
             return fmt.image_name(entry), fmt.image_type, _Known(fmt.name)
     return None
