@@ -1,4 +1,7 @@
-"""portablectl verbs this version does not provide yet: they say so, clearly, and exit 2."""
+"""portablectl verbs this version does not provide yet: they say so, clearly, and exit 2.
+
+Every portablectl verb is provided now; :func:`unavailable` stays for the next one.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ import click
 from portable.errors import NotImplementedYet
 
 
-def _unavailable(verb: str, usage: str) -> click.Command:
+def unavailable(verb: str, usage: str) -> click.Command:
+    """A verb that answers "not available yet" (exit 2), whatever its arguments."""
+
     @click.command(
         verb,
         help=f"{usage}\n\nNot available yet in this version of portable.",
@@ -18,8 +23,3 @@ def _unavailable(verb: str, usage: str) -> click.Command:
         raise NotImplementedYet(f"'portable {verb}' is not available yet in this version")
 
     return command
-
-
-read_only_command = _unavailable("read-only", "Mark an image read-only (or writable).")
-remove_command = _unavailable("remove", "Remove images.")
-set_limit_command = _unavailable("set-limit", "Set an image size limit.")

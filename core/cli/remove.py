@@ -1,0 +1,23 @@
+"""``portable remove``."""
+
+from __future__ import annotations
+
+import click
+
+from portable.cli import App
+
+
+@click.command("remove")
+@click.argument("images", nargs=-1, metavar="NAME|PATH...")
+@click.pass_obj
+def remove_command(app: App, images: tuple[str, ...]) -> None:
+    """Remove images: directory trees, raw files, links in the search path, with their
+    .nspawn settings and .roothash files. An attached image, or one under /usr, is refused;
+    with several images, nothing is removed unless all can be."""
+    from portable.errors import PortableError
+    from portable.image_ops import remove_images
+
+    if not images:
+        raise PortableError("Too few arguments.")
+    app.require_root("remove")
+    remove_images(images, host=app.host, registry=app.registry)
