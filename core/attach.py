@@ -45,6 +45,7 @@ from portable.images import resolve_image
 from portable.inspect import (
     Inspection,
     check_extension_compatible,
+    derived_prefixes,
     effective_prefixes,
     read_image_and_extensions,
     resolve_extensions,
@@ -337,6 +338,7 @@ def prepare(
     findings = check_floor(
         meta.units,
         profile,
+        image_prefixes=derived_prefixes(arg, systemd),
         systemd=systemd,
         allow=options.allow_settings,
     )

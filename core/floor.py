@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from portable.errors import AttachRefused
-from portable.names import printable_path, unit_matches_prefix, unit_template
+from portable.names import printable_path, unit_matches, unit_matches_prefix, unit_template
 from portable.types import Floor, FloorRule, Profile, UnitFile
 from portable.unitfile import Assignment, parse_unit_text
 
@@ -314,6 +314,7 @@ def _expand(name: str, unit: str) -> str | None:
 class _Context:
     unit: str
     own_units: frozenset[str]
+    image_prefixes: tuple[str, ...] = ()
 
     def is_own_unit(self, name: str) -> bool:
         """Is ``name`` one of the attach's units (or an instance of one of its templates)?
@@ -327,9 +328,12 @@ class _Context:
         return template is not None and template in self.own_units
 
     def owns(self, name: str) -> bool:
-        """Is ``name`` (an alias, a directory, a file below /run) named after one of the
-        attach's units: ``foo-web.service``, ``foo``, ``foo.sock`` for ``foo.service``?"""
+        """Is ``name`` (an alias, a directory, a file below /run) named after the image or
+        one of the attach's units: ``redis.service`` for ``redis_7.0``, ``foo``, ``foo.sock``,
+        ``foo-web.service`` for ``foo.service``?"""
         if name in self.own_units:
+            return True
+        if self.image_prefixes and unit_matches(name, self.image_prefixes):
             return True
         stems = {u.rpartition(".")[0].partition("@")[0] for u in self.own_units}
         return any(unit_matches_prefix(name, stem) for stem in stems if stem)
@@ -546,6 +550,7 @@ def check_unit(
     profile: Profile,
     *,
     own_units: Collection[str] = (),
+    image_prefixes: Sequence[str] = (),
     systemd: int | None = None,
     allow: Collection[str] = (),
 ) -> list[FloorFinding]:
@@ -553,6 +558,10 @@ def check_unit(
 
     :param own_units: the names of the image's units (and its extensions'): dependencies on
         them, aliases and directories named after them are the image's own business.
+    :param image_prefixes: the unit name prefix derived from the image's name (``redis`` for
+        ``redis_7.0``, as portablectl derives it): an alias, a directory or a file below /run
+        named so is the image's (``Alias=redis.service`` of Debian's ``redis-server.service``).
+        Not the prefixes a user types: those choose the image's units, not names on the host.
     :param systemd: the version whose rules grade the profile's settings (``None``: this
         machine's).
     :param allow: setting names the user allows (``--allow-setting``): never reported.
@@ -562,7 +571,11 @@ def check_unit(
         return []
     text = unit.data.decode("utf-8", "surrogateescape")
     assignments = parse_unit_text(text, unit.name)
-    ctx = _Context(unit=unit.name, own_units=frozenset(own_units) | {unit.name})
+    ctx = _Context(
+        unit=unit.name,
+        own_units=frozenset(own_units) | {unit.name},
+        image_prefixes=tuple(p for p in image_prefixes if p),
+    )
     rules: dict[str, list[FloorRule]] = {}
     for rule in floor.rules:
         if not rule.unit_types or unit.type in rule.unit_types:
@@ -593,6 +606,7 @@ def check_units(
     units: Sequence[UnitFile],
     profile: Profile,
     *,
+    image_prefixes: Sequence[str] = (),
     systemd: int | None = None,
     allow: Collection[str] = (),
 ) -> list[FloorFinding]:
@@ -600,7 +614,14 @@ def check_units(
     own = frozenset(u.name for u in units)
     out: list[FloorFinding] = []
     for unit in units:
-        out += check_unit(unit, profile, own_units=own, systemd=systemd, allow=allow)
+        out += check_unit(
+            unit,
+            profile,
+            own_units=own,
+            image_prefixes=image_prefixes,
+            systemd=systemd,
+            allow=allow,
+        )
     return out
 
 

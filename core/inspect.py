@@ -110,6 +110,15 @@ def effective_prefixes(arg: str, prefixes: Sequence[str], *, systemd: int) -> tu
     return tuple(prefixes) if prefixes else (extract_prefix(arg, systemd=systemd),)
 
 
+def derived_prefixes(arg: str, systemd: int) -> tuple[str, ...]:
+    """The unit name prefix portablectl derives from the image argument (:func:`extract_prefix`),
+    or none for a name it derives none from: what the image's own names start with."""
+    try:
+        return (extract_prefix(arg, systemd=systemd),)
+    except PortableError:
+        return ()
+
+
 def _in_image(image: Image, what: str, exc: OSError) -> BadImage:
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     hint = " (a corrupt or truncated image?)" if exc.errno == 5 else ""

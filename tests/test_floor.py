@@ -271,6 +271,16 @@ def test_a_typed_prefix_does_not_make_host_units_the_images(root: Path) -> None:
     ]
 
 
+def test_names_after_the_image_are_its_own(profiles: dict[str, Profile]) -> None:
+    # Debian's redis-server.service says Alias=redis.service: named after the image redis_7.0.
+    text = HEAD + "StateDirectory=redis\n[Install]\nAlias=redis.service\nAlias=sshd.service\n"
+    units = [unit(text, "redis-server.service")]
+    found = check_units(units, profiles["default"], image_prefixes=("redis",), systemd=257)
+    assert [(f.line, f.value) for f in found] == [(9, "sshd.service")]
+    found = check_units(units, profiles["default"], systemd=257)
+    assert [f.value for f in found] == ["redis", "redis.service", "sshd.service"]
+
+
 # --- attach -----------------------------------------------------------------------------------
 
 

@@ -171,9 +171,15 @@ def terminal_safe(data: bytes) -> bytes:
 def floor_findings(found: Inspection, profile: Profile, *, systemd: int) -> list[FloorFinding]:
     """What ``attach --profile`` would refuse in the units shown (:mod:`portable.floor`)."""
     from portable.floor import check_units
+    from portable.inspect import derived_prefixes
 
     meta = found.metadata
-    return check_units(meta.units, profile, systemd=systemd)
+    return check_units(
+        meta.units,
+        profile,
+        image_prefixes=derived_prefixes(meta.image.path, systemd),
+        systemd=systemd,
+    )
 
 
 def render_floor(profile: str, findings: list[FloorFinding], *, cat: bool, always: bool) -> bytes:

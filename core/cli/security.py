@@ -132,12 +132,17 @@ def _check(
     profile: Profile,
     *,
     own_units: list[str],
+    image: str,
     systemd: int,
 ) -> None:
     from portable.floor import check_unit
+    from portable.inspect import derived_prefixes
 
+    prefixes = derived_prefixes(image, systemd)
     for unit in units:
-        report.findings += check_unit(unit, profile, own_units=own_units, systemd=systemd)
+        report.findings += check_unit(
+            unit, profile, own_units=own_units, image_prefixes=prefixes, systemd=systemd
+        )
         report.profiles[unit.name] = profile.name
 
 
@@ -179,6 +184,7 @@ def _check_attached(
     directory: str,
     names: list[str],
     profile: Profile | None,
+    image: str,
     systemd: int,
     *,
     only: str | None = None,
@@ -196,7 +202,7 @@ def _check_attached(
         shown = ", ".join(printable(u.name) for u in units)
         report.notes.append(f"({shown}: {found}: the sandbox floor is not checked.)")
         return
-    _check(report, units, found, own_units=names, systemd=systemd)
+    _check(report, units, found, own_units=names, image=image, systemd=systemd)
 
 
 def exposures(
@@ -269,7 +275,7 @@ def assess(
                 ]
                 report.scored.update(r.unit for r in results)
                 names = [u.name for u in attached]
-                _check_attached(app, report, ATTACHED_DIR[rt], names, None, systemd)
+                _check_attached(app, report, ATTACHED_DIR[rt], names, None, arg, systemd)
                 return results, report
         prof = registry.profile("default").spec
     img = resolve_image(arg, host=app.host, registry=registry)
@@ -281,7 +287,7 @@ def assess(
         raise PortableError(f"Image '{img.path}' has no matching service units to score.")
     report.scored.update(r.unit for r in found)
     own = [u.name for u in meta.units]
-    _check(report, list(meta.units), prof, own_units=own, systemd=systemd)
+    _check(report, list(meta.units), prof, own_units=own, image=img.path, systemd=systemd)
     return found, report
 
 
@@ -299,7 +305,8 @@ def _floor_of_attached_unit(
     if mine is None:
         return  # no marker: not attached from an image
     names = [u.name for u in attached_units(app.host, runtime) if u.marker == mine.marker]
-    _check_attached(app, report, directory, names, prof, systemd, only=name)
+    image = mine.marker[0] if mine.marker else ""
+    _check_attached(app, report, directory, names, prof, image, systemd, only=name)
 
 
 @click.command("security")
