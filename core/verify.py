@@ -84,7 +84,7 @@ class Item:
     check: str
     promised: str
     seen: str
-    ok: bool
+    ok: bool | None  # None: not checked (the service is not running)
     # the sandbox floor's: the settings that undo the profile (None for the other checks)
     findings: tuple[FloorFinding, ...] | None = None
 
@@ -108,7 +108,8 @@ class Item:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class UnitReport:
     """The verification of one service. ``error`` is set when it could not be looked at (not
-    running, ...), which counts as a mismatch."""
+    running and nothing starts it, failed, ...), which counts as a mismatch. ``status`` is
+    ``running``, ``not running (triggered by X)``... ("" if the manager was not asked)."""
 
     unit: str
     pid: int | None
@@ -116,16 +117,22 @@ class UnitReport:
     items: tuple[Item, ...] = ()
     error: str = ""
     files: tuple[str, ...] = ()
+    status: str = ""
 
     @property
     def ok(self) -> bool:
-        return not self.error and all(i.ok for i in self.items)
+        return not self.error and all(i.ok is not False for i in self.items)
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "unit": self.unit,
             "pid": self.pid,
             "profile": self.profile,
+            "status": self.status or None,
             "ok": self.ok,
             "error": self.error or None,
             "files": list(self.files),
@@ -968,6 +975,194 @@ def floor_items(
     return [floor_item, *items]
 
 
+# --- the unit's state, for services that are not running ---------------------------------------
+
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+TRIGGER_SUFFIXES = (".timer", ".socket", ".path")
+UNIT_CHECK = "unit"
+TRIGGER_CHECK = "triggered by"
+NOT_CHECKED = "not checked"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServiceState:
+    """What the service manager says of a service: whether it runs, and what starts it."""
+
+    load_state: str
+    active_state: str
+    sub_state: str
+    need_reload: bool
+    main_pid: int
+    type: str
+    result: str
+    triggered_by: tuple[str, ...]
+
+
+def _own_units(unit: str, host: Host) -> set[str]:
+    """The units of the attach ``unit`` is part of: those whose ``20-portable.conf`` names the
+    same image (none if ``unit`` is not attached)."""
+    from portable.dropins import MARKER_FILE
+    from portable.host import ATTACHED_DIR
+    from portable.names import parse_marker
+    from portable.state import attached_units, read_marker_line
+
+    directory = _attach_dir(unit, host)
+    if directory is None:
+        return set()
+    line = read_marker_line(host.path(f"{directory}/{unit}.d/{MARKER_FILE}"))
+    marker = parse_marker(line) if line is not None else None
+    if not marker:
+        return {unit}
+    runtime = directory == ATTACHED_DIR[True]
+    return {u.name for u in attached_units(host, runtime) if u.marker[:1] == (marker[0],)} | {unit}
+
+
+def _unit_properties(
+    manager: Manager, unit: str, wanted: Collection[tuple[str, str]]
+) -> dict[str, Any]:
+    """Properties (interface, name) of ``unit``, loading it once (:class:`Manager` has a
+    getter for one property at a time only)."""
+    from portable.manager import ManagerError, _CallError
+
+    what = f"Failed to get the state of {unit}"
+    try:
+        (path,) = manager._call(what, "LoadUnit", "s", (unit,))
+        return {name: manager._property(what, str(path), iface, name) for iface, name in wanted}
+    except _CallError as exc:
+        raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
+
+
+def service_state(unit: str, manager: Manager) -> ServiceState:
+    """The state of service ``unit`` (loading it if the manager has not)."""
+    from portable.manager import UNIT_IFACE
+
+    p = _unit_properties(
+        manager,
+        unit,
+        [
+            (UNIT_IFACE, "LoadState"),
+            (UNIT_IFACE, "ActiveState"),
+            (UNIT_IFACE, "SubState"),
+            (UNIT_IFACE, "NeedDaemonReload"),
+            (UNIT_IFACE, "TriggeredBy"),
+            (SERVICE_IFACE, "MainPID"),
+            (SERVICE_IFACE, "Type"),
+            (SERVICE_IFACE, "Result"),
+        ],
+    )
+    return ServiceState(
+        load_state=str(p["LoadState"]),
+        active_state=str(p["ActiveState"]),
+        sub_state=str(p["SubState"]),
+        need_reload=bool(p["NeedDaemonReload"]),
+        main_pid=int(p["MainPID"]),
+        type=str(p["Type"]),
+        result=str(p["Result"]),
+        triggered_by=tuple(str(t) for t in p["TriggeredBy"]),
+    )
+
+
+def triggers(unit: str, state: ServiceState, *, host: Host, manager: Manager) -> list[str]:
+    """The timers, sockets and paths that start ``unit``: the manager's ``TriggeredBy``, and
+    those of the same attach whose ``Triggers`` name it (one the manager has not loaded yet,
+    when the attach needed no daemon-reload, is not in ``TriggeredBy`` until it is)."""
+    from portable.manager import UNIT_IFACE
+
+    found = list(state.triggered_by)
+    for name in sorted(_own_units(unit, host)):
+        if name in found or not name.endswith(TRIGGER_SUFFIXES):
+            continue
+        try:
+            triggered = _unit_properties(manager, name, [(UNIT_IFACE, "Triggers")])["Triggers"]
+        except PortableError:
+            continue
+        if unit in (str(t) for t in triggered):
+            found.append(name)
+    return found
+
+
+def _trigger_item(unit: str, names: list[str], *, host: Host, manager: Manager) -> Item:
+    """Whether what starts a service that is not running is itself active: every trigger of
+    the same attach, and at least one."""
+    from portable.manager import ACTIVE_STATES, UNIT_IFACE
+
+    own = _own_units(unit, host)
+    seen, active, ok = [], 0, True
+    for name in names:
+        try:
+            p = _unit_properties(
+                manager, name, [(UNIT_IFACE, "ActiveState"), (UNIT_IFACE, "SubState")]
+            )
+            state, sub = str(p["ActiveState"]), str(p["SubState"])
+        except PortableError as exc:
+            state, sub = "unknown", str(exc)
+        up = state in ACTIVE_STATES
+        active += up
+        ok = ok and (up or name not in own)
+        seen.append(f"{name} {state} ({sub})")
+    return Item(
+        check=TRIGGER_CHECK,
+        promised=f"{', '.join(names)} active",
+        seen=", ".join(seen),
+        ok=ok and active > 0,
+    )
+
+
+def _unit_item(state: ServiceState) -> Item:
+    """The unit as loaded: found, valid, and the files on disk what the manager runs (the
+    promise is read from the files)."""
+    seen = state.load_state
+    if state.need_reload:
+        seen += ", its files changed since (daemon-reload needed)"
+    return Item(
+        check=UNIT_CHECK,
+        promised="loaded, as on disk",
+        seen=seen,
+        ok=state.load_state == "loaded" and not state.need_reload,
+    )
+
+
+def not_running_status(state: ServiceState, trigger_names: list[str]) -> tuple[str, bool]:
+    """Why a service has no main process, and whether that is fine: triggered by a timer,
+    socket or path unit (not started yet, or between runs), a oneshot that finished or
+    exited with ``RemainAfterExit=yes``. A failed service, or a long-running one that nothing
+    starts, is not."""
+    if state.active_state == "failed":
+        return f"failed (Result={state.result})", False
+    if state.active_state == "inactive" and trigger_names:
+        return f"not running (triggered by {', '.join(trigger_names)})", True
+    if state.type == "oneshot" and state.active_state == "active":
+        return "not running (oneshot, exited: RemainAfterExit=yes)", True
+    if state.type == "oneshot" and state.active_state == "inactive":
+        # finished (a failure would be "failed"), or never started: once the manager has
+        # unloaded the inactive unit it can't tell which, and a oneshot has no process to
+        # look at between runs either way
+        return "not running (oneshot)", True
+    if state.active_state == "inactive" and state.sub_state == "dead":
+        return "not running", False
+    return f"not running ({state.active_state}/{state.sub_state})", False
+
+
+def _unchecked_items(settings: ServiceSettings, host: Host, why: str) -> list[Item]:
+    """The kernel's rows with what they promise, not checked: no process to look at. (The
+    promised side of :func:`compare` against a made-up process; optional binds, which only
+    count when mounted, are left out.)"""
+    nobody = Observed(
+        pid=0,  # no such process: nothing is resolved inside it
+        uid=0,
+        cap_bounding=0,
+        no_new_privs=False,
+        seccomp=0,
+        netns_inode=(0, 0),
+        host_netns_inode=(0, 0),
+    )
+    seen = f"{NOT_CHECKED}: {why}"
+    return [
+        Item(check=i.check, promised=i.promised, seen=seen, ok=None)
+        for i in compare(settings, nobody, host=host)
+    ]
+
+
 # --- services ---------------------------------------------------------------------------------
 
 
@@ -985,6 +1180,15 @@ def _wait_for_exec(pid: int, timeout: float = SETUP_WAIT) -> None:
         time.sleep(0.02)
 
 
+def _alive(pid: int) -> bool:
+    """The process is there and not a zombie (whose mounts and namespaces are gone)."""
+    try:
+        stat_line = _read(f"/proc/{pid}/stat", 4096)
+    except OSError:
+        return False
+    return stat_line.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
+
+
 def verify_unit(
     unit: str,
     *,
@@ -993,10 +1197,14 @@ def verify_unit(
     registry: Registry | None = None,
     allow: Collection[str] = (),
 ) -> UnitReport:
-    """Verify one running service, its promise read as the running systemd reads it, and the
-    unit as the service manager loaded it against the floor of its profile (:func:`floor_items`;
+    """Verify one service, its promise read as the running systemd reads it, and the unit as
+    the service manager loaded it against the floor of its profile (:func:`floor_items`;
     ``registry`` has the profiles, :func:`portable.registry.get_registry` by default;
-    ``allow``: setting names not reported, as ``attach --allow-setting``)."""
+    ``allow``: setting names not reported, as ``attach --allow-setting``).
+
+    A service that is not running but need not be (:func:`not_running_status`: triggered by a
+    timer/socket/path, a finished oneshot) is checked on everything but its process: the
+    kernel's rows say "not checked"; that its trigger is active is a row of its own."""
     from portable.systemd_version import detect
 
     systemd = detect(host, manager).major
@@ -1004,24 +1212,65 @@ def verify_unit(
         settings, profile, files = promised_settings(unit, host=host, systemd=systemd)
     except BrokenProfile as exc:
         return UnitReport(unit=unit, pid=None, profile=None, error=exc.message)
-    try:
-        pid = manager.main_pid(unit)
-    except PortableError as exc:
-        return UnitReport(unit=unit, pid=None, profile=profile, error=str(exc), files=files)
-    if pid <= 0:
-        return UnitReport(unit=unit, pid=None, profile=profile, error="not running", files=files)
-    _wait_for_exec(pid)
-    try:
-        seen = observe(pid)
-    except PermissionError:
-        raise PortableError(f"reading /proc/{pid} of {unit} needs root") from None
-    except OSError as exc:
+    for attempt in range(2):
+        try:
+            state = service_state(unit, manager)
+        except PortableError as exc:
+            return UnitReport(unit=unit, pid=None, profile=profile, error=str(exc), files=files)
+        if state.main_pid <= 0:
+            break
+        pid = state.main_pid
+        _wait_for_exec(pid)
+        try:
+            seen = observe(pid)
+        except PermissionError:
+            raise PortableError(f"reading /proc/{pid} of {unit} needs root") from None
+        except OSError as exc:
+            gone = f"process gone: {exc.strerror}"
+        else:
+            gone = "" if _alive(pid) else "process gone while it was read"
+        if not gone:
+            items = [_unit_item(state), *compare(settings, seen, host=host)]
+            items += _floor_items(unit, host, manager, profile, systemd, registry, allow)
+            return UnitReport(
+                unit=unit,
+                pid=pid,
+                profile=profile,
+                items=tuple(items),
+                files=files,
+                status="running",
+            )
+        # A oneshot's run (a timer firing) can end while it is read: ask again, once.
+        if attempt:
+            return UnitReport(unit=unit, pid=pid, profile=profile, error=gone, files=files)
+    names = triggers(unit, state, host=host, manager=manager)
+    status, fine = not_running_status(state, names)
+    if not fine:
         return UnitReport(
-            unit=unit, pid=pid, profile=profile, error=f"process gone: {exc.strerror}", files=files
+            unit=unit, pid=None, profile=profile, error=status, files=files, status=status
         )
-    items = compare(settings, seen, host=host)
+    items = [_unit_item(state)]
+    if names:
+        items.append(_trigger_item(unit, names, host=host, manager=manager))
+    items += _unchecked_items(settings, host, status)
+    items += _floor_items(unit, host, manager, profile, systemd, registry, allow)
+    return UnitReport(
+        unit=unit, pid=None, profile=profile, items=tuple(items), files=files, status=status
+    )
+
+
+def _floor_items(
+    unit: str,
+    host: Host,
+    manager: Manager,
+    profile: str | None,
+    systemd: int,
+    registry: Registry | None,
+    allow: Collection[str],
+) -> list[Item]:
+    """:func:`floor_items`, a manager error as a failed row."""
     try:
-        items += floor_items(
+        return floor_items(
             unit,
             host=host,
             manager=manager,
@@ -1031,8 +1280,7 @@ def verify_unit(
             allow=allow,
         )
     except PortableError as exc:
-        items.append(Item(check=FLOOR_CHECK, promised="", seen=str(exc), ok=False, findings=()))
-    return UnitReport(unit=unit, pid=pid, profile=profile, items=tuple(items), files=files)
+        return [Item(check=FLOOR_CHECK, promised="", seen=str(exc), ok=False, findings=())]
 
 
 UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".path")

@@ -26,7 +26,9 @@ def _utf8() -> bool:
 
 
 def render_text(report: UnitReport) -> str:
-    good, bad = ("✓", "✗") if _utf8() else ("+", "-")
+    from portable.verify import NOT_CHECKED
+
+    good, bad, unchecked = ("✓", "✗", "·") if _utf8() else ("+", "-", ".")
     head = f"{report.unit}"
     details = []
     if report.pid is not None:
@@ -37,11 +39,16 @@ def render_text(report: UnitReport) -> str:
         head += f" ({', '.join(details)})"
     if report.error:
         return f"{bad} {head}: {report.error}\n"
+    marks = {True: good, False: bad, None: unchecked}
     rows = [("", "CHECK", "PROMISED", "SEEN")]
-    rows += [(good if i.ok else bad, i.check, i.promised, i.seen) for i in report.items]
+    # a row not checked says why once, in the head line, not on every row
+    rows += [
+        (marks[i.ok], i.check, i.promised, i.seen if i.ok is not None else NOT_CHECKED)
+        for i in report.items
+    ]
     w1 = max(len(r[1]) for r in rows)
     w2 = min(max(len(r[2]) for r in rows), CELL)
-    lines = [f"{head}:"]
+    lines = [f"{head}:" if report.running else f"{head}: {report.status}"]
     for mark, check, promised, seen in rows:
         left = textwrap.wrap(promised, CELL, break_on_hyphens=False, break_long_words=False) or [""]
         right = textwrap.wrap(seen, CELL, break_on_hyphens=False, break_long_words=False) or [""]
@@ -58,6 +65,8 @@ def render_text(report: UnitReport) -> str:
             lines.append(f"{bad if not item.ok else good} {item.check}:")
             lines += [f"    {text}" for text in item.finding_lines]
     verdict = "as promised" if report.ok else "NOT as promised"
+    if not report.running:
+        verdict += " where checked (not running)"
     lines.append(f"{good if report.ok else bad} {report.unit}: sandbox {verdict}")
     return "\n".join(lines) + "\n"
 
@@ -105,7 +114,13 @@ def verify_command(
     unit files: a setting that reaches past the sandbox (BindReadOnlyPaths=/etc:/mnt,
     ExecStartPost=+...) or undoes the profile is named FILE:LINE. KillMode=none fails too.
 
-    Exits 1 if anything is not as promised (or a service is not running).
+    A service that is not running but need not be - started by a timer, socket or path unit
+    (not yet, or between runs), a oneshot that finished - is checked on all but its process
+    (its promise, load state, floor, kill mode, and that its trigger is active); the kernel's
+    rows say "not checked".
+
+    Exits 1 if anything checked is not as promised, or a service failed or is not running
+    with nothing to start it.
     """
     from portable.errors import PortableError
     from portable.verify import verify
