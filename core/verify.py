@@ -27,6 +27,11 @@ held to the sandbox floor of the profile it was attached with (:mod:`portable.fl
 the attach's own two drop-ins checked, so a drop-in added anywhere after the attach that reaches
 past the sandbox is named ``file:line`` (:func:`floor_items`); and ``KillMode=`` (not ``none``).
 
+A service that is not running but need not be (inactive and started by a timer, socket or path
+unit, a oneshot between runs) is checked on all but its process: its load state, that its
+trigger is active, the floor and kill mode; the kernel's rows say "not checked"
+(:func:`not_running_status`). A failed service, or a long-running one nothing starts, fails.
+
 A check passes when what is seen is at least as strict as the promise (fewer capabilities than
 promised is fine). Needs root (other processes' ``/proc`` entries) and, for the main PID, the
 service manager.
