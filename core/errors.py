@@ -13,7 +13,6 @@ __all__ = [
     "BadImage",
     "DetachRefused",
     "ImageNotFound",
-    "NotImplementedYet",
     "PluginConflict",
     "PluginError",
     "PortableError",
@@ -74,9 +73,3 @@ class AttachRefused(PortableError):
 
 class DetachRefused(PortableError):
     """Raised by a ``portable_pre_detach`` hook (or the engine) to refuse a detach."""
-
-
-class NotImplementedYet(PortableError):
-    """A portablectl verb this version does not provide yet."""
-
-    exit_code = 2

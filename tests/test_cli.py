@@ -36,13 +36,6 @@ def test_group_help_lists_verbs_and_switches():
     assert "--root" in result.output
 
 
-@pytest.mark.parametrize("verb", ["remove", "read-only", "set-limit"])
-def test_unbuilt_verbs_say_so(verb, capsys):
-    code, out, err = run([verb, "foo"], capsys)
-    assert code == 2
-    assert err == f"portable: error: 'portable {verb}' is not available yet in this version\n"
-
-
 @pytest.fixture
 def root(tmp_path):
     r = tmp_path / "root"
