@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from portable.errors import PortableError
 from portable.floor import STANDARD, FloorFinding, check_unit, floor_of, undone
+from portable.inspect import derived_prefixes
 from portable.names import printable_path
 from portable.security import ServiceSettings, UnitSource, capability_names, load_settings
 from portable.unitfile import Assignment, parse_unit_text
@@ -825,9 +826,10 @@ def _attach_dir(unit: str, host: Host) -> str | None:
     return None
 
 
-def _own_names(unit: str, directory: str, host: Host) -> set[str]:
-    """The units attached from the same image as ``unit``: its own, for the floor's rules on
-    dependencies and names."""
+def _own_names(unit: str, directory: str, host: Host) -> tuple[set[str], str]:
+    """The units attached from the same image as ``unit`` in ``directory`` (those whose
+    ``20-portable.conf`` names the same image: its own, for the floor's rules on dependencies
+    and names), and the image's path ("" if not known)."""
     from portable.dropins import MARKER_FILE
     from portable.host import ATTACHED_DIR
     from portable.names import parse_marker
@@ -836,10 +838,10 @@ def _own_names(unit: str, directory: str, host: Host) -> set[str]:
     line = read_marker_line(host.path(f"{directory}/{unit}.d/{MARKER_FILE}"))
     marker = parse_marker(line) if line is not None else None
     if not marker:
-        return {unit}
+        return {unit}, ""
     runtime = directory == ATTACHED_DIR[True]
     own = {u.name for u in attached_units(host, runtime) if u.marker[:1] == (marker[0],)}
-    return own | {unit}
+    return own | {unit}, marker[0]
 
 
 def _floor_profile(name: str | None, text: str, registry: Registry | None) -> tuple[Profile, str]:
@@ -909,7 +911,7 @@ def floor_items(
         for path in (f"{directory}/{unit}.d/{PROFILE_FILE}", f"{directory}/{unit}.d/{MARKER_FILE}")
         if os.path.lexists(host.path(path))
     }
-    own_units = _own_names(unit, directory, host)
+    own_units, image = _own_names(unit, directory, host)
     findings: list[FloorFinding] = []
     for path in sorted(own_files - set(loaded.dropins)):
         why = "not loaded by the service manager (one of the same name elsewhere replaces it)"
@@ -950,6 +952,7 @@ def floor_items(
             unit_file,
             rules_only,
             own_units=own_units,
+            image_prefixes=derived_prefixes(image, systemd) if image else (),
             systemd=systemd,
             allow=allow,
         )
@@ -1004,22 +1007,9 @@ class ServiceState:
 
 
 def _own_units(unit: str, host: Host) -> set[str]:
-    """The units of the attach ``unit`` is part of: those whose ``20-portable.conf`` names the
-    same image (none if ``unit`` is not attached)."""
-    from portable.dropins import MARKER_FILE
-    from portable.host import ATTACHED_DIR
-    from portable.names import parse_marker
-    from portable.state import attached_units, read_marker_line
-
+    """The units of the attach ``unit`` is part of (none if ``unit`` is not attached)."""
     directory = _attach_dir(unit, host)
-    if directory is None:
-        return set()
-    line = read_marker_line(host.path(f"{directory}/{unit}.d/{MARKER_FILE}"))
-    marker = parse_marker(line) if line is not None else None
-    if not marker:
-        return {unit}
-    runtime = directory == ATTACHED_DIR[True]
-    return {u.name for u in attached_units(host, runtime) if u.marker[:1] == (marker[0],)} | {unit}
+    return set() if directory is None else _own_names(unit, directory, host)[0]
 
 
 def _unit_properties(
