@@ -96,10 +96,12 @@ def _claims(fmt: ImageFormat, path: Path) -> bool:
 
 
 _AT_FDCWD = -100
-_STATX_WANT = 0x7FF | 0x800  # STATX_BASIC_STATS | STATX_BTIME
 _STATX_BTIME = 0x800
-# struct statx: stx_mask @0, stx_mode @28, stx_blocks @48, stx_btime @80, stx_mtime @112
-_STATX_FIELDS = struct.Struct("<I24xH18xQ24xqI4x16xqI")
+_STATX_MNT_ID = 0x1000
+_STATX_WANT = 0x7FF | _STATX_BTIME | _STATX_MNT_ID  # and STATX_BASIC_STATS
+# struct statx: stx_mask @0, stx_mode @28, stx_blocks @48, stx_btime @80, stx_mtime @112,
+# stx_mnt_id @144
+_STATX_FIELDS = struct.Struct("<I24xH18xQ24xqI4x16xqI20xQ")
 
 
 @functools.cache
@@ -118,23 +120,23 @@ def _statx_buffer() -> Any:
     return ctypes.create_string_buffer(256)
 
 
-def _stat(path: str) -> tuple[int, int, int, int] | None:
-    """Mode, mtime (ns), 512-byte blocks and birth time (µs, 0: unknown) of ``path``, links
-    followed, in one statx(2) (Python's os.stat has no birth time on Linux); ``None`` if it
-    can't be looked at (gone, a dangling link, a loop)."""
+def _stat(path: str) -> tuple[int, int, int, int, int] | None:
+    """Mode, mtime (ns), 512-byte blocks, birth time (µs, 0: unknown) and mount ID (0:
+    unknown) of ``path``, links followed, in one statx(2) (Python's os.stat has neither of the
+    last two on Linux); ``None`` if it can't be looked at (gone, a dangling link, a loop)."""
     statx = _statx()
     if statx is None:
         try:
             st = os.stat(path)
         except OSError:
             return None
-        return st.st_mode, st.st_mtime_ns, st.st_blocks, 0
+        return st.st_mode, st.st_mtime_ns, st.st_blocks, 0, 0
     buf = _statx_buffer()
     if statx(_AT_FDCWD, os.fsencode(path), 0, _STATX_WANT, buf) != 0:
         return None
-    mask, mode, blocks, bsec, bnsec, msec, mnsec = _STATX_FIELDS.unpack_from(buf.raw)
+    mask, mode, blocks, bsec, bnsec, msec, mnsec, mnt = _STATX_FIELDS.unpack_from(buf.raw)
     birth = bsec * 1_000_000 + bnsec // 1000 if mask & _STATX_BTIME else 0
-    return mode, msec * 1_000_000_000 + mnsec, blocks, birth
+    return mode, msec * 1_000_000_000 + mnsec, blocks, birth, mnt if mask & _STATX_MNT_ID else 0
 
 
 _FS_IOC_GETFLAGS = 0x80086601
@@ -159,17 +161,23 @@ def _is_immutable(path: str) -> bool:
         os.close(fd)
 
 
-def _read_only(host_path: str, local: str, mode: int) -> bool:
-    # systemd's rules (spec 1.1): vendor images under /usr, read-only file systems (systemd
-    # asks faccessat(W_OK) for EROFS; statvfs tells the same, and for any user), the
-    # immutable flag on directories, no write bits on image files.
+def _read_only(host_path: str, local: str, mode: int, mount: int, mounts: dict[int, bool]) -> bool:
+    """systemd's rules (spec 1.1): vendor images under /usr, read-only file systems (systemd
+    asks faccessat(W_OK) for EROFS; statvfs tells the same, and for any user), the immutable
+    flag on directories, no write bits on image files. ``mounts``: read-only or not by mount
+    ID (``mount``, 0 if unknown), filled here: the flag belongs to the mount."""
     if host_path.startswith("/usr/"):
         return True
-    try:
-        if os.statvfs(local).f_flag & os.ST_RDONLY:
-            return True
-    except OSError:
-        pass
+    ro = mounts.get(mount) if mount else None
+    if ro is None:
+        try:
+            ro = bool(os.statvfs(local).f_flag & os.ST_RDONLY)
+        except OSError:
+            ro = False
+        if mount:
+            mounts[mount] = ro
+    if ro:
+        return True
     if stat.S_ISDIR(mode):
         return _is_immutable(local)
     if stat.S_ISREG(mode):
@@ -191,6 +199,7 @@ def list_images(
     by_suffix: dict[str, tuple[str, list[ImageFormat]]] = {}  # cached per suffix
     rows: dict[str, ImageInfo] = {}
     attached = all_attached_units(host)  # once, not per image
+    mounts: dict[int, bool] = {}
     real = host.is_real
     for d in IMAGE_SEARCH_PATH:
         try:
@@ -212,7 +221,7 @@ def list_images(
             st = _stat(local)
             if st is None:
                 continue  # dangling link, loop, gone since the listing: not an image
-            mode, mtime_ns, blocks, birth = st
+            mode, mtime_ns, blocks, birth, mount = st
             is_file = stat.S_ISREG(mode)
             found = _classify(entry, local, mode, formats, by_content, by_suffix)
             if found is None:
@@ -224,7 +233,7 @@ def list_images(
                 name=name,
                 type=image_type,
                 path=host_path,
-                read_only=_read_only(host_path, local, mode),
+                read_only=_read_only(host_path, local, mode, mount, mounts),
                 crtime=birth,
                 # systemd reports no mtime for directories ("we don't use the dir mtime")
                 mtime=mtime_ns // 1000 if is_file else 0,

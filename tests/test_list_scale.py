@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable
+import subprocess
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,33 @@ def test_a_plugin_suffix_of_non_raw_images_is_decided_by_content(root: Path) -> 
     got = {r.name: (r.type, r.format) for r in list_images(host=Host(root), registry=reg)}
     assert got == {"good": ("directory", "tarlike"), "x": ("raw", None)}
     assert sorted(plugin.asked) == ["bad.tar", "good.tar.gz"]  # never asked about x.raw
+
+
+@pytest.fixture
+def lib_mount(root: Path) -> Iterator[Path]:
+    """/var/lib/portables of ``root`` on a tmpfs of its own, unmounted (with anything below)
+    afterwards."""
+    lib = root / "var/lib/portables"
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(lib)], check=True
+    )
+    try:
+        yield lib
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(lib)], check=False)
+
+
+def test_read_only_is_the_mounts_flag(root: Path, lib_mount: Path) -> None:
+    """Two images on one file system, one of them bind-mounted read-only: RO is told per
+    mount (what systemd's faccessat(W_OK) EROFS test sees), not per file system."""
+    (lib_mount / "rw_dir").mkdir()
+    (lib_mount / "ro_dir").mkdir()
+    (lib_mount / "rw.raw").write_text("x")
+    ro = str(lib_mount / "ro_dir")
+    subprocess.run(["mount", "--bind", ro, ro], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", ro], check=True)
+    assert os.stat(ro).st_dev == os.stat(lib_mount).st_dev
+    got = {r.name: r.read_only for r in rows(root)}
+    assert got == {"ro_dir": True, "rw": False, "rw_dir": False}
+    subprocess.run(["mount", "-o", "remount,ro", str(lib_mount)], check=True)
+    assert {r.name: r.read_only for r in rows(root)} == {"ro_dir": True, "rw": True, "rw_dir": True}
