@@ -52,6 +52,7 @@ __all__ = [
     "LoadedUnit",
     "Manager",
     "ManagerError",
+    "UnitState",
     "format_install_changes",
 ]
 
@@ -81,6 +82,8 @@ ACTIVE_STATES = ("activating", "active", "reloading", "deactivating")
 CALL_TIMEOUT = 25.0
 # Connecting and authenticating; with a socket-activated bus this includes starting dbus.
 CONNECT_TIMEOUT = 10.0
+# Calls sent ahead of their replies by _Connection.call_many (a few hundred bytes each).
+_PIPELINE_CHUNK = 256
 # JobRemoved results kept for jobs nobody has waited for yet (other clients' jobs arrive too).
 _MAX_REMEMBERED_JOBS = 4096
 
@@ -161,6 +164,28 @@ class LoadedUnit:
     load_state: str
     active_state: str
     path: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    """What PID 1 holds in memory for a unit name: :meth:`Manager.unit_states`.
+
+    :param name: the name asked for (the unit may have another id: an alias).
+    :param load_state: ``loaded``, ``not-found``, ``masked``, ``bad-setting``, ``error``...
+    :param active_state: ``active``, ``inactive``, ``failed``...
+    :param need_daemon_reload: PID 1's ``NeedDaemonReload``: its files changed on disk since
+        they were read (by modification time), or (systemd 257) unit files were enabled or
+        disabled since the last reload.
+    """
+
+    name: str
+    load_state: str
+    active_state: str
+    need_daemon_reload: bool
+
+
+_UNIT_STATE_PROPS = ("LoadState", "ActiveState", "NeedDaemonReload")
+_NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 
 
 class _CallError(Exception):
@@ -309,6 +334,52 @@ class _Connection:
                 text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else name
                 raise _CallError(name, text.strip().replace("\n", " "))
             return tuple(reply.body)
+
+    def call_many(
+        self,
+        calls: Sequence[tuple[str, str, str, str | None, tuple[Any, ...]]],
+        *,
+        timeout: float,
+    ) -> list[tuple[Any, ...] | _CallError]:
+        """Several method calls to PID 1, ``(path, interface, member, signature, body)`` each,
+        sent before any reply is read (one round trip instead of one per call; in chunks, so
+        that neither side's socket buffer fills up); per call its reply's body or its error.
+
+        Transport problems raise OSError (TimeoutError when the deadline passes).
+        """
+        if self._closed:
+            raise ConnectionResetError(errno.ENOTCONN, "Connection was closed")
+        deadline = time.monotonic() + timeout
+        out: list[tuple[Any, ...] | _CallError] = []
+        for start in range(0, len(calls), _PIPELINE_CHUNK):
+            serials: dict[int, int] = {}
+            for i, (path, interface, member, signature, body) in enumerate(
+                calls[start : start + _PIPELINE_CHUNK]
+            ):
+                msg = new_method_call(
+                    DBusAddress(path, SYSTEMD_NAME, interface), member, signature, body
+                )
+                if self.peer_to_peer:
+                    del msg.header.fields[HeaderFields.destination]
+                serials[self._send(msg, deadline)] = i
+            replies: list[tuple[Any, ...] | _CallError | None] = [None] * len(serials)
+            left = len(serials)
+            while left:
+                reply = self._receive(deadline)
+                i = serials.pop(reply.header.fields.get(HeaderFields.reply_serial, -1), -1)
+                if i < 0:
+                    self._dispatch(reply)
+                    continue
+                left -= 1
+                if reply.header.message_type == MessageType.error:
+                    name = str(reply.header.fields.get(HeaderFields.error_name, ""))
+                    body0 = reply.body[0] if reply.body else name
+                    text = body0 if isinstance(body0, str) else name
+                    replies[i] = _CallError(name, text.strip().replace("\n", " "))
+                else:
+                    replies[i] = tuple(reply.body)
+            out.extend(r for r in replies if r is not None)
+        return out
 
     def wait(self, deadline: float) -> None:
         """Receive and dispatch one message (TimeoutError when the deadline passes)."""
@@ -716,6 +787,87 @@ class Manager:
         except _CallError as exc:
             raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
         return int(pid)
+
+    def unit_states(self, names: Sequence[str]) -> dict[str, UnitState]:
+        """Those of ``names`` PID 1 has in memory, with their states, loading none of them;
+        a name it does not hold is left out.
+
+        ``GetUnit`` says which are held (by name or alias) without loading; their load and
+        active states come from ``ListUnitsByPatterns`` (which loads nothing either): reading a
+        property through the unit's object path would load it, and a unit held as
+        ``not-found`` be retried from disk, so that it could no longer be told apart from a
+        loaded one. ``NeedDaemonReload`` is read for loaded units only (no retry for them).
+        Pipelined (:meth:`_Connection.call_many`): a few round trips for any number of names.
+        """
+        what = "Failed to get the state of units"
+        names = list(dict.fromkeys(names))
+        try:
+            found = self._conn.call_many(
+                [(MANAGER_PATH, MANAGER_IFACE, "GetUnit", "s", (n,)) for n in names],
+                timeout=self.call_timeout,
+            )
+        except (OSError, ValueError) as exc:
+            raise ManagerError(f"{what}: {_strerror(exc)}") from exc
+        paths: dict[str, str] = {}
+        for name, reply in zip(names, found, strict=True):
+            if isinstance(reply, _CallError):
+                if reply.name == _NO_SUCH_UNIT:
+                    continue
+                raise ManagerError(f"{what}: {reply.message}", error_name=reply.name)
+            paths[name] = str(reply[0])
+        if not paths:
+            return {}
+        listed = {lu.path: lu for lu in self.list_units(list(paths))}
+        out: dict[str, UnitState] = {}
+        ask: dict[str, str] = {}  # loaded, or held under another name: read through the path
+        for name, path in paths.items():
+            lu = listed.get(path)
+            if lu is not None and lu.load_state != "loaded":
+                out[name] = UnitState(name, lu.load_state, lu.active_state, False)
+            else:
+                ask[name] = path
+        return out | self._states(what, ask)
+
+    def load_unit_state(self, name: str) -> UnitState | None:
+        """``LoadUnit``, then its state: PID 1 loads a unit it does not hold from disk, and
+        retries a unit it holds as ``not-found`` when the unit directories changed since it
+        last looked. None if PID 1 refuses the name."""
+        what = f"Failed to load {name}"
+        try:
+            (path,) = self._call(what, "LoadUnit", "s", (name,))
+        except _CallError:
+            return None
+        return self._states(what, {name: str(path)}).get(name)
+
+    def _states(self, what: str, paths: dict[str, str]) -> dict[str, UnitState]:
+        calls = [
+            (path, _PROPERTIES_IFACE, "Get", "ss", (UNIT_IFACE, prop))
+            for path in paths.values()
+            for prop in _UNIT_STATE_PROPS
+        ]
+        try:
+            replies = self._conn.call_many(calls, timeout=self.call_timeout)
+        except (OSError, ValueError) as exc:
+            raise ManagerError(f"{what}: {_strerror(exc)}") from exc
+        out = {}
+        n = len(_UNIT_STATE_PROPS)
+        for k, name in enumerate(paths):
+            values = []
+            for reply in replies[k * n : (k + 1) * n]:
+                if isinstance(reply, _CallError):
+                    raise ManagerError(f"{what}: {reply.message}", error_name=reply.name)
+                values.append(reply[0][1])
+            load, active, need = values
+            out[name] = UnitState(name, str(load), str(active), bool(need))
+        return out
+
+    def reload_pending(self) -> bool:
+        """Does PID 1 itself say that a daemon-reload is due? ``NeedDaemonReload`` of
+        ``init.scope``, a unit without files that is always there: true only when PID 1 has
+        a global reason, which systemd 257 has after any enable/disable since the last reload
+        (and drop-ins for init.scope itself, which nobody writes)."""
+        states = self.unit_states(["init.scope"])
+        return bool(states) and states["init.scope"].need_daemon_reload
 
     def list_units(
         self, patterns: Sequence[str] = (), *, states: Sequence[str] = ()
