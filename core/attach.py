@@ -8,7 +8,8 @@ The engine works in three phases:
    drop-in directory, ``20-portable.conf``, ``10-profile.conf``, the unit file (in systemd's
    order: drop-ins before the unit, so a reload in between never sees an unsandboxed unit), then
    the image link; post-hooks; any failure rolls every file back;
-3. *activate* (when a service manager is connected): reload, enable, start.
+3. *activate* (when a service manager is connected): reload (only if a unit written is loaded
+   in PID 1: :mod:`portable.reload`), enable, start.
 
 Each phase is a public function (:func:`prepare`, :func:`run_pre_attach`, :func:`plan_files`,
 :func:`write_plan`, :func:`run_post_attach`, :func:`activate`), so that reattach (and scripts)
@@ -16,7 +17,7 @@ can compose them; :func:`attach_many` runs them in order.
 
 A re-run after an interrupted attach completes it: files already in place for this image are
 kept, missing ones written. Attaching an image that is completely attached already reports so
-and changes nothing (but still reloads, enables or starts as asked).
+and changes nothing (but still enables or starts as asked, and reloads if PID 1 needs it).
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ class AttachResult:
     completed_interrupted: bool = False
     reloaded: bool = False
     reload_error: str = ""
+    # Why PID 1 was reloaded or not ("" when no manager was asked, or --no-reload)
+    reload_reason: str = ""
     activation: Activation | None = None
 
 
@@ -165,8 +168,12 @@ class AttachBatch:
     """The outcome of :func:`attach_many`: per image, then the one reload and activation."""
 
     results: list[AttachResult]
+    reloaded: bool = False
     reload_error: str = ""
+    reload_reason: str = ""
     activation: Activation | None = None
+    # Third-party plugins whose post-attach hooks ran: they may have changed other unit files
+    hooked_plugins: list[str] = field(default_factory=list)
 
 
 def _check_prefixes(found: Inspection, prefixes: Sequence[str]) -> None:
@@ -620,14 +627,27 @@ def attach(
     registry: Registry,
     manager: Manager | None = None,
     cwd: Path | None = None,
+    force_reload: bool = False,
 ) -> AttachResult:
     """Attach image ``arg`` (name or path): check, write, and activate if ``manager`` is given.
 
+    PID 1 is reloaded only if the attach needs it (:mod:`portable.reload`), or with
+    ``force_reload``; never with ``options.no_reload``.
+
     :raises PortableError: anything that stops the attach; nothing is left on disk then.
     """
-    batch = attach_many([arg], options, host=host, registry=registry, manager=manager, cwd=cwd)
+    batch = attach_many(
+        [arg],
+        options,
+        host=host,
+        registry=registry,
+        manager=manager,
+        cwd=cwd,
+        force_reload=force_reload,
+    )
     (result,) = batch.results
     result.reload_error, result.activation = batch.reload_error, batch.activation
+    result.reload_reason = batch.reload_reason
     return result
 
 
@@ -639,8 +659,9 @@ def attach_many(
     registry: Registry,
     manager: Manager | None = None,
     cwd: Path | None = None,
+    force_reload: bool = False,
 ) -> AttachBatch:
-    """Attach several images at once: all or nothing, then a single reload.
+    """Attach several images at once: all or nothing, then a single reload (if needed).
 
     Every image is read and checked before anything is written; the files of all of them are
     written in one transaction, so a failure on the last image leaves none attached.
@@ -700,9 +721,14 @@ def attach_many(
             run_attach_failed(hooked, registry, exc)
             raise
         tx.commit()
-    batch = AttachBatch(results=results)
+    from portable.reload import hooked_plugins
+
+    batch = AttachBatch(
+        results=results,
+        hooked_plugins=hooked_plugins(registry, ["portable_post_attach"]),
+    )
     if manager is not None:
-        activate(batch, options, manager)
+        activate(batch, options, manager, force_reload=force_reload)
     return batch
 
 
@@ -746,18 +772,38 @@ def run_post_attach(plan: AttachPlan, registry: Registry, changes: list[Change])
         ) from exc
 
 
-def activate(batch: AttachBatch, options: AttachOptions, manager: Manager) -> None:
-    """Phase 3: one reload (unless --no-reload), then per unit enable and/or start it; all
-    jobs of the batch are queued before any is awaited."""
+def activate(
+    batch: AttachBatch, options: AttachOptions, manager: Manager, *, force_reload: bool = False
+) -> None:
+    """Phase 3: one reload if needed (:func:`portable.reload.for_attach`; always with
+    ``force_reload``, never with --no-reload), then per unit enable and/or start it; all jobs
+    of the batch are queued before any is awaited.
+
+    The reload comes before the enable, as portablectl's does: what the enable links (a
+    target's ``.wants/``) reaches PID 1 at its next reload either way.
+    """
     from portable.activation import Step, perform
 
     if not options.no_reload and batch.results:
-        try:
-            manager.reload()
-            for r in batch.results:
-                r.reloaded = True
-        except PortableError as exc:
-            batch.reload_error = str(exc)
+        from portable.reload import ReloadDecision, for_attach
+
+        if force_reload:
+            decision = ReloadDecision(True, "asked for (--reload)")
+        else:
+            units = [u.name for r in batch.results for u in r.units]
+            changed = {u.name for r in batch.results if not r.already_attached for u in r.units}
+            decision = for_attach(manager, units, changed, plugins=batch.hooked_plugins)
+        batch.reload_reason = decision.reason
+        for r in batch.results:
+            r.reload_reason = decision.reason
+        if decision.needed:
+            try:
+                manager.reload()
+                batch.reloaded = True
+                for r in batch.results:
+                    r.reloaded = True
+            except PortableError as exc:
+                batch.reload_error = str(exc)
     if not (options.enable or options.now):
         return
     where = ATTACHED_DIR[options.runtime]

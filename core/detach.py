@@ -63,6 +63,8 @@ class DetachResult:
     changes: list[Change]
     reloaded: bool = False
     reload_error: str = ""
+    # Why PID 1 was reloaded or not ("" when no manager was asked, or --no-reload)
+    reload_reason: str = ""
     activation: Activation | None = None
     warnings: list[str] = field(default_factory=list)
     # Units no longer attached but still loaded from a removed attached unit file (left by a
@@ -308,6 +310,7 @@ def detach(
     prefixes: Sequence[str] = (),
     cwd: Path | None = None,
     clean: bool = False,
+    force_reload: bool = False,
 ) -> DetachResult:
     """Detach image ``arg`` (name or path; the image itself need not exist any more)."""
     return detach_many(
@@ -319,6 +322,7 @@ def detach(
         prefixes=prefixes,
         cwd=cwd,
         clean=clean,
+        force_reload=force_reload,
     )
 
 
@@ -332,8 +336,9 @@ def detach_many(
     prefixes: Sequence[str] = (),
     cwd: Path | None = None,
     clean: bool = False,
+    force_reload: bool = False,
 ) -> DetachResult:
-    """Detach several images at once: all or nothing, then a single reload.
+    """Detach several images at once: all or nothing, then a single reload if needed.
 
     ``prefixes`` limit which units ``--now`` stops, ``--enable`` disables and ``clean``
     cleans (all units of each image are removed, as systemd does); without them, each
@@ -341,6 +346,9 @@ def detach_many(
     are stopped and the refusals (a running unit, a pre-detach hook) have passed, so a
     refused detach removes no data; a unit it can't clean is reported in
     :attr:`DetachResult.clean_errors` and the detach goes on, as portablectl's does.
+
+    PID 1 is reloaded only when a unit removed is still loaded (:func:`portable.reload.
+    for_detach`), or with ``force_reload``; never with ``options.no_reload``.
     """
     if options.extensions and len(args) > 1:
         raise PortableError("--extension can be used with one image at a time")
@@ -421,14 +429,24 @@ def detach_many(
                 )
             except Exception as exc:  # the files are gone: report, don't fail
                 result.warnings.append(f"a portable_post_detach hook failed: {exc}")
-    if manager is not None and not options.no_reload:
-        try:
-            manager.reload()
-            result.reloaded = True
-        except PortableError as exc:
-            result.reload_error = str(exc)
     if manager is not None and result.activation is not None:
+        # Before the reload decision: a failed unit is never collected (see _reset_failed)
         _reset_failed(manager, [j.unit for j in result.activation.jobs if j.verb == "stop"])
+    if manager is not None and not options.no_reload:
+        from portable.reload import ReloadDecision, for_detach, hooked_plugins
+
+        if force_reload:
+            decision = ReloadDecision(True, "asked for (--reload)")
+        else:
+            plugins = hooked_plugins(registry, ["portable_post_detach"])
+            decision = for_detach(manager, [*names, *result.orphans], plugins=plugins)
+        result.reload_reason = decision.reason
+        if decision.needed:
+            try:
+                manager.reload()
+                result.reloaded = True
+            except PortableError as exc:
+                result.reload_error = str(exc)
     return result
 
 
@@ -436,7 +454,8 @@ def _reset_failed(manager: Manager, units: Sequence[str]) -> None:
     """Units detach stopped that ended up failed: reset them (``systemctl reset-failed``), so
     PID 1 forgets them once their files are gone, instead of keeping a ``not-found failed``
     entry around (portablectl leaves it; it also blocks a unit of that name from starting
-    cleanly later)."""
+    cleanly later). Done before the reload (or its skipping): reset, such a unit is collected
+    at once, and no reload is needed for it."""
     from portable.manager import ManagerError
 
     for name in units:

@@ -65,8 +65,13 @@ def reattach(
     registry: Registry,
     manager: Manager | None = None,
     cwd: Path | None = None,
+    force_reload: bool = False,
 ) -> ReattachResult:
-    """Detach the attached version of ``arg``'s image and attach ``arg`` instead."""
+    """Detach the attached version of ``arg``'s image and attach ``arg`` instead.
+
+    PID 1 is reloaded if a unit removed or written is loaded (:mod:`portable.reload`; the
+    usual case: the old version runs), or with ``force_reload``; never with ``no_reload``.
+    """
     if manager is not None:
         detect_systemd(host, manager)  # before profiles are loaded: they follow it too
     plan = prepare(arg, options, host=host, registry=registry, cwd=cwd)  # new image must exist
@@ -119,7 +124,18 @@ def reattach(
     )
     result = ReattachResult(attached=attached, removed=removed)
     if manager is not None:
-        _activate(result, options, manager, orphans)
+        from portable.reload import hooked_plugins
+
+        hooks = ["portable_post_attach"]
+        _activate(
+            result,
+            options,
+            manager,
+            orphans,
+            old_names=old_names,
+            plugins=hooked_plugins(registry, hooks),
+            force_reload=force_reload,
+        )
     return result
 
 
@@ -166,17 +182,35 @@ def _as_if_detached_first(
 
 
 def _activate(
-    result: ReattachResult, options: AttachOptions, manager: Manager, orphans: list[str]
+    result: ReattachResult,
+    options: AttachOptions,
+    manager: Manager,
+    orphans: list[str],
+    *,
+    old_names: list[str],
+    plugins: list[str],
+    force_reload: bool,
 ) -> None:
     from portable.activation import Step, perform
+    from portable.reload import ReloadDecision, for_attach, for_detach
 
     att = result.attached
     if not options.no_reload:
-        try:
-            manager.reload()
-            att.reloaded = True
-        except PortableError as exc:
-            att.reload_error = str(exc)
+        if force_reload:
+            decision = ReloadDecision(True, "asked for (--reload)")
+        else:
+            written = [u.name for u in att.units]
+            gone = [n for n in [*old_names, *orphans] if n not in written]
+            decision = for_detach(manager, gone, plugins=plugins)
+            if not decision.needed:
+                decision = for_attach(manager, written, written, plugins=plugins)
+        att.reload_reason = decision.reason
+        if decision.needed:
+            try:
+                manager.reload()
+                att.reloaded = True
+            except PortableError as exc:
+                att.reload_error = str(exc)
     if not (options.now or options.enable):
         return
     gone = [
