@@ -40,7 +40,18 @@ def attach_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--now", is_flag=True, help="Start the units after attaching."),
         click.option("--enable", is_flag=True, help="Enable the units after attaching."),
         click.option("--no-block", is_flag=True, help="Do not wait for start jobs to finish."),
-        click.option("--no-reload", is_flag=True, help="Do not reload the service manager."),
+        click.option(
+            "--no-reload",
+            is_flag=True,
+            help="Do not reload the service manager (by default it is reloaded when needed: "
+            "when a unit written is loaded in it).",
+        ),
+        click.option(
+            "--reload",
+            "force_reload",
+            is_flag=True,
+            help="Reload the service manager even when no unit needs it (as portablectl does).",
+        ),
         click.option(
             "--force",
             is_flag=True,
@@ -155,8 +166,24 @@ def plugins_taking_part(app: App, images: list[Any], profile: str) -> list[str]:
     ]
 
 
+def check_reload_flags(no_reload: bool, force_reload: bool) -> None:
+    if no_reload and force_reload:
+        from portable.errors import PortableError
+
+        raise PortableError("--reload and --no-reload can't be used together")
+
+
+def report_reload(app: App, result: Any) -> None:
+    """With --debug: whether PID 1 was reloaded, and why (never otherwise: the output stays
+    portablectl's)."""
+    if app.debug and result.reload_reason:
+        done = "done" if result.reloaded else "skipped"
+        app.info(f"portable: daemon-reload {done}: {result.reload_reason}")
+
+
 def _finish(app: App, result: Any, quiet: bool) -> None:
     """Reload failure (a warning, as portablectl), enable/start results, the exit status."""
+    report_reload(app, result)
     if result.reload_error:
         click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
     systemd = detect_systemd(app.host).major
@@ -184,7 +211,9 @@ def attach_command(
     drop-in. Without PREFIX, the prefix comes from the image name (foo_1.2 -> foo).
 
     Several images given as paths (portable attach /srv/a /srv/b ...) are attached all or
-    nothing, with a single reload of the service manager.
+    nothing, with a single reload of the service manager. It is reloaded only when a unit
+    written is loaded in it (--reload: always); a unit it has not loaded is read from disk
+    when it is first started.
     """
     from portable.attach import attach_many
     from portable.inspect import effective_prefixes
@@ -194,10 +223,19 @@ def attach_command(
     images, prefixes = split_images(image, prefixes)
     for one in images:
         warn_if_ambiguous(app, one, quiet)
+    force_reload = flags.pop("force_reload")
+    check_reload_flags(flags["no_reload"], force_reload)
     options = _options(profile, copy_mode, prefixes, extensions, **flags)
     app.require_root("attach")
     manager = app.manager(required=True)
-    batch = attach_many(images, options, host=app.host, registry=app.registry, manager=manager)
+    batch = attach_many(
+        images,
+        options,
+        host=app.host,
+        registry=app.registry,
+        manager=manager,
+        force_reload=force_reload,
+    )
     for one, result in zip(images, batch.results, strict=True):
         explicit = bool(prefixes)
         wanted = effective_prefixes(one, prefixes, systemd=detect_systemd(app.host).major)
@@ -238,10 +276,19 @@ def reattach_command(
     if _special_values(app, profile, copy_mode):
         return
     warn_if_ambiguous(app, image, quiet)
+    force_reload = flags.pop("force_reload")
+    check_reload_flags(flags["no_reload"], force_reload)
     options = _options(profile, copy_mode, prefixes, extensions, **flags)
     app.require_root("reattach")
     manager = app.manager(required=True)
-    result = reattach(image, options, host=app.host, registry=app.registry, manager=manager)
+    result = reattach(
+        image,
+        options,
+        host=app.host,
+        registry=app.registry,
+        manager=manager,
+        force_reload=force_reload,
+    )
     from portable.inspect import effective_prefixes
 
     app.info(

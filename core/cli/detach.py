@@ -19,7 +19,18 @@ from portable.systemd_version import detect as detect_systemd
 @click.option("--runtime", is_flag=True, help="Detach what was attached with --runtime.")
 @click.option("--now", is_flag=True, help="Stop the units first.")
 @click.option("--enable", is_flag=True, help="Disable the units first.")
-@click.option("--no-reload", is_flag=True, help="Do not reload the service manager.")
+@click.option(
+    "--no-reload",
+    is_flag=True,
+    help="Do not reload the service manager (by default it is reloaded when needed: when a "
+    "unit removed is still loaded in it).",
+)
+@click.option(
+    "--reload",
+    "force_reload",
+    is_flag=True,
+    help="Reload the service manager even when no unit needs it (as portablectl does).",
+)
 @click.option("--force", is_flag=True, help="Detach even units that are running.")
 @click.option(
     "--clean",
@@ -46,6 +57,7 @@ def detach_command(
     now: bool,
     enable: bool,
     no_reload: bool,
+    force_reload: bool,
     force: bool,
     clean: bool,
     no_block: bool,
@@ -58,13 +70,17 @@ def detach_command(
     Units are found by the marker in their drop-in, so whatever attached them (this tool or
     systemd's portablectl) they are detached; the image itself need not exist any more.
     PREFIX... limits which units --now stops, --enable disables and --clean cleans. Several
-    images given as paths are detached all or nothing, with a single reload.
+    images given as paths are detached all or nothing, with a single reload, done only when a
+    unit removed is still loaded in the service manager (--reload: always).
 
     --clean has the service manager remove the units' data once they are stopped (a running
     unit can't be cleaned: add --now); never the image, even one placed in /etc/portables.
     """
+    from portable.cli.attach import check_reload_flags, report_reload
     from portable.detach import detach_many
     from portable.types import DetachOptions
+
+    check_reload_flags(no_reload, force_reload)
 
     if clean and not app.host.is_real:
         from portable.errors import PortableError
@@ -94,6 +110,7 @@ def detach_command(
         manager=manager,
         prefixes=prefixes,
         clean=clean,
+        force_reload=force_reload,
     )
     if now or enable or clean:  # only then does portablectl compute (and announce) the matches
         from portable.inspect import effective_prefixes
@@ -109,6 +126,7 @@ def detach_command(
     ok = print_activation(result.activation, quiet=quiet, systemd=detect_systemd(app.host).major)
     for error in result.clean_errors:  # after the stop jobs, as portablectl
         click.echo(f"portable: error: {error}", err=True)
+    report_reload(app, result)
     if result.reload_error:
         click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
     print_changes(result.changes, quiet=quiet)
