@@ -14,7 +14,8 @@ compared:
   changes; enable/start/stop) the per-unit blocks are put in name order before comparing; the
   order inside each unit's block, the place of every other line, and that each unit's lines form
   one block are compared as they are;
-* whether PID 1 was reloaded (``UnitsLoadTimestamp``), ``systemctl show`` of the sandboxing and
+* whether PID 1 was reloaded (``UnitsLoadTimestamp``; ours reloads only when needed:
+  :func:`expected_reloads`), ``systemctl show`` of the sandboxing and
   state properties of every unit after attach and after detach, and the user the started
   services run as;
 * after detach, the trees must be back to what they were (the portables directory that attach
@@ -589,15 +590,29 @@ def assert_restored(o: Outcome, what: str) -> None:
     )
 
 
-def assert_same_outcome(h: Harness, ref: Outcome, got: Outcome) -> None:
+def expected_reloads(h: Harness, case: Case, tool: str, ref: Outcome) -> tuple[bool, bool]:
+    """Whether attach and detach reload PID 1. portablectl reloads after both; ours only when
+    a unit it writes or removes is loaded in PID 1 (docs/reload.md, proven equal step by step
+    in test_box_reload.py), which none is in these scenarios; but systemd 257 holds a reload
+    due after detach --enable's disable (NeedDaemonReload of every unit), so ours reloads then.
+    A deliberate difference: the rest of the outcome (systemctl show included) is the same."""
+    if tool == REF or "--no-reload" in case.flags:
+        return ref.attach_reloaded, ref.detach_reloaded
+    return False, "--enable" in case.flags and h.box.systemd_version >= 257
+
+
+def assert_same_outcome(
+    h: Harness, ref: Outcome, got: Outcome, reloads: tuple[bool, bool] | None = None
+) -> None:
+    attach_reload, detach_reload = reloads or (ref.attach_reloaded, ref.detach_reloaded)
     assert_same_tree(ref.before, got.before, "before attach")
     assert_same_output(h, ref.attach, got.attach, "attach")
-    assert got.attach_reloaded == ref.attach_reloaded, "attach: daemon-reload or not"
+    assert got.attach_reloaded == attach_reload, "attach: daemon-reload or not"
     assert_same_tree(ref.attached, got.attached, "after attach")
     assert got.props == ref.props, "systemctl show after attach"
     assert got.users == ref.users, "users the main processes run as"
     assert_same_output(h, ref.detach, got.detach, "detach")
-    assert got.detach_reloaded == ref.detach_reloaded, "detach: daemon-reload or not"
+    assert got.detach_reloaded == detach_reload, "detach: daemon-reload or not"
     assert_same_tree(ref.after, got.after, "after detach")
     assert got.after_props == ref.after_props, "systemctl show after detach"
     assert_restored(got, "tool")
@@ -661,7 +676,7 @@ def test_attach_detach_same_as_portablectl(h, case, tool):
     ref = reference(h, case)
     check_reference(case, ref)
     got = scenario(h, case, tool)
-    assert_same_outcome(h, ref, got)
+    assert_same_outcome(h, ref, got, expected_reloads(h, case, tool, ref))
 
 
 def test_mixed_copy_mode_ours_only(h):
