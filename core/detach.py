@@ -105,14 +105,17 @@ def _rmdir_quiet(d: Path) -> None:
 
 
 def find_attached(
-    host: Host, image: str, extensions: Sequence[str], *, runtime: bool
+    host: Host,
+    image: str,
+    extensions: Sequence[str],
+    *,
+    runtime: bool,
+    among: Sequence[AttachedUnit] | None = None,
 ) -> list[AttachedUnit]:
-    """Units in the (runtime) attached directory whose marker matches the image (spec 4.3)."""
-    return [
-        u
-        for u in attached_units(host, runtime)
-        if marker_matches_image(u.marker, image, extensions, match_all=True)
-    ]
+    """Units in the (runtime) attached directory whose marker matches the image (spec 4.3);
+    ``among``: those already read (:func:`attached_units`), for several images at once."""
+    units = attached_units(host, runtime) if among is None else among
+    return [u for u in units if marker_matches_image(u.marker, image, extensions, match_all=True)]
 
 
 def not_attached(image: str, extensions: Sequence[str]) -> NotAttached:
@@ -363,8 +366,10 @@ def detach_many(
         sweep(host, runtime=options.runtime)
         found: dict[str, AttachedUnit] = {}
         selected: dict[str, None] = {}  # ordered; a list's `in` was quadratic in the units
+        # Every marker read once for all the images (100 images: 100 times fewer reads).
+        attached = list(attached_units(host, options.runtime))
         for arg, image in zip(args, images, strict=True):
-            units = find_attached(host, image, extensions, runtime=options.runtime)
+            units = find_attached(host, image, extensions, runtime=options.runtime, among=attached)
             if not units:
                 raise not_attached(image, extensions)
             wanted = effective_prefixes(arg, prefixes, systemd=detect_systemd(host).major)

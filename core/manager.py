@@ -929,37 +929,27 @@ class Manager:
         return self.active_state(unit) in ACTIVE_STATES
 
     def active_units(self, units: Sequence[str]) -> set[str]:
-        """Those of ``units`` that :meth:`is_active` says are active, in a few calls instead
-        of two per unit (10,000 units: 20,000 round trips, and PID 1 loading every one).
+        """Those of ``units`` that :meth:`is_active` says are active, in a few round trips
+        whatever their number (10,000 units: not 20,000 calls, nor PID 1 loading every one).
 
-        A unit PID 1 has not loaded is inactive (LoadUnit would load it inactive), so the
-        active ones are among the loaded units listed as active (one ``ListUnitsByPatterns``),
-        by their names or aliases (``Names``, one call per active unit). Templates are asked
-        one at a time, as :meth:`is_active` does; if the listing fails, every unit is."""
+        A unit PID 1 does not hold is inactive (LoadUnit would load it inactive): only the
+        units it holds are asked about, by name or alias (:meth:`unit_states`: ``GetUnit``,
+        pipelined; never a call per unit on the host). Templates are asked one at a time, as
+        :meth:`is_active` does; if the question fails, every unit is asked on its own."""
         active: set[str] = set()
-        wanted: set[str] = set()
+        wanted: list[str] = []
         for u in units:
             if not _is_template(u):
-                wanted.add(u)
+                wanted.append(u)
             elif self.is_active(u):
                 active.add(u)
         if not wanted:
             return active
         try:
-            loaded = self.list_units(states=ACTIVE_STATES)
+            states = self.unit_states(wanted)
         except ManagerError:
             return active | {u for u in wanted if self.is_active(u)}
-        for lu in loaded:
-            if lu.active_state not in ACTIVE_STATES:  # the filter also matches sub states
-                continue
-            names = {lu.name}
-            try:
-                what = f"Failed to get the names of {lu.name}"
-                names.update(str(n) for n in self._property(what, lu.path, UNIT_IFACE, "Names"))
-            except _CallError:
-                pass
-            active.update(names & wanted)
-        return active
+        return active | {n for n, st in states.items() if st.active_state in ACTIVE_STATES}
 
 
 def _is_template(unit: str) -> bool:
