@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("portable.cli.profiles", "profile_group"),
     "security": ("portable.cli.security", "security_command"),
     "verify": ("portable.cli.verify", "verify_command"),
+    "completion": ("portable.cli.completion", "completion_command"),
 }
 
 # One line per verb for the group's help, so listing verbs imports nothing.
@@ -63,9 +64,108 @@ SUMMARIES = {
     "profile": "Show a profile's settings, or export it as TOML.",
     "security": "Show the exposure score of an image's services or a unit (0.0-10.0).",
     "verify": "Check running services against the sandbox their profile promises.",
+    "completion": "Print the shell completion script for bash, zsh or fish.",
 }
 
 ENV_DEBUG = "PORTABLE_SERVICES_DEBUG"
+ENV_COMPLETE = "_PORTABLE_COMPLETE"  # click's shell completion asks through it
+
+# portablectl takes every option anywhere on the line (getopt permutes them); here the root
+# group's options go before the verb and the verbs' after it. :func:`normalize_args` moves
+# them to their side, so "portable -q list" and "portable list --root DIR" work as portablectl's.
+GROUP_VALUE = frozenset({"--root", "--disable-plugin", "-H", "--host", "-M", "--machine"})
+GROUP_FLAGS = frozenset({"--debug", "--no-plugins", "--version"})
+# portablectl's options (its --help, systemd 252 to 257), which are the verbs' here.
+VERB_VALUE = frozenset({"-p", "--profile", "--copy", "--extension"})
+VERB_FLAGS = frozenset(
+    {
+        "--no-pager",
+        "--no-legend",
+        "--no-ask-password",
+        "-q",
+        "--quiet",
+        "--runtime",
+        "--no-reload",
+        "--cat",
+        "--enable",
+        "--now",
+        "--no-block",
+        "--force",
+    }
+)
+OUR_VERB_FLAGS = frozenset({"--json"})  # ours, movable too, but never dropped (see group.py)
+
+
+def classify_option(arg: str) -> tuple[str, str, bool] | None:
+    """``(side, name, takes_next)`` of a known option spelling (``side``: ``group`` or
+    ``verb``; ``takes_next``: its value is the next argument); ``None`` for anything else."""
+    if arg.startswith("--") and "=" in arg:
+        name = arg.split("=", 1)[0]
+        if name in GROUP_VALUE:
+            return ("group", name, False)
+        return ("verb", name, False) if name in VERB_VALUE else None
+    if arg in GROUP_VALUE:
+        return ("group", arg, True)
+    if arg in GROUP_FLAGS:
+        return ("group", arg, False)
+    if arg in VERB_VALUE:
+        return ("verb", arg, True)
+    if arg in VERB_FLAGS or arg in OUR_VERB_FLAGS:
+        return ("verb", arg, False)
+    if len(arg) > 2 and arg[:2] in ("-H", "-M"):  # -Hhost
+        return ("group", arg[:2], False)
+    if len(arg) > 2 and arg[:2] == "-p":  # -pstrict
+        return ("verb", "-p", False)
+    return None
+
+
+def normalize_args(args: Sequence[str]) -> tuple[list[str], int | None]:
+    """``args`` with the root group's options before the verb and portablectl's verb options
+    after it, and the verb's index (``None``: no verb found, or something unknown before it,
+    and then ``args`` unchanged, for click to judge).
+
+    With verb options and no verb, the verb is ``list`` (portablectl's default).
+    """
+    group: list[str] = []
+    moved: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] not in ("-", "--"):
+        known = classify_option(args[i])
+        if known is None:
+            if args[i] not in ("-h", "--help"):
+                return list(args), None  # unknown: click says so
+            group.append(args[i])
+            i += 1
+            continue
+        side, _, takes_next = known
+        take = 2 if takes_next else 1
+        if i + take > len(args):
+            return list(args), None
+        (group if side == "group" else moved).extend(args[i : i + take])
+        i += take
+    if i < len(args) and args[i] in ("-", "--"):
+        return list(args), None
+    if i == len(args):
+        if not moved:
+            return group, None
+        verb, rest = "list", []
+    else:
+        verb, rest = args[i], list(args[i + 1 :])
+    kept: list[str] = []
+    j = 0
+    while j < len(rest):
+        arg = rest[j]
+        if arg == "--":
+            kept.extend(rest[j:])
+            break
+        known = classify_option(arg)
+        take = 2 if known is not None and known[2] else 1
+        if known is not None and known[0] == "group" and j + take <= len(rest):
+            group.extend(rest[j : j + take])
+        else:
+            kept.extend(rest[j : j + take])
+        j += take
+    return [*group, verb, *moved, *kept], len(group)
 
 
 class App:
@@ -252,6 +352,11 @@ def _flush_output(status: int) -> int:
 
 
 def _dispatch(args: list[str]) -> int:
+    if os.environ.get(ENV_COMPLETE):
+        # The shell asks for completions: click's business (the fast path would list images).
+        from portable.cli.group import run_click
+
+        return run_click(args)
     from portable.cli.fast import run_fast
 
     status = run_fast(args)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from portable.cli import App, env_debug
+from portable.cli import App, env_debug, normalize_args
 
 if TYPE_CHECKING:
     from portable.listing import ImageInfo
@@ -32,12 +32,17 @@ __all__ = [
 ]
 
 COLUMNS = ("NAME", "TYPE", "RO", "CRTIME", "MTIME", "USAGE", "STATE")
-_LIST_FLAGS = {"--no-legend", "--no-pager", "--json"}
+# portablectl takes all its options with every verb: those that don't change these two verbs
+# are accepted and ignored (click's path drops them the same way, see group.py).
+_IGNORED = {"--no-pager", "--no-ask-password"}
+_LIST_FLAGS = {"--no-legend", "--json", "-q", "--quiet", *_IGNORED}
 _IS_ATTACHED_FLAGS = {"-q", "--quiet"}
+_IS_ATTACHED_IGNORED = {"--no-legend", *_IGNORED}
 
 
 def run_fast(args: Sequence[str]) -> int | None:
     """Run ``args`` if it is a plain ``list`` or ``is-attached``; ``None`` to leave it to click."""
+    args, _ = normalize_args(args)  # options anywhere, as portablectl takes them
     root: Path | None = None
     i = 0
     while i < len(args) and args[i].startswith("-"):
@@ -68,6 +73,8 @@ def run_fast(args: Sequence[str]) -> int | None:
             arg = rest[j]
             if arg in _IS_ATTACHED_FLAGS:
                 quiet = True
+            elif arg in _IS_ATTACHED_IGNORED:
+                pass
             elif arg == "--extension" and j + 1 < len(rest) and rest[j + 1][:1] != "-":
                 extensions.append(rest[j + 1])
                 j += 1

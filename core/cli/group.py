@@ -6,13 +6,23 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from portable import __version__
-from portable.cli import COMMANDS, SUMMARIES, App, env_debug
+from portable.cli import (
+    COMMANDS,
+    ENV_COMPLETE,
+    OUR_VERB_FLAGS,
+    SUMMARIES,
+    App,
+    classify_option,
+    env_debug,
+    normalize_args,
+)
 
 if TYPE_CHECKING:
     from portable.systemd_version import SystemdVersion
@@ -35,6 +45,10 @@ class PortableGroup(click.Group):
         module, attr = target
         command = getattr(importlib.import_module(module), attr)
         assert isinstance(command, click.Command)
+        if os.environ.get(ENV_COMPLETE):
+            from portable.cli.completion import install
+
+            install(command)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -160,6 +174,8 @@ def run_click(args: list[str]) -> int:
 
     Other exceptions propagate to :func:`portable.cli.guarded`.
     """
+    if not os.environ.get(ENV_COMPLETE):
+        args = _fit_to_verb(*normalize_args(args))
     try:
         rv = cli.main(args=args, prog_name="portable", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -175,3 +191,34 @@ def run_click(args: list[str]) -> int:
         click.echo(f"portable: error: {exc.format_message()}", err=True)
         return exc.exit_code
     return rv if isinstance(rv, int) else 0
+
+
+def _fit_to_verb(args: list[str], verb_at: int | None) -> list[str]:
+    """Drop the portablectl options the verb has no use for, as portablectl ignores them
+    (``portable list -q``, ``portable is-attached --no-pager IMAGE``); our own options and
+    unknown ones stay, for click to judge."""
+    if verb_at is None or args[verb_at] not in COMMANDS:
+        return args
+    command = cli.get_command(click.Context(cli), args[verb_at])
+    if command is None or isinstance(command, click.Group):
+        return args
+    accepted = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+    kept = args[: verb_at + 1]
+    rest = args[verb_at + 1 :]
+    j = 0
+    while j < len(rest):
+        arg = rest[j]
+        if arg == "--":
+            kept.extend(rest[j:])
+            break
+        known = classify_option(arg)
+        take = 2 if known is not None and known[2] else 1
+        if (
+            known is None
+            or known[0] != "verb"
+            or known[1] in accepted
+            or known[1] in OUR_VERB_FLAGS
+        ):
+            kept.extend(rest[j : j + take])
+        j += take
+    return kept
