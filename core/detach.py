@@ -75,6 +75,19 @@ class DetachResult:
     clean_errors: list[str] = field(default_factory=list)
 
 
+def active_refusal(unit: str, *, now: bool) -> str:
+    """Why a detach of running ``unit`` is refused: portablectl's sentence, then on the same
+    line what to do. ``--now`` stops it; after a ``--now`` whose stop did not take, and for a
+    template (whose instances ``--now`` does not stop), only ``--force`` detaches it running."""
+    if "@." in unit:
+        hint = "stop its instances first, or --force detaches it running"
+    elif now:
+        hint = "it is still active after the stop: --force detaches it running"
+    else:
+        hint = "use --now to stop it first"
+    return f"Unit file '{unit}' is active, can't detach. ({hint})"
+
+
 def sweep(host: Host, *, runtime: bool) -> None:
     """Roll back what a killed run left (see :func:`portable.transaction.recover`), then drop
     empty drop-in directories of units that no longer exist and an empty attached directory
@@ -406,7 +419,7 @@ def detach_many(
             active = manager.active_units(names)  # in one go, not once per unit
             for name in names:
                 if name in active:
-                    raise DetachRefused(f"Unit file '{name}' is active, can't detach.")
+                    raise DetachRefused(active_refusal(name, now=options.now))
         per_image = {
             image: [
                 u.name

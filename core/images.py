@@ -294,9 +294,15 @@ def resolve_image(arg: str, *, host: Host, registry: Registry, cwd: Path | None 
     arg = pick_version(arg, host=host, cwd=cwd)
     path = canonical_path(arg, host=host, cwd=cwd)
     if path is None:
-        raise ImageNotFound(
+        message = (
             f"Cannot normalize specified image path '{printable(arg)}': No such file or directory"
         )
+        if not host.is_real and arg.startswith("/"):
+            # With --root an absolute path is inside the root: say so (the file may well
+            # exist at the same path outside it).
+            root, inside = printable(str(host.root)), printable(str(host.path(arg)))
+            message += f" (looked up below --root {root}: {printable(arg)} is {inside})"
+        raise ImageNotFound(message)
     _check_utf8(path)
     if _has_control(path):
         # The path goes into 20-portable.conf (RootDirectory=, PORTABLE=...) as it is: a

@@ -11,6 +11,7 @@ images are not raw files (an archive a plugin unpacks).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import stat
@@ -25,7 +26,7 @@ from portable.host import IMAGE_SEARCH_PATH, Host
 from portable.names import is_valid_image_name
 from portable.plugins.image_formats.directory import DIRECTORY
 from portable.registry import Registry, get_registry
-from portable.state import ManagerView, all_attached_units, image_state
+from portable.state import AttachedUnit, ManagerView, all_attached_units, image_state
 
 if TYPE_CHECKING:
     from portable.types import ImageFormat
@@ -58,11 +59,12 @@ class ImageInfo:
 
 
 class _Known:
-    """A format known without looking: the one that claimed the image."""
+    """A format known without looking: the one that claimed the image (``None``: one that
+    can't be known, the image being unreadable)."""
 
     __slots__ = ("_name",)
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str | None) -> None:
         self._name = name
 
     def __call__(self) -> str | None:
@@ -191,7 +193,22 @@ def list_images(
     registry: Registry | None = None,
     manager: ManagerView | None = None,
 ) -> list[ImageInfo]:
-    """Every image in the search path, sorted by name; the first of a name wins (spec 5.3)."""
+    """Every image in the search path, sorted by name; the first of a name wins (spec 5.3).
+
+    Run by a user who can't read everything (portablectl asks portabled, which runs as root),
+    what can be known is shown rather than nothing:
+
+    * an entry that can be listed but not looked at (a link into a 0700 directory) is a row
+      with its name and state; its type only when its name says it (``NAME.raw`` is raw, as
+      systemd decides by the name too), otherwise it is listed only if it is attached (then it
+      is an image), with an empty type. Its times are ``-``, its usage empty, read-only only
+      under /usr (systemd's rule by path; the rest can't be known);
+    * a search-path directory that can't be listed shows the images attached from it, as the
+      (world-readable) markers in the attached directories name them; one that is not attached
+      can't be known and is not shown;
+    * the state comes from the markers and, without ``--root``, from the service manager,
+      which any user may ask.
+    """
     host = host or Host()
     registry = registry or get_registry(root=host.root)
     formats = [r.spec for r in registry.formats() if r.spec.name_lookup]
@@ -204,23 +221,37 @@ def list_images(
     for d in IMAGE_SEARCH_PATH:
         try:
             entries = sorted(os.listdir(host.path(d)))
+        except PermissionError:
+            # Not ours to read (a 0700 /etc/portables): what is attached from it is named in
+            # the markers, which are world-readable.
+            entries = _attached_entries(d, attached)
         except OSError:
             continue
         for entry in entries:
             host_path = f"{d}/{entry}"
-            if real:
-                local = host_path  # the kernel follows the links (_stat: one syscall)
-            else:
+            denied = False
+            local = host_path  # the kernel follows the links (_stat: one syscall)
+            if not real:
                 try:
                     resolved = host.resolve(host_path)
-                except UnsafePath:
-                    continue  # a symlink loop (below --root): not an image
-                if resolved is None:
-                    continue  # dangling link: not an image
-                local = str(resolved)
-            st = _stat(local)
+                except UnsafePath as e:
+                    if e.reason != _EACCES:
+                        continue  # a symlink loop (below --root): not an image
+                    denied = True
+                except PermissionError:
+                    denied = True
+                else:
+                    if resolved is None:
+                        continue  # dangling link: not an image
+                    local = str(resolved)
+            st = None if denied else _stat(local)
             if st is None:
-                continue  # dangling link, loop, gone since the listing: not an image
+                if not (denied or _is_denied(local)):
+                    continue  # dangling link, loop, gone since the listing: not an image
+                row = _unreadable(entry, host_path, formats, host, manager, attached)
+                if row is not None and row.name not in rows:
+                    rows[row.name] = row
+                continue
             mode, mtime_ns, blocks, birth, mount = st
             is_file = stat.S_ISREG(mode)
             found = _classify(entry, local, mode, formats, by_content, by_suffix)
@@ -242,6 +273,66 @@ def list_images(
                 format_of=format_of,
             )
     return [rows[n] for n in sorted(rows)]
+
+
+_EACCES = os.strerror(errno.EACCES).lower()  # UnsafePath's reason for it
+
+
+def _is_denied(local: str) -> bool:
+    """Whether ``local`` (which _stat could not look at) is there but not ours to look at."""
+    try:
+        os.stat(local)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _attached_entries(d: str, attached: dict[bool, list[AttachedUnit]]) -> list[str]:
+    """The entries of search-path directory ``d`` that attached units' markers name."""
+    found = {
+        path[len(d) + 1 :]
+        for units in attached.values()
+        for unit in units
+        if unit.has_unit_file
+        for path in unit.marker[:1]  # the image; extensions are not listed
+        if os.path.dirname(path) == d and path[len(d) + 1 :] not in ("", ".", "..")
+    }
+    return sorted(found)
+
+
+def _unreadable(
+    entry: str,
+    host_path: str,
+    formats: Sequence[ImageFormat],
+    host: Host,
+    manager: ManagerView | None,
+    attached: dict[bool, list[AttachedUnit]],
+) -> ImageInfo | None:
+    """The row of a search-path entry that is there but can't be looked at (see
+    :func:`list_images`), or ``None`` if it can't be told to be an image."""
+    # As _classify: the longest suffix, raw if every format of that suffix is raw
+    suffix = max((s for f in formats for s in f.suffixes if entry.endswith(s)), key=len, default="")
+    among = [f for f in formats if suffix in f.suffixes]
+    raw = among if among and all(f.image_type == "raw" for f in among) else []
+    name = raw[0].image_name(entry) if raw else entry
+    if not is_valid_image_name(name):
+        return None
+    state = image_state(host_path, host=host, manager=manager, attached=attached)
+    if not raw and state == "detached":
+        return None  # a directory image or no image at all: unknown, so not claimed
+    return ImageInfo(
+        name=name,
+        type="raw" if raw else "",
+        path=host_path,
+        read_only=host_path.startswith("/usr/"),
+        crtime=0,
+        mtime=0,
+        usage=None,
+        state=state,
+        format_of=_Known(None),
+    )
 
 
 def _classify(

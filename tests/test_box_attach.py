@@ -82,7 +82,11 @@ def test_states_enable_and_refusals(box, box_tmp, clean):
     # a running unit is not detached behind the user's back
     r = box.portable(["detach", "--runtime", str(img)], check=False)
     assert r.returncode == 1
-    assert r.stderr == "portable: error: Unit file 'st.service' is active, can't detach.\n"
+    # portablectl's sentence, then what to do, on the same line
+    assert r.stderr == (
+        "portable: error: Unit file 'st.service' is active, can't detach. "
+        "(use --now to stop it first)\n"
+    )
     assert state(box, str(img)) == "running-runtime"
     # a second attach reports it is attached and changes nothing
     r = box.portable(["attach", "--runtime", "--enable", str(img)])

@@ -787,6 +787,8 @@ def test_detach_active_unit_refused(h, tool):
     attached = h.snapshot()
     run = invoke(h.box, tool, ["detach", str(image)])
     assert_refused(tool, run, "Unit file 'solo.service' is active, can't detach.")
+    if tool != REF:  # the same sentence, then what to do next on the same line
+        assert "can't detach. (use --now to stop it first)\n" in run.stderr, run
     assert_same_tree(attached, h.snapshot(), "after the refused detach")
     assert h.show(["solo.service"], ["ActiveState"])["solo.service"]["ActiveState"] == "active"
     detach = invoke(h.box, tool, ["detach", "--now", str(image)])

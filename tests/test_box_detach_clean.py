@@ -146,7 +146,8 @@ def test_running_unit_refuses_detach_before_cleaning_anything(box, box_tmp, clea
     # (portablectl 257 cleans the stopped units first, then fails).
     assert (r.returncode, r.stderr) == (
         1,
-        "portable: error: Unit file 'busy.service' is active, can't detach.\n",
+        "portable: error: Unit file 'busy.service' is active, can't detach. "
+        "(use --now to stop it first)\n",
     )
     assert state(box, str(img)) == "running"
     assert existing(box, data_files("busy")) == data_files("busy")
