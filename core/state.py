@@ -25,6 +25,7 @@ __all__ = [
     "attached_units",
     "image_state",
     "read_marker_line",
+    "recorded_profile",
 ]
 
 STATES = (
@@ -76,6 +77,36 @@ def read_marker_line(path: os.PathLike[str] | str) -> str | None:
     finally:
         os.close(fd)
     return head.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def recorded_profile(host: Host, dropin: str) -> str | None:
+    """The profile a ``10-profile.conf`` (path on the host, ``dropin``) came from: its
+    symlink's directory name (``.../strict/service.conf``), or the name in the first line of a
+    copy (``# The "strict" ...``, as systemd's and our profiles begin); ``"(copied)"`` for a
+    copy with another first line, ``None`` when there is no such file."""
+    local = host.path(dropin)
+    try:
+        target = os.readlink(local)
+    except OSError:
+        target = ""
+    if target:
+        return os.path.basename(os.path.dirname(target)) or None
+    try:
+        fd = os.open(local, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO named like a drop-in would block
+            return None
+        head = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    first = head.decode("utf-8", "surrogateescape").splitlines()[:1]
+    if first and first[0].startswith('# The "'):
+        return first[0].split('"')[1]
+    return "(copied)" if first else None
 
 
 def _read_marker(path: os.PathLike[str] | str) -> tuple[str, ...] | None:

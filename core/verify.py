@@ -174,22 +174,11 @@ def _read(path: str | os.PathLike[str], limit: int = 4 << 20) -> str:
 
 
 def _profile_name(host: Host, dropin: str) -> str | None:
-    """The profile a ``10-profile.conf`` came from: its symlink's directory name, or the
-    description line of a copy."""
-    local = host.path(dropin)
-    try:
-        target = os.readlink(local)
-    except OSError:
-        target = ""
-    if target:
-        return os.path.basename(os.path.dirname(target)) or None
-    try:
-        first = _read(local, 4096).splitlines()[:1]
-    except OSError:
-        return None
-    if first and first[0].startswith('# The "'):
-        return first[0].split('"')[1]
-    return "(copied)" if first else None
+    """The profile a ``10-profile.conf`` came from (:func:`portable.state.recorded_profile`;
+    this name stays for the callers that import it)."""
+    from portable.state import recorded_profile
+
+    return recorded_profile(host, dropin)
 
 
 def promised_settings(

@@ -20,18 +20,29 @@ COPY_HELP = "How to place unit files and profiles: auto (default), copy, symlink
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def attach_options(f: Callable[..., Any]) -> Callable[..., Any]:
+def attach_options(f: Callable[..., Any], *, reattach: bool = False) -> Callable[..., Any]:
+    # reattach: --profile and --copy default to None, "not given", so that what the attached
+    # version had is kept (portable.reattach.kept_options).
     decorators: list[Decorator] = [
         click.argument("image"),
         click.argument("prefixes", nargs=-1),
         click.option(
             "-p",
             "--profile",
-            default="default",
-            show_default=True,
-            help="Security profile to apply ('help' lists them).",
+            default=None if reattach else "default",
+            show_default=not reattach,
+            help="Security profile to apply ('help' lists them)."
+            + (" Default: the attached version's." if reattach else ""),
         ),
-        click.option("--copy", "copy_mode", default="auto", metavar="MODE", help=COPY_HELP),
+        click.option(
+            "--copy",
+            "copy_mode",
+            default=None if reattach else "auto",
+            metavar="MODE",
+            help=COPY_HELP.replace("auto (default)", "auto (default: the attached version's)")
+            if reattach
+            else COPY_HELP,
+        ),
         click.option(
             "--runtime",
             is_flag=True,
@@ -99,6 +110,10 @@ def attach_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(decorators):
         f = decorator(f)
     return f
+
+
+def reattach_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    return attach_options(f, reattach=True)
 
 
 def _options(
@@ -253,13 +268,13 @@ def attach_command(
 
 
 @click.command("reattach")
-@attach_options
+@reattach_options
 def reattach_command(
     app: App,
     image: str,
     prefixes: tuple[str, ...],
-    profile: str,
-    copy_mode: str,
+    profile: str | None,
+    copy_mode: str | None,
     extensions: tuple[str, ...],
     quiet: bool,
     no_pager: bool,
@@ -270,15 +285,26 @@ def reattach_command(
     The units of the attached version (found by image name: foo_2 replaces foo_1) are removed
     and IMAGE's attached. With --now, units that went away are stopped and the others
     restarted. If IMAGE does not exist, nothing is detached.
+
+    What the attached version had is kept unless an option says otherwise: its profile, copy
+    mode, extensions, network namespace, and /etc or /run (--runtime: look in /run only).
+    A line says what an option changes. (portablectl falls back to its defaults instead.)
     """
     from portable.reattach import reattach
 
-    if _special_values(app, profile, copy_mode):
+    if _special_values(app, profile or "", copy_mode or ""):
         return
     warn_if_ambiguous(app, image, quiet)
     force_reload = flags.pop("force_reload")
     check_reload_flags(flags["no_reload"], force_reload)
-    options = _options(profile, copy_mode, prefixes, extensions, **flags)
+    given = {
+        "profile": profile is not None,
+        "copy_mode": copy_mode is not None,
+        "runtime": flags["runtime"],
+        "extensions": bool(extensions),
+        "netns": flags["netns"] or flags["netns_subnet"] is not None,
+    }
+    options = _options(profile or "default", copy_mode or "auto", prefixes, extensions, **flags)
     app.require_root("reattach")
     manager = app.manager(required=True)
     result = reattach(
@@ -288,7 +314,10 @@ def reattach_command(
         registry=app.registry,
         manager=manager,
         force_reload=force_reload,
+        explicit={name for name, yes in given.items() if yes},
     )
+    for note in result.notes:
+        app.info(note, quiet=quiet)
     from portable.inspect import effective_prefixes
 
     app.info(
