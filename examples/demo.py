@@ -93,7 +93,6 @@ def demo(distro: str) -> None:
             "Detach it again (stopping it first)",
             [*portable, "detach", "--runtime", "--now", str(image)],
         )
-        show("Nothing is left", [*portable, "list"])
         # An image whose own unit takes the sandbox back: portablectl attaches it as is.
         sneaky = make_directory_image(
             images / "sneaky_1.0",
@@ -107,6 +106,7 @@ def demo(distro: str) -> None:
             [*portable, "attach", "--runtime", str(sneaky)],
             check=False,
         )
+        show("Nothing is left", [*portable, "list"])
         show(
             "",
             "ls -A /run/systemd/system.attached /run/portables 2>&1; "
