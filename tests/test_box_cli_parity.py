@@ -53,13 +53,13 @@ def clean(box: Box) -> Iterator[None]:
     )
 
 
-def images_in(d: Path, *names: str, run: bool = False) -> list[Path]:
-    """Directory images ``d``/NAME, each with a service NAME-before-'_'.service."""
+def images_in(d: Path, *names: str) -> list[Path]:
+    """Directory images ``d``/NAME, each with a service NAME-before-'_'.service that can run
+    (described as NAME, so versions tell apart)."""
     return [
         make_directory_image(
             d / name,
-            units={f"{name.split('_')[0]}.service": service_unit(LOOP if run else "/v")},
-            busybox=run,
+            units={f"{name.split('_')[0]}.service": service_unit(LOOP, description=name)},
         )
         for name in names
     ]
@@ -92,7 +92,7 @@ def test_reattach_keeps_the_profile_where_portablectl_drops_it(
     done = box.portable(["reattach", str(ours[1])])
     assert profile_line(box, "our.service").startswith('# The "strict"')
     assert private_network(box, "our.service") == "yes"
-    assert "/v" in box.run(["cat", f"{ATTACHED}/our.service"]).stdout
+    assert "Description=our_2\n" in box.run(["cat", f"{ATTACHED}/our.service"]).stdout
     assert "changes from" not in done.stderr and "portable: " not in done.stderr
     done = box.portable(["reattach", "-p", "default", str(ours[2])])
     assert profile_line(box, "our.service").startswith('# The "default"')
@@ -168,7 +168,7 @@ def test_list_as_nobody_names_and_states_as_portablectl(
 def test_detach_running_refused_with_portablectls_sentence(
     box: Box, box_tmp: Path, clean: None
 ) -> None:
-    (img,) = images_in(box_tmp, "run_1", run=True)
+    (img,) = images_in(box_tmp, "run_1")
     box.portablectl(["attach", "-q", "--now", str(img)])
     assert box.systemctl(["is-active", "run.service"]).stdout == "active\n"
     theirs = box.portablectl(["detach", str(img)], check=False)
