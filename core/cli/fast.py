@@ -11,6 +11,7 @@ The bodies live here, click-free, and the click commands call them too.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -33,7 +34,8 @@ __all__ = [
 
 COLUMNS = ("NAME", "TYPE", "RO", "CRTIME", "MTIME", "USAGE", "STATE")
 # portablectl takes all its options with every verb: those that don't change these two verbs
-# are accepted and ignored (click's path drops them the same way, see group.py).
+# are accepted and ignored (click's path drops them the same way, see group.py); list pages
+# on a terminal, so --no-pager does change it (see run_fast).
 _IGNORED = {"--no-pager", "--no-ask-password"}
 _LIST_FLAGS = {"--no-legend", "--json", "-q", "--quiet", *_IGNORED}
 _IS_ATTACHED_FLAGS = {"-q", "--quiet"}
@@ -60,9 +62,14 @@ def run_fast(args: Sequence[str]) -> int | None:
     if verb == "list":
         if not all(a in _LIST_FLAGS for a in rest):
             return None
-        sys.stdout.write(
-            list_output(app, legend="--no-legend" not in rest, as_json="--json" in rest)
-        )
+        out = list_output(app, legend="--no-legend" not in rest, as_json="--json" in rest)
+        if "--no-pager" not in rest and os.isatty(1):  # no pager module unless on a terminal
+            from portable.cli.pager import Pager
+
+            with Pager():
+                sys.stdout.write(out)
+        else:
+            sys.stdout.write(out)
         return 0
     if verb == "is-attached":
         images: list[str] = []

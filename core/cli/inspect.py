@@ -355,6 +355,11 @@ def inspect_command(
     note = verity_note(found)
     if note is not None:
         app.info(note, quiet=quiet or as_json)
+    # As portablectl, the output (not the lines above) through a pager on a terminal, closed
+    # when click ends the command.
+    from portable.cli.pager import Pager
+
+    click.get_current_context().with_resource(Pager(enabled=not no_pager))
     if as_json:
         doc = render_json(
             found, cat=cat, exposure=_exposure(app, found, spec), floor=(spec.name, findings)

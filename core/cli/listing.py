@@ -24,4 +24,8 @@ def list_command(
     app: App, no_legend: bool = False, no_pager: bool = False, as_json: bool = False
 ) -> None:
     """List the images in the search path, with their attach state."""
-    click.echo(list_output(app, legend=not no_legend, as_json=as_json), nl=False)
+    out = list_output(app, legend=not no_legend, as_json=as_json)
+    from portable.cli.pager import Pager
+
+    with Pager(enabled=not no_pager):
+        click.echo(out, nl=False)

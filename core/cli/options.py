@@ -19,7 +19,7 @@ def no_legend(f: F) -> F:
 
 
 def no_pager(f: F) -> F:
-    # Accepted for portablectl compatibility: we never page.
+    # Accepted with every verb, as portablectl; list and inspect page (portable.cli.pager).
     return click.option("--no-pager", is_flag=True, hidden=True)(f)
 
 
