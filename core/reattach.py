@@ -251,7 +251,9 @@ def kept_options(
     if old is None:
         return options, []  # the caller says it is not attached
     notes: list[str] = []
-    kept: dict[str, object] = {"runtime": old.runtime, "extensions": old.extensions}
+    kept: dict[str, object] = {"runtime": old.runtime}
+    if "extensions" not in explicit:  # --extension given: those, not the attached ones
+        kept["extensions"] = old.extensions
     if "profile" not in explicit:
         if old.profile is None:
             notes.append(
