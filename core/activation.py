@@ -24,7 +24,15 @@ from portable.types import Change
 if TYPE_CHECKING:
     from portable.manager import JobResult, Manager
 
-__all__ = ["JOB_METHODS", "Activation", "Event", "Step", "orphaned_units", "perform"]
+__all__ = [
+    "JOB_METHODS",
+    "Activation",
+    "Event",
+    "Step",
+    "failed_after_start",
+    "orphaned_units",
+    "perform",
+]
 
 JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 
@@ -55,10 +63,50 @@ class Event:
 class Activation:
     events: list[Event] = field(default_factory=list)
     jobs: list[JobResult] = field(default_factory=list)  # final results (or "queued")
+    # Units whose start (or restart) job was done but which are failed right after it
+    failed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(j.ok for j in self.jobs) and not any(e.kind == "error" for e in self.events)
+        return (
+            all(j.ok for j in self.jobs)
+            and not any(e.kind == "error" for e in self.events)
+            and not self.failed
+        )
+
+
+# How long a started service is watched for failing right after its start job: a Type=simple
+# service's job is done when PID 1 has forked it, before the child sets up its namespace and
+# executes the command; what fails there (226/NAMESPACE, 203/EXEC) fails within milliseconds.
+SETTLE_SECONDS = 0.25
+_RUNNING = ("active", "activating", "reloading")
+
+
+def failed_after_start(manager: Manager, units: Sequence[str]) -> list[str]:
+    """Those of ``units`` (whose start jobs are done) that are failed, in the given order.
+
+    Sockets, timers and paths are looked at once; services still running are looked at again
+    until :data:`SETTLE_SECONDS` have passed (one pipelined call for all each time).
+    """
+    import time
+
+    deadline = time.monotonic() + SETTLE_SECONDS
+    failed: set[str] = set()
+    pending = list(dict.fromkeys(units))
+    pause = 0.01
+    while pending:
+        states = manager.unit_states(pending)
+        failed.update(n for n, st in states.items() if st.active_state == "failed")
+        pending = [
+            n
+            for n in pending
+            if n.endswith(".service") and n in states and states[n].active_state in _RUNNING
+        ]
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return [u for u in units if u in failed]
 
 
 def perform(manager: Manager, steps: Sequence[Step], *, runtime: bool, wait: bool) -> Activation:
@@ -100,6 +148,11 @@ def perform(manager: Manager, steps: Sequence[Step], *, runtime: bool, wait: boo
         finished = manager.wait_jobs(list(queued))
         for job, (unit, verb) in queued.items():
             out.jobs.append(JobResult(unit, verb, job, finished.get(job, (unit, "timeout"))[1]))
+        # A start job that is done says only that the unit was started: a service whose
+        # namespace can't be set up fails right after (portablectl exits 0 then).
+        started = [j.unit for j in out.jobs if j.verb in ("start", "restart") and j.ok]
+        if started:
+            out.failed = failed_after_start(manager, started)
     else:
         out.jobs += [JobResult(u, v, j, "queued") for j, (u, v) in queued.items()]
     return out

@@ -69,6 +69,7 @@ from portable.types import (
 if TYPE_CHECKING:
     from portable.activation import Activation
     from portable.manager import Manager
+    from portable.runnable import Problem
 
 __all__ = [
     "COPY_MODES",
@@ -87,6 +88,8 @@ __all__ = [
 ]
 
 COPY_MODES = ("auto", "copy", "symlink", "mixed")
+# Unit types that start others: started before the rest by activate()
+_TRIGGERS = ("socket", "timer", "path")
 
 
 class UnitExists(PortableError):
@@ -133,6 +136,8 @@ class AttachPlan:
     extra: list[ExtraSetting] = field(default_factory=list)
     extensions: list[Image] = field(default_factory=list)
     inspection: Inspection | None = None
+    # What the image lacks for systemd to run its services (portable.runnable): warnings
+    problems: list[Problem] = field(default_factory=list)
 
     def origin(self, unit: str) -> Image:
         """The image (root or an extension) a unit comes from."""
@@ -161,6 +166,8 @@ class AttachResult:
     # Why PID 1 was reloaded or not ("" when no manager was asked, or --no-reload)
     reload_reason: str = ""
     activation: Activation | None = None
+    # What the image lacks for systemd to run its services (portable.runnable)
+    problems: list[Problem] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -351,6 +358,17 @@ def prepare(
     )
     if findings:
         raise floor_refusal(image.path, profile, findings)
+    from portable.runnable import check_image
+
+    # An image systemd can't start a service from is attached by portablectl without a word;
+    # here a warning each (the CLI prints them), or with --strict-image a refusal.
+    problems = check_image(image, meta.units, profile, extensions=extensions)
+    if problems and options.strict_image:
+        raise BadImage(
+            f"Image '{image.path}' can't run a portable service as is ({problems[0]}"
+            + (f"; and {len(problems) - 1} more" if len(problems) > 1 else "")
+            + "; see 'portable inspect'), refusing (--strict-image)."
+        )
     plan = AttachPlan(
         image=image,
         metadata=meta,
@@ -360,6 +378,7 @@ def prepare(
         files={},
         extensions=extensions,
         inspection=found,
+        problems=problems,
     )
     plan_files(plan, host)
     return plan
@@ -707,6 +726,7 @@ def attach_many(
                         changes=[],
                         already_attached=status == "complete",
                         completed_interrupted=status == "partial",
+                        problems=plan.problems,
                     )
                     if status != "complete":
                         start = len(tx.changes)
@@ -807,6 +827,13 @@ def activate(
     if not (options.enable or options.now):
         return
     where = ATTACHED_DIR[options.runtime]
+    ordered = [u for result in batch.results for u in result.units]
+    # Triggers (sockets, timers, paths) first. portablectl 252 enables and starts each unit as
+    # it walks the change list PID 1 returned, which comes out of a hashmap: any order. A
+    # service started before its socket makes the socket refuse to listen ("Socket service
+    # foo.service already active, refusing"); started after it, the service finds the socket
+    # listening and takes it. Each unit's enable-then-start block stays as portablectl's.
+    ordered.sort(key=lambda u: u.type not in _TRIGGERS)
     steps = [
         Step(
             unit=u.name,
@@ -815,7 +842,6 @@ def activate(
             # and prints the failure).
             job="start" if options.now and "@." not in u.name else None,
         )
-        for result in batch.results
-        for u in result.units
+        for u in ordered
     ]
     batch.activation = perform(manager, steps, runtime=options.runtime, wait=not options.no_block)

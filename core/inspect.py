@@ -40,6 +40,7 @@ __all__ = [
     "host_architecture",
     "inspect_image",
     "inspect_image_with_extensions",
+    "opened_tree",
     "read_image_and_extensions",
     "read_metadata",
     "resolve_extensions",
@@ -162,6 +163,11 @@ def _opened(image: Image) -> Iterator[Path]:
             exc.message = exc.message.replace(local, image.path)
             exc.args = (exc.message,)
         raise
+
+
+def opened_tree(image: Image) -> AbstractContextManager[Path]:
+    """The image's tree, read-only, through its format (:mod:`portable.runnable` reads it)."""
+    return _opened(image)
 
 
 def _open_tree(image: Image) -> AbstractContextManager[Path]:

@@ -307,6 +307,8 @@ class AttachOptions:
     max_exposure: float | None = None  # refuse services scoring above this (0.0-10.0)
     # unit settings attached although the profile's sandbox floor forbids them (portable.floor)
     allow_settings: tuple[str, ...] = ()
+    # refuse an image systemd can't run a service from (portable.runnable) instead of warning
+    strict_image: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -6,6 +6,14 @@ profile and --now, shows the service running sandboxed, detaches it and shows th
 left. It does so on each systemd the project is tested with, one after the other: Debian 12's
 systemd 252 and Debian 13's 257 (what ``portable`` writes follows the systemd it runs on).
 ``--box debian-13`` runs one only. Run it with ``bash examples/demo.sh`` (as root).
+
+``examples/hello`` holds only what is the example's own (os-release, units): it is not a tree
+to pack as it is. ``make_directory_image`` adds what systemd needs to run a service from it:
+the mount points ``/dev /proc /sys /run /tmp /var/tmp`` (git keeps no empty directories),
+``/etc/machine-id`` and ``/etc/resolv.conf`` for the profiles' bind mounts, and the host's
+static busybox as ``/usr/bin/sh`` & co (a binary this repository does not carry). Packed
+directly (``mksquashfs examples/hello x.raw``) it would attach but fail to start;
+``portable inspect`` lists what is missing, ``attach`` warns (``--strict-image`` refuses).
 """
 
 from __future__ import annotations

@@ -103,6 +103,12 @@ def attach_options(f: Callable[..., Any], *, reattach: bool = False) -> Callable
             metavar="N",
             help="Refuse if a service's exposure score ('portable security') is above N.",
         ),
+        click.option(
+            "--strict-image",
+            is_flag=True,
+            help="Refuse an image systemd can't run a service from (a mount point, a bind "
+            "target of the profile or an ExecStart= executable missing) instead of warning.",
+        ),
         quiet,
         no_pager,
         click.pass_obj,
@@ -142,6 +148,7 @@ def _options(
         allow_settings=tuple(
             name.strip() for arg in flags["allow_settings"] for name in arg.split(",") if name
         ),
+        strict_image=flags["strict_image"],
     )
 
 
@@ -186,6 +193,19 @@ def check_reload_flags(no_reload: bool, force_reload: bool) -> None:
         from portable.errors import PortableError
 
         raise PortableError("--reload and --no-reload can't be used together")
+
+
+def warn_problems(result: Any) -> None:
+    """A warning line for each thing the image lacks to run its services (portable.runnable):
+    portablectl attaches such an image without a word, and its service fails at start."""
+    from portable.names import printable
+
+    for problem in getattr(result, "problems", ()):
+        click.echo(
+            f"portable: warning: image '{printable(result.image.path)}' can't run "
+            f"{printable(str(problem))}",
+            err=True,
+        )
 
 
 def report_reload(app: App, result: Any) -> None:
@@ -251,6 +271,8 @@ def attach_command(
         manager=manager,
         force_reload=force_reload,
     )
+    for result in batch.results:
+        warn_problems(result)
     for one, result in zip(images, batch.results, strict=True):
         explicit = bool(prefixes)
         wanted = effective_prefixes(one, prefixes, systemd=detect_systemd(app.host).major)

@@ -69,4 +69,10 @@ def print_activation(activation: Activation | None, *, quiet: bool, systemd: int
         error = job.error
         if error is not None:
             click.echo(f"portable: error: {error} (see 'journalctl -u {job.unit}')", err=True)
+    for unit in activation.failed:
+        click.echo(
+            f"portable: error: {unit} failed right after it was started (see "
+            f"'systemctl status {unit}' and 'journalctl -u {unit}'); it stays attached",
+            err=True,
+        )
     return activation.ok

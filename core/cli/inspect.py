@@ -19,9 +19,11 @@ from portable.types import ImageMetadata
 if TYPE_CHECKING:
     from portable.floor import FloorFinding
     from portable.inspect import Inspection
+    from portable.runnable import Problem
     from portable.types import Profile
 
 FLOOR_HEADING = "Sandbox floor (profile '{}'):"
+RUNNABLE_HEADING = "This image can't run a portable service as is:"
 
 
 def matching_line(prefixes: tuple[str, ...], *, explicit: bool) -> str:
@@ -197,6 +199,27 @@ def render_floor(profile: str, findings: list[FloorFinding], *, cat: bool, alway
     return _b(heading + "\n" + "".join(f"\t{line}\n" for line in lines))
 
 
+def render_runnable(problems: list[Problem], *, cat: bool) -> bytes:
+    """What the image lacks to run its services (:mod:`portable.runnable`), after
+    portablectl's output; nothing when it lacks nothing, so that such an image's output stays
+    portablectl's byte for byte. Laid out as :func:`render_floor`."""
+    if not problems:
+        return b""
+    lines = [printable(str(p)) for p in problems]
+    if cat:
+        return _b(f"\n-- {RUNNABLE_HEADING} --\n" + "".join(f"{line}\n" for line in lines))
+    return _b(RUNNABLE_HEADING + "\n" + "".join(f"\t{line}\n" for line in lines))
+
+
+def runnable_problems(found: Inspection, profile: Profile) -> list[Problem]:
+    from portable.runnable import check_image
+
+    meta = found.metadata
+    return check_image(
+        meta.image, meta.units, profile, extensions=[e.image for e in found.extensions]
+    )
+
+
 def _exposure(app: App, found: Inspection, spec: Profile) -> list[dict[str, Any]]:
     """Each service's exposure score if attached with ``spec`` (systemd-analyze security)."""
     from portable.security import would_attach_exposure
@@ -214,6 +237,7 @@ def render_json(
     cat: bool,
     exposure: list[dict[str, Any]] | None = None,
     floor: tuple[str, list[FloorFinding]] | None = None,
+    runnable: list[Problem] | None = None,
 ) -> str:
     from portable.osrelease import split_prefixes
 
@@ -245,6 +269,8 @@ def render_json(
         doc["exposure"] = exposure
     if floor is not None:
         doc["floor"] = {"profile": floor[0], "findings": [f.to_json() for f in floor[1]]}
+    if runnable is not None:
+        doc["runnable"] = {"ok": not runnable, "problems": [p.to_json() for p in runnable]}
     if found.details:
         doc["details"] = dict(found.details)
     if found.extensions:
@@ -332,6 +358,8 @@ def inspect_command(
 
     Last, the unit settings that undo the sandbox of --profile (default: 'default'), which
     attach refuses, one line each; with --profile given, a line saying there are none too.
+    Then what the image lacks for systemd to run its services (mount points, the profile's
+    bind-mount targets, ExecStart= executables), if anything.
     Control characters in what the image says (but newlines and tabs) are shown escaped.
     """
     from portable.images import normalize_image_arg, pick_version
@@ -350,6 +378,7 @@ def inspect_command(
     )
     spec = app.registry.profile(profile or "default").spec
     findings = floor_findings(found, spec, systemd=systemd)
+    problems = runnable_problems(found, spec)
     # After the work, so that a failure stays a single line on stderr.
     app.info(matching_line(effective, explicit=bool(prefixes)), quiet=quiet or as_json)
     note = verity_note(found)
@@ -362,7 +391,11 @@ def inspect_command(
     click.get_current_context().with_resource(Pager(enabled=not no_pager))
     if as_json:
         doc = render_json(
-            found, cat=cat, exposure=_exposure(app, found, spec), floor=(spec.name, findings)
+            found,
+            cat=cat,
+            exposure=_exposure(app, found, spec),
+            floor=(spec.name, findings),
+            runnable=problems,
         )
         click.echo(doc)
     else:
@@ -370,5 +403,6 @@ def inspect_command(
         shown = normalize_image_arg(image, host=app.host, pick=False) if versioned else None
         text = render_text(found, cat=cat, systemd=systemd, shown=shown)
         text += render_floor(spec.name, findings, cat=cat, always=profile is not None)
+        text += render_runnable(problems, cat=cat)
         sys.stdout.buffer.write(terminal_safe(text))
         sys.stdout.flush()
