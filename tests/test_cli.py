@@ -42,7 +42,7 @@ def root(tmp_path):
     make_directory_image(
         r / "srv/foo_1.2",
         units={"foo.service": service_unit()},
-        busybox=False,
+        busybox=True,  # runnable: inspect says nothing more than portablectl
         os_release='ID=t\nPRETTY_NAME="T OS"\nPORTABLE_PRETTY_NAME="Foo"\n',
     )
     return r

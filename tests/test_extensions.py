@@ -72,9 +72,10 @@ def root(tmp_path: Path) -> Path:
         srv / "rootdir",
         os_release=ROOT_OS,
         units={"minimal-app0.service": service_unit()},
-        busybox=False,
+        busybox=True,  # runnable: inspect says nothing more than portablectl
     )
     make_extension_tree(srv / "app0", name="app0", release=REL, units={"app0.service": APP0})
+    make_script(srv / "app0/opt/script0.sh")
     # app1's release file is called extension-release.app2 and marked strict=false.
     make_extension_tree(
         srv / "app1",
@@ -84,7 +85,15 @@ def root(tmp_path: Path) -> Path:
         release=REL + "SYSEXT_SCOPE=portable\nPORTABLE_PREFIXES=app1\n",
         units={"app1.service": APP1},
     )
+    make_script(srv / "app1/opt/script1.sh")
     return tmp_path
+
+
+def make_script(path: Path) -> None:
+    """The executable an extension's service runs (as TEST-29's images have)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\ntrue\n")
+    path.chmod(0o755)
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

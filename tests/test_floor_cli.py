@@ -39,7 +39,7 @@ def root(tmp_path):
     r = tmp_path / "root"
     make_directory_image(
         r / "srv/foo_1",
-        busybox=False,
+        busybox=True,
         os_release=f"ID=t\n{ESCAPES}PORTABLE_PRETTY_NAME=Foo\n",
         units={
             "foo.service": HOSTILE,
@@ -49,7 +49,7 @@ def root(tmp_path):
     )
     make_directory_image(
         r / "srv/clean_1",
-        busybox=False,
+        busybox=True,
         os_release='ID=t\nPRETTY_NAME="T OS"\n',
         units={"clean.service": service_unit()},
     )
@@ -133,7 +133,7 @@ def test_inspect_json(root, capsys):
 def test_inspect_escapes_unit_files(root, capsys):
     # (names can't carry them: image paths and unit names with control characters are refused)
     unit = service_unit(description="x\x1b[2J\x9b31m\x00y")
-    make_directory_image(root / "srv/esc_1", busybox=False, units={"esc.service": unit})
+    make_directory_image(root / "srv/esc_1", busybox=True, units={"esc.service": unit})
     code, out, err = run(["--root", str(root), "inspect", "--cat", "/srv/esc_1"], capsys)
     assert code == 0, err
     assert "\n-- Unit file: esc.service --\n[Unit]\nDescription=x\\x1b[2J\\x9b31m\\x00y\n" in out

@@ -76,14 +76,14 @@ def root() -> Iterator[Path]:
             ("idle", r / "etc/portables"),
         ]:
             make_directory_image(
-                where / name, units={f"{name}.service": service_unit()}, busybox=False
+                where / name, units={f"{name}.service": service_unit()}, busybox=True
             )
         (private / "sq.raw").write_bytes(b"\0" * 4096)
         for name in ("hidden", "sq.raw", "lost"):
             (images / name).symlink_to(f"/srv/private/{name}")
         for p in [r, *r.rglob("*")]:
             if not p.is_symlink():
-                p.chmod(0o755 if p.is_dir() else 0o644)
+                p.chmod(0o755 if p.is_dir() or p.stat().st_mode & 0o111 else 0o644)
         portable(["--root", str(r), "attach", "-q", "hidden"], nobody=False)
         portable(["--root", str(r), "attach", "-q", "inetc"], nobody=False)
         private.chmod(0o700)
