@@ -11,7 +11,8 @@ systemd 252 and Debian 13's 257 (what ``portable`` writes follows the systemd it
 to pack as it is. ``make_directory_image`` adds what systemd needs to run a service from it:
 the mount points ``/dev /proc /sys /run /tmp /var/tmp`` (git keeps no empty directories),
 ``/etc/machine-id`` and ``/etc/resolv.conf`` for the profiles' bind mounts, and the host's
-static busybox as ``/usr/bin/sh`` & co (a binary this repository does not carry). Packed
+static busybox as ``/usr/bin/sh`` & co (a binary this repository does not carry);
+``examples/build_hello.py OUT[.raw]`` builds that image for use outside the demo. Packed
 directly (``mksquashfs examples/hello x.raw``) it would attach but fail to start;
 ``portable inspect`` lists what is missing, ``attach`` warns (``--strict-image`` refuses).
 """
