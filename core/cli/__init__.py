@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,6 +119,23 @@ def classify_option(arg: str) -> tuple[str, str, bool] | None:
     return None
 
 
+def option_chunks(
+    args: Sequence[str],
+) -> Iterator[tuple[list[str], tuple[str, str, bool] | None]]:
+    """``args`` (after the verb) in pieces: an option with its value, if it takes the next
+    argument, and :func:`classify_option`'s answer for it; everything from ``--`` on is one
+    last piece (``None``: nothing after it is an option)."""
+    j = 0
+    while j < len(args):
+        if args[j] == "--":
+            yield list(args[j:]), None
+            return
+        known = classify_option(args[j])
+        take = 2 if known is not None and known[2] else 1
+        yield list(args[j : j + take]), known
+        j += take
+
+
 def normalize_args(args: Sequence[str]) -> tuple[list[str], int | None]:
     """``args`` with the root group's options before the verb and portablectl's verb options
     after it, and the verb's index (``None``: no verb found, or something unknown before it,
@@ -152,19 +169,10 @@ def normalize_args(args: Sequence[str]) -> tuple[list[str], int | None]:
     else:
         verb, rest = args[i], list(args[i + 1 :])
     kept: list[str] = []
-    j = 0
-    while j < len(rest):
-        arg = rest[j]
-        if arg == "--":
-            kept.extend(rest[j:])
-            break
-        known = classify_option(arg)
-        take = 2 if known is not None and known[2] else 1
-        if known is not None and known[0] == "group" and j + take <= len(rest):
-            group.extend(rest[j : j + take])
-        else:
-            kept.extend(rest[j : j + take])
-        j += take
+    for chunk, known in option_chunks(rest):
+        # a group option, with its value if it takes one: before the verb
+        is_group = known is not None and known[0] == "group" and len(chunk) == 1 + known[2]
+        (group if is_group else kept).extend(chunk)
     return [*group, verb, *moved, *kept], len(group)
 
 

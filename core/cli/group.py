@@ -19,9 +19,9 @@ from portable.cli import (
     OUR_VERB_FLAGS,
     SUMMARIES,
     App,
-    classify_option,
     env_debug,
     normalize_args,
+    option_chunks,
 )
 
 if TYPE_CHECKING:
@@ -204,21 +204,7 @@ def _fit_to_verb(args: list[str], verb_at: int | None) -> list[str]:
         return args
     accepted = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
     kept = args[: verb_at + 1]
-    rest = args[verb_at + 1 :]
-    j = 0
-    while j < len(rest):
-        arg = rest[j]
-        if arg == "--":
-            kept.extend(rest[j:])
-            break
-        known = classify_option(arg)
-        take = 2 if known is not None and known[2] else 1
-        if (
-            known is None
-            or known[0] != "verb"
-            or known[1] in accepted
-            or known[1] in OUR_VERB_FLAGS
-        ):
-            kept.extend(rest[j : j + take])
-        j += take
+    for chunk, known in option_chunks(args[verb_at + 1 :]):
+        if known is None or known[0] != "verb" or known[1] in accepted | OUR_VERB_FLAGS:
+            kept.extend(chunk)
     return kept
