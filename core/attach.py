@@ -805,25 +805,19 @@ def activate(
     from portable.activation import Step, perform
 
     if not options.no_reload and batch.results:
-        from portable.reload import ReloadDecision, for_attach
+        from portable.reload import for_attach, reload_as_decided
 
-        if force_reload:
-            decision = ReloadDecision(True, "asked for (--reload)")
-        else:
-            units = [u.name for r in batch.results for u in r.units]
-            changed = {u.name for r in batch.results if not r.already_attached for u in r.units}
-            decision = for_attach(manager, units, changed, plugins=batch.hooked_plugins)
-        batch.reload_reason = decision.reason
+        units = [u.name for r in batch.results for u in r.units]
+        changed = {u.name for r in batch.results if not r.already_attached for u in r.units}
+        done = reload_as_decided(
+            manager,
+            lambda: for_attach(manager, units, changed, plugins=batch.hooked_plugins),
+            force=force_reload,
+        )
+        batch.reloaded, batch.reload_reason = done.reloaded, done.reason
+        batch.reload_error = done.error
         for r in batch.results:
-            r.reload_reason = decision.reason
-        if decision.needed:
-            try:
-                manager.reload()
-                batch.reloaded = True
-                for r in batch.results:
-                    r.reloaded = True
-            except PortableError as exc:
-                batch.reload_error = str(exc)
+            r.reloaded, r.reload_reason = done.reloaded, done.reason
     if not (options.enable or options.now):
         return
     where = ATTACHED_DIR[options.runtime]

@@ -451,20 +451,15 @@ def detach_many(
         # Before the reload decision: a failed unit is never collected (see _reset_failed)
         _reset_failed(manager, [j.unit for j in result.activation.jobs if j.verb == "stop"])
     if manager is not None and not options.no_reload:
-        from portable.reload import ReloadDecision, for_detach, hooked_plugins
+        from portable.reload import for_detach, hooked_plugins, reload_as_decided
 
-        if force_reload:
-            decision = ReloadDecision(True, "asked for (--reload)")
-        else:
-            plugins = hooked_plugins(registry, ["portable_post_detach"])
-            decision = for_detach(manager, [*names, *result.orphans], plugins=plugins)
-        result.reload_reason = decision.reason
-        if decision.needed:
-            try:
-                manager.reload()
-                result.reloaded = True
-            except PortableError as exc:
-                result.reload_error = str(exc)
+        plugins = hooked_plugins(registry, ["portable_post_detach"])
+        gone = [*names, *result.orphans]
+        done = reload_as_decided(
+            manager, lambda: for_detach(manager, gone, plugins=plugins), force=force_reload
+        )
+        result.reloaded, result.reload_reason = done.reloaded, done.reason
+        result.reload_error = done.error
     return result
 
 

@@ -35,6 +35,7 @@ from jeepney.auth import BEGIN, make_auth_external
 from jeepney.bus import get_connectable_addresses
 
 from portable.errors import PortableError
+from portable.names import is_template
 from portable.systemd_version import nearest_known
 
 if TYPE_CHECKING:
@@ -939,7 +940,7 @@ class Manager:
         active: set[str] = set()
         wanted: list[str] = []
         for u in units:
-            if not _is_template(u):
+            if not is_template(u):
                 wanted.append(u)
             elif self.is_active(u):
                 active.add(u)
@@ -950,12 +951,6 @@ class Manager:
         except ManagerError:
             return active | {u for u in wanted if self.is_active(u)}
         return active | {n for n, st in states.items() if st.active_state in ACTIVE_STATES}
-
-
-def _is_template(unit: str) -> bool:
-    """``x@.service``: no instance between '@' and the suffix (as :meth:`Manager.is_active`)."""
-    _, at, rest = unit.partition("@")
-    return bool(at) and rest.rfind(".") == 0
 
 
 def _flags(*, runtime: bool, portable: bool, force: bool) -> int:

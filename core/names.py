@@ -27,6 +27,7 @@ __all__ = [
     "format_marker",
     "image_name_from_filename",
     "is_portable_unit_type",
+    "is_template",
     "is_valid_filename",
     "is_valid_image_name",
     "is_valid_unit_name",
@@ -168,6 +169,12 @@ def is_valid_unit_name(name: str) -> bool:
         return False
     # An '@' as first character would leave an empty unit prefix.
     return not stem.startswith("@") and _UNIT_NAME_CHARS.fullmatch(stem) is not None
+
+
+def is_template(name: str) -> bool:
+    """``foo@.service``: a template, no instance between ``@`` and the suffix."""
+    _, at, rest = name.partition("@")
+    return bool(at) and rest.rfind(".") == 0
 
 
 def unit_template(name: str) -> str | None:

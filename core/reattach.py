@@ -41,7 +41,6 @@ from portable.detach import (
     sweep,
 )
 from portable.dropins import MARKER_FILE, PROFILE_FILE
-from portable.errors import PortableError
 from portable.host import ATTACHED_DIR, PORTABLES_DIR, Host
 from portable.images import resolve_image
 from portable.names import marker_matches_image
@@ -432,25 +431,21 @@ def _activate(
     force_reload: bool,
 ) -> None:
     from portable.activation import Step, perform
-    from portable.reload import ReloadDecision, for_attach, for_detach
+    from portable.reload import ReloadDecision, for_attach, for_detach, reload_as_decided
 
     att = result.attached
     if not options.no_reload:
-        if force_reload:
-            decision = ReloadDecision(True, "asked for (--reload)")
-        else:
-            written = [u.name for u in att.units]
-            gone = [n for n in [*old_names, *orphans] if n not in written]
+        written = [u.name for u in att.units]
+        gone = [n for n in [*old_names, *orphans] if n not in written]
+
+        def decide() -> ReloadDecision:
             decision = for_detach(manager, gone, plugins=plugins)
-            if not decision.needed:
-                decision = for_attach(manager, written, written, plugins=plugins)
-        att.reload_reason = decision.reason
-        if decision.needed:
-            try:
-                manager.reload()
-                att.reloaded = True
-            except PortableError as exc:
-                att.reload_error = str(exc)
+            if decision.needed:
+                return decision
+            return for_attach(manager, written, written, plugins=plugins)
+
+        done = reload_as_decided(manager, decide, force=force_reload)
+        att.reloaded, att.reload_reason, att.reload_error = done.reloaded, done.reason, done.error
     if not (options.now or options.enable):
         return
     gone = [

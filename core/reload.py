@@ -25,17 +25,18 @@ what the enable links never reached PID 1's memory there either.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from portable.errors import PortableError
+from portable.names import is_template, unit_template
 
 if TYPE_CHECKING:
     from portable.manager import Manager, UnitState
     from portable.registry import Registry
 
-__all__ = ["ReloadDecision", "for_attach", "for_detach", "hooked_plugins", "unit_template_of"]
+__all__ = ["ReloadDecision", "for_attach", "for_detach", "hooked_plugins", "reload_as_decided"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +54,6 @@ def hooked_plugins(registry: Registry, hooks: Collection[str]) -> list[str]:
         for rec in registry.plugins
         if rec.status == "active" and not rec.builtin and set(hooks) & set(rec.hooks)
     ]
-
-
-def _is_template(name: str) -> bool:
-    _, at, rest = name.partition("@")
-    return bool(at) and rest.startswith(".")
-
-
-def unit_template_of(name: str) -> str:
-    """``foo@bar.service`` -> ``foo@.service``; other names as they are."""
-    prefix, at, rest = name.partition("@")
-    if not at:
-        return name
-    return f"{prefix}@{rest[rest.rfind('.') :]}"
 
 
 def _prefix_dropin(name: str) -> bool:
@@ -88,8 +76,8 @@ def _common(manager: Manager, units: Sequence[str], plugins: Sequence[str]) -> s
 
 def _held(manager: Manager, units: Sequence[str]) -> dict[str, UnitState]:
     """What PID 1 holds of ``units``: the units by name, and every instance of a template."""
-    plain = [u for u in units if not _is_template(u)]
-    templates = [u for u in units if _is_template(u)]
+    plain = [u for u in units if not is_template(u)]
+    templates = [u for u in units if is_template(u)]
     names = list(plain)
     if templates:
         patterns = []
@@ -121,7 +109,7 @@ def for_attach(
                 retry.append(name)
             elif st.load_state != "loaded":
                 return ReloadDecision(True, f"{name} is held as {st.load_state}")
-            elif unit_template_of(name) in changed:
+            elif (unit_template(name) or name) in changed:  # an instance: its template's files
                 what = f"loaded, {st.active_state}"
                 return ReloadDecision(True, f"{name} is {what}, and its files were written")
             elif st.need_daemon_reload:
@@ -157,3 +145,28 @@ def for_detach(
     except PortableError as exc:
         return ReloadDecision(True, f"could not ask the service manager ({exc})")
     return ReloadDecision(False, "no unit of it is loaded any more")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What :func:`reload_as_decided` did: ``reloaded``, why (``reason``), and the error of a
+    reload that failed ("" if none)."""
+
+    reloaded: bool
+    reason: str
+    error: str = ""
+
+
+def reload_as_decided(
+    manager: Manager, decide: Callable[[], ReloadDecision], *, force: bool
+) -> ReloadOutcome:
+    """Reload PID 1 if ``decide()`` says so, or always with ``force`` (``--reload``); a failed
+    reload is reported, not raised (the files are in place: portablectl says so and goes on)."""
+    decision = ReloadDecision(True, "asked for (--reload)") if force else decide()
+    if not decision.needed:
+        return ReloadOutcome(False, decision.reason)
+    try:
+        manager.reload()
+    except PortableError as exc:
+        return ReloadOutcome(False, decision.reason, str(exc))
+    return ReloadOutcome(True, decision.reason)
