@@ -759,6 +759,18 @@ class Manager:
         (path,) = self._call(what, "LoadUnit", "s", (unit,))
         return self._property(what, str(path), interface, name)
 
+    def unit_properties(
+        self, unit: str, wanted: Sequence[tuple[str, str]], *, what: str = ""
+    ) -> dict[str, Any]:
+        """Properties ``(interface, name)`` of ``unit`` by name, loading the unit once
+        (``LoadUnit``, as ``systemctl show``). ``what`` starts the error line."""
+        what = what or f"Failed to get the state of {unit}"
+        try:
+            (path,) = self._call(what, "LoadUnit", "s", (unit,))
+            return {n: self._property(what, str(path), iface, n) for iface, n in wanted}
+        except _CallError as exc:
+            raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
+
     def version(self) -> str:
         """The manager's ``Version`` property, e.g. ``252.39-1~deb12u2``."""
         what = "Failed to get the service manager's version"

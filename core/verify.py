@@ -780,20 +780,17 @@ class LoadedUnit:
 
 def loaded_unit(unit: str, manager: Manager) -> LoadedUnit:
     """``FragmentPath``, ``DropInPaths`` and ``KillMode`` of ``unit``, from the manager."""
-    from portable.manager import UNIT_IFACE, ManagerError, _CallError
+    from portable.manager import UNIT_IFACE
 
-    what = f"Failed to get the unit files of {unit}"
-    try:
-        # Manager has no public getter for these (yet): its property call, as main_pid's.
-        fragment = manager._unit_property(what, unit, UNIT_IFACE, "FragmentPath")
-        dropins = manager._unit_property(what, unit, UNIT_IFACE, "DropInPaths")
-        kill_mode = manager._unit_property(
-            what, unit, "org.freedesktop.systemd1.Service", "KillMode"
-        )
-    except _CallError as exc:
-        raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
+    p = manager.unit_properties(
+        unit,
+        [(UNIT_IFACE, "FragmentPath"), (UNIT_IFACE, "DropInPaths"), (SERVICE_IFACE, "KillMode")],
+        what=f"Failed to get the unit files of {unit}",
+    )
     return LoadedUnit(
-        fragment=str(fragment), dropins=tuple(str(p) for p in dropins), kill_mode=str(kill_mode)
+        fragment=str(p["FragmentPath"]),
+        dropins=tuple(str(d) for d in p["DropInPaths"]),
+        kill_mode=str(p["KillMode"]),
     )
 
 
@@ -1001,27 +998,11 @@ def _own_units(unit: str, host: Host) -> set[str]:
     return set() if directory is None else _own_names(unit, directory, host)[0]
 
 
-def _unit_properties(
-    manager: Manager, unit: str, wanted: Collection[tuple[str, str]]
-) -> dict[str, Any]:
-    """Properties (interface, name) of ``unit``, loading it once (:class:`Manager` has a
-    getter for one property at a time only)."""
-    from portable.manager import ManagerError, _CallError
-
-    what = f"Failed to get the state of {unit}"
-    try:
-        (path,) = manager._call(what, "LoadUnit", "s", (unit,))
-        return {name: manager._property(what, str(path), iface, name) for iface, name in wanted}
-    except _CallError as exc:
-        raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
-
-
 def service_state(unit: str, manager: Manager) -> ServiceState:
     """The state of service ``unit`` (loading it if the manager has not)."""
     from portable.manager import UNIT_IFACE
 
-    p = _unit_properties(
-        manager,
+    p = manager.unit_properties(
         unit,
         [
             (UNIT_IFACE, "LoadState"),
@@ -1033,6 +1014,7 @@ def service_state(unit: str, manager: Manager) -> ServiceState:
             (SERVICE_IFACE, "Type"),
             (SERVICE_IFACE, "Result"),
         ],
+        what=f"Failed to get the state of {unit}",
     )
     return ServiceState(
         load_state=str(p["LoadState"]),
@@ -1057,7 +1039,7 @@ def triggers(unit: str, state: ServiceState, *, host: Host, manager: Manager) ->
         if name in found or not name.endswith(TRIGGER_SUFFIXES):
             continue
         try:
-            triggered = _unit_properties(manager, name, [(UNIT_IFACE, "Triggers")])["Triggers"]
+            triggered = manager.unit_properties(name, [(UNIT_IFACE, "Triggers")])["Triggers"]
         except PortableError:
             continue
         if unit in (str(t) for t in triggered):
@@ -1074,8 +1056,8 @@ def _trigger_item(unit: str, names: list[str], *, host: Host, manager: Manager) 
     seen, active, ok = [], 0, True
     for name in names:
         try:
-            p = _unit_properties(
-                manager, name, [(UNIT_IFACE, "ActiveState"), (UNIT_IFACE, "SubState")]
+            p = manager.unit_properties(
+                name, [(UNIT_IFACE, "ActiveState"), (UNIT_IFACE, "SubState")]
             )
             state, sub = str(p["ActiveState"]), str(p["SubState"])
         except PortableError as exc:
