@@ -132,6 +132,22 @@ class Row:
             return "info"
         return "PASS" if value <= self.bench.target else "FAIL"
 
+    def to_json(self) -> dict[str, Any]:
+        """The row as ``--json`` writes it (``run.py`` and ``scale.py``)."""
+        return {
+            "title": self.bench.title,
+            "ours": self.ours,
+            "portablectl": self.theirs,
+            "value": self.value,
+            "target": self.bench.target,
+            "status": self.status,
+            "floor": self.floor,
+            "stack_floor": self.stack,
+            "stack": self.bench.stack,
+            "note": self.note,
+            "samples": self.samples,
+        }
+
 
 # --- the machine ---------------------------------------------------------------------------
 
@@ -497,22 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": info,
                     "rounds": args.rounds,
                     "context": context,
-                    "results": {
-                        r.bench.name: {
-                            "title": r.bench.title,
-                            "ours": r.ours,
-                            "portablectl": r.theirs,
-                            "value": r.value,
-                            "target": r.bench.target,
-                            "status": r.status,
-                            "floor": r.floor,
-                            "stack_floor": r.stack,
-                            "stack": r.bench.stack,
-                            "note": r.note,
-                            "samples": r.samples,
-                        }
-                        for r in rows.values()
-                    },
+                    "results": {r.bench.name: r.to_json() for r in rows.values()},
                 },
                 indent=2,
             )

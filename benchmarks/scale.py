@@ -392,20 +392,7 @@ def main(argv: list[str] | None = None) -> int:
                     "box": distro,
                     "rounds": args.rounds,
                     "context": context,
-                    "results": {
-                        r.bench.name: {
-                            "title": r.bench.title,
-                            "ours": r.ours,
-                            "portablectl": r.theirs,
-                            "value": r.value,
-                            "target": r.bench.target,
-                            "status": r.status,
-                            "floor": r.floor,
-                            "stack_floor": r.stack,
-                            "samples": r.samples,
-                        }
-                        for r in rows.values()
-                    },
+                    "results": {r.bench.name: r.to_json() for r in rows.values()},
                     "peak_rss_kb": {r.name: r.kb for r in rss.values()},
                 },
                 indent=2,
