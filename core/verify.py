@@ -54,6 +54,7 @@ from portable.floor import STANDARD, FloorFinding, check_unit, floor_of, undone
 from portable.inspect import derived_prefixes
 from portable.names import printable_path
 from portable.security import ServiceSettings, UnitSource, capability_names, load_settings
+from portable.state import recorded_profile
 from portable.unitfile import Assignment, parse_unit_text
 
 if TYPE_CHECKING:
@@ -173,14 +174,6 @@ def _read(path: str | os.PathLike[str], limit: int = 4 << 20) -> str:
         return f.read(limit).decode("utf-8", "surrogateescape")
 
 
-def _profile_name(host: Host, dropin: str) -> str | None:
-    """The profile a ``10-profile.conf`` came from (:func:`portable.state.recorded_profile`;
-    this name stays for the callers that import it)."""
-    from portable.state import recorded_profile
-
-    return recorded_profile(host, dropin)
-
-
 def promised_settings(
     unit: str, *, host: Host, systemd: int | None = None
 ) -> tuple[ServiceSettings, str | None, tuple[str, ...]]:
@@ -217,7 +210,7 @@ def promised_settings(
                 raise _broken_profile(host.path(f"{dropin_dir}/{name}"), exc) from None
             continue
         if name == PROFILE_FILE:
-            profile = _profile_name(host, f"{dropin_dir}/{name}")
+            profile = recorded_profile(host, f"{dropin_dir}/{name}")
     source = UnitSource(name=unit, text=_read(host.path(fragment)), dropins=tuple(dropins))
     files = (fragment, *(p for p, _ in dropins))
     if systemd is None:

@@ -163,11 +163,11 @@ def _recorded_profile(app: App, directory: str, names: list[str]) -> Profile | s
     as the registry has it; else why it can't be known."""
     from portable.dropins import PROFILE_FILE
     from portable.errors import PortableError
-    from portable.verify import _profile_name
+    from portable.state import recorded_profile
 
     recorded = None
     for name in names:
-        recorded = _profile_name(app.host, f"{directory}/{name}.d/{PROFILE_FILE}")
+        recorded = recorded_profile(app.host, f"{directory}/{name}.d/{PROFILE_FILE}")
         if recorded is not None:
             break
     if recorded is None or recorded.startswith("("):
