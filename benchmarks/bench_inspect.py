@@ -102,7 +102,7 @@ def main() -> int:
                 "+ plugin registry": [
                     python,
                     "-c",
-                    "from portable.registry import get_registry; get_registry().formats()",
+                    "from portable.plugin.registry import get_registry; get_registry().formats()",
                 ],
                 "portable inspect (dir)": [
                     str(venv / "bin/portable"),

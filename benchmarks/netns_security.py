@@ -10,7 +10,8 @@ private tmpfs on /run), so nothing on this machine changes::
 
 Prints medians:
 
-* ``score (in process)``: ``portable.security.score_unit`` of a bare unit + the default profile,
+* ``score (in process)``: ``portable.security.score.score_unit`` of a bare unit + the default
+profile,
   graded as each known systemd version does (with that version's profile);
 * ``systemd-analyze --offline``: the same unit and profile scored by that systemd (a process
   each);
@@ -61,8 +62,8 @@ def main() -> int:
     rounds = parser.parse_args().rounds
 
     from portable.plugins.profiles.builtin import data_path
-    from portable.security import BARE_UNIT, UnitSource, score_unit
-    from portable.systemd_version import KNOWN_VERSIONS
+    from portable.security.score import BARE_UNIT, UnitSource, score_unit
+    from portable.systemd.version import KNOWN_VERSIONS
     from portable.testing.analyze import systemd_analyze
 
     work = Path(tempfile.mkdtemp(prefix="bench-security-"))

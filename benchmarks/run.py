@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 
 import _inbox  # noqa: E402  (benchmarks/ is not a package)
 
-from portable.entrypoints import RACY_NS  # noqa: E402
+from portable.plugin.entrypoints import RACY_NS  # noqa: E402
 from portable.testing.box import Box, box_unavailable_reason  # noqa: E402
 from portable.testing.images import make_directory_image, service_unit  # noqa: E402
 
@@ -312,7 +312,7 @@ def install_as_user(checkout: Path, dest: Path) -> Path:
             shutil.copy2(src, site / f)
     subprocess.run([str(python), "-m", "compileall", "-q", str(site)], check=True)
     # A user's first command comes later than this: until RACY_NS have passed, the fresh
-    # site-packages makes every run rescan the entry points (core/entrypoints.py).
+    # site-packages makes every run rescan the entry points (core/plugin/entrypoints.py).
     time.sleep(RACY_NS / 1e9)
     return python.parent
 

@@ -5,7 +5,8 @@ Not a test (pytest does not collect benchmarks/). Needs no root and no box: the 
 
     .venv/bin/python benchmarks/unitfile_parse.py [--rounds 5] [--module OLD.py] [--timeout 120]
 
-``--module`` times another version of ``core/unitfile.py`` in process (e.g. the one before the
+``--module`` times another version of ``core/systemd/unitfile.py`` in process (e.g. the one before
+the
 linear parser: ``git show COMMIT:core/unitfile.py > /tmp/old_unitfile.py``); the CLI rows always
 run this checkout's ``portable``. Prints medians:
 
@@ -79,9 +80,9 @@ def plain_bytes(size: int) -> str:
 
 def load_module(path: str | None) -> ModuleType:
     if path is None:
-        import portable.unitfile
+        import portable.systemd.unitfile
 
-        return portable.unitfile
+        return portable.systemd.unitfile
     spec = importlib.util.spec_from_file_location("unitfile_under_test", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

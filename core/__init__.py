@@ -16,22 +16,22 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "hookimpl": "portable.hookspecs",
-    "hookspec": "portable.hookspecs",
-    "AttachOptions": "portable.types",
-    "Change": "portable.types",
-    "DetachOptions": "portable.types",
-    "ExtraSetting": "portable.types",
-    "Floor": "portable.types",
-    "FloorEdit": "portable.types",
-    "FloorRule": "portable.types",
-    "Image": "portable.types",
-    "ImageFormat": "portable.types",
-    "ImageMetadata": "portable.types",
-    "Profile": "portable.types",
-    "ProfileDropin": "portable.types",
-    "ProfileEdit": "portable.types",
-    "UnitFile": "portable.types",
+    "hookimpl": "portable.plugin.hookspecs",
+    "hookspec": "portable.plugin.hookspecs",
+    "AttachOptions": "portable.plugin.types",
+    "Change": "portable.plugin.types",
+    "DetachOptions": "portable.plugin.types",
+    "ExtraSetting": "portable.plugin.types",
+    "Floor": "portable.plugin.types",
+    "FloorEdit": "portable.plugin.types",
+    "FloorRule": "portable.plugin.types",
+    "Image": "portable.plugin.types",
+    "ImageFormat": "portable.plugin.types",
+    "ImageMetadata": "portable.plugin.types",
+    "Profile": "portable.plugin.types",
+    "ProfileDropin": "portable.plugin.types",
+    "ProfileEdit": "portable.plugin.types",
+    "UnitFile": "portable.plugin.types",
     "PortableError": "portable.errors",
     "PluginError": "portable.errors",
     "PluginConflict": "portable.errors",
@@ -42,9 +42,9 @@ _EXPORTS = {
     "UnknownProfile": "portable.errors",
     "AttachRefused": "portable.errors",
     "DetachRefused": "portable.errors",
-    "get_registry": "portable.registry",
-    "inspect_image": "portable.inspect",
-    "list_images": "portable.listing",
+    "get_registry": "portable.plugin.registry",
+    "inspect_image": "portable.images.inspect",
+    "list_images": "portable.images.listing",
 }
 
 __all__ = [
@@ -93,11 +93,11 @@ if TYPE_CHECKING:
         UnknownImageFormat,
         UnknownProfile,
     )
-    from portable.hookspecs import hookimpl, hookspec
-    from portable.inspect import inspect_image
-    from portable.listing import list_images
-    from portable.registry import get_registry
-    from portable.types import (
+    from portable.images.inspect import inspect_image
+    from portable.images.listing import list_images
+    from portable.plugin.hookspecs import hookimpl, hookspec
+    from portable.plugin.registry import get_registry
+    from portable.plugin.types import (
         AttachOptions,
         Change,
         DetachOptions,

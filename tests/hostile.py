@@ -1306,9 +1306,11 @@ def fork_cli(
     # Imported once here, not in every child.
     for module, _ in COMMANDS.values():
         importlib.import_module(module)
-    for module in ("attach", "detach", "reattach", "inspect", "listing", "state"):
-        importlib.import_module(f"portable.{module}")
-    from portable.registry import make_registry
+    for module in ("attach", "detach", "reattach", "state"):
+        importlib.import_module(f"portable.engine.{module}")
+    for module in ("inspect", "listing"):
+        importlib.import_module(f"portable.images.{module}")
+    from portable.plugin.registry import make_registry
 
     make_registry(load_entrypoints=False)  # imports the built-in plugins
     r, w = os.pipe()

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from portable import hookimpl
-from portable.attach import attach
-from portable.detach import detach
+from portable.engine.attach import attach
+from portable.engine.detach import detach
+from portable.engine.reattach import reattach
+from portable.engine.state import image_state
 from portable.errors import AttachRefused, PluginError, PortableError
-from portable.host import Host
-from portable.reattach import reattach
-from portable.registry import make_registry
-from portable.state import image_state
+from portable.plugin.registry import make_registry
+from portable.plugin.types import AttachOptions, DetachOptions, ExtraSetting
+from portable.systemd.host import Host
 from portable.testing.images import make_directory_image, mark_systemd_version, service_unit
-from portable.types import AttachOptions, DetachOptions, ExtraSetting
 
 PROFILES = Path(__file__).resolve().parent.parent / "plugins" / "profiles"
 # Parents that attach creates (mkdir -p) and, like systemd, never removes; and the lock.

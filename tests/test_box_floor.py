@@ -1,5 +1,5 @@
 """The sandbox floor (issue 16) in the box, against portablectl 252 and 257: unit settings an
-image may not use to undo the profile it is attached with (core/floor.py).
+image may not use to undo the profile it is attached with (core/security/floor.py).
 
 For each case a small busybox image whose unit file has the setting. portablectl attaches every
 one of them (the documented difference), and where it is cheap the escape is shown for real in

@@ -1,4 +1,5 @@
-"""portable.manager against a real systemd (the test box), and its failure modes on the host.
+"""portable.systemd.manager against a real systemd (the test box), and its failure modes on the
+host.
 
 The Manager always runs *inside* the box (``box.python``), so it talks to the box's PID 1 and
 never to the host's. Unit names start with ``ptest-mgr-``; every test removes what it made.
@@ -20,9 +21,15 @@ from typing import Any
 
 import pytest
 
-from portable.manager import JobFailed, JobResult, Manager, ManagerError, format_install_changes
+from portable.plugin.types import Change
+from portable.systemd.manager import (
+    JobFailed,
+    JobResult,
+    Manager,
+    ManagerError,
+    format_install_changes,
+)
 from portable.testing.box import Box, box_unavailable_reason
-from portable.types import Change
 
 SLEEP_UNIT = "[Unit]\nDescription=ptest sleeper\n[Service]\nExecStart=/bin/sleep 300\n"
 INSTALLABLE = SLEEP_UNIT + "[Install]\nWantedBy=multi-user.target\n"
@@ -30,7 +37,7 @@ INSTALLABLE = SLEEP_UNIT + "[Install]\nWantedBy=multi-user.target\n"
 # Runs first in every script: the Manager under test, and one JSON line back to the test.
 PRELUDE = """\
 import json, sys, time
-from portable.manager import Manager, format_install_changes
+from portable.systemd.manager import Manager, format_install_changes
 
 def emit(value):
     print(json.dumps(value))
@@ -186,7 +193,7 @@ def test_start_unit_raises_for_a_refused_call(box, box_tmp):
         box,
         box_tmp,
         """
-        from portable.manager import ManagerError
+        from portable.systemd.manager import ManagerError
         with Manager.connect() as m:
             try:
                 m.start_unit("ptest-mgr-absent.service")
@@ -386,7 +393,7 @@ def test_enable_failure_is_one_line(box, box_tmp):
         box,
         box_tmp,
         """
-        from portable.manager import ManagerError
+        from portable.systemd.manager import ManagerError
         with Manager.connect() as m:
             try:
                 m.enable_unit_files(["/run/systemd/system.attached/ptest-mgr-absent.service"],
@@ -433,7 +440,7 @@ def test_private_socket_fallback():
                 out["stop"] = m.wait_jobs([job])[job]
                 out["after"] = m.active_state(u)
                 out["file_state"] = m.unit_file_state(u)
-            from portable.manager import ManagerError
+            from portable.systemd.manager import ManagerError
             try:
                 Manager.connect(private_socket=None)
             except ManagerError as e:
@@ -645,8 +652,8 @@ def test_job_result_errors():
 
 def test_cli_start_up_does_not_load_dbus():
     code = (
-        "import sys, portable, portable.cli, portable.state; "
-        "print(sorted(m for m in sys.modules if m == 'jeepney' or m == 'portable.manager'))"
+        "import sys, portable, portable.cli, portable.engine.state; "
+        "print(sorted(m for m in sys.modules if m == 'jeepney' or m == 'portable.systemd.manager'))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

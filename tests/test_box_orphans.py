@@ -2,7 +2,7 @@
 
 A reattach killed after removing the old version's unit files but before stopping the units
 that went away leaves them running, loaded from a file that is gone (until the next
-daemon-reload). :func:`portable.activation.orphaned_units` finds them (``FragmentPath`` in an
+daemon-reload). :func:`portable.engine.activation.orphaned_units` finds them (``FragmentPath`` in an
 attached directory, the file gone, the name matching the image's prefix); the re-run of the
 reattach and ``detach --now`` stop them. test_box_crash.py kills a real reattach at every step;
 here the state it leaves is made directly, and the limits are checked: never a host unit,
@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from portable.activation import orphaned_units
-from portable.detach import orphan_prefixes
-from portable.host import Host
-from portable.manager import LoadedUnit
+from portable.engine.activation import orphaned_units
+from portable.engine.detach import orphan_prefixes
+from portable.systemd.host import Host
+from portable.systemd.manager import LoadedUnit
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image
 
 if TYPE_CHECKING:
-    from portable.manager import Manager
+    from portable.systemd.manager import Manager
 
 RUN = "/run/systemd/system.attached"
 ETC = "/etc/systemd/system.attached"

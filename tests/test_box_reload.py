@@ -1,7 +1,7 @@
 """The daemon-reload that attach/detach/reattach skip (docs/reload.md) is not missed.
 
 portablectl reloads PID 1 after every attach and detach; ours only when a unit it writes or
-removes is loaded in PID 1 (``portable.reload``). Proof by difference: the same sequence of
+removes is loaded in PID 1 (``portable.engine.reload``). Proof by difference: the same sequence of
 steps runs once with portablectl (which always reloads) and once with ours (by default), from
 the same state, and after every step PID 1 must hold the same: the units it has in memory
 (``list-units --all``, which loads nothing, before anything else looks), ``systemctl show`` of

@@ -7,7 +7,14 @@ import threading
 
 import pytest
 
-from portable.confined import UnsafePath, list_dir, open_root, read_file, resolve_dir, resolve_path
+from portable.images.confined import (
+    UnsafePath,
+    list_dir,
+    open_root,
+    read_file,
+    resolve_dir,
+    resolve_path,
+)
 
 
 @pytest.fixture

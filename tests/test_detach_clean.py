@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from portable.cli import build_cli, main
-from portable.detach import clean_units, detach
+from portable.engine.detach import clean_units, detach
 from portable.errors import PortableError
-from portable.host import Host
-from portable.manager import Manager, ManagerError
-from portable.registry import get_registry
+from portable.plugin.registry import get_registry
+from portable.plugin.types import DetachOptions
+from portable.systemd.host import Host
+from portable.systemd.manager import Manager, ManagerError
 from portable.testing.images import make_directory_image, service_unit
-from portable.types import DetachOptions
 
 BUSY = "org.freedesktop.systemd1.UnitBusy"
 NOTHING = "org.freedesktop.systemd1.NothingToClean"

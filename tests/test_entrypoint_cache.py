@@ -1,4 +1,5 @@
-"""The on-disk cache of the entry-point scan (portable.entrypoints): hits, and invalidation by
+"""The on-disk cache of the entry-point scan (portable.plugin.entrypoints): hits, and invalidation
+by
 installs, uninstalls and edits; unsafe or broken cache files are ignored."""
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import time
 
 import pytest
 
-from portable import entrypoints
-from portable.registry import make_registry
+from portable.plugin import entrypoints
+from portable.plugin.registry import make_registry
 
 _past = itertools.count(1)
 

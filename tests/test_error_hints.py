@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from portable.cli import main
-from portable.detach import active_refusal
+from portable.engine.detach import active_refusal
 from portable.errors import ImageNotFound
-from portable.host import Host
-from portable.images import resolve_image
-from portable.registry import get_registry
+from portable.images.resolve import resolve_image
+from portable.plugin.registry import get_registry
+from portable.systemd.host import Host
 from portable.testing.images import make_directory_image, service_unit
 
 PORTABLECTL = "Unit file 'foo.service' is active, can't detach."

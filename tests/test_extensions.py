@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 
 from portable.errors import BadImage
-from portable.host import Host
-from portable.inspect import (
+from portable.images.inspect import (
     ExtensionMetadata,
     check_extension_compatible,
     extension_release_name,
     inspect_image_with_extensions,
 )
-from portable.registry import make_registry
+from portable.plugin.registry import make_registry
+from portable.plugin.types import ImageMetadata
+from portable.systemd.host import Host
 from portable.testing.images import (
     make_directory_image,
     make_extension_tree,
@@ -32,7 +33,6 @@ from portable.testing.images import (
     mark_systemd_version,
     service_unit,
 )
-from portable.types import ImageMetadata
 
 ROOT_OS = (
     'PRETTY_NAME="Base OS 12"\nID=debian\nVERSION_ID=12\n'
@@ -273,7 +273,7 @@ def test_strict_true_xattr_does_not_relax(root):
 def test_extension_release_name_of_files(tmp_path):
     reg = make_registry(load_entrypoints=False)
     d = make_directory_image(tmp_path / "app0_1.0", busybox=False)
-    from portable.images import resolve_image
+    from portable.images.resolve import resolve_image
 
     assert extension_release_name(resolve_image(str(d), host=Host(), registry=reg)) == "app0_1.0"
     if os.geteuid() == 0 and os.path.exists("/dev/loop-control"):
@@ -289,7 +289,7 @@ def test_extension_release_name_of_files(tmp_path):
 
 
 def _meta(fields: dict[str, str]) -> ImageMetadata:
-    from portable.images import resolve_image
+    from portable.images.resolve import resolve_image
 
     image = resolve_image("/", host=Host(), registry=make_registry(load_entrypoints=False))
     return ImageMetadata(

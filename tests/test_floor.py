@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from portable.attach import attach
-from portable.floor import (
+from portable.engine.attach import attach
+from portable.plugin.registry import make_registry
+from portable.plugin.types import AttachOptions, Floor, FloorRule, Profile, ProfileDropin, UnitFile
+from portable.security.floor import (
     BUILTIN,
     NO_NETWORK,
     NONE,
@@ -24,10 +26,8 @@ from portable.floor import (
     check_unit,
     check_units,
 )
-from portable.host import Host
-from portable.registry import make_registry
+from portable.systemd.host import Host
 from portable.testing.images import make_directory_image
-from portable.types import AttachOptions, Floor, FloorRule, Profile, ProfileDropin, UnitFile
 
 HEAD = "[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 

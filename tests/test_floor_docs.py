@@ -1,4 +1,5 @@
-"""docs/security.md lists the floors as portable.floor has them, and the docs' examples work."""
+"""docs/security.md lists the floors as portable.security.floor has them, and the docs' examples
+work."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from portable.floor import NO_NETWORK, STANDARD, check_units, floor_of
-from portable.profile_files import load_toml_profile, resolve
-from portable.registry import make_registry
-from portable.types import Floor, FloorRule, Profile, UnitFile
+from portable.plugin.registry import make_registry
+from portable.plugin.types import Floor, FloorRule, Profile, UnitFile
+from portable.profiles.files import load_toml_profile, resolve
+from portable.security.floor import NO_NETWORK, STANDARD, check_units, floor_of
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -87,7 +88,7 @@ def test_the_docs_list_what_no_network_adds(floor_tables: list[list[FloorRule]])
 
 def test_the_docs_match_every_match_kind() -> None:
     text = section(DOCS / "security.md", "The sandbox floor")
-    from portable.types import FLOOR_MATCHES
+    from portable.plugin.types import FLOOR_MATCHES
 
     for match in FLOOR_MATCHES:
         if match != "any":

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from portable.attach import attach
 from portable.cli import main
+from portable.engine.attach import attach
 from portable.errors import PluginError, PortableError
-from portable.floor import NO_NETWORK, NONE, STANDARD, FloorViolation, check_units, floor_of
-from portable.host import Host
-from portable.profile_files import apply_floor_edit, floor_to_edit, profile_to_toml
-from portable.registry import Registry, make_registry
-from portable.testing.images import make_directory_image
-from portable.types import (
+from portable.plugin.registry import Registry, make_registry
+from portable.plugin.types import (
     AttachOptions,
     Floor,
     FloorEdit,
@@ -25,6 +21,17 @@ from portable.types import (
     ProfileDropin,
     UnitFile,
 )
+from portable.profiles.files import apply_floor_edit, floor_to_edit, profile_to_toml
+from portable.security.floor import (
+    NO_NETWORK,
+    NONE,
+    STANDARD,
+    FloorViolation,
+    check_units,
+    floor_of,
+)
+from portable.systemd.host import Host
+from portable.testing.images import make_directory_image
 
 HEAD = "[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 ROOT_RULE = FloorRule(setting="User", match="values", values=("root", "0"), reason="runs as root")
@@ -217,7 +224,7 @@ def test_python_profile_floor_edit_and_floor() -> None:
         dropins={"service": ProfileDropin(text="[Service]\nDynamicUser=yes\n")},
         floor=NO_NETWORK,
     )
-    from portable.profile_files import resolve
+    from portable.profiles.files import resolve
 
     child = Profile(name="c", description="", dropins={}, extends="base", floor_edit=edit)
     resolved = resolve(child, base)

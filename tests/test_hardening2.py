@@ -23,16 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from portable.attach import UnitExists, attach
-from portable.dropins import UnwritableValue, path_problem, render_portable_dropin
+from portable.engine.attach import UnitExists, attach
+from portable.engine.dropins import UnwritableValue, path_problem, render_portable_dropin
 from portable.errors import PortableError
-from portable.host import Host
-from portable.inspect import inspect_image_with_extensions
-from portable.names import printable_path, unit_template
+from portable.images.inspect import inspect_image_with_extensions
+from portable.plugin.registry import make_registry
+from portable.plugin.types import AttachOptions, ExtraSetting, Image, ImageFormat, UnitFile
 from portable.plugins.image_formats.directory import DIRECTORY
-from portable.registry import make_registry
+from portable.systemd.host import Host
+from portable.systemd.names import printable_path, unit_template
 from portable.testing.images import make_directory_image, mark_systemd_version, service_unit
-from portable.types import AttachOptions, ExtraSetting, Image, ImageFormat, UnitFile
 
 U8 = os.fsdecode(b"u8_1\xff")  # a file name that is not UTF-8, as Python sees it
 ATTACHED = "run/systemd/system.attached"

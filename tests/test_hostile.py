@@ -150,7 +150,7 @@ def test_corpus_covers_the_issue() -> None:
 def test_special_files_are_never_opened_for_reading(tmp_path: Path, monkeypatch) -> None:
     """A device is refused from its O_PATH stat alone: opening one can have effects (a
     watchdog arms, a tape rewinds) even if nothing is read."""
-    import portable.confined as confined
+    import portable.images.confined as confined
 
     img = tmp_path / "img"
     (img / "etc").mkdir(parents=True)

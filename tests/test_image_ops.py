@@ -1,4 +1,4 @@
-"""read-only, remove and set-limit on --root trees (portable.image_ops and its verbs).
+"""read-only, remove and set-limit on --root trees (portable.images.ops and its verbs).
 
 The messages are portablectl's (tests/test_box_image_ops.py compares them in a real systemd).
 The immutable flag needs a file system that has it (ext4, btrfs, tmpfs since Linux 6.0) and
@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from portable.cli import main
-from portable.host import Host
-from portable.image_ops import (
+from portable.images.ops import (
     INFINITY,
     ImageOpError,
     parse_boolean,
@@ -27,6 +26,7 @@ from portable.image_ops import (
     set_limit,
     set_read_only,
 )
+from portable.systemd.host import Host
 from portable.testing.images import make_directory_image, service_unit
 
 FS_IOC_GETFLAGS = 0x80086601
@@ -399,7 +399,7 @@ def test_remove_refuses_an_image_with_a_mount_below(root: Path) -> None:
     points = [p for p in ("/proc", "/sys", "/dev") if os.path.ismount(p)]
     if not points:
         pytest.skip("no mount point to test with")
-    from portable.image_ops import _has_mounts, _mount_points
+    from portable.images.ops import _has_mounts, _mount_points
 
     assert _has_mounts(Path(points[0]).parent, _mount_points())
     assert not _has_mounts(root / "var/lib/portables/foo_1", _mount_points())
@@ -444,7 +444,7 @@ def test_set_pool_limit_needs_btrfs(root: Path, tmp_path: Path) -> None:
 
 
 def test_errno_words() -> None:
-    from portable.image_ops import _why
+    from portable.images.ops import _why
 
     assert _why(errno.EPERM) == "Access denied"  # as sd-bus and portablectl say it
     assert _why(errno.EROFS) == "Read-only file system"

@@ -7,9 +7,9 @@ import os
 import pytest
 
 from portable.errors import BadImage, ImageNotFound, PortableError
-from portable.host import Host
-from portable.inspect import inspect_image
-from portable.registry import make_registry
+from portable.images.inspect import inspect_image
+from portable.plugin.registry import make_registry
+from portable.systemd.host import Host
 from portable.testing.images import make_directory_image, service_unit
 
 

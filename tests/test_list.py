@@ -7,10 +7,10 @@ import os
 import pytest
 
 from portable.cli.listing import format_bytes, render_table
-from portable.host import Host
-from portable.listing import list_images
-from portable.names import format_marker
-from portable.registry import make_registry
+from portable.images.listing import list_images
+from portable.plugin.registry import make_registry
+from portable.systemd.host import Host
+from portable.systemd.names import format_marker
 from portable.testing.images import make_directory_image, service_unit
 
 

@@ -1,7 +1,7 @@
 """``list`` run by a user who can't read every image (issue 14, item 5).
 
 portablectl asks portabled, which runs as root, so it lists everything; ours shows what the
-user can know (see :func:`portable.listing.list_images`): names it can list, the type a name
+user can know (see :func:`portable.images.listing.list_images`): names it can list, the type a name
 tells, and the state from the world-readable markers. Run as ``nobody`` with ``setpriv`` on a
 ``--root`` tree whose permissions are set here.
 """

@@ -18,12 +18,12 @@ import pytest
 
 from portable.cli import App
 from portable.cli.fast import list_output, run_fast
-from portable.hookspecs import hookimpl
-from portable.host import Host
-from portable.listing import list_images
-from portable.registry import make_registry
+from portable.images.listing import list_images
+from portable.plugin.hookspecs import hookimpl
+from portable.plugin.registry import make_registry
+from portable.plugin.types import ImageFormat
+from portable.systemd.host import Host
 from portable.testing.images import make_directory_image, make_squashfs_image, service_unit
-from portable.types import ImageFormat
 
 needs_mksquashfs = pytest.mark.skipif(not shutil.which("mksquashfs"), reason="needs mksquashfs")
 

@@ -1,4 +1,5 @@
-"""portable.names: image/unit names, prefixes, and the 20-portable.conf marker (spec 1.4-1.7, 2.4,
+"""portable.systemd.names: image/unit names, prefixes, and the 20-portable.conf marker (spec
+1.4-1.7, 2.4,
 3.4, 4.3)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portable.errors import PortableError
-from portable.names import (
+from portable.systemd.names import (
     PORTABLE_UNIT_TYPES,
     UNIT_TYPES,
     extract_prefix,

@@ -1,4 +1,4 @@
-"""portable.osrelease: systemd env-file semantics for os-release (spec 2.1, 2.5)."""
+"""portable.images.osrelease: systemd env-file semantics for os-release (spec 2.1, 2.5)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portable.osrelease import (
+from portable.images.osrelease import (
     MAX_OS_RELEASE_SIZE,
     _assignments,
     os_release_error,

@@ -19,8 +19,8 @@ from portable import (
     Profile,
     ProfileDropin,
     hookimpl,
-    hookspecs,
 )
+from portable.plugin import hookspecs
 from portable.testing.images import service_unit
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"

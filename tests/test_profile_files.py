@@ -8,14 +8,14 @@ import tomllib
 
 import pytest
 
-from portable.attach import attach
 from portable.cli import main
+from portable.engine.attach import attach
 from portable.errors import PortableError, UnknownProfile
-from portable.host import Host
-from portable.registry import make_registry
+from portable.plugin.registry import make_registry
+from portable.plugin.types import AttachOptions
+from portable.systemd.host import Host
+from portable.systemd.unitfile import parse
 from portable.testing.images import make_directory_image, mark_systemd_version, service_unit
-from portable.types import AttachOptions
-from portable.unitfile import parse
 
 
 def run(args, capsys):
@@ -159,7 +159,7 @@ def test_profile_by_path_toml_and_dropin(root, tmp_path):
 
 def test_export_round_trips(root):
     reg = make_registry(root=root, load_entrypoints=False)
-    from portable.profile_files import profile_to_toml
+    from portable.profiles.files import profile_to_toml
 
     for name in ("default", "nonetwork", "strict", "trusted"):
         text = profile_to_toml(reg.profile(name).spec)

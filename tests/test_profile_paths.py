@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from portable.registry import make_registry
+from portable.plugin.registry import make_registry
 from portable.testing.images import service_unit
 
 ATTACHED = "etc/systemd/system.attached/foo.service.d/10-profile.conf"

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from portable.errors import PluginConflict
-from portable.hookspecs import hookimpl
-from portable.host import Host
+from portable.plugin.hookspecs import hookimpl
+from portable.plugin.registry import Registry, make_registry
+from portable.plugin.types import Profile, ProfileDropin
 from portable.plugins.profiles import builtin, systemd_dirs
-from portable.registry import Registry, make_registry
-from portable.systemd_version import detect
+from portable.systemd.host import Host
+from portable.systemd.version import detect
 from portable.testing.images import mark_systemd_version
-from portable.types import Profile, ProfileDropin
 
 HOST_PROFILES = Path("/usr/lib/systemd/portable/profile")
 ETC = "etc/systemd/portable/profile"

@@ -23,13 +23,18 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portable.confined import UnsafePath, open_root, read_file
-from portable.dropins import UnwritableValue, path_problem, render_portable_dropin, value_problem
-from portable.names import parse_marker
-from portable.osrelease import parse_os_release
+from portable.engine.dropins import (
+    UnwritableValue,
+    path_problem,
+    render_portable_dropin,
+    value_problem,
+)
+from portable.engine.transaction import NAME_MAX, TEMP_PREFIX, _original_name, _temp_name
+from portable.images.confined import UnsafePath, open_root, read_file
+from portable.images.osrelease import parse_os_release
+from portable.plugin.types import ExtraSetting, Image, ImageFormat, UnitFile
 from portable.plugins.image_formats.directory import DIRECTORY
-from portable.transaction import NAME_MAX, TEMP_PREFIX, _original_name, _temp_name
-from portable.types import ExtraSetting, Image, ImageFormat, UnitFile
+from portable.systemd.names import parse_marker
 
 # --- drop-in rendering round trip ---------------------------------------------------------
 
@@ -192,7 +197,7 @@ def test_temporary_names_fit_and_map_back(name, kind):
 
 @given(a=any_filename, b=any_filename, kind=st.sampled_from(["new", "backup", "removed"]))
 def test_temporary_names_are_never_unit_or_dropin_names(a, b, kind):
-    from portable.names import is_valid_unit_name
+    from portable.systemd.names import is_valid_unit_name
 
     temp = _temp_name(Path("/x") / os.fsdecode(a), kind)
     for name in (temp.name, temp.parent.name):

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from portable.errors import BadImage, PortableError, UnknownImageFormat
-from portable.host import Host
-from portable.images import resolve_image
-from portable.inspect import inspect_image_with_extensions, read_metadata
-from portable.registry import make_registry
+from portable.images.inspect import inspect_image_with_extensions, read_metadata
+from portable.images.resolve import resolve_image
+from portable.plugin.registry import make_registry
+from portable.systemd.host import Host
 from portable.testing.images import (
     GptPart,
     make_directory_image,
@@ -436,7 +436,7 @@ def test_image_on_full_file_system(tmp_path, tree, tmpfs):
 
 
 def test_keyboard_interrupt_while_mounted_releases_everything(tmp_path, tree, monkeypatch):
-    import portable.inspect as inspect_mod
+    import portable.images.inspect as inspect_mod
 
     img = make_squashfs_image(tmp_path / "foo_1.raw", tree)
 
@@ -451,8 +451,8 @@ def test_keyboard_interrupt_while_mounted_releases_everything(tmp_path, tree, mo
 
 def test_errors_inside_classic_fallback_release_everything(tmp_path, tree, monkeypatch):
     """Without the new mount API: a private mount point, unmounted and removed on errors."""
-    import portable.inspect as inspect_mod
-    import portable.loopdev as loopdev
+    import portable.images.inspect as inspect_mod
+    import portable.images.loopdev as loopdev
 
     def unavailable(*args, **kwargs):
         raise loopdev._NewApiUnavailable("test")
@@ -483,7 +483,7 @@ def test_killed_process_leaves_no_loop_device(tmp_path, tree):
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from portable.loopdev import mount_image\n"
+        "from portable.images.loopdev import mount_image\n"
         f"with mount_image(Path({str(img)!r}), [('', 'squashfs', 0, 0)]) as root:\n"
         "    print((root / 'usr/lib/os-release').read_text().splitlines()[0], flush=True)\n"
         "    time.sleep(60)\n"
@@ -526,7 +526,7 @@ def test_unknown_name_raw_file_is_reported_not_missing(tmp_path):
 
 
 def test_loop_errors_are_one_line(tmp_path, tree, monkeypatch):
-    import portable.loopdev as loopdev
+    import portable.images.loopdev as loopdev
 
     monkeypatch.setattr(
         loopdev.os, "open", _failing_open(os.open, "/dev/loop-control", PermissionError(13, "x"))
@@ -630,8 +630,8 @@ def test_inspect_json_shows_partitions_and_verity_note(tmp_path, tree):
 
 def test_list_never_mounts(tmp_path, tree, monkeypatch):
     """list reads header bytes only: no loop device, no mount."""
-    import portable.loopdev as loopdev
-    from portable.listing import list_images
+    import portable.images.loopdev as loopdev
+    from portable.images.listing import list_images
 
     def refuse(*args, **kwargs):
         raise AssertionError("list set up a loop device or a mount")

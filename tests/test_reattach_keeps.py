@@ -13,13 +13,13 @@ import os
 
 import pytest
 
-from portable.attach import attach
 from portable.cli import main
-from portable.host import Host
-from portable.reattach import attached_version, reattach
-from portable.registry import make_registry
+from portable.engine.attach import attach
+from portable.engine.reattach import attached_version, reattach
+from portable.plugin.registry import make_registry
+from portable.plugin.types import AttachOptions
+from portable.systemd.host import Host
 from portable.testing.images import make_directory_image, service_unit
-from portable.types import AttachOptions
 
 ETC = "etc/systemd/system.attached"
 RUN = "run/systemd/system.attached"

@@ -8,8 +8,8 @@ import pytest
 
 from portable import hookimpl
 from portable.errors import PluginConflict, PluginError, UnknownProfile
-from portable.registry import BUILTIN_PLUGINS, make_registry
-from portable.types import ImageFormat, Profile, ProfileDropin
+from portable.plugin.registry import BUILTIN_PLUGINS, make_registry
+from portable.plugin.types import ImageFormat, Profile, ProfileDropin
 
 
 @pytest.fixture
@@ -226,8 +226,8 @@ def test_public_api_importable():
 
 def test_unknown_image_names_failed_plugins(tmp_path, fake_dist):
     from portable.errors import UnknownImageFormat
-    from portable.host import Host
-    from portable.images import resolve_image
+    from portable.images.resolve import resolve_image
+    from portable.systemd.host import Host
 
     (tmp_path / "srv").mkdir()
     (tmp_path / "srv/app.tar").write_bytes(b"x" * 600)

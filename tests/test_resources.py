@@ -150,8 +150,8 @@ def test_64mib_unit_file(root: Path, via_symlink: bool, limit: int) -> None:
 
 
 def test_files_at_the_limit_are_read_and_one_byte_more_is_not(root: Path, limit: int) -> None:
-    from portable.osrelease import MAX_OS_RELEASE_SIZE
-    from portable.units import MAX_UNIT_SIZE
+    from portable.images.osrelease import MAX_OS_RELEASE_SIZE
+    from portable.images.units import MAX_UNIT_SIZE
 
     img = make_directory_image(root / "srv/foo_1", os_release=None, busybox=False)
     osrel = b"ID=limit\n"

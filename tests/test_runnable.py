@@ -1,4 +1,4 @@
-"""portable.runnable: what an image lacks for systemd to run its services (issue 14, item 2),
+"""portable.images.runnable: what an image lacks for systemd to run its services (issue 14, item 2),
 and how inspect and attach report it (no service manager: --root)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from portable.cli import main
-from portable.confined import open_root
-from portable.runnable import MOUNT_POINTS, check
+from portable.images.confined import open_root
+from portable.images.runnable import MOUNT_POINTS, check
+from portable.plugin.types import Profile, ProfileDropin, UnitFile
 from portable.testing.images import make_directory_image, service_unit
-from portable.types import Profile, ProfileDropin, UnitFile
 
 PROFILE = Profile(
     name="p",

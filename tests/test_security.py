@@ -1,4 +1,4 @@
-"""The exposure score (portable.security) against systemd's own systemd-analyze security, of
+"""The exposure score (portable.security.score) against systemd's own systemd-analyze security, of
 each known version (252, 257).
 
 The reference values (peers-and-users.md §3.2 for 252) are checked without systemd; the
@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from portable.plugin.types import Profile, ProfileDropin
 from portable.plugins.profiles.builtin import data_path
-from portable.security import (
+from portable.security.score import (
     BARE_UNIT,
     CHECKS,
     RULES,
@@ -33,9 +34,8 @@ from portable.security import (
     score_unit,
     verdict_for,
 )
-from portable.systemd_version import KNOWN_VERSIONS
+from portable.systemd.version import KNOWN_VERSIONS
 from portable.testing.analyze import systemd_analyze
-from portable.types import Profile, ProfileDropin
 
 PROFILES = ("default", "nonetwork", "strict", "trusted")
 
@@ -601,8 +601,8 @@ def test_shipped_services_match_systemd_analyze(systemd):
     it has on this machine (systemd-analyze reads this machine's unit directories)."""
     import os
 
-    from portable.host import Host
-    from portable.security import host_unit_exposure
+    from portable.security.score import host_unit_exposure
+    from portable.systemd.host import Host
 
     checked = 0
     for path in sorted(_units_of(systemd).glob("*.service")):

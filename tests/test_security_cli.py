@@ -11,7 +11,7 @@ from test_security import analyze, analyzer
 
 from portable.cli import main
 from portable.plugins.profiles.builtin import data_path
-from portable.systemd_version import KNOWN_VERSIONS
+from portable.systemd.version import KNOWN_VERSIONS
 from portable.testing.analyze import systemd_analyze
 from portable.testing.images import make_directory_image, mark_systemd_version, service_unit
 
@@ -171,8 +171,8 @@ def test_unit_file_matches_systemd_analyze(root, systemd, capsys, profile):
 
 def test_real_host_follows_its_systemd(tmp_path, capsys):
     """Without --root: the systemd this machine runs (or has installed)."""
-    from portable.host import Host
-    from portable.systemd_version import detect
+    from portable.systemd.host import Host
+    from portable.systemd.version import detect
 
     unit = tmp_path / "x.service"
     unit.write_text(service_unit())

@@ -10,10 +10,10 @@ import sys
 import pytest
 
 from portable.cli import main
+from portable.plugin.types import AttachOptions, Profile, ProfileDropin
 from portable.plugins.hooks import netns
-from portable.systemd_version import KNOWN_VERSIONS
+from portable.systemd.version import KNOWN_VERSIONS
 from portable.testing.images import make_directory_image, mark_systemd_version, service_unit
-from portable.types import AttachOptions, Profile, ProfileDropin
 
 
 def run(args, capsys):
@@ -155,7 +155,7 @@ def test_requested_by_options_or_profile():
 def test_cli_start_does_not_import_pyroute2():
     code = (
         "import sys, portable.cli\n"
-        "from portable.registry import get_registry\n"
+        "from portable.plugin.registry import get_registry\n"
         "get_registry().hook\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyroute2', 'jeepney')))"
     )

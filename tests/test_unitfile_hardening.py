@@ -1,4 +1,4 @@
-"""The unit-file parser (``portable.unitfile``) on hostile input (issue 16, hole 6).
+"""The unit-file parser (``portable.systemd.unitfile``) on hostile input (issue 16, hole 6).
 
 The parser is linear: each physical line is looked at once (it used to rescan a continued line
 for each of its lines: 20,000 continued lines took over a minute). That is measured in
@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portable import unitfile
 from portable.errors import PortableError
+from portable.systemd import unitfile
+from portable.systemd.unitfile import LONG_LINE_MAX, UnitFileTooLong, parse_unit_text
 from portable.testing.images import service_unit
-from portable.unitfile import LONG_LINE_MAX, UnitFileTooLong, parse_unit_text
 
 WHITESPACE = " \t\n\r"
 

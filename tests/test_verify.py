@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from portable.host import Host
 from portable.plugins.profiles.builtin import data_path
-from portable.verify import LOG_SOCKETS, Mount, Observed, compare, promised_settings
+from portable.security.verify import LOG_SOCKETS, Mount, Observed, compare, promised_settings
+from portable.systemd.host import Host
 
 UNIT = "[Service]\nExecStart=/usr/bin/sleep infinity\n"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from portable.architecture import local_architectures
 from portable.errors import ImageNotFound
-from portable.host import Host
+from portable.images.architecture import local_architectures
+from portable.images.vpick import is_versioned, pick, version_compare
+from portable.systemd.host import Host
 from portable.testing.images import make_directory_image, mark_systemd_version
-from portable.vpick import is_versioned, pick, version_compare
 
 # systemd's own documented order for strverscmp_improved(), oldest first.
 ORDERED = [

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from portable.host import Host
-    from portable.manager import Manager
-    from portable.registry import Registry
-    from portable.state import ManagerView
+    from portable.engine.state import ManagerView
+    from portable.plugin.registry import Registry
+    from portable.systemd.host import Host
+    from portable.systemd.manager import Manager
 
 __all__ = ["App", "build_cli", "main"]
 
@@ -203,13 +203,13 @@ class App:
 
     @cached_property
     def host(self) -> Host:
-        from portable.host import Host
+        from portable.systemd.host import Host
 
         return Host(self.root)
 
     @cached_property
     def registry(self) -> Registry:
-        from portable.registry import get_registry
+        from portable.plugin.registry import get_registry
 
         return get_registry(
             root=self.root,
@@ -227,7 +227,7 @@ class App:
         if not self.host.is_real:
             return None
         from portable.errors import PortableError
-        from portable.manager import Manager
+        from portable.systemd.manager import Manager
 
         try:
             return Manager.connect()
@@ -267,7 +267,7 @@ class App:
 
 
 class _LazyManager:
-    """A :class:`~portable.state.ManagerView` that connects on its first question; without a
+    """A :class:`~portable.engine.state.ManagerView` that connects on its first question; without a
     manager (``--root``, or unreachable: warned once) nothing is enabled or running."""
 
     def __init__(self, app: App) -> None:

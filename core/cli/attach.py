@@ -12,7 +12,7 @@ from portable.cli import App
 from portable.cli.changes import print_activation, print_changes
 from portable.cli.inspect import matching_line, warn_if_ambiguous
 from portable.cli.options import no_pager, quiet, split_images
-from portable.systemd_version import detect as detect_systemd
+from portable.systemd.version import detect as detect_systemd
 
 COPY_HELP = "How to place unit files and profiles: auto (default), copy, symlink or mixed."
 
@@ -22,7 +22,7 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 def attach_options(f: Callable[..., Any], *, reattach: bool = False) -> Callable[..., Any]:
     # reattach: --profile and --copy default to None, "not given", so that what the attached
-    # version had is kept (portable.reattach.kept_options).
+    # version had is kept (portable.engine.reattach.kept_options).
     decorators: list[Decorator] = [
         click.argument("image"),
         click.argument("prefixes", nargs=-1),
@@ -129,7 +129,7 @@ def _options(
     extensions: tuple[str, ...],
     **flags: Any,
 ) -> Any:
-    from portable.types import AttachOptions
+    from portable.plugin.types import AttachOptions
 
     return AttachOptions(
         profile=profile,
@@ -160,7 +160,7 @@ def _special_values(app: App, profile: str, copy_mode: str) -> bool:
             click.echo(name)
         return True
     if copy_mode == "help":
-        from portable.attach import COPY_MODES
+        from portable.engine.attach import COPY_MODES
 
         for mode in COPY_MODES:
             click.echo(mode)
@@ -196,9 +196,9 @@ def check_reload_flags(no_reload: bool, force_reload: bool) -> None:
 
 
 def warn_problems(result: Any) -> None:
-    """A warning line for each thing the image lacks to run its services (portable.runnable):
+    """A warning line for each thing the image lacks to run its services (portable.images.runnable):
     portablectl attaches such an image without a word, and its service fails at start."""
-    from portable.names import printable
+    from portable.systemd.names import printable
 
     for problem in getattr(result, "problems", ()):
         click.echo(
@@ -250,8 +250,8 @@ def attach_command(
     written is loaded in it (--reload: always); a unit it has not loaded is read from disk
     when it is first started.
     """
-    from portable.attach import attach_many
-    from portable.inspect import effective_prefixes
+    from portable.engine.attach import attach_many
+    from portable.images.inspect import effective_prefixes
 
     if _special_values(app, profile, copy_mode):
         return
@@ -312,7 +312,7 @@ def reattach_command(
     mode, extensions, network namespace, and /etc or /run (--runtime: look in /run only).
     A line says what an option changes. (portablectl falls back to its defaults instead.)
     """
-    from portable.reattach import reattach
+    from portable.engine.reattach import reattach
 
     if _special_values(app, profile or "", copy_mode or ""):
         return
@@ -340,7 +340,7 @@ def reattach_command(
     )
     for note in result.notes:
         app.info(note, quiet=quiet)
-    from portable.inspect import effective_prefixes
+    from portable.images.inspect import effective_prefixes
 
     app.info(
         matching_line(

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from portable.types import Change
+from portable.plugin.types import Change
 
 if TYPE_CHECKING:
-    from portable.activation import Activation
+    from portable.engine.activation import Activation
 
 
 def arrow() -> str:
@@ -50,8 +50,8 @@ def print_activation(activation: Activation | None, *, quiet: bool, systemd: int
     per failure naming the unit and systemd's result; True if everything succeeded."""
     if activation is None:
         return True
-    from portable.activation import JOB_METHODS
-    from portable.manager import format_install_changes
+    from portable.engine.activation import JOB_METHODS
+    from portable.systemd.manager import format_install_changes
 
     for event in activation.events:
         if event.kind == "install" and not quiet:

@@ -34,9 +34,9 @@ def complete_images(ctx: click.Context, param: click.Parameter, incomplete: str)
     """Image names in the search path; a path (``/``, ``.``) is left to the shell's files."""
     if incomplete[:1] in ("/", ".", "~"):
         return [CompletionItem(incomplete, type="file")]
-    from portable.host import Host
-    from portable.listing import list_images
-    from portable.registry import get_registry
+    from portable.images.listing import list_images
+    from portable.plugin.registry import get_registry
+    from portable.systemd.host import Host
 
     try:
         host = Host(_root(ctx))
@@ -50,7 +50,7 @@ def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: st
     """The registry's profile names (plugins' included); a path is left to the shell."""
     if "/" in incomplete:
         return [CompletionItem(incomplete, type="file")]
-    from portable.registry import get_registry
+    from portable.plugin.registry import get_registry
 
     try:
         names = sorted(get_registry(root=_root(ctx), cache=True).profiles())

@@ -10,7 +10,7 @@ from portable.cli import App
 from portable.cli.changes import print_activation, print_changes
 from portable.cli.inspect import matching_line, warn_if_ambiguous
 from portable.cli.options import no_pager, quiet, split_images
-from portable.systemd_version import detect as detect_systemd
+from portable.systemd.version import detect as detect_systemd
 
 
 @click.command("detach")
@@ -77,8 +77,8 @@ def detach_command(
     unit can't be cleaned: add --now); never the image, even one placed in /etc/portables.
     """
     from portable.cli.attach import check_reload_flags, report_reload
-    from portable.detach import detach_many
-    from portable.types import DetachOptions
+    from portable.engine.detach import detach_many
+    from portable.plugin.types import DetachOptions
 
     check_reload_flags(no_reload, force_reload)
 
@@ -113,7 +113,7 @@ def detach_command(
         force_reload=force_reload,
     )
     if now or enable or clean:  # only then does portablectl compute (and announce) the matches
-        from portable.inspect import effective_prefixes
+        from portable.images.inspect import effective_prefixes
 
         for one in images:
             app.info(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from portable.cli import App, env_debug, normalize_args
 
 if TYPE_CHECKING:
-    from portable.listing import ImageInfo
+    from portable.images.listing import ImageInfo
 
 __all__ = [
     "format_bytes",
@@ -105,9 +105,9 @@ def run_fast(args: Sequence[str]) -> int | None:
 
 
 def is_attached_state(app: App, image: str, extensions: Sequence[str]) -> str:
-    """The state ``portable is-attached`` prints (one of :data:`portable.state.STATES`)."""
-    from portable.images import normalize_image_arg
-    from portable.state import image_state
+    """The state ``portable is-attached`` prints (one of :data:`portable.engine.state.STATES`)."""
+    from portable.engine.state import image_state
+    from portable.images.resolve import normalize_image_arg
 
     return image_state(
         normalize_image_arg(image, host=app.host),
@@ -122,11 +122,11 @@ def is_attached_state(app: App, image: str, extensions: Sequence[str]) -> str:
 
 def list_output(app: App, *, legend: bool = True, as_json: bool = False) -> str:
     """What ``portable list`` prints: portablectl's table, or a JSON array."""
-    from portable.listing import list_images
+    from portable.images.listing import list_images
 
     rows = list_images(host=app.host, registry=app.registry, manager=app.manager_view())
     if not as_json:
-        from portable.systemd_version import detect
+        from portable.systemd.version import detect
 
         systemd = detect(app.host).major if rows else 0  # "No images.": no need to look
         return render_table(rows, legend=legend, systemd=systemd)

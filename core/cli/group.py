@@ -25,7 +25,7 @@ from portable.cli import (
 )
 
 if TYPE_CHECKING:
-    from portable.systemd_version import SystemdVersion
+    from portable.systemd.version import SystemdVersion
 
 __all__ = ["PortableGroup", "build_cli", "cli", "run_click"]
 
@@ -65,13 +65,13 @@ def _help_command(ctx: click.Context) -> None:
 
 def _followed_systemd(root: Path | None) -> SystemdVersion:
     """The systemd whose behaviour we follow: the running manager's, else the tree's."""
-    from portable.host import Host
-    from portable.systemd_version import detect
+    from portable.systemd.host import Host
+    from portable.systemd.version import detect
 
     host = Host(root or Path("/"))
     if not host.is_real:
         return detect(host)
-    from portable.manager import Manager, ManagerError
+    from portable.systemd.manager import Manager, ManagerError
 
     try:
         with Manager.connect(timeout=5.0) as manager:
@@ -85,7 +85,7 @@ def _print_version(ctx: click.Context, value: bool) -> None:
         return
     click.echo(f"portable-services {__version__}")
     click.echo(f"follows {_followed_systemd(ctx.params.get('root')).describe()}")
-    from portable.registry import get_registry
+    from portable.plugin.registry import get_registry
 
     for rec in get_registry(cache=True).plugins:
         if not rec.builtin:

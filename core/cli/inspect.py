@@ -12,15 +12,15 @@ import click
 
 from portable.cli import App
 from portable.cli.options import json_output, no_pager, quiet
-from portable.names import printable
-from portable.systemd_version import detect
-from portable.types import ImageMetadata
+from portable.plugin.types import ImageMetadata
+from portable.systemd.names import printable
+from portable.systemd.version import detect
 
 if TYPE_CHECKING:
-    from portable.floor import FloorFinding
-    from portable.inspect import Inspection
-    from portable.runnable import Problem
-    from portable.types import Profile
+    from portable.images.inspect import Inspection
+    from portable.images.runnable import Problem
+    from portable.plugin.types import Profile
+    from portable.security.floor import FloorFinding
 
 FLOOR_HEADING = "Sandbox floor (profile '{}'):"
 RUNNABLE_HEADING = "This image can't run a portable service as is:"
@@ -37,7 +37,7 @@ def matching_line(prefixes: tuple[str, ...], *, explicit: bool) -> str:
 
 def warn_if_ambiguous(app: App, arg: str, quiet: bool) -> None:
     """portablectl's warning when a bare name also exists as a file in the current directory."""
-    from portable.images import is_name
+    from portable.images.resolve import is_name
 
     if is_name(arg) and not quiet and Path(arg).exists():
         app.info(
@@ -48,7 +48,7 @@ def warn_if_ambiguous(app: App, arg: str, quiet: bool) -> None:
 
 
 def _as_inspection(found: Inspection | ImageMetadata) -> Inspection:
-    from portable.inspect import Inspection
+    from portable.images.inspect import Inspection
 
     return found if isinstance(found, Inspection) else Inspection(metadata=found)
 
@@ -159,9 +159,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udc9f]")
 
 def terminal_safe(data: bytes) -> bytes:
     """``data`` with the control characters a terminal acts on shown escaped (``\\x1b``), as
-    :func:`portable.names.printable` does, but keeping newlines and tabs: an image's os-release
-    or unit file can't clear the screen, set the clipboard (OSC 52), forge links (OSC 8) or
-    overwrite lines (``\\r``). Text without them is unchanged, byte for byte (as portablectl
+    :func:`portable.systemd.names.printable` does, but keeping newlines and tabs: an image's
+    os-release or unit file can't clear the screen, set the clipboard (OSC 52), forge links (OSC 8)
+    or overwrite lines (``\\r``). Text without them is unchanged, byte for byte (as portablectl
     prints it); other bytes that are not UTF-8 are kept as they are.
     """
     text = data.decode("utf-8", "surrogateescape")
@@ -171,9 +171,10 @@ def terminal_safe(data: bytes) -> bytes:
 
 
 def floor_findings(found: Inspection, profile: Profile, *, systemd: int) -> list[FloorFinding]:
-    """What ``attach --profile`` would refuse in the units shown (:mod:`portable.floor`)."""
-    from portable.floor import check_units
-    from portable.inspect import derived_prefixes
+    """What ``attach --profile`` would refuse in the units shown
+    (:mod:`portable.security.floor`)."""
+    from portable.images.inspect import derived_prefixes
+    from portable.security.floor import check_units
 
     meta = found.metadata
     return check_units(
@@ -200,7 +201,7 @@ def render_floor(profile: str, findings: list[FloorFinding], *, cat: bool, alway
 
 
 def render_runnable(problems: list[Problem], *, cat: bool) -> bytes:
-    """What the image lacks to run its services (:mod:`portable.runnable`), after
+    """What the image lacks to run its services (:mod:`portable.images.runnable`), after
     portablectl's output; nothing when it lacks nothing, so that such an image's output stays
     portablectl's byte for byte. Laid out as :func:`render_floor`."""
     if not problems:
@@ -212,7 +213,7 @@ def render_runnable(problems: list[Problem], *, cat: bool) -> bytes:
 
 
 def runnable_problems(found: Inspection, profile: Profile) -> list[Problem]:
-    from portable.runnable import check_image
+    from portable.images.runnable import check_image
 
     meta = found.metadata
     return check_image(
@@ -222,7 +223,7 @@ def runnable_problems(found: Inspection, profile: Profile) -> list[Problem]:
 
 def _exposure(app: App, found: Inspection, spec: Profile) -> list[dict[str, Any]]:
     """Each service's exposure score if attached with ``spec`` (systemd-analyze security)."""
-    from portable.security import would_attach_exposure
+    from portable.security.score import would_attach_exposure
 
     meta = found.metadata
     return [
@@ -239,7 +240,7 @@ def render_json(
     floor: tuple[str, list[FloorFinding]] | None = None,
     runnable: list[Problem] | None = None,
 ) -> str:
-    from portable.osrelease import split_prefixes
+    from portable.images.osrelease import split_prefixes
 
     found = _as_inspection(found)
     meta = found.metadata
@@ -362,8 +363,8 @@ def inspect_command(
     bind-mount targets, ExecStart= executables), if anything.
     Control characters in what the image says (but newlines and tabs) are shown escaped.
     """
-    from portable.images import normalize_image_arg, pick_version
-    from portable.inspect import effective_prefixes, inspect_image_with_extensions
+    from portable.images.inspect import effective_prefixes, inspect_image_with_extensions
+    from portable.images.resolve import normalize_image_arg, pick_version
 
     warn_if_ambiguous(app, image, quiet)
     systemd = detect(app.host).major

@@ -10,7 +10,7 @@ import click
 
 from portable.cli import App
 from portable.cli.options import json_output
-from portable.types import Floor, FloorRule, Profile
+from portable.plugin.types import Floor, FloorRule, Profile
 
 
 def source_of(app: App, plugin: str, origin: str) -> str:
@@ -29,8 +29,8 @@ def _exposure(app: App, profile: Profile) -> str | None:
     of the host (or of the --root tree) scores it."""
     if "service" not in profile.dropins:
         return None
-    from portable.security import profile_exposure
-    from portable.systemd_version import detect
+    from portable.security.score import profile_exposure
+    from portable.systemd.version import detect
 
     score = profile_exposure(profile, root_image=False, systemd=detect(app.host).major)
     return f"{score.value:.1f} {score.verdict}"
@@ -38,14 +38,14 @@ def _exposure(app: App, profile: Profile) -> str | None:
 
 def _floor_name(floor: Floor) -> str:
     """Which of the built-in tables ``floor`` is, if one (docs/security.md lists them)."""
-    from portable.floor import NO_NETWORK, NONE, STANDARD
+    from portable.security.floor import NO_NETWORK, NONE, STANDARD
 
     known = {"standard": STANDARD, "no-network": NO_NETWORK, "none": NONE}
     return next((name for name, table in known.items() if table == floor), "own")
 
 
 def _floor_json(profile: Profile) -> dict[str, Any]:
-    from portable.floor import floor_of
+    from portable.security.floor import floor_of
 
     floor = floor_of(profile)
     return {
@@ -123,7 +123,7 @@ def profile_group() -> None:
 def show_command(app: App, name: str) -> None:
     """Print the settings profile NAME applies, per unit type, and its sandbox floor: the
     settings an image's unit files may not use under it (docs/security.md)."""
-    from portable.floor import floor_of
+    from portable.security.floor import floor_of
 
     reg = app.registry.profile(name)
     spec = reg.spec
@@ -165,7 +165,7 @@ def export_command(app: App, name: str, output: Path | None) -> None:
 
     Put it in /etc/portable/profiles/NEW.toml and edit it to make your own profile.
     """
-    from portable.profile_files import profile_to_toml
+    from portable.profiles.files import profile_to_toml
 
     text = profile_to_toml(app.registry.profile(name).spec)
     if output is None:

@@ -14,7 +14,7 @@ def read_only_command(app: App, args: tuple[str, ...]) -> None:
     """Mark an image read-only, or writable with BOOL=no: a directory gets the immutable flag,
     a raw image file loses its write bits, a btrfs subvolume its read-only property."""
     from portable.errors import PortableError
-    from portable.image_ops import parse_boolean, set_read_only
+    from portable.images.ops import parse_boolean, set_read_only
 
     # portablectl's argument checks and words (its verb table: 1 or 2 arguments)
     if not args:

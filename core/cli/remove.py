@@ -15,7 +15,7 @@ def remove_command(app: App, images: tuple[str, ...]) -> None:
     .nspawn settings and .roothash files. An attached image, or one under /usr, is refused;
     with several images, nothing is removed unless all can be."""
     from portable.errors import PortableError
-    from portable.image_ops import remove_images
+    from portable.images.ops import remove_images
 
     if not images:
         raise PortableError("Too few arguments.")

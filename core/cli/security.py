@@ -1,5 +1,5 @@
 """``portable security IMAGE|UNIT [--profile P] [--json]``: the exposure score, and the unit
-settings that undo the profile's sandbox (its floor, :mod:`portable.floor`: what attach
+settings that undo the profile's sandbox (its floor, :mod:`portable.security.floor`: what attach
 refuses)."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from portable.cli import App
 from portable.cli.options import json_output, no_pager, quiet
 
 if TYPE_CHECKING:
-    from portable.floor import FloorFinding
-    from portable.host import Host
-    from portable.security import Finding, UnitExposure
-    from portable.types import Profile, UnitFile
+    from portable.plugin.types import Profile, UnitFile
+    from portable.security.floor import FloorFinding
+    from portable.security.score import Finding, UnitExposure
+    from portable.systemd.host import Host
 
 UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".path")
 
@@ -31,7 +31,7 @@ def _utf8() -> bool:
 
 
 def _sort_key(finding: Finding) -> tuple[int, int, int]:
-    from portable.security import CHECKS
+    from portable.security.score import CHECKS
 
     group = 2 if finding.badness is None else 1 if finding.badness == 0 else 0
     return group, -(finding.exposure or 0), CHECKS.index(finding.check)
@@ -67,12 +67,12 @@ def _describe(result: UnitExposure) -> str:
 def followed_systemd(app: App) -> int:
     """The systemd version whose ``systemd-analyze security`` the score follows: the running
     manager's on the real host (the installed one if it can't be reached), the tree's below
-    ``--root`` (:func:`portable.systemd_version.detect`)."""
-    from portable.systemd_version import detect
+    ``--root`` (:func:`portable.systemd.version.detect`)."""
+    from portable.systemd.version import detect
 
     if not app.host.is_real:
         return detect(app.host).major
-    from portable.manager import Manager, ManagerError
+    from portable.systemd.manager import Manager, ManagerError
 
     try:
         with Manager.connect(timeout=5.0) as manager:
@@ -111,7 +111,7 @@ class FloorReport:
     def render_text(self) -> str:
         """A block per profile as ``inspect`` prints it: a heading, a line per finding."""
         from portable.cli.inspect import FLOOR_HEADING
-        from portable.names import printable
+        from portable.systemd.names import printable
 
         blocks = []
         for name in dict.fromkeys(self.profiles.values()):
@@ -135,8 +135,8 @@ def _check(
     image: str,
     systemd: int,
 ) -> None:
-    from portable.floor import check_unit
-    from portable.inspect import derived_prefixes
+    from portable.images.inspect import derived_prefixes
+    from portable.security.floor import check_unit
 
     prefixes = derived_prefixes(image, systemd)
     for unit in units:
@@ -148,7 +148,7 @@ def _check(
 
 def _read_unit(host: Host, path: str) -> UnitFile | None:
     """An attached unit file, as the score reads it (``None``: unreadable)."""
-    from portable.types import UnitFile
+    from portable.plugin.types import UnitFile
 
     try:
         with open(host.path(path), "rb") as f:
@@ -161,9 +161,9 @@ def _read_unit(host: Host, path: str) -> UnitFile | None:
 def _recorded_profile(app: App, directory: str, names: list[str]) -> Profile | str:
     """The profile the units in ``directory`` were attached with (their ``10-profile.conf``),
     as the registry has it; else why it can't be known."""
-    from portable.dropins import PROFILE_FILE
+    from portable.engine.dropins import PROFILE_FILE
+    from portable.engine.state import recorded_profile
     from portable.errors import PortableError
-    from portable.state import recorded_profile
 
     recorded = None
     for name in names:
@@ -191,7 +191,7 @@ def _check_attached(
 ) -> None:
     """Check the unit files of one attach (``only``: one of them), in its attached directory,
     against ``profile`` (``None``: the one recorded); its units are each other's own."""
-    from portable.names import printable
+    from portable.systemd.names import printable
 
     wanted = [n for n in names if only is None or n == only]
     units = [u for u in (_read_unit(app.host, f"{directory}/{n}") for n in wanted) if u]
@@ -222,8 +222,8 @@ def assess(
     against the profile recorded for it, or ``profile``; a unit not attached from an image:
     none (the floor is what an image may not do to a profile)."""
     from portable.errors import PortableError
-    from portable.host import ATTACHED_DIR
-    from portable.security import host_unit_exposure, would_attach_exposure
+    from portable.security.score import host_unit_exposure, would_attach_exposure
+    from portable.systemd.host import ATTACHED_DIR
 
     systemd = followed_systemd(app)
     registry = app.registry
@@ -251,10 +251,10 @@ def assess(
             _floor_of_attached_unit(app, report, result, prof, systemd)
         return [result], report
 
-    from portable.detach import find_attached
-    from portable.images import normalize_image_arg, resolve_image
-    from portable.inspect import effective_prefixes, read_metadata
-    from portable.systemd_version import detect
+    from portable.engine.detach import find_attached
+    from portable.images.inspect import effective_prefixes, read_metadata
+    from portable.images.resolve import normalize_image_arg, resolve_image
+    from portable.systemd.version import detect
 
     if prof is None:
         image = normalize_image_arg(arg, host=app.host)
@@ -296,8 +296,8 @@ def _floor_of_attached_unit(
 ) -> None:
     """An attached unit, against ``prof`` or the profile recorded for it; the other units of
     its attach (same marker, same attached directory) are its own."""
-    from portable.host import ATTACHED_DIR
-    from portable.state import attached_units
+    from portable.engine.state import attached_units
+    from portable.systemd.host import ATTACHED_DIR
 
     directory, _, name = result.files[0].rpartition("/")
     runtime = directory == ATTACHED_DIR[True]

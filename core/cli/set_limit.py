@@ -14,7 +14,7 @@ def set_limit_command(app: App, args: tuple[str, ...]) -> None:
     """Set an image's size limit (a btrfs quota: subvolume images only). SIZE in bytes, with
     K, M, G, T, P, E suffixes (powers of 1024); "-", "none" or "infinity" for no limit."""
     from portable.errors import PortableError
-    from portable.image_ops import INFINITY, parse_size, set_limit
+    from portable.images.ops import INFINITY, parse_size, set_limit
 
     # portablectl's verb table takes exactly two arguments (its pool form is unreachable)
     if len(args) < 2:

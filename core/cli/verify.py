@@ -14,7 +14,7 @@ from portable.cli import App
 from portable.cli.options import json_output, no_pager, quiet
 
 if TYPE_CHECKING:
-    from portable.verify import UnitReport
+    from portable.security.verify import UnitReport
 
 
 CELL = 44  # wrap long cells (capability lists) at this width
@@ -26,7 +26,7 @@ def _utf8() -> bool:
 
 
 def render_text(report: UnitReport) -> str:
-    from portable.verify import NOT_CHECKED
+    from portable.security.verify import NOT_CHECKED
 
     good, bad, unchecked = ("✓", "✗", "·") if _utf8() else ("+", "-", ".")
     head = f"{report.unit}"
@@ -123,7 +123,7 @@ def verify_command(
     with nothing to start it.
     """
     from portable.errors import PortableError
-    from portable.verify import verify
+    from portable.security.verify import verify
 
     if not app.host.is_real:
         raise PortableError("'portable verify' looks at running services: not with --root")

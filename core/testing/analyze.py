@@ -1,6 +1,6 @@
 """``systemd-analyze`` of each systemd version the project knows, runnable on this machine.
 
-The exposure score (:mod:`portable.security`) is compared, check by check, with the real
+The exposure score (:mod:`portable.security.score`) is compared, check by check, with the real
 ``systemd-analyze security --offline=yes`` of every known version. Offline analysis needs no
 running systemd, so no box is booted: this machine's own ``systemd-analyze`` serves its version,
 and the other version's is run from the test box's root (:mod:`portable.testing.rootfs`, built by

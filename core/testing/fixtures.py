@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from portable.registry import Registry, make_registry, seed_registry
+from portable.plugin.registry import Registry, make_registry, seed_registry
 from portable.testing.images import make_directory_image
 
 __all__ = ["make_image", "portable_cli", "portable_registry", "portable_root", "register_plugin"]

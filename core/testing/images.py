@@ -60,7 +60,7 @@ DEFAULT_OS_RELEASE = 'ID=portabletest\nVERSION_ID=1\nPRETTY_NAME="Portable Test 
 def mark_systemd_version(root: Path, version: int) -> Path:
     """Make the tree ``root`` look as if systemd ``version`` were installed in it.
 
-    ``--root`` follows the systemd of the tree (:mod:`portable.systemd_version`), found by its
+    ``--root`` follows the systemd of the tree (:mod:`portable.systemd.version`), found by its
     shared library's name as Debian installs it; an empty file of that name is enough.
     """
     lib = root / f"usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-{version}.so"

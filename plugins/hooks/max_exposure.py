@@ -1,6 +1,6 @@
 """``attach --max-exposure N``: refuse services whose exposure score is above N (built-in hook).
 
-The score is ``systemd-analyze security``'s (:mod:`portable.security`), of each service as the
+The score is ``systemd-analyze security``'s (:mod:`portable.security.score`), of each service as the
 attach would write it: the unit file, the profile's drop-in, ``20-portable.conf``, and the
 drop-ins already on the host for that unit name, graded as the systemd the attach follows does
 (the running one, or with ``--root`` the one installed there). It runs before every other
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portable.errors import AttachRefused
-from portable.hookspecs import hookimpl
+from portable.plugin.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from portable.types import AttachOptions, ExtraSetting, Image, Profile, UnitFile
+    from portable.plugin.types import AttachOptions, ExtraSetting, Image, Profile, UnitFile
 
 __all__ = ["portable_pre_attach"]
 
@@ -46,9 +46,9 @@ def portable_pre_attach(
     limit = getattr(options, "max_exposure", None)
     if limit is None:
         return None
-    from portable.host import Host
-    from portable.security import would_attach_exposure
-    from portable.systemd_version import detect
+    from portable.security.score import would_attach_exposure
+    from portable.systemd.host import Host
+    from portable.systemd.version import detect
 
     # Below --root the host's own drop-ins are not known here; the image's are what counts.
     # The version is the one attach detected for that root (cached), the manager's on the host.

@@ -57,13 +57,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from portable.errors import AttachRefused, PortableError
-from portable.hookspecs import hookimpl
-from portable.types import ExtraSetting
+from portable.plugin.hookspecs import hookimpl
+from portable.plugin.types import ExtraSetting
 
 if TYPE_CHECKING:
     import ipaddress
 
-    from portable.types import AttachOptions, DetachOptions, Image, Profile, UnitFile
+    from portable.plugin.types import AttachOptions, DetachOptions, Image, Profile, UnitFile
 
 __all__ = [
     "INSIDE_IFNAME",
@@ -190,7 +190,9 @@ def _profile_settings(profile: Profile | None) -> dict[str, str]:
     dropin = profile.dropin_for("service")
     if dropin is None:
         return {}
-    from portable.unitfile import parse_unit_text  # attach only: every command loads this hook
+    from portable.systemd.unitfile import (
+        parse_unit_text,  # attach only: every command loads this hook
+    )
 
     return {a.key: a.value for a in parse_unit_text(dropin.text) if a.section == "X-Portable"}
 
@@ -198,7 +200,7 @@ def _profile_settings(profile: Profile | None) -> dict[str, str]:
 def requested(options: AttachOptions, profile: Profile | None) -> tuple[bool, str | None]:
     """(namespace wanted?, subnet or None): the options win over the profile's
     ``[X-Portable] NetworkNamespace=``/``NetworkNamespaceSubnet=``."""
-    from portable.unitfile import parse_boolean
+    from portable.systemd.unitfile import parse_boolean
 
     settings = _profile_settings(profile)
     subnet = getattr(options, "netns_subnet", None) or settings.get("NetworkNamespaceSubnet")
@@ -525,7 +527,7 @@ def portable_pre_attach(
             "--netns needs the running host: a network namespace can't be created below "
             "--root, refusing."
         )
-    from portable.security import UnitSource, load_settings
+    from portable.security.score import UnitSource, load_settings
 
     dropin = profile.dropin_for("service")
     for unit in units:

@@ -1,7 +1,7 @@
 """The directory image format: a plain OS tree, referenced with ``RootDirectory=``.
 
 systemd calls these images of type ``directory``. Nothing to mount: the tree is read in place
-(every path inside it resolved with symlinks confined to it, see :mod:`portable.confined`).
+(every path inside it resolved with symlinks confined to it, see :mod:`portable.images.confined`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from portable.hookspecs import hookimpl
-from portable.types import ImageFormat
+from portable.plugin.hookspecs import hookimpl
+from portable.plugin.types import ImageFormat
 
 
 def _detect(path: Path) -> bool:

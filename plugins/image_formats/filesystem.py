@@ -14,8 +14,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from portable.hookspecs import hookimpl
-from portable.types import ImageFormat
+from portable.plugin.hookspecs import hookimpl
+from portable.plugin.types import ImageFormat
 
 from .probe import identify
 

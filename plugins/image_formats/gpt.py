@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from portable.errors import BadImage
-from portable.hookspecs import hookimpl
-from portable.types import ImageFormat
+from portable.plugin.hookspecs import hookimpl
+from portable.plugin.types import ImageFormat
 
 from .probe import (
     GptPartition,

@@ -247,7 +247,7 @@ GPT_FLAG_READ_ONLY = 1 << 60
 
 def native_architecture() -> str:
     """The host's architecture as systemd names it (``x86-64``, ``arm64``...)."""
-    from portable.architecture import host_architecture
+    from portable.images.architecture import host_architecture
 
     return host_architecture()
 

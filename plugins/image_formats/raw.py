@@ -3,7 +3,7 @@
 Not a plugin itself; :mod:`.squashfs`, :mod:`.filesystem` and :mod:`.gpt` build on it (and so
 can third-party formats). An image is opened by attaching a read-only loop device and mounting
 its file system read-only, nosuid, nodev, noexec, detached from every mount namespace (see
-:mod:`portable.loopdev`); both are released when the ``with`` block ends, whatever happens.
+:mod:`portable.images.loopdev`); both are released when the ``with`` block ends, whatever happens.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from portable.errors import BadImage
-from portable.loopdev import MountError, mount_image
+from portable.images.loopdev import MountError, mount_image
 
 from .probe import filesystem_at, filesystem_size, open_image_file
 
@@ -55,7 +55,7 @@ def open_filesystem(path: Path, fstype: str) -> Iterator[Path]:
 
 @contextmanager
 def mounted(path: Path, parts: list[tuple[str, str, int, int]]) -> Iterator[Path]:
-    """:func:`portable.loopdev.mount_image`, with mount failures naming the image."""
+    """:func:`portable.images.loopdev.mount_image`, with mount failures naming the image."""
     try:
         with mount_image(path, parts) as root:
             yield root

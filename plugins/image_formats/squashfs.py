@@ -3,7 +3,7 @@
 Recognised by the squashfs magic, whatever the file is called (systemd requires ``*.raw`` and
 rejects anything else with "Wrong medium type"); found by name as ``NAME.raw`` in the search
 path. Read through a read-only loop device and a private read-only mount (see
-:mod:`portable.loopdev`).
+:mod:`portable.images.loopdev`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from portable.hookspecs import hookimpl
-from portable.types import ImageFormat
+from portable.plugin.hookspecs import hookimpl
+from portable.plugin.types import ImageFormat
 
 from .probe import identify
 

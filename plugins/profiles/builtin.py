@@ -6,7 +6,7 @@ links to (or is a copy of) it, so its settings are always the running systemd's,
 attach leaves on the host points into this Python package.
 
 Only where the host (or the ``--root`` tree) has no such file, the copy bundled here is used,
-the one of the systemd version the host runs (:mod:`portable.systemd_version`): systemd 257
+the one of the systemd version the host runs (:mod:`portable.systemd.version`): systemd 257
 replaced the three log-socket binds by ``BindLogSockets=yes`` and dropped ``PrivateTmp=yes``.
 Those are always *copied* into ``10-profile.conf`` (``ProfileDropin.path`` is None), never linked.
 
@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from portable.floor import BUILTIN
-from portable.hookspecs import hookimpl
-from portable.host import Host
+from portable.plugin.hookspecs import hookimpl
+from portable.plugin.types import Profile, ProfileDropin
 from portable.plugins.profiles.systemd_dirs import describe, read_dropin
-from portable.systemd_version import detect, nearest_known
-from portable.types import Profile, ProfileDropin
+from portable.security.floor import BUILTIN
+from portable.systemd.host import Host
+from portable.systemd.version import detect, nearest_known
 
 __all__ = ["NAMES", "SYSTEMD_PROFILE_DIR", "data_path", "portable_profiles"]
 

@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portable.errors import PluginError
-from portable.floor import BUILTIN
-from portable.hookspecs import hookimpl
-from portable.host import PROFILE_DIRS, Host
-from portable.types import UNIT_TYPES, Profile, ProfileDropin, validate_profile_name
+from portable.plugin.hookspecs import hookimpl
+from portable.plugin.types import UNIT_TYPES, Profile, ProfileDropin, validate_profile_name
+from portable.security.floor import BUILTIN
+from portable.systemd.host import PROFILE_DIRS, Host
 
 __all__ = ["MAX_DROPIN_SIZE", "PRIORITIES", "describe", "portable_profiles", "read_dropin"]
 

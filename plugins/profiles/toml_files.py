@@ -4,7 +4,7 @@ Looked up in ``/etc/portable/profiles``, ``/run/portable/profiles``,
 ``/usr/local/lib/portable/profiles`` and ``/usr/lib/portable/profiles`` (the first file of a name
 wins), with the same priorities as systemd's profile directories (30, 20, 10, -10): an admin's
 ``/etc`` file may override a built-in profile, and may ``extends`` the very profile it overrides.
-The schema is in ``docs/profiles.md`` and :mod:`portable.profile_files`. A file that can't be
+The schema is in ``docs/profiles.md`` and :mod:`portable.profiles.files`. A file that can't be
 read or parsed is skipped with a one-line warning naming it and the problem.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from portable.errors import PortableError
-from portable.hookspecs import hookimpl
-from portable.host import Host
-from portable.types import Profile
+from portable.plugin.hookspecs import hookimpl
+from portable.plugin.types import Profile
+from portable.systemd.host import Host
 
 __all__ = ["TOML_PROFILE_DIRS", "portable_profiles"]
 
@@ -48,7 +48,7 @@ def portable_profiles(root: Path) -> Iterable[Profile]:
             seen.add(name)
             shown = f"{directory}/{entry.name}"
             try:
-                from portable.profile_files import load_toml_profile  # tomllib: only if any
+                from portable.profiles.files import load_toml_profile  # tomllib: only if any
 
                 out.append(load_toml_profile(entry, shown=shown, priority=priority))
             except PortableError as exc:

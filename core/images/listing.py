@@ -1,0 +1,367 @@
+"""Images in the search path, as ``portable list`` shows them (spec 5.3).
+
+Nothing is mounted: names, types and sizes come from the directory entries and ``stat``. As
+systemd's image discovery, a regular file named ``NAME.raw`` is a raw image by its name: it is
+not opened (a directory is, once, for its immutable flag, as systemd opens it). Which raw format
+it holds (squashfs, gpt, ext4...) is read from its header only when asked
+(:attr:`ImageInfo.format`, shown by ``list --json``). Contents decide only for names that need
+it: an entry without a format's suffix that is not a directory, or a suffix of a format whose
+images are not raw files (an archive a plugin unpacks).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import stat
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from portable.engine.state import AttachedUnit, ManagerView, all_attached_units, image_state
+from portable.images.confined import UnsafePath
+from portable.plugin.registry import Registry, get_registry
+from portable.plugins.image_formats.directory import DIRECTORY
+from portable.systemd.host import IMAGE_SEARCH_PATH, Host
+from portable.systemd.names import is_valid_image_name
+
+if TYPE_CHECKING:
+    from portable.plugin.types import ImageFormat
+
+__all__ = ["ImageInfo", "list_images"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ImageInfo:
+    """One row of ``list``. Times are µs since the epoch (0: unknown); usage ``None``: unknown.
+
+    ``format_of``: finds the image's format (see :attr:`format`) when first asked.
+    """
+
+    name: str
+    type: str
+    path: str
+    read_only: bool
+    crtime: int
+    mtime: int
+    usage: int | None
+    state: str
+    format_of: Callable[[], str | None] = field(repr=False, compare=False)
+
+    @property
+    def format(self) -> str | None:
+        """The name of the format that reads the image; for a raw file (listed by its name, as
+        systemd lists it) read from its header now, ``None`` if no format reads it."""
+        return self.format_of()
+
+
+class _Known:
+    """A format known without looking: the one that claimed the image (``None``: one that
+    can't be known, the image being unreadable)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str | None) -> None:
+        self._name = name
+
+    def __call__(self) -> str | None:
+        return self._name
+
+
+class _Probe:
+    """The first of ``candidates`` whose ``detect()`` claims ``path``, asked once, when the
+    format is first wanted (``list --json``): the table needs no more than the file's name."""
+
+    __slots__ = ("_candidates", "_found", "_path")
+
+    def __init__(self, candidates: Sequence[ImageFormat], path: str) -> None:
+        self._candidates = candidates
+        self._path = path
+        self._found: tuple[str | None] | None = None
+
+    def __call__(self) -> str | None:
+        if self._found is None:
+            self._found = (
+                next((f.name for f in self._candidates if _claims(f, Path(self._path))), None),
+            )
+        return self._found[0]
+
+
+def _claims(fmt: ImageFormat, path: Path) -> bool:
+    try:
+        return bool(fmt.detect(path))
+    except Exception:  # a plugin's detect() is not allowed to break list for others
+        return False
+
+
+_AT_FDCWD = -100
+_STATX_BTIME = 0x800
+_STATX_MNT_ID = 0x1000
+_STATX_WANT = 0x7FF | _STATX_BTIME | _STATX_MNT_ID  # and STATX_BASIC_STATS
+# struct statx: stx_mask @0, stx_mode @28, stx_blocks @48, stx_btime @80, stx_mtime @112,
+# stx_mnt_id @144
+_STATX_FIELDS = struct.Struct("<I24xH18xQ24xqI4x16xqI20xQ")
+
+
+@functools.cache
+def _statx() -> Callable[..., int] | None:
+    # The process's own C library: no ctypes.util.find_library(), which runs `ldconfig -p`
+    # (4 s over 200 images when it was called per image).
+    import ctypes
+
+    return getattr(ctypes.CDLL(None, use_errno=True), "statx", None)
+
+
+@functools.cache
+def _statx_buffer() -> Any:
+    import ctypes
+
+    return ctypes.create_string_buffer(256)
+
+
+def _stat(path: str) -> tuple[int, int, int, int, int] | None:
+    """Mode, mtime (ns), 512-byte blocks, birth time (µs, 0: unknown) and mount ID (0:
+    unknown) of ``path``, links followed, in one statx(2) (Python's os.stat has neither of the
+    last two on Linux); ``None`` if it can't be looked at (gone, a dangling link, a loop)."""
+    statx = _statx()
+    if statx is None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_mode, st.st_mtime_ns, st.st_blocks, 0, 0
+    buf = _statx_buffer()
+    if statx(_AT_FDCWD, os.fsencode(path), 0, _STATX_WANT, buf) != 0:
+        return None
+    mask, mode, blocks, bsec, bnsec, msec, mnsec, mnt = _STATX_FIELDS.unpack_from(buf.raw)
+    birth = bsec * 1_000_000 + bnsec // 1000 if mask & _STATX_BTIME else 0
+    return mode, msec * 1_000_000_000 + mnsec, blocks, birth, mnt if mask & _STATX_MNT_ID else 0
+
+
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IMMUTABLE_FL = 0x10
+
+
+def _is_immutable(path: str) -> bool:
+    import fcntl
+
+    try:
+        # O_DIRECTORY: whatever the path has become since its stat, never open a device
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+        return bool(int.from_bytes(buf[:4], "little") & _FS_IMMUTABLE_FL)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _read_only(host_path: str, local: str, mode: int, mount: int, mounts: dict[int, bool]) -> bool:
+    """systemd's rules (spec 1.1): vendor images under /usr, read-only file systems (systemd
+    asks faccessat(W_OK) for EROFS; statvfs tells the same, and for any user), the immutable
+    flag on directories, no write bits on image files. ``mounts``: read-only or not by mount
+    ID (``mount``, 0 if unknown), filled here: the flag belongs to the mount."""
+    if host_path.startswith("/usr/"):
+        return True
+    ro = mounts.get(mount) if mount else None
+    if ro is None:
+        try:
+            ro = bool(os.statvfs(local).f_flag & os.ST_RDONLY)
+        except OSError:
+            ro = False
+        if mount:
+            mounts[mount] = ro
+    if ro:
+        return True
+    if stat.S_ISDIR(mode):
+        return _is_immutable(local)
+    if stat.S_ISREG(mode):
+        return not mode & 0o222
+    return False
+
+
+def list_images(
+    *,
+    host: Host | None = None,
+    registry: Registry | None = None,
+    manager: ManagerView | None = None,
+) -> list[ImageInfo]:
+    """Every image in the search path, sorted by name; the first of a name wins (spec 5.3).
+
+    Run by a user who can't read everything (portablectl asks portabled, which runs as root),
+    what can be known is shown rather than nothing:
+
+    * an entry that can be listed but not looked at (a link into a 0700 directory) is a row
+      with its name and state; its type only when its name says it (``NAME.raw`` is raw, as
+      systemd decides by the name too), otherwise it is listed only if it is attached (then it
+      is an image), with an empty type. Its times are ``-``, its usage empty, read-only only
+      under /usr (systemd's rule by path; the rest can't be known);
+    * a search-path directory that can't be listed shows the images attached from it, as the
+      (world-readable) markers in the attached directories name them; one that is not attached
+      can't be known and is not shown;
+    * the state comes from the markers and, without ``--root``, from the service manager,
+      which any user may ask.
+    """
+    host = host or Host()
+    registry = registry or get_registry(root=host.root)
+    formats = [r.spec for r in registry.formats() if r.spec.name_lookup]
+    by_content = [f for f in formats if not f.suffixes]  # asked about entries of no suffix
+    by_suffix: dict[str, tuple[str, list[ImageFormat]]] = {}  # cached per suffix
+    rows: dict[str, ImageInfo] = {}
+    attached = all_attached_units(host)  # once, not per image
+    mounts: dict[int, bool] = {}
+    real = host.is_real
+    for d in IMAGE_SEARCH_PATH:
+        try:
+            entries = sorted(os.listdir(host.path(d)))
+        except PermissionError:
+            # Not ours to read (a 0700 /etc/portables): what is attached from it is named in
+            # the markers, which are world-readable.
+            entries = _attached_entries(d, attached)
+        except OSError:
+            continue
+        for entry in entries:
+            host_path = f"{d}/{entry}"
+            denied = False
+            local = host_path  # the kernel follows the links (_stat: one syscall)
+            if not real:
+                try:
+                    resolved = host.resolve(host_path)
+                except UnsafePath as e:
+                    if e.reason != _EACCES:
+                        continue  # a symlink loop (below --root): not an image
+                    denied = True
+                except PermissionError:
+                    denied = True
+                else:
+                    if resolved is None:
+                        continue  # dangling link: not an image
+                    local = str(resolved)
+            st = None if denied else _stat(local)
+            if st is None:
+                if not (denied or _is_denied(local)):
+                    continue  # dangling link, loop, gone since the listing: not an image
+                row = _unreadable(entry, host_path, formats, host, manager, attached)
+                if row is not None and row.name not in rows:
+                    rows[row.name] = row
+                continue
+            mode, mtime_ns, blocks, birth, mount = st
+            is_file = stat.S_ISREG(mode)
+            found = _classify(entry, local, mode, formats, by_content, by_suffix)
+            if found is None:
+                continue
+            name, image_type, format_of = found
+            if name in rows or not is_valid_image_name(name):
+                continue
+            rows[name] = ImageInfo(
+                name=name,
+                type=image_type,
+                path=host_path,
+                read_only=_read_only(host_path, local, mode, mount, mounts),
+                crtime=birth,
+                # systemd reports no mtime for directories ("we don't use the dir mtime")
+                mtime=mtime_ns // 1000 if is_file else 0,
+                usage=blocks * 512 if is_file else None,
+                state=image_state(host_path, host=host, manager=manager, attached=attached),
+                format_of=format_of,
+            )
+    return [rows[n] for n in sorted(rows)]
+
+
+_EACCES = os.strerror(errno.EACCES).lower()  # UnsafePath's reason for it
+
+
+def _is_denied(local: str) -> bool:
+    """Whether ``local`` (which _stat could not look at) is there but not ours to look at."""
+    try:
+        os.stat(local)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _attached_entries(d: str, attached: dict[bool, list[AttachedUnit]]) -> list[str]:
+    """The entries of search-path directory ``d`` that attached units' markers name."""
+    found = {
+        path[len(d) + 1 :]
+        for units in attached.values()
+        for unit in units
+        if unit.has_unit_file
+        for path in unit.marker[:1]  # the image; extensions are not listed
+        if os.path.dirname(path) == d and path[len(d) + 1 :] not in ("", ".", "..")
+    }
+    return sorted(found)
+
+
+def _unreadable(
+    entry: str,
+    host_path: str,
+    formats: Sequence[ImageFormat],
+    host: Host,
+    manager: ManagerView | None,
+    attached: dict[bool, list[AttachedUnit]],
+) -> ImageInfo | None:
+    """The row of a search-path entry that is there but can't be looked at (see
+    :func:`list_images`), or ``None`` if it can't be told to be an image."""
+    # As _classify: the longest suffix, raw if every format of that suffix is raw
+    suffix = max((s for f in formats for s in f.suffixes if entry.endswith(s)), key=len, default="")
+    among = [f for f in formats if suffix in f.suffixes]
+    raw = among if among and all(f.image_type == "raw" for f in among) else []
+    name = raw[0].image_name(entry) if raw else entry
+    if not is_valid_image_name(name):
+        return None
+    state = image_state(host_path, host=host, manager=manager, attached=attached)
+    if not raw and state == "detached":
+        return None  # a directory image or no image at all: unknown, so not claimed
+    return ImageInfo(
+        name=name,
+        type="raw" if raw else "",
+        path=host_path,
+        read_only=host_path.startswith("/usr/"),
+        crtime=0,
+        mtime=0,
+        usage=None,
+        state=state,
+        format_of=_Known(None),
+    )
+
+
+def _classify(
+    entry: str,
+    local: str,
+    mode: int,
+    formats: Sequence[ImageFormat],
+    by_content: Sequence[ImageFormat],
+    by_suffix: dict[str, tuple[str, list[ImageFormat]]],
+) -> tuple[str, str, Callable[[], str | None]] | None:
+    """(name, type, format finder) of a search-path entry, or ``None`` if it is no image."""
+    if stat.S_ISREG(mode):
+        suffixes = (s for f in formats for s in f.suffixes if entry.endswith(s))
+        suffix = max(suffixes, key=len, default=None)  # .tar.gz before .gz
+        if suffix is not None:
+            if suffix not in by_suffix:
+                among = [f for f in formats if suffix in f.suffixes]
+                types = {f.image_type for f in among}
+                by_suffix[suffix] = (types.pop() if types == {"raw"} else "", among)
+            raw, among = by_suffix[suffix]
+            if raw:
+                # systemd's rule: NAME.raw is a raw image, whatever it holds; nothing is opened
+                return among[0].image_name(entry), raw, _Probe(among, local)
+            for fmt in among:  # e.g. an archive a plugin unpacks: its detect() decides
+                if _claims(fmt, Path(local)):
+                    return fmt.image_name(entry), fmt.image_type, _Known(fmt.name)
+    for fmt in by_content:  # a directory, or what a plugin recognises by content
+        if fmt is DIRECTORY and stat.S_ISDIR(mode):  # its detect(): a stat we have made
+            return entry, DIRECTORY.image_type, _Known(DIRECTORY.name)
+        if _claims(fmt, Path(local)):
+            return fmt.image_name(entry), fmt.image_type, _Known(fmt.name)
+    return None

@@ -1,0 +1,465 @@
+"""The plugin registry: one pluggy manager for built-in and third-party plugins.
+
+Built-ins (``BUILTIN_PLUGINS``) are registered first, then the ``portable`` entry-point group.
+Both go through the same manager and the same collection code, so a built-in profile and a
+``pip install``-ed one are indistinguishable to the engine.
+
+Switches (also in ``portable --help``):
+
+* ``PORTABLE_SERVICES_NO_PLUGINS=1`` / ``--no-plugins``: load built-ins only.
+* ``PORTABLE_SERVICES_DISABLE_PLUGINS=a,b`` / ``--disable-plugin``: skip these entry points.
+* ``PORTABLE_SERVICES_STRICT_PLUGINS=1``: a plugin that fails to load is fatal, not a warning.
+
+(The variable names avoid ``PORTABLE_*``, which systemd uses for os-release keys and journal
+fields.)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from portable.errors import (
+    PluginConflict,
+    PluginError,
+    PortableError,
+    UnknownImageFormat,
+    UnknownProfile,
+)
+from portable.plugin import hookspecs
+from portable.plugin.types import ImageFormat, Profile
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "PluginRecord",
+    "Registered",
+    "Registry",
+    "get_registry",
+    "reset_registry",
+]
+
+ENTRY_POINT_GROUP = "portable"
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "portable.plugins.image_formats.directory",
+    "portable.plugins.profiles.builtin",
+    "portable.plugins.profiles.systemd_dirs",
+    "portable.plugins.profiles.toml_files",
+    "portable.plugins.image_formats.squashfs",
+    "portable.plugins.image_formats.filesystem",
+    "portable.plugins.image_formats.gpt",
+    "portable.plugins.hooks.max_exposure",
+    "portable.plugins.hooks.netns",
+)
+
+ENV_NO_PLUGINS = "PORTABLE_SERVICES_NO_PLUGINS"
+ENV_DISABLE = "PORTABLE_SERVICES_DISABLE_PLUGINS"
+ENV_STRICT = "PORTABLE_SERVICES_STRICT_PLUGINS"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Registered(Generic[T]):
+    """A spec object together with the plugin that returned it (provenance kept outside it)."""
+
+    spec: T
+    plugin: str
+    distribution: str
+
+
+@dataclass(kw_only=True, slots=True)
+class PluginRecord:
+    """One plugin as the registry saw it. ``status`` is ``active``, ``disabled`` or ``failed``."""
+
+    name: str
+    builtin: bool
+    status: str
+    distribution: str = ""
+    version: str = ""
+    error: str = ""
+    hooks: tuple[str, ...] = ()
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def _warn(message: str) -> None:
+    print(f"portable: warning: {message}", file=sys.stderr)
+
+
+@dataclass(kw_only=True)
+class Registry:
+    """The loaded plugins and what they provide. Build one with :func:`get_registry`."""
+
+    pm: pluggy.PluginManager
+    root: Path
+    plugins: list[PluginRecord] = field(default_factory=list)
+    _formats: list[Registered[ImageFormat]] | None = None
+    _profiles: dict[str, Registered[Profile]] | None = None
+    profile_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def register(
+        self,
+        plugin: object,
+        name: str,
+        *,
+        distribution: str = "",
+        version: str = "",
+        builtin: bool = False,
+    ) -> None:
+        """Register one plugin object (module or instance) under ``name``."""
+        self.pm.register(plugin, name=name)
+        hooks = tuple(sorted(c.name for c in self.pm.get_hookcallers(plugin) or ()))
+        self.plugins.append(
+            PluginRecord(
+                name=name,
+                builtin=builtin,
+                status="active",
+                distribution=distribution,
+                version=version,
+                hooks=hooks,
+            )
+        )
+        self._formats = self._profiles = None
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.plugins = [p for p in self.plugins if p.name != name]
+        self._formats = self._profiles = None
+
+    def load_builtins(self) -> None:
+        for modname in BUILTIN_PLUGINS:
+            self.register(
+                importlib.import_module(modname),
+                modname,
+                builtin=True,
+                distribution="portable-services",
+            )
+
+    def load_entrypoints(
+        self, *, disabled: Iterable[str] = (), strict: bool = False, cache: bool = False
+    ) -> None:
+        """Load the ``portable`` entry-point group; a plugin that fails is reported and skipped.
+
+        With ``cache`` the scan comes from the on-disk cache while nothing has been installed
+        or removed since (:mod:`portable.plugin.entrypoints`; the CLI uses it).
+        """
+        from portable.plugin import entrypoints
+
+        disabled = set(disabled)
+        for ep in entrypoints.find(ENTRY_POINT_GROUP, cache=cache):
+            dist, version = ep.dist, ep.version
+            if ep.name in disabled or self.pm.is_blocked(ep.name):
+                self.plugins.append(
+                    PluginRecord(
+                        name=ep.name,
+                        builtin=False,
+                        status="disabled",
+                        distribution=dist,
+                        version=version,
+                    )
+                )
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+                self.register(plugin, ep.name, distribution=dist, version=version)
+            except Exception as exc:  # a broken plugin must not break the tool
+                reason = f"{type(exc).__name__}: {exc}"
+                where = f" ({dist} {version})" if dist else ""
+                if strict:
+                    raise PluginError(
+                        f"plugin {ep.name!r}{where} failed to load: {reason}"
+                    ) from exc
+                _warn(
+                    f"plugin {ep.name!r}{where} failed to load and is skipped: {reason}"
+                    f" (set {ENV_STRICT}=1 to make this fatal)"
+                )
+                if self.pm.has_plugin(ep.name):
+                    self.pm.unregister(name=ep.name)
+                self.plugins = [p for p in self.plugins if p.name != ep.name]
+                self.plugins.append(
+                    PluginRecord(
+                        name=ep.name,
+                        builtin=False,
+                        status="failed",
+                        distribution=dist,
+                        version=version,
+                        error=reason,
+                    )
+                )
+
+    # -- collection --------------------------------------------------------------------------
+
+    def _collect(self, hook_name: str, call: Callable[[Any], Any]) -> list[Registered[Any]]:
+        """Call ``hook_name`` once per plugin so every result keeps its provenance."""
+        records = {p.name: p for p in self.plugins}
+        out: list[Registered[Any]] = []
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            others = [p for p in self.pm.get_plugins() if p is not impl.plugin]
+            sub = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+            rec = records.get(impl.plugin_name)
+            dist = rec.distribution if rec else ""
+            try:
+                # Iterate inside the try: a generator hook raises while being consumed.
+                specs = [spec for batch in call(sub) for spec in (batch or ())]
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: "
+                    f"{exc} (report this to the plugin's author)"
+                ) from exc
+            out.extend(
+                Registered(spec=spec, plugin=impl.plugin_name, distribution=dist) for spec in specs
+            )
+        return out
+
+    def formats(self) -> list[Registered[ImageFormat]]:
+        """Every image format, sorted by name; a duplicate name is a :class:`PluginConflict`."""
+        if self._formats is None:
+            found = self._collect("portable_image_formats", lambda h: h())
+            by_name: dict[str, Registered[ImageFormat]] = {}
+            for reg in found:
+                if not isinstance(reg.spec, ImageFormat):
+                    raise PluginError(
+                        f"plugin {reg.plugin!r} returned {reg.spec!r} from "
+                        "portable_image_formats, not an ImageFormat"
+                    )
+                if reg.spec.name in by_name:
+                    other = by_name[reg.spec.name]
+                    raise PluginConflict(
+                        f"image format {reg.spec.name!r} is provided by two plugins: "
+                        f"{_who(other)} and {_who(reg)}"
+                    )
+                by_name[reg.spec.name] = reg
+            self._formats = sorted(by_name.values(), key=lambda r: r.spec.name)
+        return self._formats
+
+    def profiles(self) -> dict[str, Registered[Profile]]:
+        """Every usable profile by name, resolved by priority; equal priorities conflict.
+
+        Profiles that ``extend`` another are resolved here into concrete drop-ins; one that
+        can't be (unknown base, a cycle) is left out and its reason kept for :meth:`profile`.
+        """
+        if self._profiles is None:
+            found = self._collect("portable_profiles", lambda h: h(root=self.root))
+            candidates: dict[str, list[Registered[Profile]]] = {}
+            for reg in found:
+                if not isinstance(reg.spec, Profile):
+                    raise PluginError(
+                        f"plugin {reg.plugin!r} returned {reg.spec!r} from "
+                        "portable_profiles, not a Profile"
+                    )
+                candidates.setdefault(reg.spec.name, []).append(reg)
+            for regs in candidates.values():
+                regs.sort(key=lambda r: -r.spec.priority)
+                # Decided once everything is in: only a tie at the *highest* priority conflicts.
+                if len(regs) > 1 and regs[0].spec.priority == regs[1].spec.priority:
+                    raise PluginConflict(
+                        f"profile {regs[0].spec.name!r} is provided by two plugins: "
+                        f"{_who(regs[0])} and {_who(regs[1])}"
+                    )
+            self.profile_errors = {}
+            resolved: dict[str, Registered[Profile]] = {}
+            for name, regs in sorted(candidates.items()):
+                try:
+                    resolved[name] = self._resolve(regs[0], candidates, ())
+                except PortableError as exc:
+                    self.profile_errors[name] = str(exc)
+            self._profiles = resolved
+        return self._profiles
+
+    def _resolve(
+        self,
+        reg: Registered[Profile],
+        candidates: dict[str, list[Registered[Profile]]],
+        seen: tuple[str, ...],
+    ) -> Registered[Profile]:
+        spec = reg.spec
+        if spec.extends is None:
+            return reg
+        from dataclasses import replace
+
+        from portable.profiles.files import resolve  # tomllib: only for profiles that extend
+
+        key = f"{spec.name}@{spec.priority}"
+        if key in seen:
+            raise PortableError(f"profile {spec.name!r} ({spec.origin}) extends itself in a loop")
+        if spec.extends == spec.name:  # the profile of that name this one overrides
+            lower = [r for r in candidates.get(spec.name, []) if r.spec.priority < spec.priority]
+            base_reg = lower[0] if lower else None
+        else:
+            regs = candidates.get(spec.extends, [])
+            base_reg = regs[0] if regs else None
+        if base_reg is None:
+            raise PortableError(
+                f"profile {spec.name!r} ({spec.origin}) extends unknown profile {spec.extends!r}"
+            )
+        base = self._resolve(base_reg, candidates, (*seen, key)).spec
+        return replace(reg, spec=resolve(spec, base))
+
+    def provided(self) -> dict[str, dict[str, list[str]]]:
+        """What each plugin provides: plugin name -> {"formats": [...], "profiles": [...]}."""
+        out: dict[str, dict[str, list[str]]] = {}
+        for reg in self.formats():
+            out.setdefault(reg.plugin, {}).setdefault("formats", []).append(reg.spec.name)
+        for reg in self._collect("portable_profiles", lambda h: h(root=self.root)):
+            names = out.setdefault(reg.plugin, {}).setdefault("profiles", [])
+            if reg.spec.name not in names:
+                names.append(reg.spec.name)
+        return out
+
+    def failed_plugins(self) -> list[PluginRecord]:
+        return [p for p in self.plugins if p.status == "failed"]
+
+    def profile(self, name: str, *, cwd: Path | None = None) -> Registered[Profile]:
+        """Look a profile up by name, or load it from a path (anything with a ``/``: a TOML
+        profile or a systemd drop-in, systemd issue #10235); an unknown name lists the known
+        ones."""
+        if "/" in name:
+            return self._profile_from_path(name, cwd)
+        profiles = self.profiles()
+        if name in profiles:
+            return profiles[name]
+        if name in self.profile_errors:
+            raise UnknownProfile(f"profile {name!r} can't be used: {self.profile_errors[name]}")
+        msg = f"unknown profile {name!r}; available profiles: {', '.join(profiles) or 'none'}"
+        failed = self.failed_plugins()
+        if failed:
+            msg += "; plugins that failed to load: " + ", ".join(
+                f"{p.name} ({p.error})" for p in failed
+            )
+        raise UnknownProfile(msg)
+
+    def _profile_from_path(self, arg: str, cwd: Path | None) -> Registered[Profile]:
+        from portable.profiles.files import load_dropin_profile, load_toml_profile
+        from portable.systemd.host import Host
+
+        host = Host(self.root)
+        # As image paths: relative to the current directory; with --root, inside the root.
+        inside = os.path.normpath(os.path.join(cwd or Path.cwd(), arg))
+        if not host.is_real and not arg.startswith("/"):
+            try:
+                inside = host.unpath(Path(inside))
+            except ValueError:
+                raise UnknownProfile(
+                    f"profile path '{arg}' is outside the --root directory"
+                ) from None
+        elif not host.is_real:
+            inside = os.path.normpath(arg)
+        local = host.path(inside)
+        if inside.endswith(".toml"):
+            spec = load_toml_profile(local, shown=inside, origin=inside)
+            if spec.extends is not None:
+                regs = {spec.extends: [self.profile(spec.extends)]}
+                spec = self._resolve(
+                    Registered(spec=spec, plugin="", distribution=""), regs, ()
+                ).spec
+        else:
+            spec = load_dropin_profile(local, shown=inside, host_path=inside)
+        return Registered(spec=spec, plugin="(file)", distribution="")
+
+    def image_format(self, name: str) -> ImageFormat:
+        for reg in self.formats():
+            if reg.spec.name == name:
+                return reg.spec
+        raise UnknownImageFormat(f"unknown image format {name!r}")
+
+
+def _who(reg: Registered[Any]) -> str:
+    return f"{reg.plugin!r}" + (f" ({reg.distribution})" if reg.distribution else "")
+
+
+def make_registry(
+    *,
+    root: Path = Path("/"),
+    load_entrypoints: bool = True,
+    disabled: Iterable[str] = (),
+    strict: bool | None = None,
+    builtins: bool = True,
+    cache: bool = False,
+) -> Registry:
+    """Build a fresh registry: hookspecs, built-ins, then third-party entry points.
+
+    ``cache``: take the entry-point scan from the on-disk cache when it is still valid.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    if os.environ.get("PORTABLE_SERVICES_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(lambda *a: print(*a, file=sys.stderr))
+        pm.enable_tracing()
+    reg = Registry(pm=pm, root=root)
+    if builtins:
+        reg.load_builtins()
+    if load_entrypoints and not _env_flag(ENV_NO_PLUGINS):
+        env_disabled = [n.strip() for n in os.environ.get(ENV_DISABLE, "").split(",") if n.strip()]
+        reg.load_entrypoints(
+            disabled=[*disabled, *env_disabled],
+            strict=_env_flag(ENV_STRICT) if strict is None else strict,
+            cache=cache,
+        )
+    pm.check_pending()
+    return reg
+
+
+_cache: dict[tuple[Any, ...], Registry] = {}
+
+
+def get_registry(
+    *,
+    root: Path = Path("/"),
+    load_entrypoints: bool = True,
+    disabled: Iterable[str] = (),
+    cache: bool = False,
+) -> Registry:
+    """The process-wide registry for these settings (built once, on first use).
+
+    ``cache``: on first use, take the entry-point scan from the on-disk cache when it is still
+    valid (the CLI does; it saves importing ``importlib.metadata`` and reading every
+    distribution's metadata).
+    """
+    key = (str(root), load_entrypoints, tuple(sorted(disabled)))
+    if key not in _cache:
+        _cache[key] = make_registry(
+            root=root, load_entrypoints=load_entrypoints, disabled=disabled, cache=cache
+        )
+    return _cache[key]
+
+
+@contextmanager
+def seed_registry(registry: Registry) -> Iterator[None]:
+    """Make :func:`get_registry` return ``registry`` for its root, for a while (tests)."""
+    key = (str(registry.root), True, ())
+    saved = dict(_cache)
+    _cache.clear()
+    _cache[key] = registry
+    _cache[(str(registry.root), False, ())] = registry
+    try:
+        yield
+    finally:
+        _cache.clear()
+        _cache.update(saved)
+
+
+def reset_registry() -> None:
+    """Forget cached registries (tests, or after installing a plugin in-process)."""
+    _cache.clear()

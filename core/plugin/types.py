@@ -1,0 +1,417 @@
+"""Typed, frozen spec objects returned by the registration hooks.
+
+Plugins construct these (keyword-only) and return them from ``portable_image_formats()`` and
+``portable_profiles()``. Validation happens at construction so a plugin author sees a bad name
+where it is made, not at attach time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from portable.errors import PluginError
+
+__all__ = [
+    "AttachOptions",
+    "Change",
+    "DetachOptions",
+    "ExtraSetting",
+    "Floor",
+    "FloorEdit",
+    "FloorRule",
+    "Image",
+    "ImageFormat",
+    "ImageMetadata",
+    "Profile",
+    "ProfileDropin",
+    "ProfileEdit",
+    "UnitFile",
+    "validate_plugin_name",
+    "validate_profile_name",
+]
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# Unit types a profile may carry a drop-in for (systemd looks up <type>.conf per unit type).
+UNIT_TYPES = ("service", "socket", "target", "timer", "path")
+
+
+def validate_plugin_name(kind: str, name: str) -> str:
+    """Format names are lower-case identifiers: they appear in listings and JSON."""
+    if not _NAME_RE.match(name) or len(name) > 64:
+        raise PluginError(
+            f"invalid {kind} name {name!r}: use lower-case letters, digits, '.', '_' or '-'"
+        )
+    return name
+
+
+def validate_profile_name(name: str) -> str:
+    """Profile names follow systemd's rule: a valid file name (no '/', not '.' or '..')."""
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\0" in name
+        or len(name.encode()) > 255
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+    ):
+        raise PluginError(f"invalid profile name {name!r}: must be a valid file name")
+    return name
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProfileDropin:
+    """What a profile adds for one unit type: the drop-in text, and where it lives if on disk.
+
+    ``path`` is set when the drop-in exists as a file that attach may symlink to (systemd's
+    ``10-profile.conf`` is a symlink to the profile file in the default copy mode). Profiles
+    built in memory (TOML, Python) have ``path=None`` and are always copied.
+
+    ``mode``: the permission bits of a copy (``10-profile.conf``). 0644 as portablectl copies
+    its profiles; a profile read from a file that is not readable by everyone keeps that file's
+    bits, so its copy is never more readable than the file.
+    """
+
+    text: str
+    path: Path | None = None
+    mode: int = 0o644
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProfileEdit:
+    """How a profile changes the drop-in of the profile it ``extends``, for one unit type.
+
+    :param remove: setting names dropped from the base (every occurrence).
+    :param set: settings replacing every occurrence of their key in the base (or added), in
+        order; a key may repeat (``BindReadOnlyPaths=`` twice).
+    :param mode: the permission bits the resulting drop-in may have at most (those of the file
+        the edit comes from, see :class:`ProfileDropin`).
+    """
+
+    remove: tuple[str, ...] = ()
+    set: tuple[tuple[str, str], ...] = ()
+    mode: int = 0o644
+
+
+# How a FloorRule matches a value (see portable.security.floor, where each is evaluated).
+FLOOR_MATCHES = (
+    "any",  # any non-empty value
+    "values",  # one of ``values`` (a word, compared without case)
+    "prefix",  # a value starting with one of ``values``
+    "exec-privileged",  # an Exec*= command line run with full privileges ("+", "!", "!!")
+    "host-path",  # a path made on the host (a socket, a FIFO) not below /run/<image's name>
+    "host-file",  # a host file other than /etc/default/<image's name> (or /etc/sysconfig/)
+    "network-address",  # a socket address that is not a path or abstract (a port, an IP)
+    "host-unit",  # names a unit the image does not provide, other than a target or slice
+    "foreign-name",  # names a unit that is not the image's (not one of its names or prefixes)
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FloorRule:
+    """A setting a profile forbids in an image's own unit files (one row of a floor table).
+
+    :param setting: the setting name (``ExecStart``); in ``unit_types`` only (all if empty).
+    :param match: how a value is forbidden, one of :data:`FLOOR_MATCHES`.
+    :param values: for ``values`` and ``prefix``.
+    :param reason: why, as the refusal prints it ("overwrites a file on the host").
+    """
+
+    setting: str
+    match: str = "any"
+    values: tuple[str, ...] = ()
+    reason: str
+    unit_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.match not in FLOOR_MATCHES:
+            raise PluginError(
+                f"floor rule {self.setting}=: unknown match {self.match!r}"
+                f" (expected one of {', '.join(FLOOR_MATCHES)})"
+            )
+        for unit_type in self.unit_types:
+            if unit_type not in UNIT_TYPES:
+                raise PluginError(f"floor rule {self.setting}=: unknown unit type {unit_type!r}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Floor:
+    """What a profile promises that an image's unit files can't take back: its sandbox floor.
+
+    :param rules: settings forbidden outright (:class:`FloorRule`).
+    :param hold_profile: also refuse a unit setting that makes the service score worse, on a
+        check the profile's own service drop-in sets, than the bare service with the profile
+        (``CapabilityBoundingSet=CAP_SYS_ADMIN`` adds to a profile's list: systemd merges them;
+        ``User=root`` with the profile's ``DynamicUser=yes`` runs as root).
+
+    ``portable.security.floor`` holds the tables the built-in profiles use (``STANDARD``,
+    ``NO_NETWORK``, ``NONE``); a profile with no floor of its own gets its base's (``extends``),
+    else ``STANDARD``.
+    """
+
+    rules: tuple[FloorRule, ...] = ()
+    hold_profile: bool = True
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FloorEdit:
+    """How a profile changes the floor of the profile it ``extends`` (a TOML ``[floor]`` table).
+
+    :param forbid: rules added (after the base's).
+    :param allow: setting names whose rules are dropped from the base's floor (``forbid`` may
+        then give a rule of its own for one).
+    :param hold_profile: replaces the base's; ``None`` keeps it.
+    """
+
+    forbid: tuple[FloorRule, ...] = ()
+    allow: tuple[str, ...] = ()
+    hold_profile: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Profile:
+    """A security profile: drop-in settings applied to each attached unit of a given type.
+
+    :param name: what users pass to ``--profile``.
+    :param description: one line for listings.
+    :param dropins: unit type (``"service"``, ``"socket"``, ...) -> :class:`ProfileDropin`.
+        Only unit types listed here get a ``10-profile.conf``.
+    :param priority: resolves profiles of the same name: the highest wins, equal priorities
+        are a conflict. Plugins use 0 (the default). Profiles found in systemd's own directories
+        use 30 (``/etc``), 20 (``/run``), 10 (``/usr/local/lib``) so an admin can override a
+        plugin's profile as systemd users expect, and -10 (``/usr/lib``, where systemd ships its
+        copies of the built-in four).
+    :param origin: where it comes from, for listings (a file, a directory, "built-in").
+    :param extends: the name of a profile this one is based on; the registry resolves it into
+        ``dropins`` by applying ``edits`` (unit type -> :class:`ProfileEdit`). Extending one's
+        own name means the profile of that name it overrides (lower priority).
+    :param floor: the settings an image's unit files may not use under this profile
+        (:class:`Floor`); ``None``: the base profile's when it ``extends`` one,
+        else ``portable.security.floor.STANDARD``. Only a profile that promises nothing
+        (``trusted``) should give an empty one.
+    :param floor_edit: with ``extends``: how this profile changes the floor it gets (its own
+        ``floor``, else the base's); the registry resolves it into ``floor``
+        (:class:`FloorEdit`).
+    """
+
+    name: str
+    description: str
+    dropins: Mapping[str, ProfileDropin]
+    priority: int = 0
+    origin: str = ""
+    extends: str | None = None
+    edits: Mapping[str, ProfileEdit] = field(default_factory=dict)
+    floor: Floor | None = None
+    floor_edit: FloorEdit | None = None
+
+    def __post_init__(self) -> None:
+        validate_profile_name(self.name)
+        if self.floor_edit is not None and self.extends is None:
+            # nothing would resolve it: the profile would silently keep the standard floor
+            raise PluginError(f"profile {self.name!r}: floor_edit needs extends (or give floor)")
+        for unit_type in self.dropins:
+            if unit_type not in UNIT_TYPES:
+                raise PluginError(
+                    f"profile {self.name!r}: unknown unit type {unit_type!r}"
+                    f" (expected one of {', '.join(UNIT_TYPES)})"
+                )
+        for unit_type in self.edits:
+            if unit_type not in UNIT_TYPES:
+                raise PluginError(f"profile {self.name!r}: unknown unit type {unit_type!r}")
+        # Freeze the mappings too, so a registered profile can't change under the registry.
+        object.__setattr__(self, "dropins", MappingProxyType(dict(self.dropins)))
+        object.__setattr__(self, "edits", MappingProxyType(dict(self.edits)))
+
+    def dropin_for(self, unit_type: str) -> ProfileDropin | None:
+        return self.dropins.get(unit_type)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ImageFormat:
+    """An image format: how to recognise an image, read its tree, and point systemd at it.
+
+    :param name: format name (``"directory"``, ``"squashfs"``, a vendor's ``"tar"``).
+    :param description: one line for listings.
+    :param image_type: what systemd's ``list`` shows in its TYPE column for such an image
+        (``"directory"``, ``"raw"``, ...).
+    :param detect: ``detect(path)`` -> True if this format handles the (resolved, existing)
+        path. Must be cheap and must not hang on FIFOs or devices: look at ``os.stat`` and at
+        most a few header bytes. Returning False means "not mine".
+    :param open: ``open(path)`` returns a context manager yielding a directory on the host
+        whose contents are the image's root tree (the path itself for directories, a private
+        read-only mount for file systems). Everything it set up is released on exit, also on
+        errors.
+    :param root_setting: the unit setting that points the service at the image,
+        ``"RootDirectory"`` or ``"RootImage"``.
+    :param suffixes: file name suffixes stripped to form the image name (``(".raw",)``).
+    :param name_lookup: may an image of this format be found by *name* in the search path?
+        (``"foo"`` finds ``/var/lib/portables/foo`` for directories, ``foo.raw`` for raw files.)
+    :param unpack: for images the service manager can't use as they are (an archive):
+        ``unpack(image, destination)`` fills the empty directory ``destination`` with the
+        image's tree. attach then unpacks the image into a cache directory
+        (``/var/cache/portable-services/unpacked/...``) and points ``RootDirectory=`` there;
+        detach removes it. Requires ``root_setting="RootDirectory"``.
+    """
+
+    name: str
+    description: str
+    image_type: str
+    detect: Callable[[Path], bool]
+    open: Callable[[Path], AbstractContextManager[Path]]
+    root_setting: str = "RootDirectory"
+    suffixes: tuple[str, ...] = ()
+    name_lookup: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    unpack: Callable[[Path, Path], None] | None = None
+
+    def __post_init__(self) -> None:
+        validate_plugin_name("image format", self.name)
+        if self.root_setting not in ("RootDirectory", "RootImage"):
+            raise PluginError(
+                f"image format {self.name!r}: root_setting must be RootDirectory or RootImage"
+            )
+        if self.unpack is not None and self.root_setting != "RootDirectory":
+            raise PluginError(f"image format {self.name!r}: unpack needs RootDirectory")
+
+    def image_name(self, filename: str) -> str:
+        """The image's name (list NAME column): the file name minus this format's suffix."""
+        for suffix in self.suffixes:
+            if filename.endswith(suffix) and len(filename) > len(suffix):
+                return filename[: -len(suffix)]
+        return filename
+
+
+# --- objects the lifecycle hooks receive -------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AttachOptions:
+    """What the user asked for on ``attach``/``reattach`` (portablectl's flags)."""
+
+    profile: str = "default"
+    copy_mode: str = "auto"  # auto | copy | symlink | mixed
+    runtime: bool = False
+    now: bool = False
+    enable: bool = False
+    no_block: bool = False
+    no_reload: bool = False
+    force: bool = False
+    prefixes: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
+    netns: bool = False  # own network namespace + veth (portable.plugins.hooks.netns)
+    netns_subnet: str | None = None  # IPv4 subnet for it (implies netns)
+    max_exposure: float | None = None  # refuse services scoring above this (0.0-10.0)
+    # unit settings attached although the profile's sandbox floor forbids them
+    # (portable.security.floor)
+    allow_settings: tuple[str, ...] = ()
+    # refuse an image systemd can't run a service from (portable.images.runnable) instead of warning
+    strict_image: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DetachOptions:
+    """What the user asked for on ``detach``."""
+
+    runtime: bool = False
+    now: bool = False
+    enable: bool = False
+    no_reload: bool = False
+    force: bool = False
+    extensions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Change:
+    """One change on disk, as portabled reports it: ``(type, path, source)``.
+
+    ``type`` is one of ``copy symlink write mkdir unlink``; ``source`` is "" when there is none.
+    """
+
+    type: str
+    path: str
+    source: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExtraSetting:
+    """A setting a pre-attach hook adds to the attached units' ``20-portable.conf``.
+
+    :param key: the setting name, e.g. ``"NetworkNamespacePath"``.
+    :param value: its value.
+    :param section: the unit file section, ``"Service"`` by default.
+    :param units: unit names it applies to; empty means every attached unit that has
+        ``section`` (for ``"Service"``: every ``.service`` unit).
+    """
+
+    key: str
+    value: str
+    section: str = "Service"
+    units: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^[A-Za-z][A-Za-z0-9]*$", self.key):
+            raise PluginError(f"invalid setting name {self.key!r}")
+        if "\n" in self.value or "\r" in self.value:
+            raise PluginError(f"setting {self.key}=: value must be a single line")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Image:
+    """An image as the user named it, resolved.
+
+    :param path: the image path as the service manager sees it: ``searchdir/NAME`` for an image
+        found by name (symlink not resolved, as portabled does), the canonical path otherwise.
+        With ``--root``, relative to that root.
+    :param host_path: where this process reads it (``path`` under ``--root``).
+    :param name: the image name (``list``'s NAME): file name minus the format's suffix.
+    :param format: the :class:`ImageFormat` that recognised it.
+    """
+
+    path: str
+    host_path: Path
+    name: str
+    format: ImageFormat
+
+    @property
+    def filename(self) -> str:
+        """Last path component, suffix included: what markers and ``PORTABLE=`` use."""
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UnitFile:
+    """A unit file found in an image.
+
+    :param name: unit name, e.g. ``foo.service``.
+    :param source: the directory entry it was found as, inside the image, e.g.
+        ``/usr/lib/systemd/system/foo.service`` (unit directory symlinks resolved).
+    :param resolved: the file its bytes came from, inside the image: ``source`` with a symlink
+        at the entry itself resolved, confined to the image root.
+    :param data: its bytes.
+    """
+
+    name: str
+    source: str
+    resolved: str
+    data: bytes
+
+    @property
+    def type(self) -> str:
+        """``service``, ``socket``, ``target``, ``timer`` or ``path``."""
+        return self.name.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ImageMetadata:
+    """What ``inspect`` reads from an image: os-release and the matching unit files."""
+
+    image: Image
+    os_release: bytes
+    os_release_fields: Mapping[str, str]
+    units: tuple[UnitFile, ...]
+    prefixes: tuple[str, ...]

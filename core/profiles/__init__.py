@@ -1,0 +1,1 @@
+"""Security profiles kept in files (TOML profiles, systemd drop-ins given by path)."""
