@@ -15,14 +15,13 @@ import click
 
 from portable.cli import App
 from portable.cli.options import json_output, no_pager, quiet
+from portable.systemd.names import is_portable_unit_type
 
 if TYPE_CHECKING:
     from portable.plugin.types import Profile, UnitFile
     from portable.security.floor import FloorFinding
     from portable.security.score import Finding, UnitExposure
     from portable.systemd.host import Host
-
-UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".path")
 
 
 def _utf8() -> bool:
@@ -229,7 +228,7 @@ def assess(
     registry = app.registry
     report = FloorReport()
     prof = registry.profile(profile).spec if profile is not None else None
-    if arg.endswith(UNIT_SUFFIXES):
+    if is_portable_unit_type(arg):
         if not arg.endswith(".service"):
             raise PortableError(f"{arg}: only services are scored (as systemd-analyze security)")
         if "/" in arg:

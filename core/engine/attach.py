@@ -64,7 +64,12 @@ from portable.plugin.types import (
 from portable.security.floor import check_units as check_floor
 from portable.security.floor import refusal as floor_refusal
 from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, UNIT_SEARCH_PATH, Host
-from portable.systemd.names import format_marker, printable_path, unit_template
+from portable.systemd.names import (
+    TRIGGER_UNIT_TYPES,
+    format_marker,
+    printable_path,
+    unit_template,
+)
 from portable.systemd.version import detect as detect_systemd
 
 if TYPE_CHECKING:
@@ -89,8 +94,6 @@ __all__ = [
 ]
 
 COPY_MODES = ("auto", "copy", "symlink", "mixed")
-# Unit types that start others: started before the rest by activate()
-_TRIGGERS = ("socket", "timer", "path")
 
 
 class UnitExists(PortableError):
@@ -828,7 +831,7 @@ def activate(
     # service started before its socket makes the socket refuse to listen ("Socket service
     # foo.service already active, refusing"); started after it, the service finds the socket
     # listening and takes it. Each unit's enable-then-start block stays as portablectl's.
-    ordered.sort(key=lambda u: u.type not in _TRIGGERS)
+    ordered.sort(key=lambda u: u.type not in TRIGGER_UNIT_TYPES)
     steps = [
         Step(
             unit=u.name,

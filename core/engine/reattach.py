@@ -47,7 +47,7 @@ from portable.images.resolve import resolve_image
 from portable.plugin.registry import Registered, Registry
 from portable.plugin.types import AttachOptions, Change, DetachOptions, Profile
 from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, Host
-from portable.systemd.names import marker_matches_image
+from portable.systemd.names import is_portable_unit_type, marker_matches_image
 from portable.systemd.version import detect as detect_systemd
 
 if TYPE_CHECKING:
@@ -61,8 +61,6 @@ __all__ = [
     "kept_options",
     "reattach",
 ]
-
-UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".path")
 
 
 @dataclass(kw_only=True)
@@ -451,12 +449,12 @@ def _activate(
     gone = [
         _basename(c.path)
         for c in result.removed
-        if c.type == "unlink" and c.path.endswith(UNIT_SUFFIXES)
+        if c.type == "unlink" and is_portable_unit_type(c.path)
     ]
     kept = [
         _basename(c.path)
         for c in att.changes
-        if c.type in ("copy", "symlink") and c.path.endswith(UNIT_SUFFIXES)
+        if c.type in ("copy", "symlink") and is_portable_unit_type(c.path)
     ]
     gone += [n for n in orphans if n not in gone and n not in kept]
     where = ATTACHED_DIR[options.runtime]

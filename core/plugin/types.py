@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from portable.errors import PluginError
+from portable.systemd.names import PORTABLE_UNIT_TYPES
 
 __all__ = [
     "AttachOptions",
@@ -37,8 +38,6 @@ __all__ = [
 ]
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-# Unit types a profile may carry a drop-in for (systemd looks up <type>.conf per unit type).
-UNIT_TYPES = ("service", "socket", "target", "timer", "path")
 
 
 def validate_plugin_name(kind: str, name: str) -> str:
@@ -135,7 +134,7 @@ class FloorRule:
                 f" (expected one of {', '.join(FLOOR_MATCHES)})"
             )
         for unit_type in self.unit_types:
-            if unit_type not in UNIT_TYPES:
+            if unit_type not in PORTABLE_UNIT_TYPES:
                 raise PluginError(f"floor rule {self.setting}=: unknown unit type {unit_type!r}")
 
 
@@ -215,13 +214,13 @@ class Profile:
             # nothing would resolve it: the profile would silently keep the standard floor
             raise PluginError(f"profile {self.name!r}: floor_edit needs extends (or give floor)")
         for unit_type in self.dropins:
-            if unit_type not in UNIT_TYPES:
+            if unit_type not in PORTABLE_UNIT_TYPES:
                 raise PluginError(
                     f"profile {self.name!r}: unknown unit type {unit_type!r}"
-                    f" (expected one of {', '.join(UNIT_TYPES)})"
+                    f" (expected one of {', '.join(PORTABLE_UNIT_TYPES)})"
                 )
         for unit_type in self.edits:
-            if unit_type not in UNIT_TYPES:
+            if unit_type not in PORTABLE_UNIT_TYPES:
                 raise PluginError(f"profile {self.name!r}: unknown unit type {unit_type!r}")
         # Freeze the mappings too, so a registered profile can't change under the registry.
         object.__setattr__(self, "dropins", MappingProxyType(dict(self.dropins)))

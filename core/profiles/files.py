@@ -41,7 +41,6 @@ from typing import Any
 from portable.errors import PortableError
 from portable.plugin.types import (
     FLOOR_MATCHES,
-    UNIT_TYPES,
     Floor,
     FloorEdit,
     FloorRule,
@@ -49,6 +48,7 @@ from portable.plugin.types import (
     ProfileDropin,
     ProfileEdit,
 )
+from portable.systemd.names import PORTABLE_UNIT_TYPES
 from portable.systemd.unitfile import parse, parse_unit_text, render
 
 __all__ = [
@@ -128,19 +128,19 @@ def load_toml_profile(path: Path, *, shown: str, priority: int = 0, origin: str 
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PortableError(f"profile file {shown}: {exc}") from None
     name = path.name.removesuffix(".toml")
-    allowed = {"description", "extends", "floor", *UNIT_TYPES}
+    allowed = {"description", "extends", "floor", *PORTABLE_UNIT_TYPES}
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise PortableError(
             f"profile file {shown}: unknown key {unknown[0]!r} (expected "
-            f"description, extends, floor, or a unit type table: {', '.join(UNIT_TYPES)})"
+            f"description, extends, floor, or a unit type table: {', '.join(PORTABLE_UNIT_TYPES)})"
         )
     description = doc.get("description", f"profile from {shown}")
     extends = doc.get("extends")
     if not isinstance(description, str) or (extends is not None and not isinstance(extends, str)):
         raise PortableError(f"profile file {shown}: description and extends must be strings")
     edits: dict[str, ProfileEdit] = {}
-    for unit_type in UNIT_TYPES:
+    for unit_type in PORTABLE_UNIT_TYPES:
         table = doc.get(unit_type)
         if table is None:
             continue

@@ -55,7 +55,12 @@ from portable.errors import PortableError
 from portable.images.inspect import derived_prefixes
 from portable.security.floor import STANDARD, FloorFinding, check_unit, floor_of, undone
 from portable.security.score import ServiceSettings, UnitSource, capability_names, load_settings
-from portable.systemd.names import printable_path
+from portable.systemd.names import (
+    TRIGGER_UNIT_TYPES,
+    is_portable_unit_type,
+    printable_path,
+    unit_type,
+)
 from portable.systemd.unitfile import Assignment, parse_unit_text
 
 if TYPE_CHECKING:
@@ -966,7 +971,6 @@ def floor_items(
 # --- the unit's state, for services that are not running ---------------------------------------
 
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
-TRIGGER_SUFFIXES = (".timer", ".socket", ".path")
 UNIT_CHECK = "unit"
 TRIGGER_CHECK = "triggered by"
 NOT_CHECKED = "not checked"
@@ -1030,7 +1034,7 @@ def triggers(unit: str, state: ServiceState, *, host: Host, manager: Manager) ->
 
     found = list(state.triggered_by)
     for name in sorted(_own_units(unit, host)):
-        if name in found or not name.endswith(TRIGGER_SUFFIXES):
+        if name in found or unit_type(name) not in TRIGGER_UNIT_TYPES:
             continue
         try:
             triggered = manager.unit_properties(name, [(UNIT_IFACE, "Triggers")])["Triggers"]
@@ -1243,13 +1247,10 @@ def _floor_items(
         return [Item(check=FLOOR_CHECK, promised="", seen=str(exc), ok=False, findings=())]
 
 
-UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".path")
-
-
 def targets(arg: str, *, host: Host, runtime: bool | None = None) -> list[str]:
     """The services to verify: ``arg`` itself if it is a service name, else the attached
     (non-template) services of image ``arg``."""
-    if arg.endswith(UNIT_SUFFIXES) and "/" not in arg:
+    if is_portable_unit_type(arg) and "/" not in arg:
         if not arg.endswith(".service") or "@." in arg:
             raise PortableError(f"{arg}: only services (not templates) can be verified")
         return [arg]

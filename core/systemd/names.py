@@ -21,6 +21,7 @@ __all__ = [
     "MARKER_BEGIN",
     "MARKER_END",
     "PORTABLE_UNIT_TYPES",
+    "TRIGGER_UNIT_TYPES",
     "UNIT_NAME_MAX",
     "UNIT_TYPES",
     "extract_prefix",
@@ -65,8 +66,12 @@ UNIT_TYPES = (
     "scope",
 )
 
-# The unit types portabled copies out of an image (spec 2.3 rule 2).
+# The unit types portabled copies out of an image (spec 2.3 rule 2), and a profile may carry a
+# drop-in for (systemd looks up <type>.conf per unit type).
 PORTABLE_UNIT_TYPES = ("service", "socket", "target", "timer", "path")
+
+# The unit types that start another unit (a socket, timer or path unit triggers its service).
+TRIGGER_UNIT_TYPES = ("socket", "timer", "path")
 
 MARKER_BEGIN = "# Drop-in created for image '"
 MARKER_END = "', do not edit."

@@ -39,9 +39,10 @@ from pathlib import Path
 
 from portable.errors import PluginError
 from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import UNIT_TYPES, Profile, ProfileDropin, validate_profile_name
+from portable.plugin.types import Profile, ProfileDropin, validate_profile_name
 from portable.security.floor import BUILTIN
 from portable.systemd.host import PROFILE_DIRS, Host
+from portable.systemd.names import PORTABLE_UNIT_TYPES
 
 __all__ = ["MAX_DROPIN_SIZE", "PRIORITIES", "describe", "portable_profiles", "read_dropin"]
 
@@ -218,12 +219,12 @@ def portable_profiles(root: Path) -> list[Profile]:
         host_dir = PROFILE_DIRS[found.dir_index]
         origin = f"{host_dir}/{found.name}"
         dropins = {}
-        for unit_type in UNIT_TYPES:
+        for unit_type in PORTABLE_UNIT_TYPES:
             dropin = _find_dropin(host, found, unit_type)
             if dropin is not None:
                 dropins[unit_type] = dropin
         description = None
-        for unit_type in UNIT_TYPES:  # service first: it is the file systemd ships
+        for unit_type in PORTABLE_UNIT_TYPES:  # service first: it is the file systemd ships
             if unit_type in dropins:
                 description = describe(dropins[unit_type].text)
                 break
