@@ -192,7 +192,10 @@ def test_cli_profiles_and_show_and_export(root, capsys, tmp_path, systemd):
     code, out, err = run(["--root", str(root), "profiles", "--json"], capsys)
     names = {p["name"]: p for p in json.loads(out)["profiles"]}
     assert names["strict"]["source"] == "built-in"
-    exposures = {n: names[n]["exposure"] for n in ("default", "nonetwork", "strict", "trusted")}
+    exposures = {
+        n: f"{names[n]['exposure']:.1f} {names[n]['verdict']}"
+        for n in ("default", "nonetwork", "strict", "trusted")
+    }
     assert exposures == EXPOSURES[systemd]
     assert names["web"]["source"] == "/etc/portable/profiles/web.toml"
     code, out, err = run(["--root", str(root), "profile", "show", "web"], capsys)
@@ -208,7 +211,7 @@ def test_cli_profiles_and_show_and_export(root, capsys, tmp_path, systemd):
 
 def test_cli_plugins_listing(root, capsys):
     code, out, err = run(["--root", str(root), "plugins", "--all", "--json"], capsys)
-    rows = {r["name"]: r for r in json.loads(out)}
+    rows = {r["name"]: r for r in json.loads(out)["plugins"]}
     d = rows["portable.plugins.image_formats.directory"]
     assert d["status"] == "active" and d["formats"] == ["directory"] and d["builtin"]
     assert rows["portable.plugins.profiles.builtin"]["profiles"] == [

@@ -43,7 +43,8 @@ def plugins_command(app: App, show_all: bool, as_json: bool) -> None:
     """
     rows = [r for r in plugin_rows(app) if show_all or as_json or not r["builtin"]]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        # an object, as `profiles --json` and `list --json` give, so fields can be added later
+        click.echo(json.dumps({"plugins": rows}, indent=2))
         return
     if not rows:
         click.echo("No third-party plugins installed (--all shows the built-in ones).")

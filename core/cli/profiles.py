@@ -10,6 +10,7 @@ import click
 
 from portable.cli import App
 from portable.cli.options import json_output
+from portable.errors import warn
 from portable.plugin.types import Floor, FloorRule, Profile
 
 
@@ -24,16 +25,16 @@ def source_of(app: App, plugin: str, origin: str) -> str:
     return f"plugin {plugin}" + (f" ({dist})" if dist else "")
 
 
-def _exposure(app: App, profile: Profile) -> str | None:
+def _exposure(app: App, profile: Profile) -> tuple[float, str] | None:
     """systemd-analyze security's exposure of a bare service with this profile, as the systemd
-    of the host (or of the --root tree) scores it."""
+    of the host (or of the --root tree) scores it: (value, verdict)."""
     if "service" not in profile.dropins:
         return None
     from portable.security.score import profile_exposure
     from portable.systemd.version import detect
 
     score = profile_exposure(profile, root_image=False, systemd=detect(app.host).major)
-    return f"{score.value:.1f} {score.verdict}"
+    return round(score.value, 1), score.verdict
 
 
 def _floor_name(floor: Floor) -> str:
@@ -83,6 +84,7 @@ def profiles_command(app: App, as_json: bool) -> None:
     """
     rows: list[dict[str, Any]] = []
     for name, reg in app.registry.profiles().items():
+        exposure = _exposure(app, reg.spec)
         rows.append(
             {
                 "name": name,
@@ -90,7 +92,9 @@ def profiles_command(app: App, as_json: bool) -> None:
                 "plugin": reg.plugin,
                 "description": reg.spec.description,
                 "unit_types": sorted(reg.spec.dropins),
-                "exposure": _exposure(app, reg.spec),
+                # as `portable security --json`: a number and systemd's verdict word
+                "exposure": exposure[0] if exposure else None,
+                "verdict": exposure[1] if exposure else None,
                 "floor": _floor_json(reg.spec),
             }
         )
@@ -99,17 +103,16 @@ def profiles_command(app: App, as_json: bool) -> None:
         click.echo(json.dumps({"profiles": rows, "unusable": broken}, indent=2))
         return
     width = max([len(r["name"]) for r in rows] + [7])
-    has_score = any(r["exposure"] for r in rows)
+    has_score = any(r["exposure"] is not None for r in rows)
     head = f"{'PROFILE':<{width}} " + ("EXPOSURE   " if has_score else "") + "SOURCE"
     click.echo(head)
     for r in rows:
-        score = f"{(r['exposure'] or '-'):<10} " if has_score else ""
+        shown = f"{r['exposure']:.1f} {r['verdict']}" if r["exposure"] is not None else "-"
+        score = f"{shown:<10} " if has_score else ""
         click.echo(f"{r['name']:<{width}} {score}{r['source']}")
         click.echo(f"{'':<{width}}   {r['description']}")
     for b in broken:
-        click.echo(
-            f"portable: warning: profile {b['name']!r} can't be used: {b['error']}", err=True
-        )
+        warn(f"profile {b['name']!r} can't be used: {b['error']}")
 
 
 @click.group("profile")
