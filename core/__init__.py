@@ -42,6 +42,7 @@ _EXPORTS = {
     "UnknownProfile": "portable.errors",
     "AttachRefused": "portable.errors",
     "DetachRefused": "portable.errors",
+    "warn": "portable.errors",
     "get_registry": "portable.plugin.registry",
     "inspect_image": "portable.images.inspect",
     "list_images": "portable.images.listing",
@@ -78,6 +79,7 @@ __all__ = [
     "hookspec",
     "inspect_image",
     "list_images",
+    "warn",
 ]
 
 if TYPE_CHECKING:
@@ -92,6 +94,7 @@ if TYPE_CHECKING:
         PortableError,
         UnknownImageFormat,
         UnknownProfile,
+        warn,
     )
     from portable.images.inspect import inspect_image
     from portable.images.listing import list_images

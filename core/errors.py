@@ -2,10 +2,13 @@
 
 Every error a user can cause, or a plugin can cause, is a :class:`PortableError`. The CLI turns
 one into a single line ``portable: error: <message>`` and exits with ``exit_code``; anything else is
-a bug and gets a traceback only with ``--debug``.
+a bug and gets a traceback only with ``--debug``. What does not stop a command is a warning:
+:func:`warn`, the one way core and plugins print one.
 """
 
 from __future__ import annotations
+
+import sys
 
 __all__ = [
     "AmbiguousImageFormat",
@@ -18,7 +21,16 @@ __all__ = [
     "PortableError",
     "UnknownImageFormat",
     "UnknownProfile",
+    "warn",
 ]
+
+
+def warn(message: str) -> None:
+    """Tell the user about a problem that does not stop the command: one line
+    ``portable: warning: <message>`` on stderr (flushed, so it keeps its place among the
+    command's other lines). For plugins too (``from portable import warn``)."""
+    sys.stderr.write(f"portable: warning: {message}\n")
+    sys.stderr.flush()
 
 
 class PortableError(Exception):

@@ -33,11 +33,10 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from portable.errors import PluginError
+from portable.errors import PluginError, warn
 from portable.plugin.hookspecs import hookimpl
 from portable.plugin.types import Profile, ProfileDropin, validate_profile_name
 from portable.security.floor import BUILTIN
@@ -79,10 +78,6 @@ _BACKUP_SUFFIXES = frozenset(
         "new",
     }
 )
-
-
-def _warn(message: str) -> None:
-    print(f"portable: warning: {message}", file=sys.stderr)
 
 
 def describe(text: str) -> str | None:
@@ -134,7 +129,7 @@ def _list_profiles(host: Host) -> list[_Found]:
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as exc:
-            _warn(f"cannot list profile directory {host_dir}: {exc.strerror}")
+            warn(f"cannot list profile directory {host_dir}: {exc.strerror}")
             continue
         for name in entries:
             if _hidden_or_backup(name) or name in found or name in masked:
@@ -154,7 +149,7 @@ def _list_profiles(host: Host) -> list[_Found]:
                 validate_profile_name(name)
             except (UnicodeEncodeError, PluginError):
                 # repr(): the name may hold control characters or undecodable bytes.
-                _warn(f"ignoring profile {host_dir + '/' + name!r}: not a valid name")
+                warn(f"ignoring profile {host_dir + '/' + name!r}: not a valid name")
                 continue
             found[name] = _Found(name, index)
     return [found[name] for name in sorted(found)]
@@ -165,26 +160,26 @@ def read_dropin(local: Path, host_path: str) -> str | None:
     try:
         # stat first so a FIFO or device is never opened (opening some devices has effects).
         if not stat.S_ISREG(local.stat().st_mode):
-            _warn(f"ignoring profile drop-in {host_path}: not a regular file")
+            warn(f"ignoring profile drop-in {host_path}: not a regular file")
             return None
         # O_NONBLOCK: should the file be swapped for a FIFO after the stat, open() must not
         # wait for a writer. Symlinks are followed: a symlinked drop-in is legitimate.
         fd = os.open(local, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        _warn(f"ignoring profile drop-in {host_path}: {exc.strerror}")
+        warn(f"ignoring profile drop-in {host_path}: {exc.strerror}")
         return None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            _warn(f"ignoring profile drop-in {host_path}: not a regular file")
+            warn(f"ignoring profile drop-in {host_path}: not a regular file")
             return None
         if st.st_size > MAX_DROPIN_SIZE:
-            _warn(f"ignoring profile drop-in {host_path}: larger than {MAX_DROPIN_SIZE} bytes")
+            warn(f"ignoring profile drop-in {host_path}: larger than {MAX_DROPIN_SIZE} bytes")
             return None
         # Read one byte more than allowed: the file may have grown since fstat.
         data = f.read(MAX_DROPIN_SIZE + 1)
     if len(data) > MAX_DROPIN_SIZE:
-        _warn(f"ignoring profile drop-in {host_path}: larger than {MAX_DROPIN_SIZE} bytes")
+        warn(f"ignoring profile drop-in {host_path}: larger than {MAX_DROPIN_SIZE} bytes")
         return None
     # surrogateescape keeps any non-UTF-8 byte, so encoding back gives the file's exact bytes.
     return data.decode("utf-8", "surrogateescape")
@@ -201,7 +196,7 @@ def _find_dropin(host: Host, found: _Found, unit_type: str) -> ProfileDropin | N
             # Not here (or NAME is no directory here, e.g. masked): look further, as systemd does.
             continue
         except OSError as exc:
-            _warn(f"ignoring profile drop-in {host_path}: {exc.strerror}")
+            warn(f"ignoring profile drop-in {host_path}: {exc.strerror}")
             return None
         # The first file that exists is the one systemd would use; if it is unusable, falling
         # back to a later directory's file would apply settings the admin did not choose.

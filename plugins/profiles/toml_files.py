@@ -10,11 +10,10 @@ read or parsed is skipped with a one-line warning naming it and the problem.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from portable.errors import PortableError
+from portable.errors import PortableError, warn
 from portable.plugin.hookspecs import hookimpl
 from portable.plugin.types import Profile
 from portable.systemd.host import Host
@@ -52,5 +51,5 @@ def portable_profiles(root: Path) -> Iterable[Profile]:
 
                 out.append(load_toml_profile(entry, shown=shown, priority=priority))
             except PortableError as exc:
-                print(f"portable: warning: skipping {exc}", file=sys.stderr)
+                warn(f"skipping {exc}")
     return out
