@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(systemd-container squashfs-tools erofs-utils busybox-static dbus iproute2 mmdebstrap)
+packages=(systemd-container squashfs-tools erofs-utils busybox-static dbus iproute2 mmdebstrap
+    openssh-client openssh-server)
 # Debian 13 split systemd-repart (GPT test images) out of the systemd package.
 if [ "$(cut -d. -f1 /etc/debian_version 2>/dev/null)" -ge 13 ] 2>/dev/null; then
     packages+=(systemd-repart)
@@ -19,8 +20,26 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
+    # The test fleet (portable.testing.fleet) runs sshd inside its boxes, which boot this
+    # machine's /usr: the package is needed here, its server is not. Debian starts and enables
+    # it on install; where no policy-rc.d says otherwise, one forbids that for this install.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=
+    if [[ " ${missing[*]} " == *" openssh-server "* && ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+        # Debian's switch that keeps sshd off at every boot too (ssh.service's condition);
+        # only when we installed it: an sshd the machine already had is left alone.
+        touch /etc/ssh/sshd_not_to_be_run
+    fi
+    if [ -n "$made_policy" ]; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
 fi
 
 python=${PYTHON:-python3}

@@ -86,6 +86,7 @@ from portable.testing.rootfs import (
 __all__ = [
     "BOX_ENV",
     "MAINTENANCE_TIMERS",
+    "MASKED_SERVICES",
     "BindSpec",
     "Box",
     "BoxBootError",
@@ -131,6 +132,10 @@ MAINTENANCE_TIMERS = (
     "systemd-sysupdate-reboot.timer",
     "systemd-tmpfiles-clean.timer",
 )
+# The trees have openssh-server (for portable.testing.fleet, which runs an sshd of its own):
+# Debian's, enabled by the first boot's presets, would fail on the box's empty /etc (no config,
+# no host keys) and leave the system "degraded".
+MASKED_SERVICES = ("ssh.service", "ssh.socket")
 HOST_DEV = "/run/hostdev"  # where the host's /dev is visible inside the box
 _PARTITIONS_PER_LOOP = 16
 
@@ -496,6 +501,9 @@ class Box:
     ``/dev/loopNpM`` there. Partition devices of loop devices (GPT images, which systemd
     attaches with partition scanning) appear only in the host's devtmpfs, never in the box's
     own ``/dev``; the links (dangling until the kernel creates the partition) make them reachable.
+    ``with_portable``: bind this checkout and its virtualenv (default). ``False`` boots a box
+    that has only what its OS tree has, as a remote host with only systemd would (no
+    ``portable`` inside; :meth:`python` and :meth:`portable` raise :class:`BoxError`).
     """
 
     def __init__(
@@ -511,6 +519,7 @@ class Box:
         loop_devices: int = 16,
         host_dev: bool = True,
         nspawn_args: Sequence[str] = (),
+        with_portable: bool = True,
     ) -> None:
         self.name = name or NAME_PREFIX + secrets.token_hex(4)
         self.distro = resolve_distro(distro)
@@ -521,6 +530,7 @@ class Box:
         self.wait_running = wait_running
         self.loop_devices = loop_devices
         self.host_dev = host_dev
+        self.with_portable = with_portable
         self.scratch_dir = SCRATCH_ROOT / (SCRATCH_PREFIX + self.name)
         # core/testing/box.py -> the checkout (the package is installed editable).
         self.checkout = Path(__file__).resolve().parents[2]
@@ -611,7 +621,7 @@ class Box:
     def _bind_table(self) -> list[tuple[Path, str, bool]]:
         """(host path, path inside, read-only) for every directory bound into the box."""
         ro: list[Path] = []
-        for path in [self.checkout, *_venv_binds()]:
+        for path in [self.checkout, *_venv_binds()] if self.with_portable else []:
             # Skip paths inside one already bound (the venv usually lives in the checkout).
             if not any(path == p or path.is_relative_to(p) for p in ro):
                 ro.append(path)
@@ -657,6 +667,7 @@ class Box:
             # The distribution's maintenance timers: a job they start at a random time (apt's,
             # after a boot) is noise to tests that wait for PID 1 to be idle or compare jobs.
             *(f"systemd.mask={timer}" for timer in MAINTENANCE_TIMERS),
+            *(f"systemd.mask={unit}" for unit in MASKED_SERVICES),
         ]
 
     def start(self) -> Self:
@@ -952,6 +963,8 @@ class Box:
 
     def python(self, args: Sequence[str], **kw: Unpack[RunOptions]) -> CompletedProcess[str]:
         """Run the virtualenv's python inside the box; keyword arguments as for :meth:`run`."""
+        if not self.with_portable:
+            raise BoxError(f"box {self.name} was started without this checkout (with_portable)")
         return self.run([str(self.python_executable), *args], **kw)
 
     def portable(self, args: Sequence[str], **kw: Unpack[RunOptions]) -> CompletedProcess[str]:
