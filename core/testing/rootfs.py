@@ -69,7 +69,8 @@ _STAMP = ".portable-rootfs.json"  # the recipe, written into the root's top dire
 _LOG_TAIL = 3
 
 # What the box needs inside, besides systemd itself: portablectl (systemd-container), a bus,
-# the image tools the tests use, and the shared libraries of the host's Python build.
+# the image tools the tests use, sshd for the test fleet (portable.testing.fleet), and the
+# shared libraries of the host's Python build.
 _COMMON = (
     "systemd",
     "systemd-container",
@@ -90,6 +91,7 @@ _COMMON = (
     "mount",
     "util-linux",
     "procps",
+    "openssh-server",
 )
 # Only /usr of a root is used (the box's /etc, /var ... are a fresh tmpfs): leave out what no test
 # reads, which also makes the build faster.
