@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import locale
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import click
 
 from portable.plugin.types import Change
+from portable.systemd.version import nearest_known
 
 if TYPE_CHECKING:
     from portable.engine.activation import Activation
@@ -45,13 +46,51 @@ def print_changes(changes: Iterable[Change], *, quiet: bool) -> None:
         click.echo(format_change(change), err=True)
 
 
+def format_install_changes(changes: Sequence[Change], arrow: str, *, systemd: int) -> list[str]:
+    """The lines ``systemctl enable``/``disable`` of systemd ``systemd`` print for PID 1's
+    install changes (257 quotes paths with ``'``, 252 quoted only removed ones, with ``"``).
+
+    ``arrow`` is ``"→"`` in a UTF-8 locale, ``"->"`` otherwise (systemd's special glyph).
+    Change types this version does not know are skipped, as systemctl does.
+    """
+    new = nearest_known(systemd) >= 257
+    lines = []
+    for c in changes:
+        if c.type == "symlink":
+            if new:
+                lines.append(f"Created symlink '{c.path}' {arrow} '{c.source}'.")
+            else:
+                lines.append(f"Created symlink {c.path} {arrow} {c.source}.")
+        elif c.type == "unlink":
+            lines.append(f"Removed '{c.path}'." if new else f'Removed "{c.path}".')
+        elif c.type == "masked":
+            lines.append(f"Unit {c.path} is masked, ignoring.")
+        elif c.type == "masked by generator":  # systemd 253+
+            lines.append(
+                f"Unit {c.path} is masked via a generator and cannot be unmasked"
+                + (", skipping." if new else ".")
+            )
+        elif c.type == "dangling":
+            lines.append(
+                f"Unit {c.path} is an alias to a non-existent unit, ignoring."
+                if new
+                else f"Unit {c.path} is an alias to a unit that is not present, ignoring."
+            )
+        elif c.type == "destination not present":
+            lines.append(
+                f"Unit {c.source} is added as a dependency to a non-existent unit {c.path}."
+            )
+        elif c.type == "auxiliary unit failed":
+            lines.append(f"Failed to enable auxiliary unit {c.path}, ignoring.")
+    return lines
+
+
 def print_activation(activation: Activation | None, *, quiet: bool, systemd: int) -> bool:
     """Print enable/disable changes and queued jobs in order (as portablectl), then one line
     per failure naming the unit and systemd's result; True if everything succeeded."""
     if activation is None:
         return True
     from portable.engine.activation import JOB_METHODS
-    from portable.systemd.manager import format_install_changes
 
     for event in activation.events:
         if event.kind == "install" and not quiet:

@@ -8,67 +8,60 @@ imports it, so the CLI starts without jeepney::
         manager.reload()
         changes = manager.enable_unit_files(["/run/systemd/system.attached/foo.service"],
                                             runtime=True)
-        print("\\n".join(format_install_changes(changes, arrow="→", systemd=257)))
+        print(changes)  # portable.cli.changes.format_install_changes: systemctl's lines
         for job in manager.run_jobs([("start", "foo.service")]):
             if job.error is not None:
                 print(job.error)
 
-The connection goes to the system bus, or when that is down to PID 1's private socket
-(``/run/systemd/private``, peer-to-peer: no bus daemon, no ``Hello``), as ``systemctl`` can. Every
-call has a deadline, so a hung bus or manager makes a verb fail instead of hang. Errors are
-:class:`ManagerError`, one line each.
+The connection (:mod:`portable.systemd.bus`) goes to the system bus, or when that is down to
+PID 1's private socket (``/run/systemd/private``, peer-to-peer: no bus daemon, no ``Hello``), as
+``systemctl`` can. Every call has a deadline, so a hung bus or manager makes a verb fail instead
+of hang. Errors are :class:`ManagerError`, one line each.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
-
-from jeepney import DBusAddress, HeaderFields, Message, MessageType, Parser, new_method_call
-from jeepney.auth import BEGIN, make_auth_external
-from jeepney.bus import get_connectable_addresses
+from typing import Any, Self
 
 from portable.errors import PortableError
+from portable.plugin.types import Change
+from portable.systemd.bus import (
+    DEFAULT_BUS_ADDRESS,
+    PRIVATE_SOCKET,
+    SYSTEMD_NAME,
+    CallError,
+    Connection,
+    Signal,
+    open_system_bus,
+    strerror,
+)
 from portable.systemd.names import is_template
-from portable.systemd.version import nearest_known
-
-if TYPE_CHECKING:
-    from portable.plugin.types import Change
 
 __all__ = [
     "ACTIVE_STATES",
-    "DEFAULT_BUS_ADDRESS",
-    "PRIVATE_SOCKET",
+    "MANAGER_IFACE",
+    "MANAGER_PATH",
     "UNIT_FILE_FORCE",
     "UNIT_FILE_PORTABLE",
     "UNIT_FILE_RUNTIME",
+    "UNIT_IFACE",
     "JobFailed",
     "JobResult",
     "LoadedUnit",
     "Manager",
     "ManagerError",
     "UnitState",
-    "format_install_changes",
 ]
 
-DEFAULT_BUS_ADDRESS = "unix:path=/run/dbus/system_bus_socket"
-PRIVATE_SOCKET = "/run/systemd/private"
-
-SYSTEMD_NAME = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
 MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
 UNIT_IFACE = "org.freedesktop.systemd1.Unit"
-_DBUS = DBusAddress("/org/freedesktop/DBus", "org.freedesktop.DBus", "org.freedesktop.DBus")
 _PROPERTIES_IFACE = "org.freedesktop.DBus.Properties"
-_DBUS_HELLO = (_DBUS.object_path, _DBUS.interface, "Hello")
-_DBUS_GET_NAME_OWNER = (_DBUS.object_path, _DBUS.interface, "GetNameOwner", "s", (SYSTEMD_NAME,))
-_DBUS_ADD_MATCH = (_DBUS.object_path, _DBUS.interface, "AddMatch", "s")
 
 # EnableUnitFilesWithFlags/DisableUnitFilesWithFlags flags (systemd's UnitFileFlags).
 UNIT_FILE_RUNTIME = 1 << 0
@@ -83,8 +76,6 @@ ACTIVE_STATES = ("activating", "active", "reloading", "deactivating")
 CALL_TIMEOUT = 25.0
 # Connecting and authenticating; with a socket-activated bus this includes starting dbus.
 CONNECT_TIMEOUT = 10.0
-# Calls sent ahead of their replies by _Connection.call_many (a few hundred bytes each).
-_PIPELINE_CHUNK = 256
 # JobRemoved results kept for jobs nobody has waited for yet (other clients' jobs arrive too).
 _MAX_REMEMBERED_JOBS = 4096
 
@@ -189,238 +180,6 @@ _UNIT_STATE_PROPS = ("LoadState", "ActiveState", "NeedDaemonReload")
 _NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 
 
-class _CallError(Exception):
-    """PID 1 (or the bus) answered a method call with a D-Bus error."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(message)
-        self.name = name
-        self.message = message
-
-
-def _strerror(exc: BaseException) -> str:
-    """A one-line reason, worded like systemd's (strerror) where there is an errno."""
-    if isinstance(exc, TimeoutError):
-        return os.strerror(errno.ETIMEDOUT)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def _deadline_left(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError
-    return left
-
-
-class _Connection:
-    """One authenticated D-Bus connection: method calls with deadlines, signals to a handler.
-
-    Written on jeepney's protocol layer rather than its blocking connection, which always
-    says ``Hello`` (wrong on the peer-to-peer private socket), waits for it without a timeout,
-    and authenticates in a way PID 1's private socket can stall on (see :meth:`open`).
-    """
-
-    def __init__(self, sock: socket.socket, *, peer_to_peer: bool) -> None:
-        self.sock = sock
-        self.peer_to_peer = peer_to_peer
-        self.on_signal: Callable[[Message], None] | None = None
-        # PID 1's unique name on the bus (None peer-to-peer): only its signals count.
-        self.systemd_sender: str | None = None
-        self._parser = Parser()
-        self._serial = 0
-        self._closed = False
-
-    @classmethod
-    def open(cls, path: str, *, peer_to_peer: bool, timeout: float) -> _Connection:
-        """Connect to a unix socket (``\\0`` prefix: abstract) and authenticate (EXTERNAL)."""
-        deadline = time.monotonic() + timeout
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            # AUTH and BEGIN in one write, as sd-bus (systemctl) does. Sending BEGIN only after
-            # the OK, as the protocol also allows, trips up PID 1's private socket (sd-bus
-            # server, 252): when BEGIN and the first message arrive in one read, that message
-            # is not processed until more data comes, and the call hangs.
-            sock.sendall(b"\0" + make_auth_external() + BEGIN)
-            buf = b""
-            while b"\r\n" not in buf:
-                sock.settimeout(_deadline_left(deadline))
-                data = sock.recv(4096)
-                if not data:
-                    raise ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
-                buf += data
-                if len(buf) > 8192:
-                    break
-            line, _, rest = buf.partition(b"\r\n")
-            if not line.startswith(b"OK "):
-                reply = line[:80].decode("ascii", "replace")
-                raise ConnectionRefusedError(
-                    errno.EACCES, f"authentication rejected (server said {reply!r})"
-                )
-        except BaseException:
-            sock.close()
-            raise
-        conn = cls(sock, peer_to_peer=peer_to_peer)
-        conn._parser.add_data(rest)  # messages may follow the OK at once
-        return conn
-
-    def close(self) -> None:
-        self._closed = True
-        self.sock.close()
-
-    def _send(self, msg: Message, deadline: float) -> int:
-        self._serial += 1
-        data = msg.serialise(serial=self._serial)
-        try:
-            self.sock.settimeout(_deadline_left(deadline))
-            self.sock.sendall(data)
-        except OSError:
-            # Part of a message may have gone out: the stream can't be trusted any more.
-            self._closed = True
-            raise
-        return self._serial
-
-    def _receive(self, deadline: float) -> Message:
-        while True:
-            msg = self._parser.get_next_message()
-            if msg is not None:
-                return msg
-            self.sock.settimeout(_deadline_left(deadline))
-            data = self.sock.recv(65536)
-            if not data:
-                self._closed = True
-                raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
-            self._parser.add_data(data)
-
-    def _dispatch(self, msg: Message) -> None:
-        if msg.header.message_type == MessageType.signal and self.on_signal is not None:
-            self.on_signal(msg)
-        # Anything else that is not our reply (late replies of calls that timed out,
-        # NameAcquired, calls to us) is of no interest.
-
-    def call(
-        self,
-        path: str,
-        interface: str,
-        member: str,
-        signature: str | None = None,
-        body: tuple[Any, ...] = (),
-        *,
-        timeout: float,
-        destination: str = SYSTEMD_NAME,
-    ) -> tuple[Any, ...]:
-        """Call a method and return the reply's body; a D-Bus error raises :class:`_CallError`.
-
-        Transport problems raise OSError (TimeoutError when the deadline passes).
-        """
-        if self._closed:
-            raise ConnectionResetError(errno.ENOTCONN, "Connection was closed")
-        msg = new_method_call(DBusAddress(path, destination, interface), member, signature, body)
-        if self.peer_to_peer:
-            # Nobody routes on a direct connection; systemctl sends no destination there either.
-            del msg.header.fields[HeaderFields.destination]
-        deadline = time.monotonic() + timeout
-        serial = self._send(msg, deadline)
-        while True:
-            reply = self._receive(deadline)
-            if reply.header.fields.get(HeaderFields.reply_serial) != serial:
-                self._dispatch(reply)
-                continue
-            if reply.header.message_type == MessageType.error:
-                name = str(reply.header.fields.get(HeaderFields.error_name, ""))
-                text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else name
-                raise _CallError(name, text.strip().replace("\n", " "))
-            return tuple(reply.body)
-
-    def call_many(
-        self,
-        calls: Sequence[tuple[str, str, str, str | None, tuple[Any, ...]]],
-        *,
-        timeout: float,
-    ) -> list[tuple[Any, ...] | _CallError]:
-        """Several method calls to PID 1, ``(path, interface, member, signature, body)`` each,
-        sent before any reply is read (one round trip instead of one per call; in chunks, so
-        that neither side's socket buffer fills up); per call its reply's body or its error.
-
-        Transport problems raise OSError (TimeoutError when the deadline passes).
-        """
-        if self._closed:
-            raise ConnectionResetError(errno.ENOTCONN, "Connection was closed")
-        deadline = time.monotonic() + timeout
-        out: list[tuple[Any, ...] | _CallError] = []
-        for start in range(0, len(calls), _PIPELINE_CHUNK):
-            serials: dict[int, int] = {}
-            for i, (path, interface, member, signature, body) in enumerate(
-                calls[start : start + _PIPELINE_CHUNK]
-            ):
-                msg = new_method_call(
-                    DBusAddress(path, SYSTEMD_NAME, interface), member, signature, body
-                )
-                if self.peer_to_peer:
-                    del msg.header.fields[HeaderFields.destination]
-                serials[self._send(msg, deadline)] = i
-            replies: list[tuple[Any, ...] | _CallError | None] = [None] * len(serials)
-            left = len(serials)
-            while left:
-                reply = self._receive(deadline)
-                i = serials.pop(reply.header.fields.get(HeaderFields.reply_serial, -1), -1)
-                if i < 0:
-                    self._dispatch(reply)
-                    continue
-                left -= 1
-                if reply.header.message_type == MessageType.error:
-                    name = str(reply.header.fields.get(HeaderFields.error_name, ""))
-                    body0 = reply.body[0] if reply.body else name
-                    text = body0 if isinstance(body0, str) else name
-                    replies[i] = _CallError(name, text.strip().replace("\n", " "))
-                else:
-                    replies[i] = tuple(reply.body)
-            out.extend(r for r in replies if r is not None)
-        return out
-
-    def wait(self, deadline: float) -> None:
-        """Receive and dispatch one message (TimeoutError when the deadline passes)."""
-        self._dispatch(self._receive(deadline))
-
-
-def _connect_bus(address: str, timeout: float) -> _Connection:
-    """Connect to the system bus, say Hello, and check that PID 1 is on it."""
-    try:
-        paths = list(get_connectable_addresses(address))
-    except (RuntimeError, ValueError) as exc:
-        raise OSError(errno.EINVAL, f"unsupported bus address: {exc}") from exc
-    error: BaseException = OSError(errno.EINVAL, "no address")
-    for path in paths:
-        try:
-            conn = _Connection.open(path, peer_to_peer=False, timeout=timeout)
-        except OSError as exc:
-            error = exc
-            continue
-        try:
-            try:
-                conn.call(*_DBUS_HELLO, timeout=timeout, destination=_DBUS.bus_name)
-            except _CallError as exc:
-                raise OSError(errno.EPROTO, f"Hello failed: {exc.message}") from exc
-            try:
-                (owner,) = conn.call(
-                    *_DBUS_GET_NAME_OWNER, timeout=timeout, destination=_DBUS.bus_name
-                )
-                conn.systemd_sender = str(owner)
-            except _CallError as exc:
-                # dbus runs but PID 1 is not (yet, or no longer) on it: the private socket
-                # is the way in then.
-                raise OSError(errno.EHOSTUNREACH, f"{SYSTEMD_NAME} is not on the bus") from exc
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-    raise error
-
-
 class Manager:
     """A connection to PID 1; implements :class:`portable.engine.state.ManagerView`.
 
@@ -430,7 +189,7 @@ class Manager:
     :ivar timeout: seconds for :meth:`reload` and job waits; other calls get at most 25 s.
     """
 
-    def __init__(self, conn: _Connection, *, via: str, timeout: float) -> None:
+    def __init__(self, conn: Connection, *, via: str, timeout: float) -> None:
         self._conn = conn
         self.via = via
         self.timeout = timeout
@@ -464,14 +223,14 @@ class Manager:
         connect_timeout = min(CONNECT_TIMEOUT, timeout)
         reasons = []
         try:
-            return cls(_connect_bus(address, connect_timeout), via="bus", timeout=timeout)
+            return cls(open_system_bus(address, connect_timeout), via="bus", timeout=timeout)
         except (OSError, ValueError) as exc:  # ValueError: jeepney's parse/auth errors
-            reasons.append(f"system bus {address}: {_strerror(exc)}")
+            reasons.append(f"system bus {address}: {strerror(exc)}")
         if private_socket is not None:
             try:
-                conn = _Connection.open(private_socket, peer_to_peer=True, timeout=connect_timeout)
+                conn = Connection.open(private_socket, peer_to_peer=True, timeout=connect_timeout)
             except OSError as exc:
-                reasons.append(f"{private_socket}: {_strerror(exc)}")
+                reasons.append(f"{private_socket}: {strerror(exc)}")
             else:
                 return cls(conn, via="private", timeout=timeout)
         raise ManagerError("cannot reach the service manager: " + "; ".join(reasons))
@@ -502,7 +261,7 @@ class Manager:
         interface: str = MANAGER_IFACE,
         timeout: float | None = None,
     ) -> tuple[Any, ...]:
-        """A method call on PID 1; D-Bus errors raise _CallError, the rest ManagerError."""
+        """A method call on PID 1; D-Bus errors raise CallError, the rest ManagerError."""
         try:
             return self._conn.call(
                 path,
@@ -512,10 +271,10 @@ class Manager:
                 body,
                 timeout=self.call_timeout if timeout is None else timeout,
             )
-        except _CallError:
+        except CallError:
             raise
         except (OSError, ValueError) as exc:  # ValueError: a message jeepney can't parse
-            raise ManagerError(f"{what}: {_strerror(exc)}") from exc
+            raise ManagerError(f"{what}: {strerror(exc)}") from exc
 
     def _checked_call(
         self,
@@ -529,25 +288,20 @@ class Manager:
         """Like _call, but a D-Bus error is a ManagerError too."""
         try:
             return self._call(what, member, signature, body, timeout=timeout)
-        except _CallError as exc:
+        except CallError as exc:
             raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
 
     # --- jobs and signals -----------------------------------------------------------------
 
-    def _on_signal(self, msg: Message) -> None:
-        fields = msg.header.fields
+    def _on_signal(self, signal: Signal) -> None:
         if (
-            fields.get(HeaderFields.member) != "JobRemoved"
-            or fields.get(HeaderFields.interface) != MANAGER_IFACE
-            or fields.get(HeaderFields.path) != MANAGER_PATH
-            or len(msg.body) != 4
-            or (
-                self._conn.systemd_sender is not None
-                and fields.get(HeaderFields.sender) != self._conn.systemd_sender
-            )
+            signal.member != "JobRemoved"
+            or signal.interface != MANAGER_IFACE
+            or signal.path != MANAGER_PATH
+            or len(signal.body) != 4
         ):
             return
-        _, job, unit, result = msg.body
+        _, job, unit, result = signal.body
         self._removed[str(job)] = (str(unit), str(result))
         if len(self._removed) > _MAX_REMEMBERED_JOBS:
             # Oldest first (dicts keep insertion order): other clients' jobs we never wait for.
@@ -567,16 +321,14 @@ class Manager:
                 f"interface='{MANAGER_IFACE}',member='JobRemoved'"
             )
             try:
-                self._conn.call(
-                    *_DBUS_ADD_MATCH, (rule,), timeout=self.call_timeout, destination=_DBUS.bus_name
-                )
-            except _CallError as exc:
+                self._conn.add_match(rule, timeout=self.call_timeout)
+            except CallError as exc:
                 raise ManagerError(f"Failed to add match rule: {exc.message}") from exc
             except (OSError, ValueError) as exc:
-                raise ManagerError(f"Failed to add match rule: {_strerror(exc)}") from exc
+                raise ManagerError(f"Failed to add match rule: {strerror(exc)}") from exc
         try:
             self._call("Failed to subscribe to the service manager", "Subscribe")
-        except _CallError as exc:
+        except CallError as exc:
             # Being subscribed already is what we want anyway.
             if exc.name != "org.freedesktop.systemd1.AlreadySubscribed":
                 raise ManagerError(
@@ -586,7 +338,7 @@ class Manager:
         self._subscribed = True
 
     def _queue(self, verb: str, name: str, mode: str) -> str:
-        """Queue a job; raises _CallError if PID 1 refuses."""
+        """Queue a job; raises CallError if PID 1 refuses."""
         self.subscribe()
         (job,) = self._call(f"Failed to {verb} {name}", _JOB_METHODS[verb], "ss", (name, mode))
         self._job_units[str(job)] = name
@@ -595,7 +347,7 @@ class Manager:
     def _queue_checked(self, verb: str, name: str, mode: str) -> str:
         try:
             return self._queue(verb, name, mode)
-        except _CallError as exc:
+        except CallError as exc:
             raise ManagerError(
                 f"Failed to {verb} {name}: {exc.message}", error_name=exc.name
             ) from exc
@@ -629,7 +381,7 @@ class Manager:
         except TimeoutError:
             pass
         except (OSError, ValueError) as exc:
-            raise ManagerError(f"Failed to wait for jobs: {_strerror(exc)}") from exc
+            raise ManagerError(f"Failed to wait for jobs: {strerror(exc)}") from exc
         done: dict[str, tuple[str, str]] = {}
         for job in dict.fromkeys(jobs):  # PID 1 returns one job for repeated requests
             unit = self._job_units.pop(job, "")
@@ -649,7 +401,7 @@ class Manager:
                 raise ValueError(f"unknown job verb {verb!r}")
             try:
                 queued.append((verb, unit, self._queue(verb, unit, "replace"), ""))
-            except _CallError as exc:
+            except CallError as exc:
                 queued.append((verb, unit, "", f"error: {exc.message}"))
         jobs = [job for _, _, job, _ in queued if job]
         finished = self.wait_jobs(jobs) if wait and jobs else {}
@@ -742,20 +494,20 @@ class Manager:
             return str(
                 self._property(what, str(path), "org.freedesktop.systemd1.Service", "CleanResult")
             )
-        except _CallError as exc:
+        except CallError as exc:
             raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
 
     # --- state ------------------------------------------------------------------------------
 
     def _property(self, what: str, path: str, interface: str, name: str) -> Any:
-        """One D-Bus property of the object at ``path`` (D-Bus errors raise _CallError)."""
+        """One D-Bus property of the object at ``path`` (D-Bus errors raise CallError)."""
         ((_, value),) = self._call(
             what, "Get", "ss", (interface, name), path=path, interface=_PROPERTIES_IFACE
         )
         return value
 
     def _unit_property(self, what: str, unit: str, interface: str, name: str) -> Any:
-        """One property of ``unit``, loading it first (D-Bus errors raise _CallError)."""
+        """One property of ``unit``, loading it first (D-Bus errors raise CallError)."""
         (path,) = self._call(what, "LoadUnit", "s", (unit,))
         return self._property(what, str(path), interface, name)
 
@@ -768,7 +520,7 @@ class Manager:
         try:
             (path,) = self._call(what, "LoadUnit", "s", (unit,))
             return {n: self._property(what, str(path), iface, n) for iface, n in wanted}
-        except _CallError as exc:
+        except CallError as exc:
             raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
 
     def version(self) -> str:
@@ -776,7 +528,7 @@ class Manager:
         what = "Failed to get the service manager's version"
         try:
             return str(self._property(what, MANAGER_PATH, MANAGER_IFACE, "Version"))
-        except _CallError as exc:
+        except CallError as exc:
             raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
 
     def active_state(self, unit: str) -> str:
@@ -788,7 +540,7 @@ class Manager:
             state = self._unit_property(
                 f"Failed to get the state of {unit}", unit, UNIT_IFACE, "ActiveState"
             )
-        except _CallError:
+        except CallError:
             return ""
         return str(state)
 
@@ -797,7 +549,7 @@ class Manager:
         what = f"Failed to get the main PID of {unit}"
         try:
             pid = self._unit_property(what, unit, "org.freedesktop.systemd1.Service", "MainPID")
-        except _CallError as exc:
+        except CallError as exc:
             raise ManagerError(f"{what}: {exc.message}", error_name=exc.name) from exc
         return int(pid)
 
@@ -810,7 +562,7 @@ class Manager:
         property through the unit's object path would load it, and a unit held as
         ``not-found`` be retried from disk, so that it could no longer be told apart from a
         loaded one. ``NeedDaemonReload`` is read for loaded units only (no retry for them).
-        Pipelined (:meth:`_Connection.call_many`): a few round trips for any number of names.
+        Pipelined (:meth:`Connection.call_many`): a few round trips for any number of names.
         """
         what = "Failed to get the state of units"
         names = list(dict.fromkeys(names))
@@ -820,10 +572,10 @@ class Manager:
                 timeout=self.call_timeout,
             )
         except (OSError, ValueError) as exc:
-            raise ManagerError(f"{what}: {_strerror(exc)}") from exc
+            raise ManagerError(f"{what}: {strerror(exc)}") from exc
         paths: dict[str, str] = {}
         for name, reply in zip(names, found, strict=True):
-            if isinstance(reply, _CallError):
+            if isinstance(reply, CallError):
                 if reply.name == _NO_SUCH_UNIT:
                     continue
                 raise ManagerError(f"{what}: {reply.message}", error_name=reply.name)
@@ -848,7 +600,7 @@ class Manager:
         what = f"Failed to load {name}"
         try:
             (path,) = self._call(what, "LoadUnit", "s", (name,))
-        except _CallError:
+        except CallError:
             return None
         return self._states(what, {name: str(path)}).get(name)
 
@@ -861,13 +613,13 @@ class Manager:
         try:
             replies = self._conn.call_many(calls, timeout=self.call_timeout)
         except (OSError, ValueError) as exc:
-            raise ManagerError(f"{what}: {_strerror(exc)}") from exc
+            raise ManagerError(f"{what}: {strerror(exc)}") from exc
         out = {}
         n = len(_UNIT_STATE_PROPS)
         for k, name in enumerate(paths):
             values = []
             for reply in replies[k * n : (k + 1) * n]:
-                if isinstance(reply, _CallError):
+                if isinstance(reply, CallError):
                     raise ManagerError(f"{what}: {reply.message}", error_name=reply.name)
                 values.append(reply[0][1])
             load, active, need = values
@@ -909,7 +661,7 @@ class Manager:
             path = self._property(
                 f"Failed to get the unit file of {unit.name}", unit.path, UNIT_IFACE, "FragmentPath"
             )
-        except _CallError:
+        except CallError:
             return ""
         return str(path)
 
@@ -919,7 +671,7 @@ class Manager:
             (state,) = self._call(
                 f"Failed to get unit file state of {unit}", "GetUnitFileState", "s", (unit,)
             )
-        except _CallError:
+        except CallError:
             return ""
         return str(state)
 
@@ -936,7 +688,7 @@ class Manager:
                     "asas",
                     (list(ACTIVE_STATES), [f"{prefix}@*{rest}"]),
                 )[0]
-            except _CallError:
+            except CallError:
                 return False
             return len(units) > 0
         return self.active_state(unit) in ACTIVE_STATES
@@ -981,45 +733,4 @@ def _install_what(verb: str, units: Sequence[str], portable: bool) -> str:
 
 
 def _changes(raw: Sequence[tuple[str, str, str]]) -> list[Change]:
-    from portable.plugin.types import Change
-
     return [Change(type=str(t), path=str(p), source=str(s)) for t, p, s in raw]
-
-
-def format_install_changes(changes: Sequence[Change], arrow: str, *, systemd: int) -> list[str]:
-    """The lines ``systemctl enable``/``disable`` of systemd ``systemd`` print for PID 1's
-    install changes (257 quotes paths with ``'``, 252 quoted only removed ones, with ``"``).
-
-    ``arrow`` is ``"→"`` in a UTF-8 locale, ``"->"`` otherwise (systemd's special glyph).
-    Change types this version does not know are skipped, as systemctl does.
-    """
-    new = nearest_known(systemd) >= 257
-    lines = []
-    for c in changes:
-        if c.type == "symlink":
-            if new:
-                lines.append(f"Created symlink '{c.path}' {arrow} '{c.source}'.")
-            else:
-                lines.append(f"Created symlink {c.path} {arrow} {c.source}.")
-        elif c.type == "unlink":
-            lines.append(f"Removed '{c.path}'." if new else f'Removed "{c.path}".')
-        elif c.type == "masked":
-            lines.append(f"Unit {c.path} is masked, ignoring.")
-        elif c.type == "masked by generator":  # systemd 253+
-            lines.append(
-                f"Unit {c.path} is masked via a generator and cannot be unmasked"
-                + (", skipping." if new else ".")
-            )
-        elif c.type == "dangling":
-            lines.append(
-                f"Unit {c.path} is an alias to a non-existent unit, ignoring."
-                if new
-                else f"Unit {c.path} is an alias to a unit that is not present, ignoring."
-            )
-        elif c.type == "destination not present":
-            lines.append(
-                f"Unit {c.source} is added as a dependency to a non-existent unit {c.path}."
-            )
-        elif c.type == "auxiliary unit failed":
-            lines.append(f"Failed to enable auxiliary unit {c.path}, ignoring.")
-    return lines
