@@ -62,7 +62,8 @@ def main() -> int:
     rounds = parser.parse_args().rounds
 
     from portable.plugins.profiles.builtin import data_path
-    from portable.security.score import BARE_UNIT, UnitSource, score_unit
+    from portable.security.score import score_unit
+    from portable.security.sources import BARE_UNIT, UnitSource
     from portable.systemd.version import KNOWN_VERSIONS
     from portable.testing.analyze import systemd_analyze
 

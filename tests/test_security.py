@@ -21,19 +21,11 @@ from hypothesis import strategies as st
 
 from portable.plugin.types import Profile, ProfileDropin
 from portable.plugins.profiles.builtin import data_path
-from portable.security.score import (
-    BARE_UNIT,
-    CHECKS,
-    RULES,
-    UnitSource,
-    dropin_dirs,
-    load_settings,
-    parse_unit_text,
-    profile_exposure,
-    rules_for,
-    score_unit,
-    verdict_for,
-)
+from portable.security.checks import CHECKS
+from portable.security.score import profile_exposure, score_unit, verdict_for
+from portable.security.sources import BARE_UNIT, UnitSource, dropin_dirs, load_settings
+from portable.security.tables import RULES, rules_for
+from portable.systemd.unitfile import parse_unit_text
 from portable.systemd.version import KNOWN_VERSIONS
 from portable.testing.analyze import systemd_analyze
 

@@ -30,7 +30,7 @@ def _utf8() -> bool:
 
 
 def _sort_key(finding: Finding) -> tuple[int, int, int]:
-    from portable.security.score import CHECKS
+    from portable.security.checks import CHECKS
 
     group = 2 if finding.badness is None else 1 if finding.badness == 0 else 0
     return group, -(finding.exposure or 0), CHECKS.index(finding.check)

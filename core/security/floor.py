@@ -30,7 +30,7 @@ from portable.systemd.names import printable_path, unit_matches, unit_matches_pr
 from portable.systemd.unitfile import Assignment, parse_unit_text
 
 if TYPE_CHECKING:
-    from portable.security.score import ServiceSettings
+    from portable.security.settings import ServiceSettings
 
 __all__ = [
     "BUILTIN",
@@ -415,13 +415,9 @@ def _check_keys(name: str) -> set[str]:
 
 
 def _settings(name: str, applied: Iterable[Assignment], systemd: int | None) -> ServiceSettings:
-    from portable.security.score import ServiceSettings, rules_for
+    from portable.security.settings import settings_from
 
-    settings = ServiceSettings(unit=name, rules=rules_for(systemd))
-    for a in applied:
-        settings.apply(a)
-    settings.apply_implications()
-    return settings
+    return settings_from(name, applied, systemd=systemd)
 
 
 @functools.lru_cache(maxsize=16)
@@ -444,7 +440,7 @@ def _profile_grades(text: str, systemd: int | None) -> dict[str, int | None]:
 
 
 def _graded(a: Assignment) -> bool:
-    from portable.security.score import GRADED_SETTINGS
+    from portable.security.settings import GRADED_SETTINGS
 
     if a.section == "Unit":
         return a.key == "DefaultDependencies"

@@ -54,7 +54,9 @@ from portable.engine.state import recorded_profile
 from portable.errors import PortableError
 from portable.images.inspect import derived_prefixes
 from portable.security.floor import STANDARD, FloorFinding, check_unit, floor_of, undone
-from portable.security.score import ServiceSettings, UnitSource, capability_names, load_settings
+from portable.security.settings import ServiceSettings, words
+from portable.security.sources import UnitSource, find_unit_file, load_settings
+from portable.security.tables import capability_names
 from portable.systemd.names import (
     TRIGGER_UNIT_TYPES,
     is_portable_unit_type,
@@ -191,14 +193,8 @@ def promised_settings(
     :raises PortableError: no such unit file.
     """
     from portable.engine.dropins import PROFILE_FILE
-    from portable.systemd.host import UNIT_SEARCH_PATH
 
-    for directory in UNIT_SEARCH_PATH:
-        fragment = f"{directory}/{unit}"
-        if os.path.isfile(host.path(fragment)):
-            break
-    else:
-        raise PortableError(f"Unit {unit} not found on the host.")
+    fragment = find_unit_file(unit, host=host)
     dropins: list[tuple[str, str]] = []
     dropin_dir = f"{fragment}.d"
     profile = None
@@ -217,13 +213,14 @@ def promised_settings(
             continue
         if name == PROFILE_FILE:
             profile = recorded_profile(host, f"{dropin_dir}/{name}")
-    source = UnitSource(name=unit, text=_read(host.path(fragment)), dropins=tuple(dropins))
-    files = (fragment, *(p for p, _ in dropins))
+    source = UnitSource(
+        name=unit, text=_read(host.path(fragment)), dropins=tuple(dropins), path=fragment
+    )
     if systemd is None:
         from portable.systemd.version import detect
 
         systemd = detect(host).major
-    return load_settings(source, systemd=systemd), profile, files
+    return load_settings(source, systemd=systemd), profile, source.files
 
 
 # --- what the kernel says ----------------------------------------------------------------------
@@ -370,8 +367,6 @@ def _all_caps() -> int:
 
 def _bind_ro_targets(settings: ServiceSettings) -> list[tuple[str, bool]]:
     """BindReadOnlyPaths= targets: (path inside, optional)."""
-    from portable.security.score import _words
-
     out: list[tuple[str, bool]] = []
     for a in settings.assignments:
         if a.section != "Service" or a.key != "BindReadOnlyPaths":
@@ -379,7 +374,7 @@ def _bind_ro_targets(settings: ServiceSettings) -> list[tuple[str, bool]]:
         if not a.value:
             out = []
             continue
-        for word in _words(a.value):
+        for word in words(a.value):
             optional = word.startswith("-")
             spec = word[1:] if optional else word
             parts = spec.split(":")
