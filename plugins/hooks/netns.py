@@ -1,9 +1,7 @@
 """Per-service network namespaces: ``attach --netns`` (built-in lifecycle hook).
 
 With ``--netns`` (or ``--netns-subnet=CIDR``, or a profile that asks for it, below), attach puts
-the image's services in a network namespace of their own, wired to the host by a veth pair
-(the two options are this plugin's, added to ``attach`` and ``reattach`` through
-``portable_cli_options`` as any plugin adds options):
+the image's services in a network namespace of their own, wired to the host by a veth pair:
 
 * the namespace is ``/run/netns/portable-NAME`` (the ``ip netns`` convention, so ``ip -n
   portable-NAME ...`` works), NAME being the image name up to the first ``_`` (``foo_1.2`` ->
@@ -35,9 +33,7 @@ the named namespace), so the service would get the network the profile is there 
 Lifecycle. The namespace is created (or found and repaired: missing veth, addresses, links
 down) by the pre-attach hook, which runs after every other pre-attach hook that might refuse.
 Re-running ``portable attach`` reuses it, so after a reboot (``/run`` is empty again) a
-persistent attach is brought back by attaching again. ``reattach`` keeps it: the attach half
-(``options.reattach``) runs while the attached version's drop-ins are still in place, and a
-namespace they refer to is the new version's too. Detach removes the namespace and its veth
+persistent attach is brought back by attaching again. Detach removes the namespace and its veth
 once no attached unit refers to it any more. If the attach fails after the namespace was made
 (a later hook refuses, a write fails, a post-attach hook rolls it back), the namespace is removed
 when the process exits; namespaces left by a killed run are removed by the next attach or
@@ -62,27 +58,23 @@ from typing import TYPE_CHECKING, Any
 
 from portable.errors import AttachRefused, PortableError
 from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import CliOption, ExtraSetting
+from portable.plugin.types import ExtraSetting
 
 if TYPE_CHECKING:
     import ipaddress
 
     from portable.plugin.types import AttachOptions, DetachOptions, Image, Profile, UnitFile
-    from portable.systemd.host import Host
 
 __all__ = [
     "INSIDE_IFNAME",
-    "NETNS",
     "NETNS_DIR",
     "NETNS_PREFIX",
-    "NETNS_SUBNET",
     "Netns",
     "collect_garbage",
     "default_subnet",
     "ensure",
     "host_ifname",
     "netns_for_image",
-    "portable_cli_options",
     "referenced_namespaces",
     "remove",
     "requested",
@@ -174,22 +166,6 @@ def parse_subnet(text: str) -> ipaddress.IPv4Network:
 
 # --- what was asked for ------------------------------------------------------------------------
 
-NETNS = CliOption[bool](
-    name="--netns",
-    verbs=("attach", "reattach"),
-    flag=True,
-    help="Run the services in their own network namespace (/run/netns/portable-NAME), "
-    "wired to the host by a veth pair.",
-)
-# Checked by the pre-attach hook (parse_subnet), which says what is wrong in its own words.
-NETNS_SUBNET = CliOption[str](
-    name="--netns-subnet",
-    verbs=("attach", "reattach"),
-    metavar="CIDR",
-    help="IPv4 subnet for --netns: host side gets its first address, the services the second "
-    "(default: a /30 in 169.254.0.0/16 derived from the name). Implies --netns.",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Netns:
@@ -227,9 +203,8 @@ def requested(options: AttachOptions, profile: Profile | None) -> tuple[bool, st
     from portable.systemd.unitfile import parse_boolean
 
     settings = _profile_settings(profile)
-    given = options.plugin_options
-    subnet = given.value(NETNS_SUBNET) or settings.get("NetworkNamespaceSubnet")
-    wanted = bool(given.value(NETNS) or given.value(NETNS_SUBNET))
+    subnet = getattr(options, "netns_subnet", None) or settings.get("NetworkNamespaceSubnet")
+    wanted = bool(getattr(options, "netns", False) or getattr(options, "netns_subnet", None))
     if not wanted:
         wanted = bool(parse_boolean(settings.get("NetworkNamespace", "no"))) or bool(
             settings.get("NetworkNamespaceSubnet")
@@ -538,32 +513,12 @@ def _on_real_host(image: Image) -> bool:
 # --- hooks ---------------------------------------------------------------------------------------
 
 
-@hookimpl
-def portable_cli_options() -> Iterable[CliOption[Any]]:
-    return [NETNS, NETNS_SUBNET]
-
-
-def _kept_by_reattach(image: Image, options: AttachOptions, wanted: bool) -> bool:
-    """In the attach half of a reattach: does the attached version use the image's namespace?
-    Its drop-ins are still in place (they are replaced after the pre-attach hooks)."""
-    if not options.reattach or not _on_real_host(image):
-        return False  # below --root there is no namespace to keep
-    if netns_for_image(image.name) in referenced_namespaces():
-        return True
-    given = options.plugin_options
-    if wanted and (given.given(NETNS) or given.given(NETNS_SUBNET)):
-        _info("portable: a network namespace is added (as --netns says)")
-    return False
-
-
 @hookimpl(trylast=True)
 def portable_pre_attach(
     image: Image, units: Sequence[UnitFile], profile: Profile, options: AttachOptions
 ) -> list[ExtraSetting] | None:
     """Create (or reuse) the namespace and point the units at it."""
     wanted, subnet_text = requested(options, profile)
-    if _kept_by_reattach(image, options, wanted):
-        wanted = True
     if not wanted:
         return None
     subnet = parse_subnet(subnet_text) if subnet_text else None
@@ -633,12 +588,8 @@ def _attached_dir(options: DetachOptions) -> str:
 
 
 @hookimpl
-def portable_pre_detach(
-    host: Host, image: Image, units: Sequence[str], options: DetachOptions
-) -> None:
+def portable_pre_detach(image: str, units: Sequence[str], options: DetachOptions) -> None:
     """Note which of our namespaces the units refer to (their drop-ins are still there)."""
-    if not host.is_real:
-        return  # below --root: the host's namespaces are none of this detach's business
     found: list[tuple[str, str]] = []
     where = _attached_dir(options)
     for unit in units:
@@ -657,13 +608,13 @@ def portable_pre_detach(
                 if path.startswith(f"{NETNS_DIR}/{NETNS_PREFIX}"):
                     found.append((path.rsplit("/", 1)[1], f"{d}/{conf}"))
     if found:
-        _detaching[image.path] = found
+        _detaching[image] = found
 
 
 @hookimpl
-def portable_post_detach(image: Image) -> None:
+def portable_post_detach(image: str, units: Sequence[str], options: DetachOptions) -> None:
     """Remove the namespaces the detached units used, once nothing refers to them."""
-    found = _detaching.pop(image.path, [])
+    found = _detaching.pop(image, [])
     # Only if the drop-ins that referred to them are gone: a detach below --root removed
     # other files, and the host's namespaces are none of its business.
     names = sorted({name for name, conf in found if not os.path.lexists(conf)})
