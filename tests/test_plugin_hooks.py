@@ -122,7 +122,10 @@ def test_hook_portable_pre_attach(register_plugin, make_image, portable_cli, por
     register_plugin(Policy(), "policy")
     image = make_image("foo_1", units={"foo.service": service_unit()})
     code, out, err = portable_cli("attach", "--profile=trusted", image)
-    assert (code, err) == (1, "portable: error: policy: no trusted profile here\n")
+    assert (code, err) == (
+        1,
+        "portable: error: plugin 'policy' refused the attach: policy: no trusted profile here\n",
+    )
     assert not (portable_root / "etc/systemd").exists()
     code, out, err = portable_cli("attach", image)
     assert code == 0
@@ -165,7 +168,11 @@ def test_hook_portable_pre_detach(register_plugin, make_image, portable_cli, por
     image = make_image("foo_1", units={"foo.service": service_unit()})
     assert portable_cli("attach", image)[0] == 0
     code, out, err = portable_cli("detach", image)
-    assert (code, err) == (1, "portable: error: guard: foo.service must be detached with --force\n")
+    assert (code, err) == (
+        1,
+        "portable: error: plugin 'guard' refused the detach: "
+        "guard: foo.service must be detached with --force\n",
+    )
     assert (portable_root / "etc/systemd/system.attached/foo.service").exists()
     assert portable_cli("detach", "--force", image)[0] == 0
 
@@ -176,7 +183,7 @@ def test_hook_portable_post_detach(register_plugin, make_image, portable_cli, po
     class Cleaner:
         @hookimpl
         def portable_post_detach(self, image, units, changes):
-            calls.append((image, list(units), len(changes)))
+            calls.append((image.path, list(units), len(changes)))
             raise RuntimeError("cache already gone")
 
     register_plugin(Cleaner(), "cleaner")
@@ -184,7 +191,10 @@ def test_hook_portable_post_detach(register_plugin, make_image, portable_cli, po
     assert portable_cli("attach", image)[0] == 0
     code, out, err = portable_cli("detach", image)
     assert code == 0  # a post-detach failure is a warning: the files are gone
-    assert "portable: warning: a portable_post_detach hook failed: cache already gone" in err
+    assert (
+        "portable: warning: plugin 'cleaner' failed in portable_post_detach: "
+        "RuntimeError: cache already gone"
+    ) in err
     assert calls == [(image, ["foo.service"], 6)]
     assert not (portable_root / "etc/systemd/system.attached").exists()
 
@@ -226,9 +236,12 @@ def test_hook_portable_attach_failed(register_plugin, make_image, portable_cli, 
     assert failed == [] and made == ["good_1"]
 
     code, out, err = portable_cli("attach", bad)  # refused by a later pre-attach hook
-    assert code == 1 and "portable: error: refuser: not this one" in err
-    assert "portable: warning: a portable_attach_failed hook failed: RuntimeError" in err
-    assert failed == [("bad_1", "refuser: not this one")] and made == ["good_1"]
+    refusal = "plugin 'refuser' refused the attach: refuser: not this one"
+    assert code == 1 and f"portable: error: {refusal}" in err
+    assert (
+        "portable: warning: plugin 'reserver' failed in portable_attach_failed: RuntimeError"
+    ) in err
+    assert failed == [("bad_1", refusal)] and made == ["good_1"]
 
     code, out, err = portable_cli("attach", late)  # written, then rolled back
     assert code == 1 and "disk full" in err

@@ -156,7 +156,7 @@ def test_cli_start_does_not_import_pyroute2():
     code = (
         "import sys, portable.cli\n"
         "from portable.plugin.registry import get_registry\n"
-        "get_registry().hook\n"
+        "get_registry().hooks\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyroute2', 'jeepney')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

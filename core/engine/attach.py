@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from portable.engine.dropins import (
 )
 from portable.engine.state import _MAX_MARKER_LINE, read_marker_line
 from portable.engine.transaction import Transaction, host_lock
-from portable.errors import AttachRefused, BadImage, PluginError, PortableError
+from portable.errors import BadImage, PortableError
 from portable.images.inspect import (
     Inspection,
     check_extension_compatible,
@@ -480,30 +479,19 @@ def _check_host(
     return "partial" if missing or differs else "complete"
 
 
-def run_pre_attach(plan: AttachPlan, registry: Registry) -> None:
+def run_pre_attach(plan: AttachPlan, registry: Registry, host: Host) -> None:
     """Call the ``portable_pre_attach`` hooks; their extra settings join the plan, a veto
     (:class:`~portable.errors.AttachRefused`) stops the attach before anything is written."""
-    try:
-        results = registry.hook.portable_pre_attach(
+    plan.extra.extend(
+        registry.hooks.pre_attach(
+            host=host,
             image=plan.image,
-            units=list(plan.units),
+            units=plan.units,
             profile=plan.profile,
             options=plan.options,
             metadata=plan.metadata,
         )
-    except AttachRefused:
-        raise
-    except PortableError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            f"a portable_pre_attach hook failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    for batch in results:
-        for setting in batch or ():
-            if not isinstance(setting, ExtraSetting):
-                raise PluginError(f"portable_pre_attach returned {setting!r}, not an ExtraSetting")
-            plan.extra.append(setting)
+    )
 
 
 def _copy_image(tx: Transaction, link: Planned, image: Image) -> None:
@@ -716,7 +704,7 @@ def attach_many(
                 # the plan once the hooks' settings are in it.
                 _check_host(plan, host, manager, compare=False)
                 hooked.append(plan)
-                run_pre_attach(plan, registry)
+                run_pre_attach(plan, registry, host)
                 if plan.extra:  # hooks changed the drop-ins: re-plan
                     plan_files(plan, host)
                 statuses.append(_check_host(plan, host, manager))
@@ -736,13 +724,13 @@ def attach_many(
                         start = len(tx.changes)
                         write_plan(plan, tx)
                         result.changes = tx.changes[start:]
-                        run_post_attach(plan, registry, result.changes)
+                        run_post_attach(plan, registry, host, result.changes)
                     results.append(result)
             except BaseException:
                 tx.rollback()
                 raise
         except BaseException as exc:
-            run_attach_failed(hooked, registry, exc)
+            run_attach_failed(hooked, registry, host, exc)
             raise
         tx.commit()
     from portable.engine.reload import hooked_plugins
@@ -757,43 +745,33 @@ def attach_many(
 
 
 def run_attach_failed(
-    plans: Sequence[AttachPlan], registry: Registry, error: BaseException
+    plans: Sequence[AttachPlan], registry: Registry, host: Host, error: BaseException
 ) -> None:
     """Call the ``portable_attach_failed`` hooks for each plan (its files are rolled back).
 
     A failing hook is a warning on stderr: what the user must see is ``error``.
     """
     for plan in plans:
-        try:
-            registry.hook.portable_attach_failed(
-                image=plan.image, units=list(plan.units), options=plan.options, error=error
-            )
-        except Exception as exc:
-            print(
-                f"portable: warning: a portable_attach_failed hook failed: "
-                f"{type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
+        for warning in registry.hooks.attach_failed(
+            host=host, image=plan.image, units=plan.units, options=plan.options, error=error
+        ):
+            registry.hooks.warn(warning)
 
 
-def run_post_attach(plan: AttachPlan, registry: Registry, changes: list[Change]) -> None:
+def run_post_attach(
+    plan: AttachPlan, registry: Registry, host: Host, changes: Sequence[Change]
+) -> None:
     """Call the ``portable_post_attach`` hooks with what was written (inside the transaction:
     a failing hook rolls the attach back)."""
-    try:
-        registry.hook.portable_post_attach(
-            image=plan.image,
-            units=list(plan.units),
-            profile=plan.profile,
-            options=plan.options,
-            changes=list(changes),
-            metadata=plan.metadata,
-        )
-    except PortableError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            f"a portable_post_attach hook failed, attach rolled back: {type(exc).__name__}: {exc}"
-        ) from exc
+    registry.hooks.post_attach(
+        host=host,
+        image=plan.image,
+        units=plan.units,
+        profile=plan.profile,
+        options=plan.options,
+        changes=changes,
+        metadata=plan.metadata,
+    )
 
 
 def activate(

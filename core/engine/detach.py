@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,11 +25,11 @@ from typing import TYPE_CHECKING
 from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
 from portable.engine.state import AttachedUnit, attached_units
 from portable.engine.transaction import Transaction, host_lock, recover
-from portable.errors import DetachRefused, PluginError, PortableError
+from portable.errors import BadImage, DetachRefused, PortableError
 from portable.images.inspect import effective_prefixes
 from portable.images.resolve import normalize_image_arg
 from portable.plugin.registry import Registry
-from portable.plugin.types import Change, DetachOptions
+from portable.plugin.types import Change, DetachOptions, Image, ImageFormat
 from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, Host
 from portable.systemd.names import extract_prefix, marker_matches_image, unit_matches
 from portable.systemd.version import detect as detect_systemd
@@ -38,15 +39,18 @@ if TYPE_CHECKING:
     from portable.systemd.manager import Manager
 
 __all__ = [
+    "UNKNOWN_FORMAT",
     "DetachResult",
     "NotAttached",
     "clean_units",
     "detach",
     "detach_many",
+    "detached_image",
     "find_attached",
     "not_attached",
     "orphan_prefixes",
     "remove_units",
+    "run_post_detach",
     "run_pre_detach",
     "sweep",
 ]
@@ -194,17 +198,69 @@ def orphan_prefixes(arg: str, prefixes: Sequence[str], *, systemd: int) -> tuple
         return ()
 
 
+def _image_is_gone(path: Path) -> AbstractContextManager[Path]:
+    raise BadImage(f"image '{path}' is no longer there, or no image format claims it")
+
+
+#: The format of a detached image that is gone, or that no format claims any more
+#: (:func:`detached_image`).
+UNKNOWN_FORMAT = ImageFormat(
+    name="unknown",
+    description="an image that is no longer there, or that no format claims",
+    image_type="unknown",
+    detect=lambda path: False,
+    open=_image_is_gone,
+)
+
+
+def detached_image(host: Host, registry: Registry, units: Sequence[AttachedUnit]) -> Image:
+    """The image ``units`` were attached from, as the detach hooks get it: built from what the
+    attach recorded (the first path of the units' marker), as attach's :class:`Image` is.
+
+    ``path`` is the image as it was attached (as the service manager sees it; with ``--root``,
+    inside the root), ``host_path`` where this process would read it. The image may be gone
+    by now (or be another file): its format is the one that claims what is there now, else
+    :data:`UNKNOWN_FORMAT` (``host_path`` then need not exist); ``name`` is the file name minus
+    a registered format's suffix.
+    """
+    path = units[0].marker[0]
+    filename = path.rstrip("/").rsplit("/", 1)[-1]
+    local = host.resolve(path)
+    fmt = UNKNOWN_FORMAT
+    formats = registry.formats()
+    if local is not None:
+        claims = [r.spec for r in formats if registry.hooks.detect(r.spec, local)]
+        if len(claims) == 1:
+            fmt = claims[0]
+    if fmt is UNKNOWN_FORMAT:
+        suffixes = [s for r in formats for s in r.spec.suffixes if filename.endswith(s)]
+        name = filename[: -len(suffixes[0])] if suffixes and filename != suffixes[0] else filename
+    else:
+        name = fmt.image_name(filename)
+    return Image(path=path, host_path=local or host.path(path), name=name, format=fmt)
+
+
 def run_pre_detach(
-    registry: Registry, image: str, units: list[str], options: DetachOptions
+    registry: Registry, host: Host, image: Image, units: list[str], options: DetachOptions
 ) -> None:
-    try:
-        registry.hook.portable_pre_detach(image=image, units=units, options=options)
-    except PortableError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            f"a portable_pre_detach hook failed: {type(exc).__name__}: {exc}"
-        ) from exc
+    """Call the ``portable_pre_detach`` hooks: a veto or a failure stops the detach before
+    anything is removed."""
+    registry.hooks.pre_detach(host=host, image=image, units=units, options=options)
+
+
+def run_post_detach(
+    registry: Registry,
+    host: Host,
+    image: Image,
+    units: list[str],
+    options: DetachOptions,
+    changes: Sequence[Change],
+) -> list[str]:
+    """Call the ``portable_post_detach`` hooks (the files are gone); a failing hook is a
+    warning line, returned."""
+    return registry.hooks.post_detach(
+        host=host, image=image, units=units, options=options, changes=changes
+    )
 
 
 def _remove_unpacked(
@@ -420,16 +476,16 @@ def detach_many(
             for name in names:
                 if name in active:
                     raise DetachRefused(active_refusal(name, now=options.now))
-        per_image = {
-            image: [
-                u.name
+        per_image: list[tuple[Image, list[str]]] = []
+        for image in dict.fromkeys(images):
+            theirs = [
+                u
                 for u in found.values()
                 if marker_matches_image(u.marker, image, extensions, match_all=True)
             ]
-            for image in images
-        }
-        for image, mine in per_image.items():
-            run_pre_detach(registry, image, mine, options)
+            per_image.append((detached_image(host, registry, theirs), [u.name for u in theirs]))
+        for hooked, mine in per_image:
+            run_pre_detach(registry, host, hooked, mine, options)
         if clean and manager is not None:
             result.cleaned, result.clean_errors = clean_units(manager, sorted(selected))
         tx = Transaction(host)
@@ -440,13 +496,11 @@ def detach_many(
             raise
         tx.commit()
         result.changes = tx.changes
-        for image, mine in per_image.items():
-            try:
-                registry.hook.portable_post_detach(
-                    image=image, units=mine, options=options, changes=list(tx.changes)
-                )
-            except Exception as exc:  # the files are gone: report, don't fail
-                result.warnings.append(f"a portable_post_detach hook failed: {exc}")
+        for hooked, mine in per_image:
+            # The files are gone: a failing hook is a warning
+            result.warnings += run_post_detach(
+                registry, host, hooked, mine, options, list(tx.changes)
+            )
     if manager is not None and result.activation is not None:
         # Before the reload decision: a failed unit is never collected (see _reset_failed)
         _reset_failed(manager, [j.unit for j in result.activation.jobs if j.verb == "stop"])

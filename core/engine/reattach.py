@@ -33,10 +33,12 @@ from portable.engine.attach import (
     write_plan,
 )
 from portable.engine.detach import (
+    detached_image,
     find_attached,
     not_attached,
     orphan_prefixes,
     remove_units,
+    run_post_detach,
     run_pre_detach,
     sweep,
 )
@@ -331,9 +333,10 @@ def reattach(
                 host,
                 orphan_prefixes(arg, options.prefixes, systemd=detect_systemd(host).major),
             )
-        run_pre_detach(registry, plan.image.path, old_names, detach_opts)
+        old_image = detached_image(host, registry, old)
+        run_pre_detach(registry, host, old_image, old_names, detach_opts)
         try:
-            run_pre_attach(plan, registry)
+            run_pre_attach(plan, registry, host)
             if plan.extra:
                 plan_files(plan, host)
             tx = Transaction(host)
@@ -342,20 +345,23 @@ def reattach(
                 start = len(tx.changes)
                 write_plan(plan, tx, replace_all=True)
                 attach_changes = tx.changes[start:]
-                run_post_attach(plan, registry, attach_changes)
+                run_post_attach(plan, registry, host, attach_changes)
             except BaseException:
                 tx.rollback()
                 raise
         except BaseException as exc:
-            run_attach_failed([plan], registry, exc)
+            run_attach_failed([plan], registry, host, exc)
             raise
         tx.commit()
-    attach_changes = _as_if_detached_first(host, detach_changes, attach_changes)
-    # Directories the detach meant to remove but that were not empty at commit are gone from
-    # tx.changes: drop them here too.
-    done = {id(c) for c in tx.changes}
-    written = {_basename(c.path) for c in attach_changes}
-    removed = [c for c in detach_changes if id(c) in done and _basename(c.path) not in written]
+        attach_changes = _as_if_detached_first(host, detach_changes, attach_changes)
+        # Directories the detach meant to remove but that were not empty at commit are gone
+        # from tx.changes: drop them here too.
+        done = {id(c) for c in tx.changes}
+        written = {_basename(c.path) for c in attach_changes}
+        removed = [c for c in detach_changes if id(c) in done and _basename(c.path) not in written]
+        # As detach's: the old version's files are gone, a failing hook is a warning
+        for warning in run_post_detach(registry, host, old_image, old_names, detach_opts, removed):
+            registry.hooks.warn(warning)
     attached = AttachResult(
         image=plan.image, units=plan.units, profile=plan.profile, changes=attach_changes
     )
@@ -363,7 +369,7 @@ def reattach(
     if manager is not None:
         from portable.engine.reload import hooked_plugins
 
-        hooks = ["portable_post_attach"]
+        hooks = ["portable_post_attach", "portable_post_detach"]
         _activate(
             result,
             options,

@@ -36,11 +36,13 @@ if TYPE_CHECKING:
         Profile,
         UnitFile,
     )
+    from portable.systemd.host import Host
 
 __all__ = [
     "PROJECT",
     "hookimpl",
     "hookspec",
+    "portable_attach_failed",
     "portable_image_formats",
     "portable_post_attach",
     "portable_post_detach",
@@ -104,10 +106,21 @@ def portable_profiles(root: Path) -> Iterable[Profile]:
 
 
 # --- attach / detach lifecycle -----------------------------------------------------------------
+#
+# Every lifecycle hook gets ``host``: the :class:`portable.systemd.host.Host` the operation runs
+# on. ``host.root`` is ``/``, or the directory given with ``--root``; ``host.is_real`` tells the
+# two apart; ``host.path(p)`` is where this process reads or writes the host path ``p``. Paths
+# the hooks get (``image.path``, ``Change.path``) are host paths, relative to that root.
+#
+# How a failure is reported (see portable.plugin.hooks): every message names the plugin and its
+# distribution. A veto (AttachRefused, DetachRefused) stops the operation before anything is
+# written; any other exception in a hook that can stop it is a PluginError (exit 1, traceback
+# with --debug); attach_failed and post_detach can't undo anything: a failure is a warning.
 
 
 @hookspec
 def portable_pre_attach(
+    host: Host,
     image: Image,
     units: Sequence[UnitFile],
     profile: Profile,
@@ -119,6 +132,8 @@ def portable_pre_attach(
     Called once per image, after the image was read and every check passed, before the first
     file is written.
 
+    :param host: the host attached to (``host.root``: ``/`` or the ``--root`` directory; the
+        image's and the changes' paths are relative to it).
     :param image: the image being attached.
     :param units: the unit files that will be attached (sorted by name).
     :param profile: the security profile that will be applied.
@@ -128,15 +143,16 @@ def portable_pre_attach(
     :returns: ``None``, or settings to add to the units' ``20-portable.conf``
         (:class:`portable.ExtraSetting`). The results of all plugins are collected, in hook call
         order.
-    :raises portable.AttachRefused: to refuse the attach; the message is shown to the user and
-        nothing is written. Any other exception also aborts the attach, reported as a plugin
-        error.
+    :raises portable.AttachRefused: to refuse the attach; nothing is written, and the user sees
+        ``plugin 'NAME' (DISTRIBUTION VERSION) refused the attach: <the message>``. Any other
+        exception also stops the attach, reported as that plugin's error (exit 1).
     """
     return None
 
 
 @hookspec
 def portable_post_attach(
+    host: Host,
     image: Image,
     units: Sequence[UnitFile],
     profile: Profile,
@@ -146,6 +162,7 @@ def portable_post_attach(
 ) -> None:
     """Called after ``attach`` wrote every file (and before the service manager is reloaded).
 
+    :param host: the host attached to (``Change.path`` is relative to ``host.root``).
     :param image: the image attached.
     :param units: the unit files attached.
     :param profile: the security profile applied.
@@ -153,13 +170,17 @@ def portable_post_attach(
     :param changes: the changes made on disk, in order.
     :param metadata: what was read from the image (os-release, prefixes).
     :returns: nothing; return values are ignored. An exception rolls the attach back (the
-        files written are removed) and is reported as a plugin error.
+        files written are removed) and is reported as that plugin's error (exit 1).
     """
 
 
 @hookspec
 def portable_attach_failed(
-    image: Image, units: Sequence[UnitFile], options: AttachOptions, error: BaseException
+    host: Host,
+    image: Image,
+    units: Sequence[UnitFile],
+    options: AttachOptions,
+    error: BaseException,
 ) -> None:
     """Called when an attach whose pre-attach hooks were called did not go through.
 
@@ -170,36 +191,53 @@ def portable_attach_failed(
     first), so an implementation must only undo what it finds it did. Not called for a process
     that is killed: clean up what such a run leaves at the next attach or detach.
 
+    :param host: the host the attach was for.
     :param image: the image that was being attached.
     :param units: the unit files that would have been attached.
     :param options: the attach options the user gave.
     :param error: what stopped the attach (re-raised afterwards, whatever the hooks do).
-    :returns: nothing; return values are ignored. Exceptions are reported as warnings: the
-        user sees the error that stopped the attach.
+    :returns: nothing; return values are ignored. An exception is a warning line naming the
+        plugin: the user sees the error that stopped the attach.
     """
 
 
 @hookspec
-def portable_pre_detach(image: str, units: Sequence[str], options: DetachOptions) -> None:
+def portable_pre_detach(
+    host: Host, image: Image, units: Sequence[str], options: DetachOptions
+) -> None:
     """Called before ``detach`` (and the detach half of ``reattach``) removes anything.
 
-    :param image: the image path or name as given (the image may no longer exist).
+    :param host: the host detached from (``host.root``: ``/`` or the ``--root`` directory).
+    :param image: the attached image, the same type attach's hooks get, built from what the
+        attach recorded: ``image.path`` is the image as it was attached (for ``reattach``: the
+        version being replaced). The image itself may be gone by now: ``image.format`` is the
+        format that claims what is at ``image.host_path`` now, else a placeholder named
+        ``"unknown"`` (``image.host_path`` then need not exist).
     :param units: names of the attached units that will be removed.
     :param options: the detach options the user gave.
-    :raises portable.DetachRefused: to refuse; nothing is removed.
+    :raises portable.DetachRefused: to refuse; nothing is removed, and the user sees
+        ``plugin 'NAME' (DISTRIBUTION VERSION) refused the detach: <the message>``. Any other
+        exception also stops the detach, reported as that plugin's error (exit 1).
     """
 
 
 @hookspec
 def portable_post_detach(
-    image: str, units: Sequence[str], options: DetachOptions, changes: Sequence[Change]
+    host: Host,
+    image: Image,
+    units: Sequence[str],
+    options: DetachOptions,
+    changes: Sequence[Change],
 ) -> None:
-    """Called after ``detach`` removed the files (and before the service manager is reloaded).
+    """Called after ``detach`` (and the detach half of ``reattach``) removed the files (and
+    before the service manager is reloaded).
 
-    :param image: the image path or name as given.
+    :param host: the host detached from (``Change.path`` is relative to ``host.root``).
+    :param image: the image detached, as :func:`portable_pre_detach` got it.
     :param units: names of the units removed.
     :param options: the detach options the user gave.
-    :param changes: the changes made on disk, in order.
-    :returns: nothing; return values are ignored. Exceptions are reported as warnings: the
-        files are already gone and detach completes.
+    :param changes: the changes made on disk, in order (for ``reattach``: the removals of the
+        old version that the new one did not write again).
+    :returns: nothing; return values are ignored. An exception is a warning line naming the
+        plugin: the files are already gone and detach completes.
     """

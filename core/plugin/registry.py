@@ -19,11 +19,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pluggy
 
@@ -35,6 +35,7 @@ from portable.errors import (
     UnknownProfile,
 )
 from portable.plugin import hookspecs
+from portable.plugin.hooks import Hooks, PluginRecord, Registered
 from portable.plugin.types import ImageFormat, Profile
 
 __all__ = [
@@ -64,30 +65,6 @@ ENV_NO_PLUGINS = "PORTABLE_SERVICES_NO_PLUGINS"
 ENV_DISABLE = "PORTABLE_SERVICES_DISABLE_PLUGINS"
 ENV_STRICT = "PORTABLE_SERVICES_STRICT_PLUGINS"
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Registered(Generic[T]):
-    """A spec object together with the plugin that returned it (provenance kept outside it)."""
-
-    spec: T
-    plugin: str
-    distribution: str
-
-
-@dataclass(kw_only=True, slots=True)
-class PluginRecord:
-    """One plugin as the registry saw it. ``status`` is ``active``, ``disabled`` or ``failed``."""
-
-    name: str
-    builtin: bool
-    status: str
-    distribution: str = ""
-    version: str = ""
-    error: str = ""
-    hooks: tuple[str, ...] = ()
-
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "yes", "true", "on")
@@ -107,10 +84,11 @@ class Registry:
     _formats: list[Registered[ImageFormat]] | None = None
     _profiles: dict[str, Registered[Profile]] | None = None
     profile_errors: dict[str, str] = field(default_factory=dict)
+    #: every call of a hook or of an image format's callback goes through this
+    hooks: Hooks = field(init=False)
 
-    @property
-    def hook(self) -> Any:
-        return self.pm.hook
+    def __post_init__(self) -> None:
+        self.hooks = Hooks(self.pm, lambda: self.plugins, self.formats)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -208,42 +186,11 @@ class Registry:
 
     # -- collection --------------------------------------------------------------------------
 
-    def _collect(self, hook_name: str, call: Callable[[Any], Any]) -> list[Registered[Any]]:
-        """Call ``hook_name`` once per plugin so every result keeps its provenance."""
-        records = {p.name: p for p in self.plugins}
-        out: list[Registered[Any]] = []
-        caller = getattr(self.pm.hook, hook_name)
-        for impl in caller.get_hookimpls():
-            others = [p for p in self.pm.get_plugins() if p is not impl.plugin]
-            sub = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
-            rec = records.get(impl.plugin_name)
-            dist = rec.distribution if rec else ""
-            try:
-                # Iterate inside the try: a generator hook raises while being consumed.
-                specs = [spec for batch in call(sub) for spec in (batch or ())]
-            except PluginError:
-                raise
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: "
-                    f"{exc} (report this to the plugin's author)"
-                ) from exc
-            out.extend(
-                Registered(spec=spec, plugin=impl.plugin_name, distribution=dist) for spec in specs
-            )
-        return out
-
     def formats(self) -> list[Registered[ImageFormat]]:
         """Every image format, sorted by name; a duplicate name is a :class:`PluginConflict`."""
         if self._formats is None:
-            found = self._collect("portable_image_formats", lambda h: h())
             by_name: dict[str, Registered[ImageFormat]] = {}
-            for reg in found:
-                if not isinstance(reg.spec, ImageFormat):
-                    raise PluginError(
-                        f"plugin {reg.plugin!r} returned {reg.spec!r} from "
-                        "portable_image_formats, not an ImageFormat"
-                    )
+            for reg in self.hooks.image_formats():
                 if reg.spec.name in by_name:
                     other = by_name[reg.spec.name]
                     raise PluginConflict(
@@ -261,14 +208,8 @@ class Registry:
         can't be (unknown base, a cycle) is left out and its reason kept for :meth:`profile`.
         """
         if self._profiles is None:
-            found = self._collect("portable_profiles", lambda h: h(root=self.root))
             candidates: dict[str, list[Registered[Profile]]] = {}
-            for reg in found:
-                if not isinstance(reg.spec, Profile):
-                    raise PluginError(
-                        f"plugin {reg.plugin!r} returned {reg.spec!r} from "
-                        "portable_profiles, not a Profile"
-                    )
+            for reg in self.hooks.profiles(root=self.root):
                 candidates.setdefault(reg.spec.name, []).append(reg)
             for regs in candidates.values():
                 regs.sort(key=lambda r: -r.spec.priority)
@@ -322,10 +263,10 @@ class Registry:
         out: dict[str, dict[str, list[str]]] = {}
         for reg in self.formats():
             out.setdefault(reg.plugin, {}).setdefault("formats", []).append(reg.spec.name)
-        for reg in self._collect("portable_profiles", lambda h: h(root=self.root)):
-            names = out.setdefault(reg.plugin, {}).setdefault("profiles", [])
-            if reg.spec.name not in names:
-                names.append(reg.spec.name)
+        for preg in self.hooks.profiles(root=self.root):
+            names = out.setdefault(preg.plugin, {}).setdefault("profiles", [])
+            if preg.spec.name not in names:
+                names.append(preg.spec.name)
         return out
 
     def failed_plugins(self) -> list[PluginRecord]:

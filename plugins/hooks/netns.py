@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     import ipaddress
 
     from portable.plugin.types import AttachOptions, DetachOptions, Image, Profile, UnitFile
+    from portable.systemd.host import Host
 
 __all__ = [
     "INSIDE_IFNAME",
@@ -588,8 +589,12 @@ def _attached_dir(options: DetachOptions) -> str:
 
 
 @hookimpl
-def portable_pre_detach(image: str, units: Sequence[str], options: DetachOptions) -> None:
+def portable_pre_detach(
+    host: Host, image: Image, units: Sequence[str], options: DetachOptions
+) -> None:
     """Note which of our namespaces the units refer to (their drop-ins are still there)."""
+    if not host.is_real:
+        return  # below --root: the host's namespaces are none of this detach's business
     found: list[tuple[str, str]] = []
     where = _attached_dir(options)
     for unit in units:
@@ -608,13 +613,13 @@ def portable_pre_detach(image: str, units: Sequence[str], options: DetachOptions
                 if path.startswith(f"{NETNS_DIR}/{NETNS_PREFIX}"):
                     found.append((path.rsplit("/", 1)[1], f"{d}/{conf}"))
     if found:
-        _detaching[image] = found
+        _detaching[image.path] = found
 
 
 @hookimpl
-def portable_post_detach(image: str, units: Sequence[str], options: DetachOptions) -> None:
+def portable_post_detach(image: Image) -> None:
     """Remove the namespaces the detached units used, once nothing refers to them."""
-    found = _detaching.pop(image, [])
+    found = _detaching.pop(image.path, [])
     # Only if the drop-ins that referred to them are gone: a detach below --root removed
     # other files, and the host's namespaces are none of its business.
     names = sorted({name for name, conf in found if not os.path.lexists(conf)})
