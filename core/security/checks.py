@@ -57,17 +57,35 @@ class Check:
     default_dependencies_only: bool = False
 
 
-def _flag(attr: str, good: str, bad: str, *, inverted: bool = False) -> Assessor:
-    """A yes/no check; a setting with words (``PrivateTmp=disconnected``) is on unless
-    ``no``, as systemd-analyze copies any non-zero value into a boolean."""
+def _yes_no(ok: Callable[[ServiceSettings], bool], good: str, bad: str) -> Assessor:
+    """A yes/no check: badness 0 and ``good`` where ``ok``, else 1 and ``bad``."""
 
     def assess(s: ServiceSettings) -> tuple[int | None, str]:
-        raw = getattr(s, attr)
-        value = raw != "no" if isinstance(raw, str) else bool(raw)
-        ok = (not value) if inverted else value
-        return (0, good) if ok else (1, bad)
+        return (0, good) if ok(s) else (1, bad)
 
     return assess
+
+
+def _flag(attr: str, good: str, bad: str, *, inverted: bool = False) -> Assessor:
+    """A yes/no check of one setting; a setting with words (``PrivateTmp=disconnected``) is
+    on unless ``no``, as systemd-analyze copies any non-zero value into a boolean."""
+
+    def on(s: ServiceSettings) -> bool:
+        raw = getattr(s, attr)
+        return (raw != "no" if isinstance(raw, str) else bool(raw)) != inverted
+
+    return _yes_no(on, good, bad)
+
+
+def _unless_root(assess: Assessor) -> Assessor:
+    """A check that does not apply to a service running as root."""
+
+    def unless_root(s: ServiceSettings) -> tuple[int | None, str]:
+        if s.runs_privileged:
+            return None, "Service runs as root, option does not apply"
+        return assess(s)
+
+    return unless_root
 
 
 def _assess_user(s: ServiceSettings) -> tuple[int | None, str]:
@@ -78,22 +96,6 @@ def _assess_user(s: ServiceSettings) -> tuple[int | None, str]:
     if s.user and s.user not in ("0", "root"):
         return 0, "Service runs under a static non-root user identity"
     return 10, "Service runs as root"
-
-
-def _assess_supplementary_groups(s: ServiceSettings) -> tuple[int | None, str]:
-    if s.runs_privileged:
-        return None, "Service runs as root, option does not apply"
-    if s.supplementary_groups:
-        return 1, "Service runs with supplementary groups"
-    return 0, "Service has no supplementary groups"
-
-
-def _assess_remove_ipc(s: ServiceSettings) -> tuple[int | None, str]:
-    if s.runs_privileged:
-        return None, "Service runs as root, option does not apply"
-    if s.remove_ipc:
-        return 0, "Service user's IPC objects are removed when it stops"
-    return 1, "Service user's IPC objects may outlive the service"
 
 
 def _assess_protect_home(s: ServiceSettings) -> tuple[int | None, str]:
@@ -112,19 +114,6 @@ def _assess_protect_system(s: ServiceSettings) -> tuple[int | None, str]:
     }.get(s.protect_system, (10, "Service has full access to the OS file hierarchy"))
 
 
-def _assess_root(s: ServiceSettings) -> tuple[int | None, str]:
-    if s.root_directory not in (None, "", "/") or s.root_image not in (None, "", "/"):
-        return 0, "Service has its own root directory or image"
-    return 1, "Service runs in the host's root directory"
-
-
-def _assess_caps(mask: int, good: str, bad: str) -> Assessor:
-    def assess(s: ServiceSettings) -> tuple[int | None, str]:
-        return (1, bad) if s.capability_bounding_set & mask else (0, good)
-
-    return assess
-
-
 def _assess_umask(s: ServiceSettings) -> tuple[int | None, str]:
     if not s.umask & 0o002:
         return 10, "Files created by the service are world-writable by default"
@@ -137,12 +126,6 @@ def _assess_umask(s: ServiceSettings) -> tuple[int | None, str]:
     return 0, "Files created by the service are private to its user by default"
 
 
-def _assess_keyring(s: ServiceSettings) -> tuple[int | None, str]:
-    if s.keyring_mode == "private":
-        return 0, "Service has its own kernel keyring"
-    return 1, "Service shares kernel keyring material with other services"
-
-
 def _assess_protect_proc(s: ServiceSettings) -> tuple[int | None, str]:
     if s.protect_proc in ("invisible", "ptraceable"):
         return 0, "Service sees only its own processes in /proc"
@@ -151,34 +134,20 @@ def _assess_protect_proc(s: ServiceSettings) -> tuple[int | None, str]:
     return 3, "Service has full access to the process tree in /proc"
 
 
-def _assess_proc_subset(s: ServiceSettings) -> tuple[int | None, str]:
-    if s.proc_subset == "pid":
-        return 0, "Service sees only process entries in /proc"
-    return 1, "Service has full access to non-process files in /proc"
-
-
-def _assess_notify(s: ServiceSettings) -> tuple[int | None, str]:
-    if s.notify_access == "all":
-        return 1, "Any process of the service may change the service's state"
-    return 0, "Only the service's own processes may change its state"
-
-
 def _assess_namespace(flag: int, name: str) -> Assessor:
-    def assess(s: ServiceSettings) -> tuple[int | None, str]:
-        if s.restrict_namespaces & flag:
-            return 1, f"Service may create {name} namespaces"
-        return 0, f"Service cannot create {name} namespaces"
-
-    return assess
+    return _yes_no(
+        lambda s: not s.restrict_namespaces & flag,
+        f"Service cannot create {name} namespaces",
+        f"Service may create {name} namespaces",
+    )
 
 
 def _assess_family(bucket: str, what: str) -> Assessor:
-    def assess(s: ServiceSettings) -> tuple[int | None, str]:
-        if s.family_restricted(bucket):
-            return 0, f"Service cannot allocate {what}"
-        return 1, f"Service may allocate {what}"
-
-    return assess
+    return _yes_no(
+        lambda s: s.family_restricted(bucket),
+        f"Service cannot allocate {what}",
+        f"Service may allocate {what}",
+    )
 
 
 def _assess_archs(s: ServiceSettings) -> tuple[int | None, str]:
@@ -240,12 +209,6 @@ def _assess_devices(s: ServiceSettings) -> tuple[int | None, str]:
     return 10, "Service has no device ACL"
 
 
-def _assess_ambient(s: ServiceSettings) -> tuple[int | None, str]:
-    if s.ambient_capabilities:
-        return 1, "Service process receives ambient capabilities"
-    return 0, "Service process does not receive ambient capabilities"
-
-
 def _c(
     name: str,
     json_field: str,
@@ -266,18 +229,36 @@ def _c(
 
 
 def _cap_check(name: str, field_: str, weight: int, caps: tuple[str, ...], what: str) -> Check:
+    mask = cap_mask(*caps)
     return _c(
         f"CapabilityBoundingSet=~{name}",
         f"CapabilityBoundingSet_{field_}",
         weight,
         1,
-        _assess_caps(cap_mask(*caps), f"Service cannot {what}", f"Service may {what}"),
+        _yes_no(
+            lambda s: not s.capability_bounding_set & mask,
+            f"Service cannot {what}",
+            f"Service may {what}",
+        ),
     )
 
 
 CHECKS: tuple[Check, ...] = (
     _c("User=/DynamicUser=", "UserOrDynamicUser", 2000, 10, _assess_user),
-    _c("SupplementaryGroups=", "SupplementaryGroups", 200, 1, _assess_supplementary_groups),
+    _c(
+        "SupplementaryGroups=",
+        "SupplementaryGroups",
+        200,
+        1,
+        _unless_root(
+            _flag(
+                "supplementary_groups",
+                "Service has no supplementary groups",
+                "Service runs with supplementary groups",
+                inverted=True,
+            )
+        ),
+    ),
     _c(
         "PrivateDevices=",
         "PrivateDevices",
@@ -402,7 +383,20 @@ CHECKS: tuple[Check, ...] = (
         ),
     ),
     _c("ProtectSystem=", "ProtectSystem", 1000, 10, _assess_protect_system, dd=True),
-    _c("RootDirectory=/RootImage=", "RootDirectoryOrRootImage", 200, 1, _assess_root, dd=True),
+    _c(
+        "RootDirectory=/RootImage=",
+        "RootDirectoryOrRootImage",
+        200,
+        1,
+        _yes_no(
+            lambda s: (
+                s.root_directory not in (None, "", "/") or s.root_image not in (None, "", "/")
+            ),
+            "Service has its own root directory or image",
+            "Service runs in the host's root directory",
+        ),
+        dd=True,
+    ),
     _c(
         "LockPersonality=",
         "LockPersonality",
@@ -517,11 +511,53 @@ CHECKS: tuple[Check, ...] = (
     ),
     _cap_check("CAP_BPF", "CAP_BPF", 25, ("bpf",), "load BPF programs"),
     _c("UMask=", "UMask", 100, 10, _assess_umask),
-    _c("KeyringMode=", "KeyringMode", 1000, 1, _assess_keyring),
+    _c(
+        "KeyringMode=",
+        "KeyringMode",
+        1000,
+        1,
+        _yes_no(
+            lambda s: s.keyring_mode == "private",
+            "Service has its own kernel keyring",
+            "Service shares kernel keyring material with other services",
+        ),
+    ),
     _c("ProtectProc=", "ProtectProc", 1000, 3, _assess_protect_proc),
-    _c("ProcSubset=", "ProcSubset", 10, 1, _assess_proc_subset),
-    _c("NotifyAccess=", "NotifyAccess", 1000, 1, _assess_notify),
-    _c("RemoveIPC=", "RemoveIPC", 100, 1, _assess_remove_ipc),
+    _c(
+        "ProcSubset=",
+        "ProcSubset",
+        10,
+        1,
+        _yes_no(
+            lambda s: s.proc_subset == "pid",
+            "Service sees only process entries in /proc",
+            "Service has full access to non-process files in /proc",
+        ),
+    ),
+    _c(
+        "NotifyAccess=",
+        "NotifyAccess",
+        1000,
+        1,
+        _yes_no(
+            lambda s: s.notify_access != "all",
+            "Only the service's own processes may change its state",
+            "Any process of the service may change the service's state",
+        ),
+    ),
+    _c(
+        "RemoveIPC=",
+        "RemoveIPC",
+        100,
+        1,
+        _unless_root(
+            _flag(
+                "remove_ipc",
+                "Service user's IPC objects are removed when it stops",
+                "Service user's IPC objects may outlive the service",
+            )
+        ),
+    ),
     _c(
         "Delegate=",
         "Delegate",
@@ -626,6 +662,17 @@ CHECKS: tuple[Check, ...] = (
     ),
     _c("IPAddressDeny=", "IPAddressDeny", 1000, 10, _assess_ip),
     _c("DeviceAllow=", "DeviceAllow", 1000, 10, _assess_devices),
-    _c("AmbientCapabilities=", "AmbientCapabilities", 500, 1, _assess_ambient),
+    _c(
+        "AmbientCapabilities=",
+        "AmbientCapabilities",
+        500,
+        1,
+        _flag(
+            "ambient_capabilities",
+            "Service process does not receive ambient capabilities",
+            "Service process receives ambient capabilities",
+            inverted=True,
+        ),
+    ),
 )
 """systemd's 81 checks, in its order (the same in 252 and 257)."""

@@ -462,30 +462,47 @@ def _restrict_namespaces(s: ServiceSettings, value: str) -> None:
         s.restrict_namespaces |= flags
 
 
-def _address_families(s: ServiceSettings, value: str) -> None:
+def _name_list(s: ServiceSettings, attr: str, value: str) -> tuple[bool, list[str]] | None:
+    """The common part of the settings that are a set of names, an allow list or a deny list
+    (``attr`` and ``attr_allow_list``: RestrictAddressFamilies=, SystemCallFilter=): an empty
+    value resets it; ``~`` makes the words deny-list words; the first assignment after a reset
+    decides which kind of list it is. Returns whether the words go into the set (or out of
+    it), and the words; ``None`` after a reset."""
+    allow = f"{attr}_allow_list"
     if not value:
-        s.address_families = None
-        s.address_families_allow_list = False
-        return
+        setattr(s, attr, None)
+        setattr(s, allow, False)
+        return None
+    invert = value.startswith("~")
+    if invert:
+        value = value[1:]
+    if getattr(s, attr) is None:
+        setattr(s, attr, set())
+        setattr(s, allow, not invert)
+    return (not invert) == getattr(s, allow), words(value)
+
+
+def _add_or_discard(names: set[str], name: str, add: bool) -> None:
+    if add:
+        names.add(name)
+    else:
+        names.discard(name)
+
+
+def _address_families(s: ServiceSettings, value: str) -> None:
     if value == "none":
         s.address_families = None
         s.address_families_allow_list = True
         return
-    invert = value.startswith("~")
-    if invert:
-        value = value[1:]
-    if s.address_families is None:
-        # The first assignment decides allow or deny list (until an empty one resets it).
-        s.address_families = set()
-        s.address_families_allow_list = not invert
-    for word in words(value):
+    found = _name_list(s, "address_families", value)
+    if found is None:
+        return
+    add, names = found
+    assert s.address_families is not None
+    for word in names:
         family = AF_ALIASES.get(word, word)
-        if family not in ADDRESS_FAMILIES:
-            continue
-        if (not invert) == s.address_families_allow_list:
-            s.address_families.add(family)
-        else:
-            s.address_families.discard(family)
+        if family in ADDRESS_FAMILIES:
+            _add_or_discard(s.address_families, family, add)
 
 
 def _syscall_archs(s: ServiceSettings, value: str) -> None:
@@ -497,39 +514,30 @@ def _syscall_archs(s: ServiceSettings, value: str) -> None:
             s.system_call_architectures.append(word)
 
 
-def _syscall_filter_add(s: ServiceSettings, name: str, *, invert: bool, depth: int = 0) -> None:
+def _syscall_filter_add(s: ServiceSettings, name: str, *, add: bool, depth: int = 0) -> None:
     assert s.system_call_filter is not None
     if name.startswith("@"):
         group = s.rules.syscall_groups.get(name)
         if group is None or depth > 16:
             return
         for member in group.split():
-            _syscall_filter_add(s, member, invert=invert, depth=depth + 1)
+            _syscall_filter_add(s, member, add=add, depth=depth + 1)
         return
     if syscall_number(name) is None:
         return  # unknown to libseccomp: systemd ignores it
-    if (not invert) == s.system_call_filter_allow_list:
-        s.system_call_filter.add(name)
-    else:
-        s.system_call_filter.discard(name)
+    _add_or_discard(s.system_call_filter, name, add)
 
 
 def _syscall_filter(s: ServiceSettings, value: str) -> None:
-    if not value:
-        s.system_call_filter = None
-        s.system_call_filter_allow_list = False
+    new = s.system_call_filter is None
+    found = _name_list(s, "system_call_filter", value)
+    if found is None:
         return
-    invert = value.startswith("~")
-    if invert:
-        value = value[1:]
-    if s.system_call_filter is None:
-        s.system_call_filter = set()
-        s.system_call_filter_allow_list = not invert
-        if not invert:
-            _syscall_filter_add(s, "@default", invert=False)
-    for word in words(value):
-        name = word.split(":", 1)[0]  # "name:errno"
-        _syscall_filter_add(s, name, invert=invert)
+    add, names = found
+    if new and s.system_call_filter_allow_list:
+        _syscall_filter_add(s, "@default", add=True)
+    for word in names:
+        _syscall_filter_add(s, word.split(":", 1)[0], add=add)  # "name:errno"
 
 
 _IP_SPECIAL = {
