@@ -50,6 +50,7 @@ from portable.images.inspect import (
     resolve_extensions,
 )
 from portable.images.resolve import resolve_image
+from portable.images.unpacked import Unpacked, place, unpack_for_attach
 from portable.plugin.registry import Registry
 from portable.plugin.types import (
     AttachOptions,
@@ -141,6 +142,15 @@ class AttachPlan:
     inspection: Inspection | None = None
     # What the image lacks for systemd to run its services (portable.images.runnable): warnings
     problems: list[Problem] = field(default_factory=list)
+    # An archive image's tree (portable.images.unpacked): staged by prepare(), put in place by
+    # write_plan()
+    unpacked: Unpacked | None = None
+
+    def release(self) -> None:
+        """Drop what :func:`prepare` unpacked and :func:`write_plan` did not put in place (an
+        archive image's staged tree). Safe to call more than once."""
+        if self.unpacked is not None:
+            self.unpacked.discard()
 
     def origin(self, unit: str) -> Image:
         """The image (root or an extension) a unit comes from."""
@@ -228,9 +238,9 @@ def plan_files(plan: AttachPlan, host: Host) -> None:
     ext_fields = [e.release_fields for e in plan.inspection.extensions] if plan.inspection else []
     root_path = None
     if image.format.unpack is not None:
-        from portable.images.unpacked import unpacked_path
-
-        root_path = unpacked_path(image.path, runtime=opts.runtime)
+        if plan.unpacked is None:  # a plan not made by prepare(): the archive as it is now
+            plan.unpacked = unpack_for_attach(host, image, runtime=opts.runtime, stage=False)
+        root_path = plan.unpacked.path(image.path)
     plan.files = {}
     for unit in plan.units:
         d = plan.where / f"{unit.name}.d"
@@ -312,8 +322,31 @@ def prepare(
     host: Host,
     registry: Registry,
     cwd: Path | None = None,
+    stage: bool = True,
 ) -> AttachPlan:
-    """Phase 1 up to the host checks: read the image and decide every file. Writes nothing."""
+    """Phase 1 up to the host checks: read the image and decide every file. Writes nothing,
+    except that an archive image is unpacked to be read (:mod:`portable.images.unpacked`):
+    :func:`write_plan` puts that tree in place, :meth:`AttachPlan.release` drops it. With
+    ``stage`` False an archive is read through its format's ``open`` instead (a preview)."""
+    unpacked: list[Unpacked] = []
+    try:
+        return _prepare(arg, options, host, registry, cwd, stage=stage, unpacked=unpacked)
+    except BaseException:
+        for u in unpacked:
+            u.discard()
+        raise
+
+
+def _prepare(
+    arg: str,
+    options: AttachOptions,
+    host: Host,
+    registry: Registry,
+    cwd: Path | None,
+    *,
+    stage: bool,
+    unpacked: list[Unpacked],
+) -> AttachPlan:
     if options.prefixes == ("-",):
         raise PortableError("Refusing all unit file match.")
     if options.copy_mode not in COPY_MODES:
@@ -324,9 +357,18 @@ def prepare(
     image = resolve_image(arg, host=host, registry=registry, cwd=cwd)
     extensions = resolve_extensions(options.extensions, host=host, registry=registry, cwd=cwd)
     _check_paths_writable(image, extensions)
+    if image.format.unpack is not None:
+        # Unpacked once, read from there, and that very tree is what the service runs
+        unpacked.append(unpack_for_attach(host, image, runtime=options.runtime, stage=stage))
     # Units are required only after the prefix check, as systemd orders its refusals.
     found = read_image_and_extensions(
-        image, extensions, prefixes, relax=options.force, require_units=False, systemd=systemd
+        image,
+        extensions,
+        prefixes,
+        relax=options.force,
+        require_units=False,
+        systemd=systemd,
+        root_tree=unpacked[0].tree if unpacked else None,
     )
     meta = found.metadata
     if not meta.os_release_fields.get("ID"):
@@ -382,6 +424,7 @@ def prepare(
         extensions=extensions,
         inspection=found,
         problems=problems,
+        unpacked=unpacked[0] if unpacked else None,
     )
     plan_files(plan, host)
     return plan
@@ -567,10 +610,8 @@ def _defang_copy(top: Path) -> None:
 def write_plan(plan: AttachPlan, tx: Transaction, *, replace_all: bool = False) -> None:
     """Phase 2: write every planned file that is not in place yet, in systemd's order."""
     force = plan.options.force or replace_all
-    if plan.image.format.unpack is not None:
-        from portable.images.unpacked import ensure_unpacked
-
-        ensure_unpacked(tx, tx.host, plan.image, runtime=plan.options.runtime)
+    if plan.unpacked is not None:
+        place(tx, plan.image, plan.unpacked)
     tx.mkdir(plan.where)
     try:
         # One sync for all the units' files instead of an fsync each (Transaction.batched)
@@ -677,11 +718,30 @@ def attach_many(
     Every image is read and checked before anything is written; the files of all of them are
     written in one transaction, so a failure on the last image leaves none attached.
     """
+    plans: list[AttachPlan] = []
+    try:
+        return _attach_many(plans, args, options, host, registry, manager, cwd, force_reload)
+    finally:
+        for plan in plans:  # an archive's tree unpacked but not put in place (a failure)
+            plan.release()
+
+
+def _attach_many(
+    plans: list[AttachPlan],
+    args: Sequence[str],
+    options: AttachOptions,
+    host: Host,
+    registry: Registry,
+    manager: Manager | None,
+    cwd: Path | None,
+    force_reload: bool,
+) -> AttachBatch:
     if options.extensions and len(args) > 1:
         raise PortableError("--extension can be used with one image at a time")
     if manager is not None:
         detect_systemd(host, manager)  # before profiles are loaded: they follow it too
-    plans = [prepare(arg, options, host=host, registry=registry, cwd=cwd) for arg in args]
+    for arg in args:
+        plans.append(prepare(arg, options, host=host, registry=registry, cwd=cwd))
     owner: dict[str, str] = {}
     for plan in plans:
         for unit in plan.units:

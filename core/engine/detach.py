@@ -28,6 +28,7 @@ from portable.engine.transaction import Transaction, host_lock, recover
 from portable.errors import BadImage, DetachRefused, PortableError
 from portable.images.inspect import effective_prefixes
 from portable.images.resolve import normalize_image_arg
+from portable.images.unpacked import UNPACK_DIR, remove_unused, sweep_staging
 from portable.plugin.registry import Registry
 from portable.plugin.types import Change, DetachOptions, Image, ImageFormat
 from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, Host
@@ -96,11 +97,10 @@ def sweep(host: Host, *, runtime: bool) -> None:
     """Roll back what a killed run left (see :func:`portable.engine.transaction.recover`), then drop
     empty drop-in directories of units that no longer exist and an empty attached directory
     (never a directory with anything in it)."""
-    from portable.images.unpacked import UNPACK_DIR
-
     where = host.path(ATTACHED_DIR[runtime])
     recover(host.path(PORTABLES_DIR[runtime]))
     recover(host.path(UNPACK_DIR[runtime]))
+    sweep_staging(host, runtime=runtime)
     recover(where)
     try:
         entries = os.listdir(where)
@@ -147,10 +147,19 @@ def not_attached(image: str, extensions: Sequence[str]) -> NotAttached:
 
 
 def remove_units(
-    tx: Transaction, host: Host, units: Sequence[AttachedUnit], *, runtime: bool
+    tx: Transaction,
+    host: Host,
+    units: Sequence[AttachedUnit],
+    *,
+    runtime: bool,
+    unpacked: bool = True,
 ) -> list[Change]:
     """Remove the units' files and image links in ``tx``; returns the changes in systemd's
-    order (units, then image links, then the attached directory)."""
+    order (units, then image links and unpacked archives, then the attached directory).
+
+    ``unpacked``: also remove the archives' unpacked trees nothing uses any more
+    (:func:`portable.images.unpacked.remove_unused`); reattach does that itself once the new
+    version's files are written."""
     where = host.path(ATTACHED_DIR[runtime])
     portables = host.path(PORTABLES_DIR[runtime])
     link_changes: list[Change] = []
@@ -174,7 +183,8 @@ def remove_units(
         tx.rmdir(where / f"{unit.name}.d")
     unit_changes = tx.changes[start:]
     del tx.changes[start:]
-    _remove_unpacked(tx, host, units, tokens, runtime=runtime)
+    if unpacked:
+        remove_unused(tx, host, runtime=runtime)
     link_changes += tx.changes[start:]
     del tx.changes[start:]
     tx.rmdir(where)
@@ -261,34 +271,6 @@ def run_post_detach(
     return registry.hooks.post_detach(
         host=host, image=image, units=units, options=options, changes=changes
     )
-
-
-def _remove_unpacked(
-    tx: Transaction,
-    host: Host,
-    removed: Sequence[AttachedUnit],
-    tokens: Sequence[str],
-    *,
-    runtime: bool,
-) -> None:
-    """Remove archive images' unpacked trees that no attached unit refers to any more."""
-    from portable.images.unpacked import UNPACK_DIR, unpacked_path
-
-    if not host.path(UNPACK_DIR[runtime]).is_dir():
-        return  # nothing was ever unpacked (the usual case: no archive images)
-
-    gone = {(u.name, u.runtime) for u in removed}
-    still = {
-        t
-        for rt in (False, True)
-        for u in attached_units(host, rt)
-        if (u.name, u.runtime) not in gone
-        for t in u.marker
-    }
-    for token in tokens:
-        local = host.path(unpacked_path(token, runtime=runtime))
-        if token not in still and local.is_dir() and not local.is_symlink():
-            tx.remove(local)
 
 
 # CleanUnit's answers (D-Bus error names) that mean "there is nothing of this unit to remove".

@@ -193,7 +193,7 @@ def preview_attach(
         options, notes = kept_options(
             name_path, options, host=host, registry=registry, explicit=given
         )
-    plan = prepare(arg, options, host=host, registry=registry, cwd=cwd)
+    plan = prepare(arg, options, host=host, registry=registry, cwd=cwd, stage=False)
     if located_at is not None and located_at != plan.image.path:
         _relocated(plan, located_at, host)
     changes: list[FileChange] = []

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portable.engine.attach import (
+    AttachPlan,
     AttachResult,
     plan_files,
     prepare,
@@ -46,6 +47,7 @@ from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
 from portable.engine.state import AttachedUnit, attached_units, recorded_profile
 from portable.engine.transaction import Transaction, host_lock
 from portable.images.resolve import resolve_image
+from portable.images.unpacked import remove_unused
 from portable.plugin.registry import Registered, Registry
 from portable.plugin.types import AttachOptions, Change, DetachOptions, Profile
 from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, Host
@@ -300,7 +302,29 @@ def reattach(
 
     PID 1 is reloaded if a unit removed or written is loaded (:mod:`portable.engine.reload`; the
     usual case: the old version runs), or with ``force_reload``; never with ``no_reload``.
+
+    An archive image is unpacked into a new cache directory when it changed; the old version's
+    tree is removed only once nothing uses it (:mod:`portable.images.unpacked`).
     """
+    plans: list[AttachPlan] = []
+    try:
+        return _reattach(plans, arg, options, host, registry, manager, cwd, force_reload, explicit)
+    finally:
+        for plan in plans:  # an archive's tree unpacked but not put in place (a failure)
+            plan.release()
+
+
+def _reattach(
+    plans: list[AttachPlan],
+    arg: str,
+    options: AttachOptions,
+    host: Host,
+    registry: Registry,
+    manager: Manager | None,
+    cwd: Path | None,
+    force_reload: bool,
+    explicit: Collection[str] | None,
+) -> ReattachResult:
     if manager is not None:
         detect_systemd(host, manager)  # before profiles are loaded: they follow it too
     # The image must exist before anything is read of the attached one (and the name it
@@ -314,6 +338,7 @@ def reattach(
             image.path, options, host=host, registry=registry, explicit=explicit
         )
     plan = prepare(arg, options, host=host, registry=registry, cwd=cwd)  # new image must exist
+    plans.append(plan)
     detach_opts = DetachOptions(runtime=options.runtime, force=True, extensions=options.extensions)
     with host_lock(host):
         sweep(host, runtime=options.runtime)
@@ -341,10 +366,14 @@ def reattach(
                 plan_files(plan, host)
             tx = Transaction(host)
             try:
-                detach_changes = list(remove_units(tx, host, old, runtime=options.runtime))
+                detach_changes = list(
+                    remove_units(tx, host, old, runtime=options.runtime, unpacked=False)
+                )
                 start = len(tx.changes)
                 write_plan(plan, tx, replace_all=True)
                 attach_changes = tx.changes[start:]
+                # Unpacked trees nothing refers to with the new version's files in place
+                detach_changes += remove_unused(tx, host, runtime=options.runtime)
                 run_post_attach(plan, registry, host, attach_changes)
             except BaseException:
                 tx.rollback()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,16 +330,20 @@ def read_image_and_extensions(
     relax: bool = False,
     require_units: bool = True,
     systemd: int,
+    root_tree: Path | None = None,
 ) -> Inspection:
     """Read the root image and each extension; merge their units (root first).
 
     :param relax: ``--force``: accept any single ``extension-release.*`` file.
+    :param root_tree: the root image's tree, read there instead of through its format's
+        ``open`` (attach: an archive's unpacked tree, :mod:`portable.images.unpacked`).
     :param systemd: the host's systemd major version (which extension-release files count).
     :raises BadImage: no os-release, no extension-release, an unsafe or unreadable file, or
         (``require_units``) no matching unit anywhere.
     """
     try:
-        with _opened(image) as tree, open_root(tree) as root_fd:
+        opened = nullcontext(root_tree) if root_tree is not None else _opened(image)
+        with opened as tree, open_root(tree) as root_fd:
             os_release = _read_os_release(root_fd, image)
             units = discover_units(root_fd, prefixes, image=image.path)
     except OSError as exc:
