@@ -5,7 +5,7 @@ from __future__ import annotations
 import locale
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -16,10 +16,16 @@ if TYPE_CHECKING:
     from portable.engine.activation import Activation
 
 
+def utf8_output(stream: TextIO) -> bool:
+    """Whether ``stream`` takes UTF-8 (its encoding, else the locale's): then systemd's
+    special glyphs (``→``, ``✓``, ``✗``) are printed, else their ASCII stand-ins."""
+    encoding = (stream.encoding or locale.getpreferredencoding(False) or "").lower()
+    return encoding.replace("-", "") == "utf8"
+
+
 def arrow() -> str:
     """``→`` in UTF-8 locales, ``->`` otherwise, as systemd's special_glyph()."""
-    encoding = (sys.stderr.encoding or locale.getpreferredencoding(False) or "").lower()
-    return "→" if encoding.replace("-", "") == "utf8" else "->"
+    return "→" if utf8_output(sys.stderr) else "->"
 
 
 def format_change(change: Change) -> str:

@@ -6,23 +6,18 @@ them as systemd-analyze security does."""
 from __future__ import annotations
 
 import json
-import locale
 import sys
 
 import click
 
 from portable.cli import App
+from portable.cli.changes import utf8_output
 from portable.cli.inspect import FLOOR_HEADING
 from portable.cli.options import json_output, no_pager, quiet
 from portable.security.checks import CHECKS
 from portable.security.score import Finding, UnitExposure
 from portable.security.targets import FloorReport, assess_target
 from portable.systemd.names import printable
-
-
-def _utf8() -> bool:
-    encoding = (sys.stdout.encoding or locale.getpreferredencoding(False) or "").lower()
-    return encoding.replace("-", "") == "utf8"
 
 
 def _sort_key(finding: Finding) -> tuple[int, int, int]:
@@ -33,7 +28,7 @@ def _sort_key(finding: Finding) -> tuple[int, int, int]:
 def render_text(result: UnitExposure) -> str:
     """systemd-analyze security's table: failing checks first (largest share first), then the
     passed ones, then those that do not apply; then the overall line."""
-    good, bad, arrow = ("✓", "✗", "→") if _utf8() else ("+", "-", "->")
+    good, bad, arrow = ("✓", "✗", "→") if utf8_output(sys.stdout) else ("+", "-", "->")
     rows = []
     for f in sorted(result.score.findings, key=_sort_key):
         mark = " " if f.badness is None else good if f.badness == 0 else bad

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import locale
 import sys
 import textwrap
 from typing import TYPE_CHECKING
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from portable.cli import App
+from portable.cli.changes import utf8_output
 from portable.cli.options import json_output, no_pager, quiet
 
 if TYPE_CHECKING:
@@ -20,15 +20,10 @@ if TYPE_CHECKING:
 CELL = 44  # wrap long cells (capability lists) at this width
 
 
-def _utf8() -> bool:
-    encoding = (sys.stdout.encoding or locale.getpreferredencoding(False) or "").lower()
-    return encoding.replace("-", "") == "utf8"
-
-
 def render_text(report: UnitReport) -> str:
     from portable.security.verify import NOT_CHECKED
 
-    good, bad, unchecked = ("✓", "✗", "·") if _utf8() else ("+", "-", ".")
+    good, bad, unchecked = ("✓", "✗", "·") if utf8_output(sys.stdout) else ("+", "-", ".")
     head = f"{report.unit}"
     details = []
     if report.pid is not None:
