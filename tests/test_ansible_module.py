@@ -282,6 +282,13 @@ def test_shipped_image_placed_by_content(collections: Path, tmp_path: Path) -> N
     assert code == 1 and "damaged in transfer" in r["msg"]
     assert not (root / "var/lib/portables/app_1.raw").exists()
     assert not list((root / "var/lib/portables").glob(".#*"))
+    # Refused by attach's checks (here an unknown profile): not placed either.
+    code, r = image_module(
+        collections, root, tmp_path, name=name, src=src, checksum=checksum, profile="nosuch"
+    )
+    assert code == 1 and "nosuch" in r["msg"]
+    assert not (root / "var/lib/portables/app_1.raw").exists()
+    assert not list(root.glob(".#*")) and not list((root / "var/lib/portables").glob(".#*"))
     # Check mode: what it would do, from the copy, as if it were in place; nothing there after.
     before = tree(root)
     code, r = image_module(

@@ -429,8 +429,11 @@ class Task:
     # --- the image argument and shipping ------------------------------------------------
 
     def image_argument(self) -> tuple[str, str | None, list[Path]]:
-        """(the image argument, the path it will have if not there yet, temporary
-        directories to remove at the end). Places a shipped image (check mode: only looks)."""
+        """(the image argument to check and preview with, the path the image will have once
+        placed (None: it is there already), temporary directories to remove at the end).
+
+        A shipped image is placed only once the checks passed (:meth:`attached`): one that
+        attach refuses (its profile unknown here, the sandbox floor...) is not left behind."""
         name, src = self.params["name"], self.params["src"]
         if src is None:
             return name, None, []
@@ -453,9 +456,6 @@ class Task:
             "before": f"(an image file, SHA-256 {was})\n" if was else "",
             "after": f"(the image file {os.path.basename(src)}, SHA-256 {checksum})\n",
         }
-        if not self.check:
-            place_image(src, local, checksum)
-            return name, None, []
         if self.host.is_real:
             return src, name, []
         # Below --root the image argument is a path in the root: a copy goes there for as
@@ -507,8 +507,6 @@ class Task:
             located_at=located_at,
         )
         self._record(preview)
-        if located_at is not None:
-            self.result["image"] = located_at
         manager = self.manager
         running = self.params["state"] == "running"
         active: set[str] = set()
@@ -531,6 +529,9 @@ class Task:
         if self.check:
             self.result["state"] = self._state(preview.image)
             return
+        if located_at is not None:
+            place_image(self.params["src"], self.host.path(located_at), self.params["checksum"])
+            arg = located_at
         if preview.operation == "attach":
             done = attach(
                 arg,
