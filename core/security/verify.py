@@ -42,34 +42,41 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import socket
 import stat
+import struct
+import tempfile
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from portable.engine.state import recorded_profile
+from portable.engine.detach import find_attached
+from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
+from portable.engine.state import attached_units, read_marker_line, recorded_profile
 from portable.errors import PortableError
 from portable.images.inspect import derived_prefixes
+from portable.images.resolve import normalize_image_arg
+from portable.plugin.registry import Registry, get_registry
+from portable.plugin.types import Floor, Profile, ProfileDropin, UnitFile, validate_profile_name
 from portable.security.floor import STANDARD, FloorFinding, check_unit, floor_of, undone
 from portable.security.settings import ServiceSettings, words
 from portable.security.sources import UnitSource, find_unit_file, load_settings
 from portable.security.tables import capability_names
+from portable.systemd.host import ATTACHED_DIR, Host
+from portable.systemd.manager import ACTIVE_STATES, UNIT_IFACE, Manager
 from portable.systemd.names import (
     TRIGGER_UNIT_TYPES,
     is_portable_unit_type,
+    parse_marker,
     printable_path,
     unit_type,
 )
 from portable.systemd.unitfile import Assignment, parse_unit_text
-
-if TYPE_CHECKING:
-    from portable.plugin.registry import Registry
-    from portable.plugin.types import Profile
-    from portable.systemd.host import Host
-    from portable.systemd.manager import Manager
+from portable.systemd.version import detect
 
 __all__ = [
     "DYNAMIC_UID_MAX",
@@ -192,8 +199,6 @@ def promised_settings(
     :returns: (settings, profile name or None, the files read).
     :raises PortableError: no such unit file.
     """
-    from portable.engine.dropins import PROFILE_FILE
-
     fragment = find_unit_file(unit, host=host)
     dropins: list[tuple[str, str]] = []
     dropin_dir = f"{fragment}.d"
@@ -217,8 +222,6 @@ def promised_settings(
         name=unit, text=_read(host.path(fragment)), dropins=tuple(dropins), path=fragment
     )
     if systemd is None:
-        from portable.systemd.version import detect
-
         systemd = detect(host).major
     return load_settings(source, systemd=systemd), profile, source.files
 
@@ -304,8 +307,8 @@ def _inode(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def _network(pid: int, observed: Observed) -> None:
-    import socket
-
+    # Imported here: pyroute2 takes ~110 ms to import, as long as the rest of verify, and only
+    # a running service is looked at with it (not a stopped one, nor --help).
     from pyroute2 import NetNS
 
     with NetNS(f"/proc/{pid}/ns/net", flags=0) as ns:
@@ -528,10 +531,6 @@ LOOP_GET_STATUS64 = 0x4C05
 def _loop_backing(device: str) -> tuple[int, int] | None:
     """(st_dev, st_ino) of the file behind loop device "major:minor" (LOOP_GET_STATUS64; the
     file name in sysfs is useless: systemd attaches through /proc/self/fd/N)."""
-    import fcntl
-    import struct
-    import tempfile
-
     try:
         major, minor = (int(x) for x in device.split(":"))
     except ValueError:
@@ -774,8 +773,6 @@ class LoadedUnit:
 
 def loaded_unit(unit: str, manager: Manager) -> LoadedUnit:
     """``FragmentPath``, ``DropInPaths`` and ``KillMode`` of ``unit``, from the manager."""
-    from portable.systemd.manager import UNIT_IFACE
-
     p = manager.unit_properties(
         unit,
         [(UNIT_IFACE, "FragmentPath"), (UNIT_IFACE, "DropInPaths"), (SERVICE_IFACE, "KillMode")],
@@ -797,9 +794,6 @@ def _finding_text(f: FloorFinding) -> str:
 
 def _attach_dir(unit: str, host: Host) -> str | None:
     """The attached directory whose ``UNIT.d/20-portable.conf`` marks ``unit`` as attached."""
-    from portable.engine.dropins import MARKER_FILE
-    from portable.systemd.host import ATTACHED_DIR
-
     for directory in ATTACHED_DIR.values():
         if os.path.lexists(host.path(f"{directory}/{unit}.d/{MARKER_FILE}")):
             return directory
@@ -810,11 +804,6 @@ def _own_names(unit: str, directory: str, host: Host) -> tuple[set[str], str]:
     """The units attached from the same image as ``unit`` in ``directory`` (those whose
     ``20-portable.conf`` names the same image: its own, for the floor's rules on dependencies
     and names), and the image's path ("" if not known)."""
-    from portable.engine.dropins import MARKER_FILE
-    from portable.engine.state import attached_units, read_marker_line
-    from portable.systemd.host import ATTACHED_DIR
-    from portable.systemd.names import parse_marker
-
     line = read_marker_line(host.path(f"{directory}/{unit}.d/{MARKER_FILE}"))
     marker = parse_marker(line) if line is not None else None
     if not marker:
@@ -828,12 +817,8 @@ def _floor_profile(name: str | None, text: str, registry: Registry | None) -> tu
     """The profile to hold the unit to: the attached ``10-profile.conf`` text (what systemd
     loaded) with the floor of the registered profile of that name; :data:`STANDARD` if there
     is none (the second value says so)."""
-    from portable.plugin.types import Profile, ProfileDropin, validate_profile_name
-
     floor, note = None, ""
     if registry is None:
-        from portable.plugin.registry import get_registry
-
         registry = get_registry()
     try:
         if not name or "/" in name:
@@ -869,11 +854,6 @@ def floor_items(
     the floor of the profile it was attached with, everything but the attach's own
     ``10-profile.conf`` and ``20-portable.conf`` checked (an administrator's drop-in anywhere
     in the search path too); and its ``KillMode=``."""
-    from dataclasses import replace
-
-    from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
-    from portable.plugin.types import Floor, UnitFile
-
     loaded = loaded_unit(unit, manager)
     items = [
         Item(
@@ -993,8 +973,6 @@ def _own_units(unit: str, host: Host) -> set[str]:
 
 def service_state(unit: str, manager: Manager) -> ServiceState:
     """The state of service ``unit`` (loading it if the manager has not)."""
-    from portable.systemd.manager import UNIT_IFACE
-
     p = manager.unit_properties(
         unit,
         [
@@ -1025,8 +1003,6 @@ def triggers(unit: str, state: ServiceState, *, host: Host, manager: Manager) ->
     """The timers, sockets and paths that start ``unit``: the manager's ``TriggeredBy``, and
     those of the same attach whose ``Triggers`` name it (one the manager has not loaded yet,
     when the attach needed no daemon-reload, is not in ``TriggeredBy`` until it is)."""
-    from portable.systemd.manager import UNIT_IFACE
-
     found = list(state.triggered_by)
     for name in sorted(_own_units(unit, host)):
         if name in found or unit_type(name) not in TRIGGER_UNIT_TYPES:
@@ -1043,8 +1019,6 @@ def triggers(unit: str, state: ServiceState, *, host: Host, manager: Manager) ->
 def _trigger_item(unit: str, names: list[str], *, host: Host, manager: Manager) -> Item:
     """Whether what starts a service that is not running is itself active: every trigger of
     the same attach, and at least one."""
-    from portable.systemd.manager import ACTIVE_STATES, UNIT_IFACE
-
     own = _own_units(unit, host)
     seen, active, ok = [], 0, True
     for name in names:
@@ -1164,8 +1138,6 @@ def verify_unit(
     A service that is not running but need not be (:func:`not_running_status`: triggered by a
     timer/socket/path, a finished oneshot) is checked on everything but its process: the
     kernel's rows say "not checked"; that its trigger is active is a row of its own."""
-    from portable.systemd.version import detect
-
     systemd = detect(host, manager).major
     try:
         settings, profile, files = promised_settings(unit, host=host, systemd=systemd)
@@ -1249,9 +1221,6 @@ def targets(arg: str, *, host: Host, runtime: bool | None = None) -> list[str]:
         if not arg.endswith(".service") or "@." in arg:
             raise PortableError(f"{arg}: only services (not templates) can be verified")
         return [arg]
-    from portable.engine.detach import find_attached
-    from portable.images.resolve import normalize_image_arg
-
     image = normalize_image_arg(arg, host=host)
     for rt in (False, True) if runtime is None else (runtime,):
         units = [
