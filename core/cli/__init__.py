@@ -365,6 +365,12 @@ def _dispatch(args: list[str]) -> int:
         from portable.cli.group import run_click
 
         return run_click(args)
+    if any(a.startswith(("-H", "-M", "--host", "--machine")) for a in args):
+        # Another system's (portable.remote): nothing of this host's is read.
+        from portable.remote.cli import remote_target, run_remote
+
+        if remote_target(args) is not None:
+            return run_remote(args)
     from portable.cli.fast import run_fast
 
     status = run_fast(args)
