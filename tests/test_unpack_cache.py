@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import tarfile
 import tempfile
@@ -338,4 +339,20 @@ def test_directories_named_by_a_drop_in_or_an_older_scheme_are_kept(
         [legacy.rsplit("/", 1)[1], "renamed-0123456789ab-0123456789ab"]
     )
     assert portable_cli("detach", app)[0] == 0
+    assert cache_dirs(portable_root) == []
+
+
+def test_a_removed_tree_is_unpacked_again_by_a_rerun(
+    fmt: CountingTar, portable_cli: CLI, portable_root: Path
+) -> None:
+    """Files all in place but the cache directory gone: attach puts the tree back."""
+    image = write_archive(portable_root, "app_1.tar", "1")
+    assert portable_cli("attach", image)[0] == 0
+    tree = portable_root / root_directory(portable_root).lstrip("/")
+    shutil.rmtree(tree)
+    code, _, err = portable_cli("attach", image)
+    assert code == 0, err
+    assert (tree / "srv/version").read_text() == "1"
+    assert fmt.unpacks == 2
+    assert portable_cli("detach", image)[0] == 0
     assert cache_dirs(portable_root) == []

@@ -512,6 +512,8 @@ def _check_host(
                 missing = True
     if any(not os.path.lexists(link.local) for link in plan.image_links):
         missing = True
+    if plan.unpacked is not None and plan.unpacked.staged is not None:
+        missing = True  # the archive's tree is not in its cache directory (removed since?)
     if not ours_any:
         return "fresh"
     if differs and not force and compare:
