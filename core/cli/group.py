@@ -121,8 +121,16 @@ def _print_version(ctx: click.Context, value: bool) -> None:
     metavar="NAME",
     help="Do not load this third-party plugin (repeatable).",
 )
-@click.option("-H", "--host", "remote_host", metavar="[USER@]HOST", hidden=True)
-@click.option("-M", "--machine", metavar="CONTAINER", hidden=True)
+@click.option(
+    "-H",
+    "--host",
+    "remote_host",
+    metavar="[USER@]HOST",
+    help="Operate on a remote host over ssh; an image given as a local path is shipped there.",
+)
+@click.option(
+    "-M", "--machine", metavar="CONTAINER", help="Operate on a local container (as root)."
+)
 @click.option(
     "--version",
     is_flag=True,
