@@ -33,7 +33,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from portable.cli import COMMANDS, OUR_VERB_FLAGS, normalize_args, option_chunks
+from portable.cli import (
+    COMMANDS,
+    OUR_VERB_FLAGS,
+    classify_option,
+    normalize_args,
+    option_chunks,
+)
 from portable.errors import PortableError
 from portable.remote.ship import REMOTE_DIR, local_image, ship
 from portable.remote.transport import (
@@ -67,9 +73,10 @@ def remote_target(args: Sequence[str]) -> tuple[str, str] | None:
     if "-h" in args or "--help" in args:
         return None
     norm, verb_at = normalize_args(args)
+    if verb_at is None and any(classify_option(a) is None for a in norm if a.startswith("-")):
+        return None  # something unknown before the verb: click says what
     group = norm if verb_at is None else norm[:verb_at]
-    found = _split_group(group)[0]
-    return found
+    return _split_group(group)[0]
 
 
 def _split_group(group: Sequence[str]) -> tuple[tuple[str, str] | None, list[str]]:
