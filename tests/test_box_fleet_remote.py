@@ -150,6 +150,14 @@ def test_machine_attach_by_path(fleet: Fleet, image: Path) -> None:
     assert remote_files(fleet, "box1") == ["fleetapp_1.raw"]
     assert ok(portable(fleet, "-M", name, "is-attached", "fleetapp_1")).stdout == "attached\n"
     assert "fleetapp_1" in ok(portable(fleet, "-M", name, "list")).stdout
+    # Where the container has portable (here not on its PATH: named), it runs there.
+    command = str(fleet["box1"].box.python_executable.parent / "portable")
+    rows = json.loads(
+        ok(
+            portable(fleet, "-M", name, "list", "--json", env={"PORTABLE_REMOTE_COMMAND": command})
+        ).stdout
+    )
+    assert [(r["name"], r["format"]) for r in rows] == [("fleetapp_1", "squashfs")]
     ok(portable(fleet, "-M", name, "detach", str(image)))
     assert fleet.ssh("box1", "portablectl is-attached fleetapp_1").stdout == "detached\n"
     one_line_error(portable(fleet, "-M", "no-such-container", "list"), "no-such-container")
