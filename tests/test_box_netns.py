@@ -247,7 +247,8 @@ def test_failed_attach_and_killed_attach_leak_nothing(netbox, tmp, clean):
         "from portable.plugin.registry import get_registry\n"
         "from portable.plugin.types import AttachOptions\n"
         "try:\n"
-        "    attach(sys.argv[1], AttachOptions(runtime=True, netns=True), host=Host(),\n"
+        "    options = AttachOptions(runtime=True, plugin_options={'netns': True})\n"
+        "    attach(sys.argv[1], options, host=Host(),\n"
         "           registry=get_registry())\n"
         "except Exception as exc:\n"
         "    print('failed:', exc)\n"
@@ -327,3 +328,28 @@ def test_plain_rerun(netbox, tmp, clean):
         assert wired(r.stderr) == ("Using", *first[1:])
     finally:
         netbox.portable(["detach", "--runtime", "--now", "-q", str(img)])
+
+
+def test_reattach_keeps_the_namespace(netbox, tmp, clean):
+    old = make_directory_image(tmp / "nsi_1", units={"nsi.service": unit()})
+    new = make_directory_image(tmp / "nsi_2", units={"nsi.service": unit()})
+    first = wired(netbox.portable(["attach", "--runtime", "--now", "--netns", str(old)]).stderr)
+    # no --netns: the netns plugin sees the attached version's namespace and keeps it
+    r = netbox.portable(["reattach", "--now", str(new)])
+    assert wired(r.stderr) == ("Using", *first[1:])
+    dropin = netbox.path("/run/systemd/system.attached/nsi.service.d/20-portable.conf")
+    assert dropin.read_text().endswith("NetworkNamespacePath=/run/netns/portable-nsi\n")
+    pid = main_pid(netbox, "nsi.service")
+    assert netbox.run(["stat", "-L", "-c", "%i", f"/proc/{pid}/ns/net"]).stdout == (
+        netbox.run(["stat", "-L", "-c", "%i", "/run/netns/portable-nsi"]).stdout
+    )
+    assert namespaces(netbox) == ["portable-nsi"]
+    netbox.portable(["detach", "--runtime", "--now", "-q", str(new)])
+    assert namespaces(netbox) == []
+    # attached without one: --netns adds it, and says so
+    netbox.portable(["attach", "--runtime", "-q", str(old)])
+    r = netbox.portable(["reattach", "--netns", str(new)])
+    assert "portable: a network namespace is added (as --netns says)" in r.stderr
+    assert wired(r.stderr)[0] == "Created"
+    netbox.portable(["detach", "--runtime", "-q", str(new)])
+    assert namespaces(netbox) == []

@@ -140,16 +140,12 @@ def test_requested_by_options_or_profile():
         },
     )
     assert netns.requested(AttachOptions(), plain) == (False, None)
-    assert netns.requested(AttachOptions(netns=True), plain) == (True, None)
-    assert netns.requested(AttachOptions(netns_subnet="10.0.0.0/30"), plain) == (
-        True,
-        "10.0.0.0/30",
-    )
+    assert netns.requested(AttachOptions(plugin_options={"netns": True}), plain) == (True, None)
+    subnet = AttachOptions(plugin_options={"netns_subnet": "10.0.0.0/30"})
+    assert netns.requested(subnet, plain) == (True, "10.0.0.0/30")
     assert netns.requested(AttachOptions(), wants) == (True, "10.9.0.0/30")
-    assert netns.requested(AttachOptions(netns_subnet="10.1.0.0/30"), wants) == (
-        True,
-        "10.1.0.0/30",
-    )
+    subnet = AttachOptions(plugin_options={"netns_subnet": "10.1.0.0/30"})
+    assert netns.requested(subnet, wants) == (True, "10.1.0.0/30")
 
 
 def test_cli_start_does_not_import_pyroute2():

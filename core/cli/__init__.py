@@ -209,14 +209,7 @@ class App:
 
     @cached_property
     def registry(self) -> Registry:
-        from portable.plugin.registry import get_registry
-
-        return get_registry(
-            root=self.root,
-            load_entrypoints=not self.no_plugins,
-            disabled=self.disabled_plugins,
-            cache=True,
-        )
+        return registry_for(self.root, no_plugins=self.no_plugins, disabled=self.disabled_plugins)
 
     def manager(self, *, required: bool) -> Manager | None:
         """The service manager (PID 1) over D-Bus; ``None`` with ``--root``.
@@ -264,6 +257,14 @@ class App:
         """Informational lines go to stderr, as portablectl's do."""
         if not quiet:
             echo_err(message)
+
+
+def registry_for(root: Path, *, no_plugins: bool, disabled: Sequence[str]) -> Registry:
+    """The registry for the root group's options (built once per process: the verb's command
+    line, built with the plugins' options, and the verb itself get the same one)."""
+    from portable.plugin.registry import get_registry
+
+    return get_registry(root=root, load_entrypoints=not no_plugins, disabled=disabled, cache=True)
 
 
 class _LazyManager:

@@ -84,26 +84,6 @@ def attach_options(f: Callable[..., Any], *, reattach: bool = False) -> Callable
             help="Extension image to layer on the image (repeatable, in order).",
         ),
         click.option(
-            "--netns",
-            is_flag=True,
-            help="Run the services in their own network namespace (/run/netns/portable-NAME), "
-            "wired to the host by a veth pair.",
-        ),
-        click.option(
-            "--netns-subnet",
-            metavar="CIDR",
-            default=None,
-            help="IPv4 subnet for --netns: host side gets its first address, the services the "
-            "second (default: a /30 in 169.254.0.0/16 derived from the name). Implies --netns.",
-        ),
-        click.option(
-            "--max-exposure",
-            type=click.FloatRange(0, 10),
-            default=None,
-            metavar="N",
-            help="Refuse if a service's exposure score ('portable security') is above N.",
-        ),
-        click.option(
             "--strict-image",
             is_flag=True,
             help="Refuse an image systemd can't run a service from (a mount point, a bind "
@@ -129,6 +109,7 @@ def _options(
     extensions: tuple[str, ...],
     **flags: Any,
 ) -> Any:
+    from portable.cli.plugin_cli import plugin_options
     from portable.plugin.types import AttachOptions
 
     return AttachOptions(
@@ -142,13 +123,11 @@ def _options(
         no_block=flags["no_block"],
         no_reload=flags["no_reload"],
         force=flags["force"],
-        netns=flags["netns"],
-        netns_subnet=flags["netns_subnet"],
-        max_exposure=flags["max_exposure"],
         allow_settings=tuple(
             name.strip() for arg in flags["allow_settings"] for name in arg.split(",") if name
         ),
         strict_image=flags["strict_image"],
+        plugin_options=plugin_options(),  # the options plugins added (portable.cli.plugin_cli)
     )
 
 
@@ -309,8 +288,9 @@ def reattach_command(
     restarted. If IMAGE does not exist, nothing is detached.
 
     What the attached version had is kept unless an option says otherwise: its profile, copy
-    mode, extensions, network namespace, and /etc or /run (--runtime: look in /run only).
-    A line says what an option changes. (portablectl falls back to its defaults instead.)
+    mode, extensions, and /etc or /run (--runtime: look in /run only); plugins keep what they
+    gave it (a network namespace). A line says what an option changes. (portablectl falls
+    back to its defaults instead.)
     """
     from portable.engine.reattach import reattach
 
@@ -324,7 +304,6 @@ def reattach_command(
         "copy_mode": copy_mode is not None,
         "runtime": flags["runtime"],
         "extensions": bool(extensions),
-        "netns": flags["netns"] or flags["netns_subnet"] is not None,
     }
     options = _options(profile or "default", copy_mode or "auto", prefixes, extensions, **flags)
     app.require_root("reattach")

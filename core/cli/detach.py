@@ -77,6 +77,7 @@ def detach_command(
     unit can't be cleaned: add --now); never the image, even one placed in /etc/portables.
     """
     from portable.cli.attach import check_reload_flags, report_reload
+    from portable.cli.plugin_cli import plugin_options
     from portable.engine.detach import detach_many
     from portable.plugin.types import DetachOptions
 
@@ -99,6 +100,7 @@ def detach_command(
         no_reload=no_reload,
         force=force,
         extensions=extensions,
+        plugin_options=plugin_options(),  # the options plugins added (portable.cli.plugin_cli)
     )
     app.require_root("detach")
     manager = app.manager(required=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,29 +23,77 @@ from portable.cli import (
     env_debug,
     normalize_args,
     option_chunks,
+    registry_for,
 )
 
 if TYPE_CHECKING:
+    from portable.plugin.registry import Registry
     from portable.systemd.version import SystemdVersion
 
 __all__ = ["PortableGroup", "build_cli", "cli", "run_click"]
 
+# The verbs plugins can add options to (portable.plugin.types.CLI_OPTION_VERBS, not imported
+# here: --help and the other verbs don't load the plugin types).
+PLUGIN_OPTION_VERBS = frozenset({"attach", "reattach", "detach"})
+ENTRY_POINT_GROUP = "portable"  # portable.plugin.registry's (not imported here: pluggy)
+
+
+def core_command(name: str) -> click.Command | None:
+    """One of portable's own verbs, as its module defines it (imported on first use)."""
+    target = COMMANDS.get(name)
+    if target is None:
+        return None
+    module, attr = target
+    command = getattr(importlib.import_module(module), attr)
+    assert isinstance(command, click.Command)
+    return command
+
+
+def _registry(ctx: click.Context) -> Registry:
+    """The registry for the root group's options (those parsed so far: --help is eager)."""
+    params = ctx.find_root().params
+    root = params.get("root")
+    return registry_for(
+        root.resolve() if root is not None else Path("/"),
+        no_plugins=bool(params.get("no_plugins")),
+        disabled=params.get("disabled") or (),
+    )
+
+
+def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
+    """The commands plugins add (portable_register_commands), by name."""
+    if "portable.plugin.registry" not in sys.modules:
+        # Built-in plugins add no commands: without third-party plugins installed there is no
+        # registry to build (a third of portable --help's time). In-process (tests, a
+        # program), the registry module is loaded and plugins registered there count.
+        from portable.plugin import entrypoints
+
+        if not entrypoints.find(ENTRY_POINT_GROUP, cache=True):
+            return {}
+    from portable.cli.plugin_cli import collect_commands
+
+    return collect_commands(_registry(ctx), taken={*COMMANDS, "help"})
+
 
 class PortableGroup(click.Group):
-    """Lazy verbs, and ``list`` when no verb is given (as portablectl)."""
+    """Lazy verbs, and ``list`` when no verb is given (as portablectl). Plugins add options to
+    some verbs and commands of their own (:mod:`portable.cli.plugin_cli`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
+        return [*COMMANDS, *_plugin_commands(ctx)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name == "help":
             return _help_command
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module, attr = target
-        command = getattr(importlib.import_module(module), attr)
-        assert isinstance(command, click.Command)
+        command = core_command(cmd_name)
+        if command is None:
+            command = _plugin_commands(ctx).get(cmd_name)
+            if command is None:
+                return None
+        elif cmd_name in PLUGIN_OPTION_VERBS:
+            from portable.cli.plugin_cli import for_verb
+
+            command = for_verb(command, cmd_name, _registry(ctx))
         if os.environ.get(ENV_COMPLETE):
             from portable.cli.completion import install
 
@@ -54,6 +103,12 @@ class PortableGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, SUMMARIES[name]) for name in COMMANDS])
+        plugins = _plugin_commands(ctx)
+        if plugins:
+            with formatter.section("Commands added by plugins"):
+                formatter.write_dl(
+                    [(name, command.get_short_help_str()) for name, command in plugins.items()]
+                )
 
 
 @click.command("help", help="Show this help.")
@@ -113,11 +168,13 @@ def _print_version(ctx: click.Context, value: bool) -> None:
     help="Operate on an alternate root directory (files only; no service manager).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and plugin details on errors.")
-@click.option("--no-plugins", is_flag=True, help="Load built-in plugins only.")
+# eager, as --help: its list of the plugins' commands follows them
+@click.option("--no-plugins", is_flag=True, is_eager=True, help="Load built-in plugins only.")
 @click.option(
     "--disable-plugin",
     "disabled",
     multiple=True,
+    is_eager=True,
     metavar="NAME",
     help="Do not load this third-party plugin (repeatable).",
 )
@@ -207,7 +264,7 @@ def _fit_to_verb(args: list[str], verb_at: int | None) -> list[str]:
     unknown ones stay, for click to judge."""
     if verb_at is None or args[verb_at] not in COMMANDS:
         return args
-    command = cli.get_command(click.Context(cli), args[verb_at])
+    command = core_command(args[verb_at])  # plugins' options are never portablectl's
     if command is None or isinstance(command, click.Group):
         return args
     accepted = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}

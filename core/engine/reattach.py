@@ -7,16 +7,17 @@ runtime state and fd store), as systemd does. Units that went away in an earlier
 killed before it could stop them (still loaded from their removed unit file) are stopped too.
 
 What the attached version had is kept unless an option says otherwise (:func:`kept_options`):
-its profile (read from ``10-profile.conf``), copy mode, directory (``/etc`` or ``/run``),
-extensions and network namespace. portablectl reattaches with its defaults instead (``default``
-profile, ``/etc``), so a service attached with ``--profile strict`` silently lost its sandbox.
+its profile (read from ``10-profile.conf``), copy mode, directory (``/etc`` or ``/run``) and
+extensions. portablectl reattaches with its defaults instead (``default`` profile, ``/etc``), so
+a service attached with ``--profile strict`` silently lost its sandbox. What a plugin gave the
+attached version is the plugin's to keep: the attach half runs with ``options.reattach`` set,
+while the attached version's files are still in place (the netns plugin keeps its namespace so).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import stat
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from portable.engine.detach import (
     run_pre_detach,
     sweep,
 )
-from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
+from portable.engine.dropins import PROFILE_FILE
 from portable.engine.state import AttachedUnit, attached_units, recorded_profile
 from portable.engine.transaction import Transaction, host_lock
 from portable.images.resolve import resolve_image
@@ -77,8 +78,7 @@ class ReattachResult:
 
 
 # The options whose value the attached version has, kept when not given (AttachOptions fields).
-KEEPABLE = ("profile", "copy_mode", "runtime", "extensions", "netns")
-_NETNS_REFERENCE = re.compile(rb"^\s*NetworkNamespacePath\s*=\s*/run/netns/portable-", re.M)
+KEEPABLE = ("profile", "copy_mode", "runtime", "extensions")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,7 +91,6 @@ class AttachedVersion:
     profile: str | None  # None: not recognisable (``profile_problem`` says why)
     profile_problem: str
     copy_mode: str
-    netns: bool
 
 
 def attached_version(
@@ -130,7 +129,6 @@ def attached_version(
                 profile=profile,
                 profile_problem=problem,
                 copy_mode=_recorded_copy_mode(host, units, spec),
-                netns=any(_has_netns(host, u) for u in units),
             )
     return None
 
@@ -204,23 +202,6 @@ def _recorded_copy_mode(host: Host, units: Sequence[AttachedUnit], profile: Prof
     return "auto"
 
 
-def _has_netns(host: Host, unit: AttachedUnit) -> bool:
-    """Does the unit's marker drop-in put it in a portable network namespace (--netns)?"""
-    local = host.path(f"{ATTACHED_DIR[unit.runtime]}/{unit.name}.d/{MARKER_FILE}")
-    try:
-        fd = os.open(local, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        return bool(_NETNS_REFERENCE.search(os.read(fd, 1 << 20)))
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def kept_options(
     image: str,
     options: AttachOptions,
@@ -233,15 +214,12 @@ def kept_options(
 
     ``explicit``: the :data:`KEEPABLE` options the user gave (the CLI knows); None: those that
     differ from :class:`AttachOptions`' defaults. Runtime: without an explicit ``--runtime`` the
-    attached version is looked for in /etc, then /run, and kept where it is. A network namespace
-    is kept (there is no option to drop one). Returns the options and the ``portable: ...`` lines
-    saying what an option changed, or what could not be kept.
+    attached version is looked for in /etc, then /run, and kept where it is. Returns the options
+    and the ``portable: ...`` lines saying what an option changed, or what could not be kept.
     """
     if explicit is None:
         default = AttachOptions()
         explicit = {k for k in KEEPABLE if getattr(options, k) != getattr(default, k)}
-    if options.netns_subnet:
-        explicit = {*explicit, "netns"}
     old = attached_version(
         image,
         host=host,
@@ -275,10 +253,6 @@ def kept_options(
             f"portable: copy mode changes from '{old.copy_mode}' to '{options.copy_mode}' "
             "(as --copy says)"
         )
-    if old.netns:
-        kept["netns"] = True
-    elif "netns" in explicit:
-        notes.append("portable: a network namespace is added (as --netns says)")
     return dataclasses.replace(options, **kept), notes  # type: ignore[arg-type]
 
 
@@ -337,9 +311,15 @@ def _reattach(
         options, notes = kept_options(
             image.path, options, host=host, registry=registry, explicit=explicit
         )
+    options = dataclasses.replace(options, reattach=True)
     plan = prepare(arg, options, host=host, registry=registry, cwd=cwd)  # new image must exist
     plans.append(plan)
-    detach_opts = DetachOptions(runtime=options.runtime, force=True, extensions=options.extensions)
+    detach_opts = DetachOptions(
+        runtime=options.runtime,
+        force=True,
+        extensions=options.extensions,
+        plugin_options=options.plugin_options,  # reattach's, for both halves
+    )
     with host_lock(host):
         sweep(host, runtime=options.runtime)
         ext_paths = [e.path for e in plan.extensions]

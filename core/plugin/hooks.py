@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from portable.errors import AttachRefused, DetachRefused, PluginError, PortableError, warn
-from portable.plugin.types import ExtraSetting, ImageFormat, Profile
+from portable.plugin.types import CliOption, ExtraSetting, ImageFormat, Profile
 
 if TYPE_CHECKING:
     import pluggy
@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from portable.systemd.host import Host
 
 __all__ = ["Hooks", "PluginRecord", "Registered"]
+
+G = TypeVar("G")
 
 T = TypeVar("T")
 
@@ -435,3 +437,31 @@ class Hooks:
             raise
         except Exception as exc:
             raise self._format_error(fmt, "unpack()", exc) from exc
+
+    # -- the command line: options and commands plugins add (portable.cli.plugin_cli) ----------
+
+    def cli_options(self) -> list[Registered[CliOption[Any]]]:
+        """``portable_cli_options``: every plugin's options, in registration order (the command
+        line checks their names)."""
+        return self.collect("portable_cli_options", {}, CliOption)
+
+    def register_commands(self, new_group: Callable[[], G]) -> list[tuple[PluginRecord, G]]:
+        """``portable_register_commands``: each plugin adds its commands to a group of its own,
+        made by ``new_group`` (a click group: this module imports no click), so each command
+        keeps its plugin; in registration order. A failure is the plugin's error, as in
+        :meth:`collect`."""
+        hook = "portable_register_commands"
+        out: list[tuple[PluginRecord, G]] = []
+        for rec, caller in self.implementations(hook, call_order=False):
+            group = new_group()
+            try:
+                caller(cli=group)
+            except PortableError as exc:
+                raise _prefixed(exc, f"{rec.describe()} failed in {hook}: ") from None
+            except Exception as exc:
+                raise PluginError(
+                    f"{rec.describe()} failed in {hook}: {_reason(exc)} "
+                    "(report this to the plugin's author)"
+                ) from exc
+            out.append((rec, group))
+        return out

@@ -18,16 +18,19 @@ A plugin runs inside ``portable``, usually as root: installing one grants it roo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import click
+
     from portable.plugin.types import (
         AttachOptions,
         Change,
+        CliOption,
         DetachOptions,
         ExtraSetting,
         Image,
@@ -43,12 +46,14 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "portable_attach_failed",
+    "portable_cli_options",
     "portable_image_formats",
     "portable_post_attach",
     "portable_post_detach",
     "portable_pre_attach",
     "portable_pre_detach",
     "portable_profiles",
+    "portable_register_commands",
 ]
 
 PROJECT = "portable"
@@ -68,9 +73,15 @@ def portable_image_formats() -> Iterable[ImageFormat]:
     the same name are an error naming both plugins.
 
     When an image path is given, every format's ``detect(path)`` is asked; exactly one must
-    answer True (none: "unknown image format", several: "ambiguous").
+    answer True (none: "unknown image format", several: "ambiguous"). A ``detect`` that raises
+    counts as False (``--debug`` shows the exception).
+
+    ``open`` and ``unpack`` raise :class:`portable.BadImage` for "this image is bad" (shown to
+    the user as it is); anything else they raise is reported as this plugin's error (exit 1,
+    the traceback with ``--debug``).
 
     :returns: an iterable of :class:`portable.ImageFormat`.
+    :raises: anything raised here is reported as this plugin's error, naming it.
 
     Example::
 
@@ -240,4 +251,65 @@ def portable_post_detach(
         old version that the new one did not write again).
     :returns: nothing; return values are ignored. An exception is a warning line naming the
         plugin: the files are already gone and detach completes.
+    """
+
+
+# --- the command line: options and commands plugins add ----------------------------------------
+
+
+@hookspec
+def portable_cli_options() -> Iterable[CliOption[Any]]:
+    """Return the options this plugin adds to verbs of the command line.
+
+    Called when the command line of ``attach``, ``reattach`` or ``detach`` is built (for a run
+    of that verb, or its ``--help``), so the options show in ``portable VERB --help``. Each
+    value given reaches the plugin's own lifecycle hooks through ``options.plugin_options``,
+    keyed by :attr:`CliOption.dest`: ``options.plugin_options.value(MY_OPTION)`` is the
+    converted value, or the default when the option was not given.
+
+    Two plugins adding the same option name is an error naming both plugins; so is an option
+    the verb already has (or one of portablectl's). A ``convert`` that raises ``ValueError`` or
+    a ``PortableError`` is a one-line usage error naming the option, exit 2.
+
+    :returns: an iterable of :class:`portable.CliOption`.
+
+    Example::
+
+        VENDOR_KEY = CliOption(name="--vendor-key", verbs=("attach", "reattach"),
+                               metavar="KEY", help="Vendor key the image must be signed with.")
+
+        @hookimpl
+        def portable_cli_options():
+            return [VENDOR_KEY]
+
+        @hookimpl
+        def portable_pre_attach(image, options):
+            key = options.plugin_options.value(VENDOR_KEY)  # str | None
+    """
+    return ()
+
+
+@hookspec
+def portable_register_commands(cli: click.Group) -> None:
+    """Add commands (verbs) to the command line, as ``@cli.command()`` (llm's and datasette's
+    ``register_commands``).
+
+    Called when the command line needs the plugins' commands: to run one, to list the verbs
+    (``portable --help``, shell completion). ``cli`` is a click group that collects this
+    plugin's commands (not portable's root group itself); each becomes a verb of ``portable``,
+    listed in ``portable --help`` with the first line of its help. A name that is one of
+    portable's verbs, or another plugin's command, is an error naming both. In a command,
+    ``click.get_current_context().obj`` has ``root`` (the ``--root`` directory, else ``/``),
+    ``registry`` (the loaded plugins) and ``debug``; a ``PortableError`` it raises is one line
+    ``portable: error: ...``, exit 1.
+
+    :param cli: the group to add commands to.
+
+    Example::
+
+        @hookimpl
+        def portable_register_commands(cli):
+            @cli.command(name="vendor-keys", help="List the vendor keys this host trusts.")
+            def vendor_keys():
+                click.echo("example-corp")
     """

@@ -8,19 +8,21 @@ where it is made, not at attach time.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from portable.errors import PluginError
 from portable.systemd.names import PORTABLE_UNIT_TYPES
 
 __all__ = [
+    "CLI_OPTION_VERBS",
     "AttachOptions",
     "Change",
+    "CliOption",
     "DetachOptions",
     "ExtraSetting",
     "Floor",
@@ -29,6 +31,7 @@ __all__ = [
     "Image",
     "ImageFormat",
     "ImageMetadata",
+    "PluginOptions",
     "Profile",
     "ProfileDropin",
     "ProfileEdit",
@@ -38,6 +41,12 @@ __all__ = [
 ]
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_OPTION_RE = re.compile(r"^--[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# The verbs a plugin's option can be added to: those whose values reach the plugin's hooks
+# (AttachOptions.plugin_options for attach and reattach, DetachOptions.plugin_options for detach).
+CLI_OPTION_VERBS = ("attach", "reattach", "detach")
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 def validate_plugin_name(kind: str, name: str) -> str:
@@ -240,11 +249,14 @@ class ImageFormat:
         (``"directory"``, ``"raw"``, ...).
     :param detect: ``detect(path)`` -> True if this format handles the (resolved, existing)
         path. Must be cheap and must not hang on FIFOs or devices: look at ``os.stat`` and at
-        most a few header bytes. Returning False means "not mine".
+        most a few header bytes. Returning False means "not mine"; so does raising (one
+        format can't break detection for the others; ``--debug`` shows the exception, naming
+        the plugin).
     :param open: ``open(path)`` returns a context manager yielding a directory on the host
         whose contents are the image's root tree (the path itself for directories, a private
         read-only mount for file systems). Everything it set up is released on exit, also on
-        errors.
+        errors. Raises :class:`~portable.errors.BadImage` when the image is bad (a corrupt
+        archive, a file system that won't mount): the message is shown as it is.
     :param root_setting: the unit setting that points the service at the image,
         ``"RootDirectory"`` or ``"RootImage"``.
     :param suffixes: file name suffixes stripped to form the image name (``(".raw",)``).
@@ -254,7 +266,14 @@ class ImageFormat:
         ``unpack(image, destination)`` fills the empty directory ``destination`` with the
         image's tree. attach then unpacks the image into a cache directory
         (``/var/cache/portable-services/unpacked/...``) and points ``RootDirectory=`` there;
-        detach removes it. Requires ``root_setting="RootDirectory"``.
+        detach removes it. Requires ``root_setting="RootDirectory"``. Raises
+        :class:`~portable.errors.BadImage` when the image is bad, as ``open``.
+
+    Anything but a :class:`~portable.errors.PortableError` raised by ``open`` or ``unpack`` is a
+    bug of the plugin: reported as that plugin's error (``plugin 'x' (dist 1.0) failed in image
+    format 'tar' open(): ValueError: ...``, exit 1, the traceback with ``--debug``), see
+    :mod:`portable.plugin.hooks`. The registry hands out each format with its callbacks wrapped
+    so (``registry.formats()``, ``image.format``): compare formats by ``name``.
     """
 
     name: str
@@ -285,12 +304,114 @@ class ImageFormat:
         return filename
 
 
+# Not slots=True: ``CliOption[str](...)`` sets __orig_class__, which a frozen slotted dataclass
+# answers with a TypeError on Python 3.11 (not the AttributeError typing expects).
+@dataclass(frozen=True, kw_only=True)
+class CliOption(Generic[T_co]):
+    """An option a plugin adds to verbs of the command line (``portable_cli_options``).
+
+    Its value reaches the plugin's own lifecycle hooks through ``options.plugin_options``
+    (:class:`PluginOptions`): ``options.plugin_options.value(MY_OPTION)``.
+
+    :param name: the long option, ``"--vendor-key"``: lower-case letters, digits and ``-``.
+        Two plugins adding the same name is an error naming both; so is a name the verb has
+        already.
+    :param verbs: the verbs that take it, of :data:`CLI_OPTION_VERBS`: ``attach``,
+        ``reattach`` (both give :class:`AttachOptions`), ``detach`` (:class:`DetachOptions`; the
+        detach half of ``reattach`` gets reattach's values).
+    :param help: what ``--help`` says about it.
+    :param flag: a switch without a value: its value is True when given, else False.
+    :param convert: turns the text given into the value (``float``, ``pathlib.Path``, a
+        function of the plugin's), when the command line is read. A ``ValueError`` or
+        :class:`~portable.errors.PortableError` it raises is a usage error naming the option
+        (exit 2, as for any bad option); ``None``: the value is the text given.
+    :param metavar: the value's placeholder in ``--help`` (``"CIDR"``, ``"N"``).
+    :param default: the value when the option is not given (not converted).
+    """
+
+    name: str
+    verbs: tuple[str, ...]
+    help: str
+    flag: bool = False
+    convert: Callable[[str], T_co] | None = None
+    metavar: str = "VALUE"
+    default: T_co | None = None
+
+    def __post_init__(self) -> None:
+        if not _OPTION_RE.match(self.name) or len(self.name) > 64:
+            raise PluginError(
+                f"invalid option name {self.name!r}: use --name, with lower-case letters, "
+                "digits and '-'"
+            )
+        if not self.verbs:
+            raise PluginError(
+                f"option {self.name}: no verbs (give some of {', '.join(CLI_OPTION_VERBS)})"
+            )
+        for verb in self.verbs:
+            if verb not in CLI_OPTION_VERBS:
+                raise PluginError(
+                    f"option {self.name}: a plugin can't add options to {verb!r} "
+                    f"(only to {', '.join(CLI_OPTION_VERBS)})"
+                )
+        if self.flag and (self.convert is not None or self.default is not None):
+            raise PluginError(f"option {self.name}: a flag takes no convert or default")
+
+    @property
+    def dest(self) -> str:
+        """The key of its value in :class:`PluginOptions`: ``--vendor-key`` -> ``vendor_key``."""
+        return self.name[2:].replace("-", "_")
+
+
+class PluginOptions(Mapping[str, Any]):
+    """The values of plugins' options (:class:`CliOption`) that were given, by ``dest``.
+
+    Read-only. Only the options given are in it (a flag: ``True``); :meth:`value` answers for
+    any option, with its default when it was not given. A library caller passes a plain
+    mapping: ``AttachOptions(plugin_options={"netns": True})``.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values = dict(values or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"PluginOptions({self._values!r})"
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._values))
+
+    def value(self, option: CliOption[T]) -> T | None:
+        """The option's value (converted), else its default (a flag: False)."""
+        if option.dest in self._values:
+            return cast("T", self._values[option.dest])
+        return cast("T", False) if option.flag else option.default
+
+    def given(self, option: CliOption[Any]) -> bool:
+        """Was the option given (a flag: turned on)?"""
+        return option.dest in self._values
+
+
+def _plugin_options(value: Mapping[str, Any]) -> PluginOptions:
+    return value if isinstance(value, PluginOptions) else PluginOptions(value)
+
+
 # --- objects the lifecycle hooks receive -------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AttachOptions:
-    """What the user asked for on ``attach``/``reattach`` (portablectl's flags)."""
+    """What the user asked for on ``attach``/``reattach`` (portablectl's flags, and the values
+    of the options plugins added: :attr:`plugin_options`)."""
 
     profile: str = "default"
     copy_mode: str = "auto"  # auto | copy | symlink | mixed
@@ -302,19 +423,27 @@ class AttachOptions:
     force: bool = False
     prefixes: tuple[str, ...] = ()
     extensions: tuple[str, ...] = ()
-    netns: bool = False  # own network namespace + veth (portable.plugins.hooks.netns)
-    netns_subnet: str | None = None  # IPv4 subnet for it (implies netns)
-    max_exposure: float | None = None  # refuse services scoring above this (0.0-10.0)
     # unit settings attached although the profile's sandbox floor forbids them
     # (portable.security.floor)
     allow_settings: tuple[str, ...] = ()
     # refuse an image systemd can't run a service from (portable.images.runnable) instead of warning
     strict_image: bool = False
+    # the values of the options plugins added to the verb (CliOption), by dest
+    plugin_options: PluginOptions = field(default_factory=PluginOptions)
+    # True for the attach half of reattach: when portable_pre_attach runs, the attached
+    # version's files are still in place (they are replaced in the same transaction), so a
+    # plugin can read what it gave that version and carry it over (the netns plugin keeps the
+    # namespace this way)
+    reattach: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plugin_options", _plugin_options(self.plugin_options))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DetachOptions:
-    """What the user asked for on ``detach``."""
+    """What the user asked for on ``detach`` (and the values of the options plugins added:
+    :attr:`plugin_options`)."""
 
     runtime: bool = False
     now: bool = False
@@ -322,6 +451,11 @@ class DetachOptions:
     no_reload: bool = False
     force: bool = False
     extensions: tuple[str, ...] = ()
+    # the values of the options plugins added to the verb (CliOption), by dest
+    plugin_options: PluginOptions = field(default_factory=PluginOptions)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plugin_options", _plugin_options(self.plugin_options))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -10,17 +10,43 @@ pre-attach hook, so a refusal happens before anything (a network namespace, say)
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from portable.errors import AttachRefused
 from portable.plugin.hookspecs import hookimpl
+from portable.plugin.types import CliOption
 
 if TYPE_CHECKING:
     from portable.plugin.types import AttachOptions, ExtraSetting, Image, Profile, UnitFile
 
-__all__ = ["portable_pre_attach"]
+__all__ = ["MAX_EXPOSURE", "portable_cli_options", "portable_pre_attach"]
+
+
+def exposure_limit(text: str) -> float:
+    """``--max-exposure``'s value: a number from 0 to 10 (the scale of the exposure score)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid float.") from None
+    if not 0 <= value <= 10:  # NaN too
+        raise ValueError(f"{value} is not in the range 0<=x<=10.")
+    return value
+
+
+MAX_EXPOSURE = CliOption(
+    name="--max-exposure",
+    verbs=("attach", "reattach"),
+    metavar="N",
+    convert=exposure_limit,
+    help="Refuse if a service's exposure score ('portable security') is above N (0-10).",
+)
+
+
+@hookimpl
+def portable_cli_options() -> Iterable[CliOption[Any]]:
+    return [MAX_EXPOSURE]
 
 
 def _on_real_host(image: Image) -> bool:
@@ -43,7 +69,7 @@ def _root_of(image: Image) -> Path:
 def portable_pre_attach(
     image: Image, units: Sequence[UnitFile], profile: Profile, options: AttachOptions
 ) -> list[ExtraSetting] | None:
-    limit = getattr(options, "max_exposure", None)
+    limit = options.plugin_options.value(MAX_EXPOSURE)
     if limit is None:
         return None
     from portable.security.score import would_attach_exposure

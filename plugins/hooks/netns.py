@@ -1,7 +1,9 @@
 """Per-service network namespaces: ``attach --netns`` (built-in lifecycle hook).
 
 With ``--netns`` (or ``--netns-subnet=CIDR``, or a profile that asks for it, below), attach puts
-the image's services in a network namespace of their own, wired to the host by a veth pair:
+the image's services in a network namespace of their own, wired to the host by a veth pair
+(the two options are this plugin's, added to ``attach`` and ``reattach`` through
+``portable_cli_options`` as any plugin adds options):
 
 * the namespace is ``/run/netns/portable-NAME`` (the ``ip netns`` convention, so ``ip -n
   portable-NAME ...`` works), NAME being the image name up to the first ``_`` (``foo_1.2`` ->
@@ -33,7 +35,9 @@ the named namespace), so the service would get the network the profile is there 
 Lifecycle. The namespace is created (or found and repaired: missing veth, addresses, links
 down) by the pre-attach hook, which runs after every other pre-attach hook that might refuse.
 Re-running ``portable attach`` reuses it, so after a reboot (``/run`` is empty again) a
-persistent attach is brought back by attaching again. Detach removes the namespace and its veth
+persistent attach is brought back by attaching again. ``reattach`` keeps it: the attach half
+(``options.reattach``) runs while the attached version's drop-ins are still in place, and a
+namespace they refer to is the new version's too. Detach removes the namespace and its veth
 once no attached unit refers to it any more. If the attach fails after the namespace was made
 (a later hook refuses, a write fails, a post-attach hook rolls it back), the namespace is removed
 when the process exits; namespaces left by a killed run are removed by the next attach or
@@ -58,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from portable.errors import AttachRefused, PortableError
 from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import ExtraSetting
+from portable.plugin.types import CliOption, ExtraSetting
 
 if TYPE_CHECKING:
     import ipaddress
@@ -68,14 +72,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INSIDE_IFNAME",
+    "NETNS",
     "NETNS_DIR",
     "NETNS_PREFIX",
+    "NETNS_SUBNET",
     "Netns",
     "collect_garbage",
     "default_subnet",
     "ensure",
     "host_ifname",
     "netns_for_image",
+    "portable_cli_options",
     "referenced_namespaces",
     "remove",
     "requested",
@@ -167,6 +174,22 @@ def parse_subnet(text: str) -> ipaddress.IPv4Network:
 
 # --- what was asked for ------------------------------------------------------------------------
 
+NETNS = CliOption[bool](
+    name="--netns",
+    verbs=("attach", "reattach"),
+    flag=True,
+    help="Run the services in their own network namespace (/run/netns/portable-NAME), "
+    "wired to the host by a veth pair.",
+)
+# Checked by the pre-attach hook (parse_subnet), which says what is wrong in its own words.
+NETNS_SUBNET = CliOption[str](
+    name="--netns-subnet",
+    verbs=("attach", "reattach"),
+    metavar="CIDR",
+    help="IPv4 subnet for --netns: host side gets its first address, the services the second "
+    "(default: a /30 in 169.254.0.0/16 derived from the name). Implies --netns.",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Netns:
@@ -204,8 +227,9 @@ def requested(options: AttachOptions, profile: Profile | None) -> tuple[bool, st
     from portable.systemd.unitfile import parse_boolean
 
     settings = _profile_settings(profile)
-    subnet = getattr(options, "netns_subnet", None) or settings.get("NetworkNamespaceSubnet")
-    wanted = bool(getattr(options, "netns", False) or getattr(options, "netns_subnet", None))
+    given = options.plugin_options
+    subnet = given.value(NETNS_SUBNET) or settings.get("NetworkNamespaceSubnet")
+    wanted = bool(given.value(NETNS)) or bool(given.value(NETNS_SUBNET))
     if not wanted:
         wanted = bool(parse_boolean(settings.get("NetworkNamespace", "no"))) or bool(
             settings.get("NetworkNamespaceSubnet")
@@ -414,10 +438,11 @@ def remove(name: str) -> bool:
     return found
 
 
-def referenced_namespaces() -> dict[str, list[str]]:
-    """Namespace name -> attached units whose drop-ins refer to ``/run/netns/portable-*``."""
+def referenced_namespaces(root: str = "/") -> dict[str, list[str]]:
+    """Namespace name -> attached units whose drop-ins refer to ``/run/netns/portable-*``
+    (those attached below ``root``)."""
     refs: dict[str, list[str]] = {}
-    for where in _ATTACHED:
+    for where in (root.rstrip("/") + attached for attached in _ATTACHED):
         try:
             entries = sorted(os.listdir(where))
         except OSError:
@@ -514,12 +539,33 @@ def _on_real_host(image: Image) -> bool:
 # --- hooks ---------------------------------------------------------------------------------------
 
 
+@hookimpl
+def portable_cli_options() -> Iterable[CliOption[Any]]:
+    return [NETNS, NETNS_SUBNET]
+
+
+def _kept_by_reattach(host: Host, image: Image, options: AttachOptions, wanted: bool) -> bool:
+    """In the attach half of a reattach: does the attached version use the image's namespace?
+    Its drop-ins are still in place (they are replaced after the pre-attach hooks). (Below
+    --root too: such a reattach is then refused, as an attach with --netns is.)"""
+    if not options.reattach:
+        return False
+    if netns_for_image(image.name) in referenced_namespaces(str(host.root)):
+        return True
+    given = options.plugin_options
+    if wanted and (given.given(NETNS) or given.given(NETNS_SUBNET)):
+        _info("portable: a network namespace is added (as --netns says)")
+    return False
+
+
 @hookimpl(trylast=True)
 def portable_pre_attach(
-    image: Image, units: Sequence[UnitFile], profile: Profile, options: AttachOptions
+    host: Host, image: Image, units: Sequence[UnitFile], profile: Profile, options: AttachOptions
 ) -> list[ExtraSetting] | None:
     """Create (or reuse) the namespace and point the units at it."""
     wanted, subnet_text = requested(options, profile)
+    if _kept_by_reattach(host, image, options, wanted):
+        wanted = True
     if not wanted:
         return None
     subnet = parse_subnet(subnet_text) if subnet_text else None

@@ -1,0 +1,197 @@
+"""What plugins add to the command line: options of verbs, and commands (verbs of their own).
+
+The hooks are ``portable_cli_options`` and ``portable_register_commands``
+(:mod:`portable.plugin.hookspecs`). :class:`portable.cli.group.PortableGroup` builds ``attach``,
+``reattach`` and ``detach`` with the plugins' options when one of them runs (or shows its
+``--help``), and looks a plugin's command up when its name is not one of portable's verbs.
+The values given reach the plugins' hooks through ``options.plugin_options``
+(:class:`~portable.plugin.types.PluginOptions`).
+
+Imported by the command line only for those verbs (and plugins' commands): ``portable --help``
+and the other verbs never load it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+from click.core import ParameterSource
+
+from portable.cli import GROUP_FLAGS, GROUP_VALUE, OUR_VERB_FLAGS, VERB_FLAGS, VERB_VALUE
+from portable.errors import PluginConflict, PluginError, PortableError
+from portable.plugin.types import CliOption, PluginOptions
+
+if TYPE_CHECKING:
+    from portable.plugin.hooks import Registered
+    from portable.plugin.registry import Registry
+
+__all__ = [
+    "checked_options",
+    "collect_commands",
+    "for_verb",
+    "plugin_options",
+    "with_plugin_options",
+]
+
+
+# ctx.meta key of the plugins' option values for the running verb (set by the verb's wrapper).
+_PLUGIN_VALUES = "portable.plugin_options"
+# Reserved: portablectl's options and the root group's, which the command line moves before or
+# after the verb or drops for a verb that ignores them (portable.cli.normalize_args).
+_RESERVED = GROUP_VALUE | GROUP_FLAGS | VERB_VALUE | VERB_FLAGS | OUR_VERB_FLAGS
+
+
+def plugin_options() -> PluginOptions:
+    """The values of the plugins' options given to the running verb (``AttachOptions`` and
+    ``DetachOptions`` carry them to the plugins' hooks)."""
+    ctx = click.get_current_context(silent=True)
+    values = ctx.meta.get(_PLUGIN_VALUES) if ctx is not None else None
+    return values if isinstance(values, PluginOptions) else PluginOptions()
+
+
+class _Converted(click.ParamType[Any]):
+    """A plugin option's value, through its ``convert``: ValueError and PortableError are
+    usage errors naming the option (exit 2); anything else is the plugin's error."""
+
+    name = "value"
+
+    def __init__(self, spec: CliOption[Any], who: str) -> None:
+        self.spec = spec
+        self.who = who
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if self.spec.convert is None or not isinstance(value, str):
+            return value
+        try:
+            return self.spec.convert(value)
+        except (ValueError, PortableError) as exc:
+            self.fail(str(exc) or f"{value!r}", param, ctx)
+        except Exception as exc:
+            raise PluginError(
+                f"{self.who} failed reading {self.spec.name} {value!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _who(reg: Registered[Any]) -> str:
+    """``plugin 'name' (distribution version)``, as every message names a plugin."""
+    where = " ".join(p for p in (reg.distribution, reg.version) if p)
+    return f"plugin {reg.plugin!r}" + (f" ({where})" if where else "")
+
+
+def checked_options(
+    found: Sequence[Registered[CliOption[Any]]],
+) -> list[Registered[CliOption[Any]]]:
+    """The plugins' options, each name once: a name two plugins add (or one plugin twice), or
+    one of portablectl's, is an error naming the plugins."""
+    by_name: dict[str, Registered[CliOption[Any]]] = {}
+    for reg in found:
+        name = reg.spec.name
+        if name in _RESERVED:
+            raise PluginConflict(
+                f"option {name} of {_who(reg)} is reserved: it is one of portablectl's or "
+                "portable's own options"
+            )
+        if name in by_name:
+            other = by_name[name]
+            raise PluginConflict(
+                f"option {name} is added by two plugins: {_who(other)} and {_who(reg)}"
+            )
+        by_name[name] = reg
+    return list(by_name.values())
+
+
+def with_plugin_options(
+    command: click.Command,
+    verb: str,
+    found: Sequence[Registered[CliOption[Any]]],
+    builtin: Collection[str] = (),
+) -> click.Command:
+    """A copy of the verb's ``command`` that also takes the plugins' options for ``verb``.
+
+    Their values are taken out of the arguments the verb's function gets and put where
+    :func:`plugin_options` finds them, so the verbs' own signatures don't change.
+    ``builtin``: the names of built-in plugins (the others' options say which plugin adds
+    them in ``--help``).
+    """
+    mine = [reg for reg in checked_options(found) if verb in reg.spec.verbs]
+    if not mine:
+        return command
+    taken = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+    taken |= set(command.get_help_option_names(click.Context(command)))
+    params: list[tuple[click.Option, CliOption[Any]]] = []
+    for reg in mine:
+        spec = reg.spec
+        if spec.name in taken:
+            raise PluginConflict(
+                f"option {spec.name} of {_who(reg)} is one of portable {verb}'s own options"
+            )
+        text = spec.help if reg.plugin in builtin else f"{spec.help} [plugin {reg.plugin}]"
+        if spec.default is not None:
+            text += f"  [default: {spec.default}]"
+        # The parameter's own name is not the dest: a dest may be a core parameter's name.
+        name = f"plugin_{len(params)}"
+        if spec.flag:
+            option = click.Option([spec.name, name], is_flag=True, help=text)
+        else:
+            option = click.Option(
+                [spec.name, name],
+                type=_Converted(spec, _who(reg)),
+                metavar=spec.metavar,
+                default=None,  # the spec's, unconverted: PluginOptions.value() gives it
+                help=text,
+            )
+        params.append((option, spec))
+    new = copy.copy(command)
+    # Before -q and --no-pager (options every verb shares), after the verb's own.
+    at = next((i for i, p in enumerate(command.params) if p.name == "quiet"), len(command.params))
+    new.params = [*command.params[:at], *(o for o, _ in params), *command.params[at:]]
+    callback = command.callback
+    assert callback is not None
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        given: dict[str, Any] = {}
+        for option, spec in params:
+            assert option.name is not None
+            value = kwargs.pop(option.name)
+            source = ctx.get_parameter_source(option.name)
+            if spec.flag:
+                if value:
+                    given[spec.dest] = True
+            elif source is not None and source is not ParameterSource.DEFAULT:
+                given[spec.dest] = value
+        ctx.meta[_PLUGIN_VALUES] = PluginOptions(given)
+        return callback(*args, **kwargs)
+
+    new.callback = run
+    return new
+
+
+def collect_commands(registry: Registry, taken: Collection[str]) -> dict[str, click.Command]:
+    """The plugins' commands (``portable_register_commands``) by name; a name in ``taken``
+    (portable's verbs) or added by two plugins is an error naming them."""
+    commands: dict[str, click.Command] = {}
+    owners: dict[str, str] = {}
+    for rec, group in registry.hooks.register_commands(lambda: click.Group("portable")):
+        who = rec.describe()
+        for name, command in group.commands.items():
+            if name in taken:
+                raise PluginConflict(f"command {name!r} of {who} is one of portable's own verbs")
+            if name in owners:
+                raise PluginConflict(
+                    f"command {name!r} is added by two plugins: {owners[name]} and {who}"
+                )
+            owners[name] = who
+            commands[name] = command
+    return commands
+
+
+def for_verb(command: click.Command, verb: str, registry: Registry) -> click.Command:
+    """``command`` (the verb's own) with the options the plugins add to ``verb``."""
+    builtin = {p.name for p in registry.plugins if p.builtin}
+    return with_plugin_options(command, verb, registry.hooks.cli_options(), builtin)
