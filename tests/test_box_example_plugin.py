@@ -106,6 +106,25 @@ def test_installed_plugin_end_to_end(box: Box, venv: Path, box_tmp: Path) -> Non
     assert box.run("ls /run/systemd/system.attached", check=False).returncode != 0
 
 
+def test_installed_plugin_adds_an_option(box: Box, venv: Path, box_tmp: Path) -> None:
+    portable = str(venv / "bin/portable")
+    help_text = " ".join(box.run([portable, "attach", "--help"]).stdout.split())
+    assert (
+        "--require-vendor NAME Attach only an image whose os-release says VENDOR_NAME=NAME. "
+        "[plugin example]"
+    ) in help_text
+    image = make_tar(box_tmp / "app_4.tar", vendor=True)
+    r = box.run(
+        [portable, "attach", "--runtime", "--require-vendor", "Other Corp", str(image)],
+        check=False,
+    )
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "is made by 'Example Corp', not 'Other Corp' (--require-vendor)" in r.stderr
+    assert box.run("ls /run/systemd/system.attached", check=False).returncode != 0
+    box.run([portable, "attach", "--runtime", "-q", "--require-vendor=Example Corp", str(image)])
+    box.run([portable, "detach", "--runtime", "-q", str(image)])
+
+
 def test_uninstall_removes_it(box: Box, venv: Path, box_tmp: Path) -> None:
     subprocess.run(
         [str(venv / "bin/pip"), "uninstall", "-q", "-y", "portable-example-plugin"], check=True

@@ -1,4 +1,5 @@
-"""An example portable-services plugin: a profile, an image format and a policy hook.
+"""An example portable-services plugin: a profile, an image format, a policy hook and an
+option of its own on the command line.
 
 Declared in pyproject.toml under ``[project.entry-points.portable]``; portable imports this
 module and registers the functions marked ``@hookimpl``.
@@ -16,7 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from portable import (
+    AttachOptions,
     AttachRefused,
+    CliOption,
     ImageFormat,
     ImageMetadata,
     Profile,
@@ -99,11 +102,33 @@ def portable_profiles() -> Iterable[Profile]:
     ]
 
 
+# portable attach --require-vendor "Example Corp" IMAGE: the value reaches our pre-attach hook.
+REQUIRE_VENDOR = CliOption[str](
+    name="--require-vendor",
+    verbs=("attach", "reattach"),
+    metavar="NAME",
+    help="Attach only an image whose os-release says VENDOR_NAME=NAME.",
+)
+
+
 @hookimpl
-def portable_pre_attach(metadata: ImageMetadata) -> None:
-    """Policy: only images that say who made them (os-release ``VENDOR_NAME=``)."""
-    if not metadata.os_release_fields.get("VENDOR_NAME"):
+def portable_cli_options() -> Iterable[CliOption[str]]:
+    return [REQUIRE_VENDOR]
+
+
+@hookimpl
+def portable_pre_attach(metadata: ImageMetadata, options: AttachOptions) -> None:
+    """Policy: only images that say who made them (os-release ``VENDOR_NAME=``), and with
+    ``--require-vendor NAME`` only that vendor's."""
+    vendor = metadata.os_release_fields.get("VENDOR_NAME")
+    if not vendor:
         raise AttachRefused(
             f"portable-example-plugin: image '{metadata.image.path}' has no VENDOR_NAME= in "
             "its os-release; this host only attaches images that name their vendor"
+        )
+    required = options.plugin_options.value(REQUIRE_VENDOR)
+    if required is not None and vendor != required:
+        raise AttachRefused(
+            f"portable-example-plugin: image '{metadata.image.path}' is made by {vendor!r}, "
+            f"not {required!r} (--require-vendor)"
         )

@@ -44,3 +44,15 @@ def test_policy_refuses_images_without_vendor(register_plugin, portable_cli, por
     code, out, err = portable_cli("attach", image)
     assert code == 1 and "has no VENDOR_NAME=" in err
     assert not (portable_root / "etc/systemd").exists()
+
+
+def test_require_vendor_option(register_plugin, portable_cli, portable_root):
+    register_plugin(plugin, "example")
+    code, out, err = portable_cli("attach", "--help")
+    assert "--require-vendor NAME" in out
+    image = make_tar(portable_root, "app_3.tar")
+    code, out, err = portable_cli("attach", "--require-vendor=Other Corp", image)
+    assert code == 1 and "is made by 'Example Corp', not 'Other Corp' (--require-vendor)" in err
+    assert not (portable_root / "etc/systemd").exists()
+    code, out, err = portable_cli("attach", "--require-vendor", "Example Corp", image)
+    assert code == 0, err
