@@ -238,6 +238,16 @@ def run_remote(args: Sequence[str]) -> int:
     command = _verb_command(verb)
     if verb == "help":
         raise PortableError("'portable help' is the same everywhere: run it without -H/-M")
+    transport.open()
+    try:
+        return _run_on(transport, verb, command, rest, others)
+    finally:
+        transport.close()
+
+
+def _run_on(
+    transport: Transport, verb: str, command: object, rest: list[str], others: list[str]
+) -> int:
     facts = probe(transport)
     if not facts.systemd:
         raise transport.error("systemd is not running there (portable services need it)")

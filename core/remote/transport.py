@@ -28,6 +28,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,6 +51,7 @@ SSH_CONFIG_ENV = "PORTABLE_SSH_CONFIG"
 # PATH inside a container (nsenter keeps ours otherwise), as systemd's default for services.
 REMOTE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SSH_FAILED = 255  # ssh's exit status for its own errors (a remote command's is passed on)
+_MAX_SOCKET_PATH = 107  # sun_path, less its NUL
 
 
 class RemoteError(PortableError):
@@ -64,6 +66,12 @@ class Transport:
 
     def argv(self, script: str) -> list[str]:
         raise NotImplementedError
+
+    def open(self) -> None:
+        """Set up what later commands share (an ssh master connection); may raise RemoteError."""
+
+    def close(self) -> None:
+        """Undo :meth:`open`."""
 
     def run(
         self,
@@ -122,12 +130,94 @@ class SshTransport(Transport):
         self.batch = batch
         self.ssh = os.environ.get(SSH_ENV) or "ssh"
         self.config = os.environ.get(SSH_CONFIG_ENV) or None
+        self._mux_dir: str | None = None
 
-    def argv(self, script: str) -> list[str]:
+    def _base(self) -> list[str]:
         return [
             self.ssh,
             *(["-F", self.config] if self.config else []),
             *(["-o", "BatchMode=yes"] if self.batch else []),
+            *(
+                ["-o", f"ControlPath={self._mux_dir}/%C", "-o", "ControlMaster=no"]
+                if self._mux_dir
+                else []
+            ),
+        ]
+
+    def open(self) -> None:
+        """Log in once: one master connection (ssh's ControlMaster) that every later command
+        of this run shares, instead of a login each (a verb with an image to ship takes four).
+
+        The master goes to the background once logged in (``-f``) and ends with :meth:`close`,
+        or by itself 30 s after its last use if this process dies first. Its stderr goes to a
+        file, never to a pipe of ours, which it would hold open. Failing to log in raises the
+        one-line error; anything else about multiplexing just leaves it off.
+        """
+        if self._mux_dir is not None:
+            return
+        directory = tempfile.mkdtemp(prefix="portable-ssh-")
+        if len(directory) + 42 > _MAX_SOCKET_PATH:  # %C is 40 hex digits
+            os.rmdir(directory)
+            return
+        with tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.run(
+                    [
+                        *self._base(),
+                        "-o",
+                        f"ControlPath={directory}/%C",
+                        "-o",
+                        "ControlMaster=yes",
+                        "-o",
+                        "ControlPersist=30",
+                        "-x",
+                        "-f",
+                        "-N",
+                        "--",
+                        self.host,
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    check=False,
+                )
+            except FileNotFoundError as e:
+                os.rmdir(directory)
+                raise self.error(f"cannot run {e.filename}: not installed") from None
+            err.seek(0)
+            stderr = err.read()
+        if proc.returncode != 0:
+            shutil.rmtree(directory, ignore_errors=True)
+            reason = self.failure(SSH_FAILED, stderr)
+            raise self.error(reason or f"ssh failed: {_last_line(stderr)}")
+        self._mux_dir = directory
+
+    def close(self) -> None:
+        """End the master connection, if :meth:`open` made one."""
+        directory, self._mux_dir = self._mux_dir, None
+        if directory is None:
+            return
+        subprocess.run(
+            [
+                self.ssh,
+                *(["-F", self.config] if self.config else []),
+                "-o",
+                f"ControlPath={directory}/%C",
+                "-O",
+                "exit",
+                "--",
+                self.host,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def argv(self, script: str) -> list[str]:
+        return [
+            *self._base(),
             # As portablectl: no X11 forwarding, no terminal (binary data on stdin/stdout).
             "-x",
             "-T",
