@@ -31,7 +31,7 @@ from portable.engine.reattach import AttachedVersion, attached_version, kept_opt
 from portable.engine.state import AttachedUnit
 from portable.images.resolve import normalize_image_arg, resolve_image
 from portable.plugin.registry import Registry
-from portable.plugin.types import AttachOptions
+from portable.plugin.types import AttachOptions, UnitFile
 from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, Host
 
 __all__ = ["OPERATIONS", "FileChange", "Preview", "preview_attach", "preview_detach"]
@@ -62,6 +62,7 @@ class Preview:
     operation: str
     image: str  # the image path the marker names: attach's new one, detach's attached one
     units: tuple[str, ...]  # the units attached after it (detach: the ones removed)
+    unit_files: tuple[UnitFile, ...] = ()  # attach: those units as read from the image
     removed_units: tuple[str, ...]  # units of the attached version that go away
     files: tuple[FileChange, ...]
     options: AttachOptions | None = None  # attach: with what the attached version had
@@ -237,6 +238,7 @@ def preview_attach(
         operation=operation,
         image=plan.image.path,
         units=new_units,
+        unit_files=plan.units,
         removed_units=removed,
         files=tuple(changes),
         options=options,
