@@ -247,13 +247,17 @@ if HAS_PORTABLE:
     from portable.engine.state import image_state
     from portable.errors import PortableError
     from portable.plugin.registry import Registry
-    from portable.plugin.types import AttachOptions, Change, DetachOptions
+    from portable.plugin.types import AttachOptions, Change, DetachOptions, UnitFile
     from portable.systemd.host import ATTACHED_DIR, Host
     from portable.systemd.manager import Manager
+    from portable.systemd.names import is_template
+    from portable.systemd.unitfile import parse_unit_text
 
 PORTABLES = "/var/lib/portables"
 SHIP_PREFIX = ".#portable-ship-"  # not an image name (systemd skips ".#" entries)
 TRIGGERS = (".socket", ".timer", ".path")
+INSTALL_KEYS = ("WantedBy", "RequiredBy", "UpheldBy", "Alias")
+LINK_DIRS = (".wants", ".requires", ".upholds")
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "name": {"type": "str"},
@@ -392,6 +396,40 @@ def _failures(activation: Activation | None) -> list[str]:
     return lines
 
 
+def install_names(unit: UnitFile) -> list[str]:
+    """The names an enable links ``unit`` as (its own, or a template's default instance);
+    none when its ``[Install]`` section gives nothing to enable."""
+    text = unit.data.decode("utf-8", "surrogateescape")
+    install = [a for a in parse_unit_text(text, unit.name) if a.section == "Install"]
+    if not any(a.key in INSTALL_KEYS and a.value.strip() for a in install):
+        return []
+    if not is_template(unit.name):
+        return [unit.name]
+    default = [a.value.strip() for a in install if a.key == "DefaultInstance"]
+    if not default or not default[-1]:
+        return []  # a template without DefaultInstance=: an enable links nothing
+    prefix, _, suffix = unit.name.partition("@")
+    return [f"{prefix}@{default[-1]}{suffix}"]
+
+
+def is_enabled(attached: Path, unit: str, names: Sequence[str]) -> bool:
+    """Is ``unit`` linked from a ``.wants``/``.requires``/``.upholds`` directory, or by an
+    alias, in the ``attached`` directory (where a portable enable puts its links)?"""
+    try:
+        entries = os.listdir(attached)
+    except OSError:
+        return False
+    target = f"/{attached.name}/{unit}"
+    for entry in entries:
+        path = attached / entry
+        if entry.endswith(LINK_DIRS):
+            if any(os.path.islink(path / name) for name in names):
+                return True
+        elif os.path.islink(path) and os.readlink(path).endswith(target):
+            return True  # an Alias=
+    return False
+
+
 def change_dicts(changes: Sequence[Change]) -> list[dict[str, str]]:
     return [{"type": c.type, "path": c.path, "source": c.source} for c in changes]
 
@@ -512,19 +550,27 @@ class Task:
         active: set[str] = set()
         if manager is not None:
             active = manager.active_units([*preview.units, *preview.removed_units])
-        # Units to stop (gone and running), restart (ran before a change), start, enable...
+        # Units that go away: stopped if they run, their [Install] links removed (before the
+        # reattach removes their files). The others: restarted if they ran before a change,
+        # started, enabled or disabled as asked.
+        where = self.host.path(ATTACHED_DIR[preview.runtime])
         stop = [u for u in preview.removed_units if u in active]
+        unlink = [u for u in preview.removed_units if is_enabled(where, u, [u])]
         restart: list[str] = []
         if preview.changed or self.replaced:
             restart = [u for u in preview.units if u in active]
         start = [u for u in _startable(preview.units) if u not in active] if running else []
         enable, disable = self._enablement(preview)
         if manager is None:
-            stop, restart, start, enable, disable = [], [], [], [], []
+            stop, unlink, restart, start, enable, disable = [], [], [], [], [], []
         self.result.update(
-            stopped=stop, restarted=restart, started=start, enabled=enable, disabled=disable
+            stopped=stop,
+            restarted=restart,
+            started=start,
+            enabled=enable,
+            disabled=[*unlink, *disable],
         )
-        if stop or restart or start or enable or disable:
+        if stop or unlink or restart or start or enable or disable:
             self.result["changed"] = True
         if self.check:
             self.result["state"] = self._state(preview.image)
@@ -532,6 +578,10 @@ class Task:
         if located_at is not None:
             place_image(self.params["src"], self.host.path(located_at), self.params["checksum"])
             arg = located_at
+        if manager is not None:
+            gone = [Step(unit=u, job="stop") for u in stop if "@." not in u]
+            gone += [Step(unit=u, disable=True) for u in unlink]
+            self._perform(manager, preview, gone)
         if preview.operation == "attach":
             done = attach(
                 arg,
@@ -554,50 +604,38 @@ class Task:
             self.result["changes"] = change_dicts([*swapped.removed, *swapped.attached.changes])
             self._reload_failed(swapped.attached.reload_error)
         if manager is not None:
-            self._activate(manager, preview, stop, restart, start, enable, disable)
+            steps = [Step(unit=u, disable=True) for u in disable]
+            steps += [
+                Step(unit=u, enable_path=f"{ATTACHED_DIR[preview.runtime]}/{u}") for u in enable
+            ]
+            steps += [Step(unit=u, job="restart") for u in _startable(restart)]
+            steps += [Step(unit=u, job="start") for u in start]
+            self._perform(manager, preview, steps)
         self.result["state"] = self._state(preview.image)
 
     def _enablement(self, preview: Preview) -> tuple[list[str], list[str]]:
-        """The units to enable and to disable, as ``enable`` asks."""
+        """The units to enable and to disable, as ``enable`` asks: by their ``[Install]``
+        links next to them in the attached directory, where a portable enable puts them
+        (systemd's GetUnitFileState says "disabled" for such a unit, enabled or not)."""
         wanted = self.params["enable"]
         if wanted is None or self.manager is None:
             return [], []
-        if preview.operation == "attach":
-            # Not attached yet: every unit the manager has no enabled file for.
-            states = {u: self.manager.unit_file_state(u) for u in preview.units}
-            if wanted:
-                return [u for u in preview.units if states[u] in ("disabled", "")], []
-            return [], []
-        states = {u: self.manager.unit_file_state(u) for u in preview.units}
-        if wanted:
-            return [u for u in preview.units if states[u] == "disabled"], []
-        return [], [u for u in preview.units if states[u] in ("enabled", "enabled-runtime")]
+        where = self.host.path(ATTACHED_DIR[preview.runtime])
+        enable, disable = [], []
+        for unit in preview.unit_files:
+            names = install_names(unit)
+            linked = bool(names) and is_enabled(where, unit.name, names)
+            if wanted and names and not linked:
+                enable.append(unit.name)
+            elif not wanted and linked:
+                disable.append(unit.name)
+        return enable, disable
 
-    def _activate(
-        self,
-        manager: Manager,
-        preview: Preview,
-        stop: list[str],
-        restart: list[str],
-        start: list[str],
-        enable: list[str],
-        disable: list[str],
-    ) -> None:
-        where = ATTACHED_DIR[preview.runtime]
-        steps = [Step(unit=u, job="stop") for u in stop if "@." not in u]
-        steps += [Step(unit=u, disable=True) for u in disable]
-        steps += [Step(unit=u, enable_path=f"{where}/{u}") for u in enable]
-        steps += [Step(unit=u, job="restart") for u in _startable(restart)]
-        steps += [Step(unit=u, job="start") for u in start]
+    def _perform(self, manager: Manager, preview: Preview, steps: Sequence[Step]) -> None:
+        """Tell the service manager, in order; fail the task (changed) with what went wrong."""
         if not steps:
             return
         activation = perform(manager, steps, runtime=preview.runtime, wait=True)
-        if self.params["enable"] and enable:
-            # A unit without an [Install] section is not enabled by anything: not a change
-            # next time (its state is "static"), and not one now.
-            self.result["enabled"] = [
-                e.unit for e in activation.events if e.kind == "install" and e.changes
-            ]
         problems = _failures(activation)
         if problems:
             raise Failed(f"{preview.image}: " + "; ".join(problems), changed=True)
