@@ -139,8 +139,7 @@ def security_command(
     for note in floor.notes:
         app.info(note, quiet=quiet or as_json)
     if max_exposure is not None:
-        limit = round(max_exposure * 10)
-        over = [r for r in results if r.score.exposure > limit]
+        over = [r for r in results if r.score.above(max_exposure)]
         for r in over:
             click.echo(
                 f"portable: {r.unit}: exposure {r.score.text} is above {max_exposure:.1f}",

@@ -165,6 +165,10 @@ class Score:
         """``"3.3"``: the value as systemd prints it."""
         return f"{self.exposure // 10}.{self.exposure % 10}"
 
+    def above(self, limit: float) -> bool:
+        """Is the exposure above ``limit`` (0.0-10.0, as ``--max-exposure`` takes it)?"""
+        return self.exposure > round(limit * 10)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "unit": self.unit,
