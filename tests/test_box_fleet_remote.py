@@ -7,7 +7,7 @@ it is shipped to the remote's /var/lib/portables once (a second attach copies no
 inode, same mtime), then listed, asked about and detached. ``-M`` does the same with a local
 container (box1, entered by its leader process). Bad input ends in one line naming the host and
 leaves nothing half-copied or attached: a host nobody answers on, a refused key, a remote without
-portabled, a full disk on the remote.
+systemd or without portabled, a full disk on the remote.
 """
 
 from __future__ import annotations
@@ -196,6 +196,24 @@ def test_unreachable_host_and_wrong_key(fleet: Fleet, image: Path, tmp_path: Pat
     )
     assert "authentication failed" in one_line_error(proc, "root@box1")
     assert remote_files(fleet, "box1") == []
+
+
+@pytest.mark.parametrize("alias", ["box1", "box2"], ids=["with-portable", "only-systemd"])
+def test_errors_of_the_verb_there_name_the_host(fleet: Fleet, alias: str) -> None:
+    error = one_line_error(portable(fleet, "-H", alias, "inspect", "no-such-image"), alias)
+    assert "no-such-image" in error
+
+
+def test_remote_without_systemd(fleet: Fleet, image: Path) -> None:
+    # /run/systemd/system is how a system says systemd runs it (sd_booted()): hidden, the
+    # remote looks like one without systemd.
+    fleet.ssh("box2", "mv /run/systemd/system /run/systemd/system.hidden")
+    try:
+        proc = portable(fleet, "-H", "box2", "attach", str(image))
+        assert "systemd is not running there" in one_line_error(proc, "box2")
+    finally:
+        fleet.ssh("box2", "mv /run/systemd/system.hidden /run/systemd/system")
+    assert remote_files(fleet, "box2") == []
 
 
 def test_remote_without_portabled(fleet: Fleet, image: Path) -> None:
