@@ -1,2 +1,4 @@
-"""Checking the sandbox: the floor attach enforces, the exposure score, and ``verify`` of a
-running service."""
+"""Checking the sandbox: the floor attach enforces (``floor``), the exposure score (``tables``:
+systemd's data, ``settings``: what a unit sets, ``checks``: the weighted checks, ``sources``:
+where units and drop-ins come from, ``score``: the algorithm), what ``portable security``
+scores (``targets``), and ``verify`` of a running service."""

@@ -1,2 +1,3 @@
-"""The host's systemd: its file-system layout, name rules, unit-file syntax, its version, and
-the service manager over D-Bus."""
+"""The host's systemd: its file-system layout (``host``), name rules (``names``), unit-file
+syntax (``unitfile``), its version (``version``), and the service manager (``manager``) over
+D-Bus (``bus``)."""
