@@ -416,3 +416,10 @@ def test_playbook_ships_from_the_controller(collections: Path, tmp_path: Path) -
     assert "changed=0" in out and "failed=0" in out
     # The task's temporary directories went at its end.
     assert not list((tmp_path / "remote-tmp").glob("ansible-tmp-*"))
+
+
+def test_docs_show_the_rollout_playbook() -> None:
+    """docs/fleet.md quotes the collection's playbook as it is (the one the fleet tests run)."""
+    playbook = (CHECKOUT / "ansible/playbooks/rollout.yml").read_text()
+    docs = (CHECKOUT / "docs/fleet.md").read_text()
+    assert f"```yaml\n{playbook}```" in docs
