@@ -423,3 +423,43 @@ def test_docs_show_the_rollout_playbook() -> None:
     playbook = (CHECKOUT / "ansible/playbooks/rollout.yml").read_text()
     docs = (CHECKOUT / "docs/fleet.md").read_text()
     assert f"```yaml\n{playbook}```" in docs
+
+
+def test_collection_lint_format_and_types(tmp_path: Path) -> None:
+    """ruff (ansible/ruff.toml: the project's settings) and mypy --strict on the collection's
+    Python, laid out as Ansible installs it (ansible-core itself has no type information)."""
+    for argv in (["check", "ansible"], ["format", "--check", "ansible"]):
+        proc = subprocess.run(
+            [BIN / "ruff", *argv], cwd=CHECKOUT, capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    (tmp_path / "ansible_collections/portable").mkdir(parents=True)
+    os.symlink(CHECKOUT / "ansible", tmp_path / "ansible_collections/portable/services")
+    (tmp_path / "portable").mkdir()
+    for entry in (CHECKOUT / "core").iterdir():
+        if entry.name != "__pycache__":
+            os.symlink(entry, tmp_path / "portable" / entry.name)
+    os.symlink(CHECKOUT / "plugins", tmp_path / "portable/plugins")
+    sources = sorted(
+        str(p.relative_to(tmp_path))
+        for p in (tmp_path / "ansible_collections/portable/services/plugins").glob("*/*.py")
+    )
+    assert len(sources) == 4
+    proc = subprocess.run(
+        [
+            BIN / "mypy",
+            "--strict",
+            "--python-version=3.11",
+            "--explicit-package-bases",
+            "--no-incremental",
+            "--follow-imports=silent",
+            "--disable-error-code=import-untyped",
+            *sources,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MYPYPATH": str(tmp_path)},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
