@@ -209,7 +209,11 @@ class App:
 
     @cached_property
     def registry(self) -> Registry:
-        return registry_for(self.root, no_plugins=self.no_plugins, disabled=self.disabled_plugins)
+        registry = registry_for(
+            self.root, no_plugins=self.no_plugins, disabled=self.disabled_plugins
+        )
+        registry.hooks.debug = self.debug  # a format's detect() that raised: a warning
+        return registry
 
     def manager(self, *, required: bool) -> Manager | None:
         """The service manager (PID 1) over D-Bus; ``None`` with ``--root``.

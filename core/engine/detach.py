@@ -239,7 +239,7 @@ def detached_image(host: Host, registry: Registry, units: Sequence[AttachedUnit]
     fmt = UNKNOWN_FORMAT
     formats = registry.formats()
     if local is not None:
-        claims = [r.spec for r in formats if registry.hooks.detect(r.spec, local)]
+        claims = [r.spec for r in formats if r.spec.detect(local)]
         if len(claims) == 1:
             fmt = claims[0]
     if fmt is UNKNOWN_FORMAT:

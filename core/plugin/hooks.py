@@ -46,7 +46,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -125,13 +126,11 @@ class Hooks:
         self,
         pm: pluggy.PluginManager,
         records: Callable[[], Sequence[PluginRecord]],
-        formats: Callable[[], Sequence[Registered[ImageFormat]]],
         *,
         warn: Callable[[str], None] = warn,
     ) -> None:
         self._pm = pm
         self._records = records
-        self._formats = formats
         self.warn = warn
         self.debug = False
 
@@ -252,8 +251,12 @@ class Hooks:
     # -- registration hooks: what plugins provide ---------------------------------------------
 
     def image_formats(self) -> list[Registered[ImageFormat]]:
-        """``portable_image_formats``: every plugin's formats, in registration order."""
-        return self.collect("portable_image_formats", {}, ImageFormat)
+        """``portable_image_formats``: every plugin's formats, in registration order, their
+        callbacks wrapped (see "image-format callbacks" below)."""
+        return [
+            replace(reg, spec=self._guarded(reg))
+            for reg in self.collect("portable_image_formats", {}, ImageFormat)
+        ]
 
     def profiles(self, *, root: Path) -> list[Registered[Profile]]:
         """``portable_profiles``: every plugin's profiles, in registration order."""
@@ -374,39 +377,50 @@ class Hooks:
         )
 
     # -- image-format callbacks ---------------------------------------------------------------
+    #
+    # The formats the registry hands out are the plugins' own with their callbacks wrapped in
+    # these (image_formats() does it, once): whoever calls ``image.format.open(...)`` (inspect,
+    # the unpack cache, a plugin) gets the policy above, and the error names the plugin.
 
-    def provider(self, fmt: ImageFormat) -> PluginRecord | None:
-        """The plugin that registered ``fmt`` (``None``: a format never registered)."""
-        for reg in self._formats():
-            if reg.spec is fmt:
-                return self.record(reg.plugin)
-        return None
+    def _guarded(self, reg: Registered[ImageFormat]) -> ImageFormat:
+        fmt, rec = reg.spec, self.record(reg.plugin)
+        unpack = fmt.unpack
+        return replace(
+            fmt,
+            detect=partial(self.detect, rec, fmt),
+            open=partial(self.open, rec, fmt),
+            unpack=None if unpack is None else partial(self.unpack, rec, fmt, unpack),
+        )
 
-    def _format_error(self, fmt: ImageFormat, call: str, exc: Exception) -> PluginError:
-        rec = self.provider(fmt)
-        who = f"{rec.describe()} failed in " if rec is not None else ""
-        return PluginError(f"{who}image format {fmt.name!r} {call}: {_reason(exc)}")
+    @staticmethod
+    def _format_error(
+        rec: PluginRecord, fmt: ImageFormat, call: str, exc: Exception
+    ) -> PluginError:
+        return PluginError(
+            f"{rec.describe()} failed in image format {fmt.name!r} {call}: {_reason(exc)}"
+        )
 
-    def detect(self, fmt: ImageFormat, path: Path) -> bool:
+    def detect(self, rec: PluginRecord, fmt: ImageFormat, path: Path) -> bool:
         """``fmt.detect(path)``; an exception is "not mine" (a warning with ``--debug``)."""
         try:
             return bool(fmt.detect(path))
         except Exception as exc:  # one plugin's detect() must not break detection for others
             if self.debug:
-                self.warn(f"{self._format_error(fmt, 'detect()', exc)} (taken as not this format)")
+                error = self._format_error(rec, fmt, "detect()", exc)
+                self.warn(f"{error} (taken as not this format)")
             return False
 
     @contextmanager
-    def open(self, fmt: ImageFormat, path: Path) -> Iterator[Path]:
-        """``fmt.open(path)``: the image's tree. Errors raised by the body pass through as they
-        are; what the format raises on entering or leaving follows the policy above."""
+    def open(self, rec: PluginRecord, fmt: ImageFormat, path: Path) -> Iterator[Path]:
+        """``fmt.open(path)``: the image's tree. What the body of the ``with`` raises passes
+        through as it is; what the format raises entering or leaving follows the policy."""
         try:
             cm: AbstractContextManager[Path] = fmt.open(path)
             tree = cm.__enter__()
         except PortableError:
             raise
         except Exception as exc:
-            raise self._format_error(fmt, "open()", exc) from exc
+            raise self._format_error(rec, fmt, "open()", exc) from exc
         try:
             yield tree
         except BaseException as body:
@@ -417,7 +431,7 @@ class Hooks:
             except Exception as exc:
                 if exc is body:
                     raise
-                raise self._format_error(fmt, "open() (leaving)", exc) from exc
+                raise self._format_error(rec, fmt, "open() (leaving)", exc) from exc
             if not suppressed:
                 raise
         else:
@@ -426,17 +440,23 @@ class Hooks:
             except PortableError:
                 raise
             except Exception as exc:
-                raise self._format_error(fmt, "open() (leaving)", exc) from exc
+                raise self._format_error(rec, fmt, "open() (leaving)", exc) from exc
 
-    def unpack(self, fmt: ImageFormat, image: Path, destination: Path) -> None:
+    def unpack(
+        self,
+        rec: PluginRecord,
+        fmt: ImageFormat,
+        unpack: Callable[[Path, Path], None],
+        image: Path,
+        destination: Path,
+    ) -> None:
         """``fmt.unpack(image, destination)``, with the policy above."""
-        assert fmt.unpack is not None
         try:
-            fmt.unpack(image, destination)
+            unpack(image, destination)
         except PortableError:
             raise
         except Exception as exc:
-            raise self._format_error(fmt, "unpack()", exc) from exc
+            raise self._format_error(rec, fmt, "unpack()", exc) from exc
 
     # -- the command line: options and commands plugins add (portable.cli.plugin_cli) ----------
 

@@ -88,7 +88,7 @@ class Registry:
     hooks: Hooks = field(init=False)
 
     def __post_init__(self) -> None:
-        self.hooks = Hooks(self.pm, lambda: self.plugins, self.formats)
+        self.hooks = Hooks(self.pm, lambda: self.plugins)
 
     # -- loading -----------------------------------------------------------------------------
 
