@@ -33,6 +33,7 @@ from portable.errors import (
     PortableError,
     UnknownImageFormat,
     UnknownProfile,
+    warn,
 )
 from portable.plugin import hookspecs
 from portable.plugin.hooks import Hooks, PluginRecord, Registered
@@ -68,10 +69,6 @@ ENV_STRICT = "PORTABLE_SERVICES_STRICT_PLUGINS"
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "yes", "true", "on")
-
-
-def _warn(message: str) -> None:
-    print(f"portable: warning: {message}", file=sys.stderr)
 
 
 @dataclass(kw_only=True)
@@ -166,7 +163,7 @@ class Registry:
                     raise PluginError(
                         f"plugin {ep.name!r}{where} failed to load: {reason}"
                     ) from exc
-                _warn(
+                warn(
                     f"plugin {ep.name!r}{where} failed to load and is skipped: {reason}"
                     f" (set {ENV_STRICT}=1 to make this fatal)"
                 )
