@@ -20,7 +20,7 @@ description:
   - With O(path) the image file on the controller is shipped to the host's
     C(/var/lib/portables/) first by the collection's action plugin, by content (SHA-256), not
     copied again when the same bytes are there, and put in place atomically (a temporary
-    C(.#portable-ship-*) name, renamed once complete), never a half-copied image under its
+    C(.NAME.portable-ship.PID) name, renamed once complete), never a half-copied image under its
     name. In check mode it is copied to the task's temporary directory only, to show what
     the new version would change.
 author:
@@ -222,7 +222,6 @@ notes:
 
 import hashlib
 import os
-import secrets
 import shutil
 import stat
 import tempfile
@@ -254,7 +253,10 @@ if HAS_PORTABLE:
     from portable.systemd.unitfile import parse_unit_text
 
 PORTABLES = "/var/lib/portables"
-SHIP_PREFIX = ".#portable-ship-"  # not an image name (systemd skips ".#" entries)
+# The temporary name of an image being placed: .NAME.portable-ship.PID, as portable -H names
+# its own (portable.remote.ship), so that either sweeps what the other left when killed.
+SHIP_MARK = ".portable-ship."
+PREVIEW_PREFIX = ".#portable-preview-"  # not an image name (systemd skips ".#" entries)
 TRIGGERS = (".socket", ".timer", ".path")
 INSTALL_KEYS = ("WantedBy", "RequiredBy", "UpheldBy", "Alias")
 LINK_DIRS = (".wants", ".requires", ".upholds")
@@ -307,6 +309,17 @@ def sha256(path: str | os.PathLike[str]) -> str | None:
     return digest.hexdigest()
 
 
+def sweep_shipments(directory: Path) -> None:
+    """Remove the temporary files of shipments killed outright (their process is gone)."""
+    for leftover in directory.glob(f".*{SHIP_MARK}*"):
+        pid = leftover.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
 def place_image(src: str, local: Path, checksum: str) -> None:
     """Put the shipped copy ``src`` at ``local``, atomically. The bytes are checked against the
     controller's ``checksum`` first, and written under a temporary name that is renamed only
@@ -318,9 +331,10 @@ def place_image(src: str, local: Path, checksum: str) -> None:
             f"the shipped copy of {local.name} has SHA-256 {got}, not the controller's "
             f"{checksum}: damaged in transfer, not placed"
         )
-    temp = local.parent / f"{SHIP_PREFIX}{secrets.token_hex(4)}.{local.name}"
+    temp = local.parent / f".{local.name}{SHIP_MARK}{os.getpid()}"
     try:
         local.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        sweep_shipments(local.parent)
         try:
             os.rename(src, temp)  # the task's temporary directory may be on the same fs
         except OSError:
@@ -498,7 +512,7 @@ class Task:
             return src, name, []
         # Below --root the image argument is a path in the root: a copy goes there for as
         # long as the preview takes.
-        temp = Path(tempfile.mkdtemp(prefix=SHIP_PREFIX, dir=self.host.path("/")))
+        temp = Path(tempfile.mkdtemp(prefix=PREVIEW_PREFIX, dir=self.host.path("/")))
         shutil.copyfile(src, temp / local.name)
         return self.host.unpath(temp / local.name), name, [temp]
 
