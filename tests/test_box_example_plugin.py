@@ -101,7 +101,10 @@ def test_installed_plugin_end_to_end(box: Box, venv: Path, box_tmp: Path) -> Non
     anonymous = make_tar(box_tmp / "app_2.tar", vendor=False)
     r = box.run([portable, "attach", "--runtime", str(anonymous)], check=False)
     assert r.returncode == 1
-    assert r.stderr.startswith("portable: error: portable-example-plugin: image ")
+    assert r.stderr.startswith(
+        "portable: error: plugin 'example' (portable-example-plugin 0.1.0) refused the attach: "
+        "portable-example-plugin: image "
+    )
     assert "has no VENDOR_NAME=" in r.stderr and r.stderr.count("\n") == 1
     assert box.run("ls /run/systemd/system.attached", check=False).returncode != 0
 
