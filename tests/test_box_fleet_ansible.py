@@ -13,7 +13,9 @@ Python there (the checkout is bound in). In order, on the same fleet:
    is done before the next one's starts, and its service was restarted on the new version;
 4. a host where the attach fails (a profile not known there) stops the play with the error:
    the hosts after it keep the version they ran, and nothing is shipped to the failed one;
-5. detached everywhere, then nothing left to detach.
+5. detached everywhere, then nothing left to detach;
+6. a full disk where the image is placed: the error names the host and the problem, and
+   neither the image nor a temporary file is left there.
 """
 
 from __future__ import annotations
@@ -98,11 +100,13 @@ class Controller:
             ]
         )
 
-    def adhoc(self, module: str, args: str) -> subprocess.CompletedProcess[str]:
+    def adhoc(
+        self, module: str, args: str, hosts: str = "fleet"
+    ) -> subprocess.CompletedProcess[str]:
         return self._run(
             [
                 str(BIN / "ansible"),
-                "fleet",
+                hosts,
                 "-i",
                 str(self.inventory),
                 "-e",
@@ -360,3 +364,24 @@ def test_detach_everywhere(controller: Controller) -> None:
         assert on_box(controller, alias, f"ls -A {ATTACHED} 2>/dev/null") == ""
     again = controller.adhoc("portable.services.portable_image", "name=hello state=detached")
     assert again.returncode == 0 and again.stdout.count("| SUCCESS") == 3, again.stdout
+
+
+def test_full_disk_leaves_nothing(controller: Controller) -> None:
+    box = controller.fleet["box1"].box
+    # A small file system where images go (the task's temporary directory, in /root, is not
+    # on it: the shipped copy gets there, and placing it fails).
+    box.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", PORTABLES])
+    try:
+        run = controller.adhoc(
+            "portable.services.portable_image", f"path={controller.image(2)}", hosts="box1"
+        )
+        assert run.returncode != 0, run.stdout
+        assert "box1 | FAILED" in run.stdout, run.stdout
+        assert f"cannot place the image at {PORTABLES}/hello_2.raw: No space left on device" in (
+            run.stdout
+        )
+        assert on_box(controller, "box1", f"ls -A {PORTABLES}") == ""
+        assert attach_state(controller, "box1", "hello_2") == "detached"
+        assert on_box(controller, "box1", "ls -A /root/.ansible/tmp") == ""
+    finally:
+        box.run(["umount", PORTABLES])
