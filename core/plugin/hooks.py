@@ -24,9 +24,6 @@ Every message names the plugin and its distribution (and version, when known)::
   ``--debug`` shows its traceback. A :class:`~portable.errors.PortableError` the plugin raised
   on purpose keeps its class and exit code; its message gets the same ``plugin ... failed in
   <hook>:`` prefix.
-* A veto or a :class:`~portable.errors.PortableError` of a **built-in** plugin
-  (``portable.plugins.*``) is shown as it is: those messages are portable's own (``--netns
-  needs the running host...``). Anything else a built-in raises is named as above.
 * **Hooks that can't undo anything** (``portable_attach_failed``: the attach failed already;
   ``portable_post_detach``: the files are gone): one warning line naming the plugin, and the
   operation completes (or fails with its own error).
@@ -36,6 +33,10 @@ Every message names the plugin and its distribution (and version, when known)::
   :class:`~portable.errors.PluginError` (exit 1), traceback with ``--debug``. An exception in
   ``detect()`` means "not mine", so one plugin can't break detection for the others; with
   ``--debug`` a warning line names the plugin and the exception.
+* The **built-in** plugins (``portable.plugins.*``) are portable's own code: what they raise
+  is shown as portable's own errors are (their refusals as they are: ``--netns needs the
+  running host...``; a bug of theirs as an internal error). Only the warnings (and ``detect()``
+  taken as "not mine") apply to them too.
 
 Adding a hook: a method here that calls :meth:`Hooks.call` (lifecycle hooks, in call order) or
 :meth:`Hooks.collect` (registration hooks, whose results keep their plugin), with the policy
@@ -115,6 +116,32 @@ def _prefixed(exc: PortableError, prefix: str) -> PortableError:
     return exc
 
 
+def _failure(
+    rec: PluginRecord,
+    hook: str,
+    exc: Exception,
+    *,
+    refusal: type[PortableError] | None = None,
+    action: str = "",
+    then: str = "",
+    hint: str = "",
+) -> Exception:
+    """What the user is shown of ``exc``, raised by ``rec``'s ``hook`` (the policy above): a
+    third party's :class:`~portable.errors.PortableError` prefixed with the plugin, anything
+    else of theirs a :class:`~portable.errors.PluginError` naming it; a built-in's as it is."""
+    if rec.builtin:
+        return exc  # a built-in plugin is portable's own code: its errors are portable's
+    if isinstance(exc, PortableError):
+        if refusal is not None and isinstance(exc, refusal):
+            return _prefixed(exc, f"{rec.describe()} refused the {action}: ")
+        return _prefixed(exc, f"{rec.describe()} failed in {hook}{then}: ")
+    return PluginError(f"{rec.describe()} failed in {hook}{then}: {_reason(exc)}{hint}")
+
+
+# A registration hook that raises is a bug of the plugin, found at every run
+_REPORT = " (report this to the plugin's author)"
+
+
 class Hooks:
     """The typed facade over the plugin manager: every hook call and format callback.
 
@@ -188,16 +215,9 @@ class Hooks:
         for rec, caller in self.implementations(hook):
             try:
                 out = caller(**kwargs)
-            except PortableError as exc:
-                if rec.builtin:
-                    raise  # a built-in's message is portable's own: shown as it is
-                if refusal is not None and isinstance(exc, refusal):
-                    raise _prefixed(exc, f"{rec.describe()} refused the {action}: ") from None
-                raise _prefixed(exc, f"{rec.describe()} failed in {hook}{then}: ") from None
             except Exception as exc:
-                raise PluginError(
-                    f"{rec.describe()} failed in {hook}{then}: {_reason(exc)}"
-                ) from exc
+                error = _failure(rec, hook, exc, refusal=refusal, action=action, then=then)
+                raise error from (None if error is exc else exc)
             results.extend((rec, r) for r in out)
         return results
 
@@ -224,15 +244,9 @@ class Hooks:
             try:
                 # Iterate inside the try: a generator hook raises while being consumed.
                 specs = [spec for batch in caller(**kwargs) for spec in (batch or ())]
-            except PortableError as exc:
-                if rec.builtin:
-                    raise
-                raise _prefixed(exc, f"{rec.describe()} failed in {hook}: ") from None
             except Exception as exc:
-                raise PluginError(
-                    f"{rec.describe()} failed in {hook}: {_reason(exc)} "
-                    "(report this to the plugin's author)"
-                ) from exc
+                error = _failure(rec, hook, exc, hint=_REPORT)
+                raise error from (None if error is exc else exc)
             for spec in specs:
                 if not isinstance(spec, kind):
                     raise PluginError(
@@ -384,6 +398,8 @@ class Hooks:
 
     def _guarded(self, reg: Registered[ImageFormat]) -> ImageFormat:
         fmt, rec = reg.spec, self.record(reg.plugin)
+        if rec.builtin:  # portable's own formats: only detect() is kept from breaking others
+            return replace(fmt, detect=partial(self.detect, rec, fmt))
         unpack = fmt.unpack
         return replace(
             fmt,
@@ -476,12 +492,8 @@ class Hooks:
             group = new_group()
             try:
                 caller(cli=group)
-            except PortableError as exc:
-                raise _prefixed(exc, f"{rec.describe()} failed in {hook}: ") from None
             except Exception as exc:
-                raise PluginError(
-                    f"{rec.describe()} failed in {hook}: {_reason(exc)} "
-                    "(report this to the plugin's author)"
-                ) from exc
+                error = _failure(rec, hook, exc, hint=_REPORT)
+                raise error from (None if error is exc else exc)
             out.append((rec, group))
         return out
