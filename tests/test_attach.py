@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import roots
 
 from portable import hookimpl
 from portable.engine.attach import attach
@@ -53,9 +54,7 @@ def root(tmp_path):
     return r
 
 
-@pytest.fixture
-def registry(root):
-    return make_registry(root=root, load_entrypoints=False)
+registry = roots.registry  # (a fixture)
 
 
 def tree(root: Path) -> dict[str, tuple[str, str]]:
@@ -413,6 +412,7 @@ def test_extra_settings_from_hooks(root, registry):
 
 
 # --- crash points: kill the process at every step, re-run, final detach leaves nothing -----
+
 
 CLI = [sys.executable, "-m", "portable"]
 

@@ -10,8 +10,9 @@ import concurrent.futures
 from pathlib import Path
 
 import pytest
+from helpers import in_box
+from helpers.in_box import state
 
-from portable.testing.box import Box
 from portable.testing.images import make_directory_image
 
 pytestmark = pytest.mark.box
@@ -27,20 +28,7 @@ def unit(exec_start: str = LOOP, extra: str = "") -> str:
     )
 
 
-@pytest.fixture
-def clean(box: Box):
-    """Detach whatever a test left, so one failure doesn't cascade."""
-    yield
-    box.run(
-        "for d in /run/systemd/system.attached /etc/systemd/system.attached; do "
-        "for u in $(ls $d 2>/dev/null | grep -v '\\.d$'); do systemctl stop $u; done; "
-        "rm -rf $d; done; rm -rf /run/portables /etc/portables; systemctl daemon-reload",
-        check=False,
-    )
-
-
-def state(box: Box, image: str) -> str:
-    return box.portable(["is-attached", image]).stdout.strip()
+clean = in_box.clean  # (a fixture)
 
 
 def test_hello_runs_sandboxed_with_strict(box, box_tmp, clean):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hostile import loops_below, mount_points
+from helpers.checks import loops_below, mount_points
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, make_squashfs_image, service_unit

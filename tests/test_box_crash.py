@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hostile import BoxCli, loops_below, mount_points, snapshot
+from helpers.checks import loops_below, mount_points, snapshot
+from helpers.in_box import active, state
+from helpers.runners import BoxCli
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, make_squashfs_image
@@ -63,14 +65,6 @@ def cli(box: Box) -> Iterator[BoxCli]:
 def portable(box: Box, *args: str, crash: int | None = None) -> tuple[int, str]:
     env = {"PORTABLE_SERVICES_TEST_CRASH_AT": str(crash)} if crash is not None else None
     return _CLI[id(box)](*args, env=env)
-
-
-def active(box: Box, name: str) -> str:
-    return box.systemctl(["is-active", name], check=False).stdout.strip()
-
-
-def state(box: Box, image: str) -> str:
-    return box.portable(["is-attached", image]).stdout.strip()  # the real CLI, once a step
 
 
 def sweep(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.in_box import state
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, service_unit
@@ -62,10 +63,6 @@ def wait_for_data(box: Box, name: str) -> None:
     while len(existing(box, data_files(name))) < len(KINDS):
         assert time.monotonic() < deadline, f"{name} did not write its data"
         time.sleep(0.1)
-
-
-def state(box: Box, image: str) -> str:
-    return box.portable(["is-attached", image]).stdout.strip()
 
 
 def loaded(box: Box, name: str) -> str:

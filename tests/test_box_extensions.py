@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import test_box_attach_diff
-from test_box_attach_diff import (
+from helpers import attach_diff
+from helpers.attach_diff import (
     ATTACHED_DIRS,
     PORTABLES_DIRS,
     REF,
@@ -42,7 +42,7 @@ from portable.testing.images import (
 pytestmark = pytest.mark.box
 
 OURS = "portable"
-known_profiles = test_box_attach_diff.known_profiles  # the fixture, shared
+known_profiles = attach_diff.known_profiles  # the fixture, shared
 LOOP = "/usr/bin/sh -c 'echo started; while :; do sleep 3600; done'"
 UNITS = ("app0.service", "app1.service", "minimal-app0.service")
 

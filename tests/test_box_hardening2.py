@@ -34,6 +34,7 @@ from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
+from helpers.in_box import run_tool as run
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, service_unit
@@ -44,13 +45,6 @@ TOOLS = ("portablectl", "portable")
 ATTACHED = "/run/systemd/system.attached"
 LOOP = "/usr/bin/sh -c 'echo started; while :; do sleep 3600; done'"
 U8 = os.fsdecode(b"u8_1\xff")  # a file name that is not UTF-8
-
-
-def run(box: Box, tool: str, *args: str) -> CompletedProcess[str]:
-    argv = (
-        ["portablectl"] if tool == "portablectl" else [str(box.python_executable), "-m", "portable"]
-    )
-    return box.run([*argv, *args], check=False)
 
 
 def error_line(tool: str, proc: CompletedProcess[str]) -> str:

@@ -23,9 +23,9 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from subprocess import CompletedProcess
 
 import pytest
+from helpers.in_box import run_tool as run
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, service_unit
@@ -35,13 +35,6 @@ pytestmark = pytest.mark.box
 LOOP = "/usr/bin/sh -c 'echo started; while :; do sleep 3600; done'"
 COPY = "/run/portables/mx_1"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
-
-
-def run(box: Box, tool: str, *args: str) -> CompletedProcess[str]:
-    argv = (
-        ["portablectl"] if tool == "portablectl" else [str(box.python_executable), "-m", "portable"]
-    )
-    return box.run([*argv, *args], check=False)
 
 
 def nobody_can(box: Box, test: str, path: str) -> bool:

@@ -1,4 +1,4 @@
-"""A subset of the hostile-input corpus (tests/hostile.py) against a real systemd in the box.
+"""A subset of the hostile-input corpus (tests/helpers/corpus.py) against a real systemd in the box.
 
 Same checks as test_hostile.py, on the box's host directories (/etc/systemd, /run/systemd,
 /etc/portables, /run/portables) and with PID 1 reloading after each attach and detach; plus
@@ -13,20 +13,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostile import (
+from helpers.checks import (
+    check_attached,
+    check_result,
+    loops_below,
+    mount_points,
+    netns,
+    snapshot,
+)
+from helpers.corpus import (
     BOX_CASES,
     CASES,
     SECRET_PATH,
     SECRET_UNIT,
     Case,
     Place,
-    check_attached,
-    check_result,
-    loops_below,
-    mount_points,
-    netns,
+    case_param,
     plant_secrets,
-    snapshot,
 )
 
 from portable.testing.box import Box
@@ -91,11 +94,6 @@ def place(box: Box, box_tmp: Path, secrets_planted: None) -> Iterator[Place]:
     )
 
 
-def _param(case: Case) -> object:
-    marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
-    return pytest.param(case, id=case.id, marks=marks)
-
-
 def run(box: Box, *args: str) -> object:
     return box.portable(list(args), check=False, timeout=TIMEOUT)
 
@@ -118,7 +116,7 @@ def box_only_checks(box: Box, case: Case) -> None:
         assert "the host's own foo" in box.path(path).read_text()
 
 
-@pytest.mark.parametrize("case", [_param(c) for c in CASES if c.id in BOX_CASES])
+@pytest.mark.parametrize("case", [case_param(c) for c in CASES if c.id in BOX_CASES])
 def test_hostile_input_in_the_box(box: Box, place: Place, case: Case) -> None:
     built = case.build(place)
     leader_mounts = f"/proc/{box.leader_pid}/mountinfo"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import pytest
+from helpers.in_box import active
 
 from portable.engine.activation import orphaned_units
 from portable.engine.detach import orphan_prefixes
@@ -147,10 +148,6 @@ def clean(box: Box) -> Iterator[None]:
         "systemctl daemon-reload",
         check=False,
     )
-
-
-def active(box: Box, name: str) -> str:
-    return box.systemctl(["is-active", name], check=False).stdout.strip()
 
 
 def orphan(box: Box, name: str) -> None:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import test_box_attach_diff
-from test_box_attach_diff import (  # the attach/detach harness (a test module on sys.path)
+from helpers import attach_diff
+from helpers.attach_diff import (  # the attach/detach harness
     ATTACHED_DIRS,
     PORTABLES_DIRS,
     REF,
@@ -43,7 +43,7 @@ from portable.testing.images import (
 pytestmark = pytest.mark.box
 
 OURS = "portable"
-known_profiles = test_box_attach_diff.known_profiles  # the fixture, shared
+known_profiles = attach_diff.known_profiles  # the fixture, shared
 LOOP = "/usr/bin/sh -c 'echo started; while :; do sleep 3600; done'"
 PREFIXES = "PORTABLE_PREFIXES=app0 minimal minimal-app0\n"
 

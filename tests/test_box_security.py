@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
+from helpers import in_box
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, make_squashfs_image
@@ -35,15 +35,7 @@ EXPECTED = {
 MAX_EXPOSURE = {252: ("3.3", "2.8"), 257: ("3.1", "2.7")}
 
 
-@pytest.fixture
-def clean(box: Box) -> Iterator[None]:
-    yield
-    box.run(
-        "for d in /run/systemd/system.attached /etc/systemd/system.attached; do "
-        "for u in $(ls $d 2>/dev/null | grep -v '\\.d$'); do systemctl stop $u; done; "
-        "rm -rf $d; done; rm -rf /run/portables /etc/portables; systemctl daemon-reload",
-        check=False,
-    )
+clean = in_box.clean  # (a fixture)
 
 
 def analyze(box: Box, path: str) -> tuple[str, dict[str, tuple]]:

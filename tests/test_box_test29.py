@@ -77,7 +77,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_box_attach_diff import REF, Run, invoke
+from helpers.attach_diff import REF, Run, invoke
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, make_squashfs_image

@@ -8,16 +8,10 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from helpers.runners import run_main as run
 
-from portable.cli import COMMANDS, build_cli, main
+from portable.cli import COMMANDS, build_cli
 from portable.testing.images import make_directory_image, service_unit
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.mark.parametrize("verb", [*COMMANDS, None])

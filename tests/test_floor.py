@@ -13,10 +13,12 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import roots
+from helpers.roots import unit_file as unit
 
 from portable.engine.attach import attach
 from portable.plugin.registry import make_registry
-from portable.plugin.types import AttachOptions, Floor, FloorRule, Profile, ProfileDropin, UnitFile
+from portable.plugin.types import AttachOptions, Floor, FloorRule, Profile, ProfileDropin
 from portable.security.floor import (
     BUILTIN,
     NO_NETWORK,
@@ -36,10 +38,6 @@ HEAD = "[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 def profiles() -> dict[str, Profile]:
     registry = make_registry(root=Path("/nonexistent-root"), load_entrypoints=False)
     return {name: registry.profile(name).spec for name in BUILTIN}
-
-
-def unit(text: str, name: str = "foo.service") -> UnitFile:
-    return UnitFile(name=name, source=f"/x/{name}", resolved=f"/x/{name}", data=text.encode())
 
 
 def findings(
@@ -284,12 +282,7 @@ def test_names_after_the_image_are_its_own(profiles: dict[str, Profile]) -> None
 # --- attach -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "root"
-    (r / "etc").mkdir(parents=True)
-    (r / "etc/os-release").write_text("ID=host\n")
-    return r
+root = roots.host_root  # (a fixture)
 
 
 def listing(root: Path) -> list[str]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers.runners import run_main as run
 
-from portable.cli import main
 from portable.cli.inspect import terminal_safe
 from portable.testing.images import make_directory_image, service_unit
 
@@ -25,13 +25,6 @@ FINDINGS = [
 NONE = "(none: attach would not refuse any unit setting)"
 ESCAPES = 'PRETTY_NAME="T \x1b[31mred\x1b]52;c;aGk=\x07 \x1b]8;;http://x\x1b\\link\r"\n'
 SHOWN = "T \\x1b[31mred\\x1b]52;c;aGk=\\x07 \\x1b]8;;http://x\\x1b\\link\\r"
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers.roots import registry_for as registry
+from helpers.roots import unit_file as unit
+from helpers.runners import run_main_int as run
 
-from portable.cli import main
 from portable.engine.attach import attach
 from portable.errors import PluginError, PortableError
-from portable.plugin.registry import Registry, make_registry
 from portable.plugin.types import (
     AttachOptions,
     Floor,
@@ -19,7 +20,6 @@ from portable.plugin.types import (
     FloorRule,
     Profile,
     ProfileDropin,
-    UnitFile,
 )
 from portable.profiles.files import apply_floor_edit, floor_to_edit, profile_to_toml
 from portable.security.floor import (
@@ -37,13 +37,6 @@ HEAD = "[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 ROOT_RULE = FloorRule(setting="User", match="values", values=("root", "0"), reason="runs as root")
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return int(info.value.code or 0), out.out, out.err
-
-
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     r = tmp_path / "root"
@@ -56,16 +49,8 @@ def write(root: Path, name: str, text: str) -> None:
     (root / "etc/portable/profiles" / name).write_text(text)
 
 
-def registry(root: Path) -> Registry:
-    return make_registry(root=root, load_entrypoints=False)
-
-
 def floor(root: Path, name: str) -> Floor:
     return floor_of(registry(root).profile(name).spec)
-
-
-def unit(text: str, name: str = "foo.service") -> UnitFile:
-    return UnitFile(name=name, source=f"/x/{name}", resolved=f"/x/{name}", data=text.encode())
 
 
 def settings_found(profile: Profile, text: str, name: str = "foo.service") -> list[str]:

@@ -22,12 +22,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import roots
 
 from portable.engine.attach import UnitExists, attach
 from portable.engine.dropins import UnwritableValue, path_problem, render_portable_dropin
 from portable.errors import PortableError
 from portable.images.inspect import inspect_image_with_extensions
-from portable.plugin.registry import make_registry
 from portable.plugin.types import AttachOptions, ExtraSetting, Image, ImageFormat, UnitFile
 from portable.plugins.image_formats.directory import DIRECTORY
 from portable.systemd.host import Host
@@ -38,17 +38,10 @@ U8 = os.fsdecode(b"u8_1\xff")  # a file name that is not UTF-8, as Python sees i
 ATTACHED = "run/systemd/system.attached"
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "root"
-    (r / "etc").mkdir(parents=True)
-    (r / "etc/os-release").write_text("ID=host\n")
-    return r
+root = roots.host_root  # (a fixture)
 
 
-@pytest.fixture
-def registry(root: Path):
-    return make_registry(root=root, load_entrypoints=False)
+registry = roots.registry  # (a fixture)
 
 
 def image(root: Path, name: str, units: dict[str, str], **kw: object) -> str:

@@ -592,3 +592,23 @@ def test_nothing_else_calls_the_plugin_manager():
         if pattern.search(line) and not line.lstrip().startswith("#")
     ]
     assert offenders == []
+
+
+def test_a_builtin_plugins_bug_names_it_too(portable_registry, image, portable_cli):
+    # Built-in plugins get the same policy as third-party ones: a bug of theirs (an exception
+    # that is not a PortableError) is that plugin's error, exit 1, not "internal error".
+    class Buggy:
+        @hookimpl
+        def portable_pre_attach(self):
+            raise ValueError("boom")
+
+    name = "portable.plugins.hooks.buggy"
+    portable_registry.register(Buggy(), name, distribution="portable-services", builtin=True)
+    try:
+        code, out, err = portable_cli("attach", image)
+    finally:
+        portable_registry.unregister(name)
+    expected = (
+        f"plugin '{name}' (portable-services) failed in portable_pre_attach: ValueError: boom"
+    )
+    assert code == 1 and expected in err and "internal error" not in err

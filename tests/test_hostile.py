@@ -1,4 +1,4 @@
-"""The hostile-input corpus (tests/hostile.py) through the real CLI, on an alternate root.
+"""The hostile-input corpus (tests/helpers/corpus.py) through the real CLI, on an alternate root.
 
 For every case and verb: the expected exit status; on error exactly one line
 ``portable: error: ...`` and no traceback; completion within a timeout; the host tree (the
@@ -16,20 +16,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostile import (
-    CASES,
-    SECRET,
-    Case,
-    Place,
+from helpers.checks import (
     check_attached,
     check_result,
-    fork_cli,
     loops_below,
     mount_points,
     netns,
-    plant_secrets,
     snapshot,
 )
+from helpers.corpus import CASES, SECRET, Case, Place, case_param, plant_secrets
+from helpers.runners import fork_cli
 
 from portable.testing.images import make_directory_image, service_unit
 
@@ -37,11 +33,6 @@ CLI = [sys.executable, "-m", "portable"]
 TIMEOUT = 30
 HOST_DIRS = ("/etc", "/run", "/var")
 ATTACHED = "/run/systemd/system.attached"
-
-
-def _param(case: Case) -> object:
-    marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
-    return pytest.param(case, id=case.id, marks=marks)
 
 
 @pytest.fixture
@@ -75,7 +66,7 @@ def run(place: Place, *args: str) -> subprocess.CompletedProcess[bytes]:
         pytest.fail(f"portable {' '.join(args)!r} hung for {TIMEOUT}s")
 
 
-@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+@pytest.mark.parametrize("case", [case_param(c) for c in CASES])
 def test_hostile_input(place: Place, case: Case) -> None:
     built = case.build(place)
     watched = (str(place.host.parent),)

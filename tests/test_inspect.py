@@ -5,24 +5,17 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import roots
 
 from portable.errors import BadImage, ImageNotFound, PortableError
 from portable.images.inspect import inspect_image
-from portable.plugin.registry import make_registry
 from portable.systemd.host import Host
 from portable.testing.images import make_directory_image, service_unit
 
-
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    r.mkdir()
-    return r
+root = roots.empty_root  # (a fixture)
 
 
-@pytest.fixture
-def registry(root):
-    return make_registry(root=root, load_entrypoints=False)
+registry = roots.registry  # (a fixture)
 
 
 def inspect(root, registry, arg, *prefixes):

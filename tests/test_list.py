@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import roots
 
 from portable.cli.listing import format_bytes, render_table
 from portable.images.listing import list_images
@@ -13,12 +14,7 @@ from portable.systemd.host import Host
 from portable.systemd.names import format_marker
 from portable.testing.images import make_directory_image, service_unit
 
-
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    r.mkdir()
-    return r
+root = roots.empty_root  # (a fixture)
 
 
 def rows(root):

@@ -15,12 +15,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.roots import registry_for as registry
 
 from portable.cli import App
 from portable.cli.fast import list_output, run_fast
 from portable.images.listing import list_images
 from portable.plugin.hookspecs import hookimpl
-from portable.plugin.registry import make_registry
 from portable.plugin.types import ImageFormat
 from portable.systemd.host import Host
 from portable.testing.images import make_directory_image, make_squashfs_image, service_unit
@@ -57,10 +57,6 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(os, "open", spy)
     monkeypatch.setattr("builtins.open", spy_builtin)
     return paths
-
-
-def registry(root: Path):  # type: ignore[no-untyped-def]
-    return make_registry(root=root, load_entrypoints=False)
 
 
 def rows(root: Path):  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostile import snapshot
+from helpers.checks import snapshot
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, service_unit

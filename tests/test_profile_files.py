@@ -7,8 +7,8 @@ import os
 import tomllib
 
 import pytest
+from helpers.runners import run_main as run
 
-from portable.cli import main
 from portable.engine.attach import attach
 from portable.errors import PortableError, UnknownProfile
 from portable.plugin.registry import make_registry
@@ -16,13 +16,6 @@ from portable.plugin.types import AttachOptions
 from portable.systemd.host import Host
 from portable.systemd.unitfile import parse
 from portable.testing.images import make_directory_image, mark_systemd_version, service_unit
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers.roots import registry_for as registry
 
 from portable.errors import PluginConflict
 from portable.plugin.hookspecs import hookimpl
-from portable.plugin.registry import Registry, make_registry
 from portable.plugin.types import Profile, ProfileDropin
 from portable.plugins.profiles import builtin, systemd_dirs
 from portable.systemd.host import Host
@@ -23,10 +23,6 @@ ETC = "etc/systemd/portable/profile"
 RUN = "run/systemd/portable/profile"
 LOCAL = "usr/local/lib/systemd/portable/profile"
 USR = "usr/lib/systemd/portable/profile"
-
-
-def registry(root: Path) -> Registry:
-    return make_registry(root=root, load_entrypoints=False)
 
 
 def write(root: Path, rel: str, text: str | bytes = "[Service]\nPrivateTmp=yes\n") -> Path:

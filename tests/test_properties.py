@@ -8,7 +8,7 @@ the settings; the transaction's temporary names always fit in a file name and ma
 file they stand for; confined reads of generated symlink forests never leave the image; os-release
 parsing and unit discovery never raise anything but a one-line error on arbitrary bytes.
 
-GPT headers (plugins/image_formats/probe.py): a table written by tests/hostile.gpt_image
+GPT headers (plugins/image_formats/probe.py): a table written by tests/helpers/corpus.gpt_image
 reads back as written; any header a hostile image can carry (every field arbitrary, checksums
 right) and any bytes at all give a table or a BadImage, nothing else.
 """
@@ -306,7 +306,7 @@ def _read_gpt(data: bytes):  # -> GptTable | None (None: a BadImage)
     )
 )
 def test_gpt_round_trip(parts):
-    from hostile import gpt_image
+    from helpers.corpus import gpt_image
 
     data = gpt_image(2 * 1024 * 1024, tuple((t, size, b"") for t, size in parts))
     table = _read_gpt(data)
@@ -321,7 +321,7 @@ def _with_header(fields: dict[str, int]) -> bytes:
     import struct
     import zlib
 
-    from hostile import gpt_image
+    from helpers.corpus import gpt_image
 
     disk = bytearray(gpt_image(256 * 1024, (("0fc63daf-8483-4772-8e79-3d69d8477de4", 4096, b""),)))
     hdr = bytearray(disk[512:604])
@@ -362,7 +362,7 @@ def test_gpt_any_header_is_a_table_or_a_clean_error(fields):
 @settings(max_examples=100, deadline=None)
 @given(data=st.binary(min_size=0, max_size=4096), flips=st.lists(st.integers(0, 4095), max_size=8))
 def test_gpt_any_bytes_are_a_table_or_a_clean_error(data, flips):
-    from hostile import gpt_image
+    from helpers.corpus import gpt_image
 
     disk = bytearray(gpt_image(64 * 1024))
     disk[: len(data)] = data

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers.roots import registry_for as registry_of
 
 from portable.cli import main
 from portable.engine.attach import attach
 from portable.engine.reattach import attached_version, reattach
-from portable.plugin.registry import make_registry
 from portable.plugin.types import AttachOptions
 from portable.plugins.hooks.netns import referenced_namespaces
 from portable.systemd.host import Host
@@ -46,10 +46,6 @@ def root(tmp_path):
     tight.mkdir(parents=True)
     (tight / "service.conf").write_text(TIGHT)
     return r
-
-
-def registry_of(root):
-    return make_registry(root=root, load_entrypoints=False)
 
 
 def profile_of(root, where=ETC):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import roots
 
 from portable.testing.images import make_directory_image, service_unit
 
@@ -68,12 +69,7 @@ def measured_argv(argv: list[str]) -> tuple[subprocess.CompletedProcess[bytes], 
     return done, maxrss, time.monotonic() - start
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "root"
-    (r / "etc").mkdir(parents=True)
-    (r / "etc/os-release").write_text("ID=host\n")
-    return r
+root = roots.host_root  # (a fixture)
 
 
 def sparse(path: Path, size: int, head: bytes) -> None:

@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers.runners import run_main_int as run
 
-from portable.cli import main
 from portable.images.confined import open_root
 from portable.images.runnable import MOUNT_POINTS, check
 from portable.plugin.types import Profile, ProfileDropin, UnitFile
@@ -123,13 +123,6 @@ def test_an_absolute_symlink_executable_does_not_reach_the_host(tmp_path):
 
 
 # --- the command line ---------------------------------------------------------------------
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return int(info.value.code or 0), out.out, out.err
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import json
 import re
 
 import pytest
+from helpers.runners import run_main as run
 from test_security import analyze, analyzer
 
-from portable.cli import main
 from portable.plugins.profiles.builtin import data_path
 from portable.systemd.version import KNOWN_VERSIONS
 from portable.testing.analyze import systemd_analyze
@@ -33,13 +33,6 @@ SCORES = {
         "trusted + PrivateNetwork=yes": 8.7,
     },
 }
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 def overall(out):

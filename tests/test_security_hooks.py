@@ -8,19 +8,12 @@ import subprocess
 import sys
 
 import pytest
+from helpers.runners import run_main as run
 
-from portable.cli import main
 from portable.plugin.types import AttachOptions, Profile, ProfileDropin
 from portable.plugins.hooks import netns
 from portable.systemd.version import KNOWN_VERSIONS
 from portable.testing.images import make_directory_image, mark_systemd_version, service_unit
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.fixture

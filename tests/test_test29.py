@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from helpers.runners import run_main as run
 
-from portable.cli import main
 from portable.testing.images import make_directory_image, service_unit
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.fixture

@@ -33,10 +33,10 @@ Every message names the plugin and its distribution (and version, when known)::
   :class:`~portable.errors.PluginError` (exit 1), traceback with ``--debug``. An exception in
   ``detect()`` means "not mine", so one plugin can't break detection for the others; with
   ``--debug`` a warning line names the plugin and the exception.
-* The **built-in** plugins (``portable.plugins.*``) are portable's own code: what they raise
-  is shown as portable's own errors are (their refusals as they are: ``--netns needs the
-  running host...``; a bug of theirs as an internal error). Only the warnings (and ``detect()``
-  taken as "not mine") apply to them too.
+* The **built-in** plugins (``portable.plugins.*``) go through the same policy, with one
+  difference: a :class:`~portable.errors.PortableError` they raise on purpose is shown as
+  portable's own errors are, without the prefix (``--netns needs the running host...``); their
+  image formats' ``open``/``unpack`` errors are portable's own too.
 
 Adding a hook: a method here that calls :meth:`Hooks.call` (lifecycle hooks, in call order) or
 :meth:`Hooks.collect` (registration hooks, whose results keep their plugin), with the policy
@@ -127,11 +127,12 @@ def _failure(
     hint: str = "",
 ) -> Exception:
     """What the user is shown of ``exc``, raised by ``rec``'s ``hook`` (the policy above): a
-    third party's :class:`~portable.errors.PortableError` prefixed with the plugin, anything
-    else of theirs a :class:`~portable.errors.PluginError` naming it; a built-in's as it is."""
-    if rec.builtin:
-        return exc  # a built-in plugin is portable's own code: its errors are portable's
+    third party's :class:`~portable.errors.PortableError` prefixed with the plugin (a
+    built-in's as it is: its refusals are portable's own messages), anything else a
+    :class:`~portable.errors.PluginError` naming the plugin, built-in or not."""
     if isinstance(exc, PortableError):
+        if rec.builtin:
+            return exc
         if refusal is not None and isinstance(exc, refusal):
             return _prefixed(exc, f"{rec.describe()} refused the {action}: ")
         return _prefixed(exc, f"{rec.describe()} failed in {hook}{then}: ")

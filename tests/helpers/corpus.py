@@ -4,8 +4,9 @@ Each :class:`Case` builds one bad input (an image, an argument, a host unit in t
 :class:`Place` and says what ``portable`` must do with it: a one-line error containing some
 text, or a safe success (then which unit files end up attached). The drivers are
 ``test_hostile.py`` (the real CLI with ``--root``) and ``test_box_hostile.py`` (a subset against
-a real systemd in the box); both also check that nothing on the host changed, that no secret was
-copied out of the host, and that no loop device, mount or network namespace was left behind.
+a real systemd in the box); both also check (:mod:`helpers.checks`) that nothing on the host
+changed, that no secret was copied out of the host, and that no loop device, mount or network
+namespace was left behind.
 
 Secrets: :func:`plant_secrets` writes :data:`SECRET` into host files that the escaping symlinks
 of the corpus point at (absolutely, relatively, through ``/proc``); it must never show up in
@@ -14,7 +15,6 @@ anything ``portable`` prints or writes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -25,7 +25,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import pytest
 
 from portable.testing.images import make_directory_image, service_unit
 
@@ -37,7 +38,9 @@ __all__ = [
     "SECRET_UNIT",
     "Built",
     "Case",
+    "Expect",
     "Place",
+    "case_param",
     "gpt_image",
     "gpt_without_partitions",
     "plant_secrets",
@@ -57,6 +60,12 @@ OK: Expect = ("ok", "")
 
 def error(text: str = "") -> Expect:
     return ("error", text)
+
+
+def case_param(case: Case) -> object:
+    """``case`` as a pytest parameter with its id (and its strict xfail, if it has one)."""
+    marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
+    return pytest.param(case, id=case.id, marks=marks)
 
 
 @dataclass(frozen=True)
@@ -1152,280 +1161,3 @@ BOX_CASES = frozenset(
 _ids = [c.id for c in CASES]
 assert len(_ids) == len(set(_ids)), "duplicate case ids"
 assert set(_ids) >= BOX_CASES, BOX_CASES - set(_ids)
-
-
-# --- what the drivers check ---------------------------------------------------------------
-
-Snapshot = dict[str, tuple[str, int, bytes]]
-
-
-def snapshot(top: Path, dirs: tuple[str, ...], skip: tuple[str, ...] = ()) -> Snapshot:
-    """Every entry below ``top``/``dirs``: path -> (kind, mode, content or link target).
-
-    Special files are recorded, never opened. ``skip``: paths (and what is below them) left
-    out, never even listed: a running system changes them meanwhile (journal streams come and
-    go between a directory listing and a look at the entry).
-    """
-    out: Snapshot = {}
-    for d in dirs:
-        start = top / d.lstrip("/")
-        if not os.path.lexists(start):
-            continue
-        for dirpath, dirnames, filenames in os.walk(start):
-            here = "/" + str(Path(dirpath).relative_to(top))
-            dirnames[:] = (
-                [n for n in dirnames if not f"{here}/{n}".startswith(skip)] if skip else dirnames
-            )
-            for name in sorted(dirnames + filenames):
-                p = Path(dirpath) / name
-                key = "/" + str(p.relative_to(top))
-                if skip and key.startswith(skip):
-                    continue
-                st = os.lstat(p)
-                mode = stat.S_IMODE(st.st_mode)
-                if stat.S_ISLNK(st.st_mode):
-                    out[key] = ("link", 0, os.fsencode(os.readlink(p)))
-                elif stat.S_ISDIR(st.st_mode):
-                    out[key] = ("dir", mode, b"")
-                elif stat.S_ISREG(st.st_mode):
-                    out[key] = ("file", mode, p.read_bytes())
-                else:
-                    out[key] = ("special", mode, str(st.st_rdev).encode())
-    return out
-
-
-INFO_PREFIXES = ("portable: warning:", "(Matching ")
-ATTACHED = "/run/systemd/system.attached"
-
-
-def check_result(proc: subprocess.CompletedProcess[Any], expect: Expect) -> None:
-    """Exit status and output of one run: success, or exactly one one-line error holding the
-    expected text; never a traceback, never the secret."""
-    out = _bytes(proc.stdout) + _bytes(proc.stderr)
-    stderr = _bytes(proc.stderr).decode("utf-8", "replace")
-    assert SECRET.encode() not in out, "the host secret was printed"
-    assert "Traceback" not in stderr, stderr
-    lines = stderr.splitlines()
-    errors = [line for line in lines if line.startswith("portable: error:")]
-    outcome, text = expect
-    if outcome == "ok":
-        assert proc.returncode == 0, stderr
-        assert errors == [], stderr
-        return
-    assert proc.returncode == 1, (proc.returncode, stderr)  # 70 would be an internal error
-    assert len(errors) == 1, stderr
-    assert text in errors[0], errors[0]
-    others = [ln for ln in lines if not ln.startswith(("portable: error:", *INFO_PREFIXES))]
-    assert others == [], f"the error is not one line: {stderr!r}"
-
-
-def _bytes(data: str | bytes | None) -> bytes:
-    if data is None:
-        return b""
-    return data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
-
-
-def check_attached(host: Path, case: Case, before: Snapshot, now: Snapshot) -> None:
-    """After a safe runtime attach: only added files, in the runtime directories, with fixed
-    modes and no secret; exactly the expected unit files, each with its marker."""
-    changed = [k for k, v in before.items() if now.get(k) != v]
-    assert changed == [], f"attach changed existing host files: {changed}"
-    added = {k: v for k, v in now.items() if k not in before}
-    for key, (kind, mode, data) in added.items():
-        assert key.startswith((ATTACHED, "/run/portables/")), key
-        assert SECRET.encode() not in data, f"the host secret was copied into {key}"
-        assert not mode & stat.S_IWOTH, key
-        if key.startswith("/run/portables/") and key.count("/") > 3:
-            continue  # inside a --copy=mixed copy of the image: the image's own modes
-        if key.startswith("/run/portables/") and kind == "dir":
-            assert mode == 0o700, (key, oct(mode))  # a --copy=mixed copy (issue 16, hole 3)
-            continue
-        if kind == "file":
-            assert mode == 0o644, (key, oct(mode))
-        elif kind == "dir":
-            assert mode == 0o755, (key, oct(mode))
-        assert kind != "special", key
-    attached_dir = host / ATTACHED.lstrip("/")
-    units = {n for n in os.listdir(attached_dir) if not n.endswith(".d")}
-    assert units == set(case.attached)
-    for unit in units:
-        assert (attached_dir / f"{unit}.d" / "20-portable.conf").is_file()
-    if case.check is not None:
-        case.check(attached_dir)
-
-
-def loops_below(paths: tuple[str, ...]) -> set[str]:
-    """Attached loop devices whose backing file lies below one of ``paths``."""
-    import json
-
-    try:
-        out = subprocess.run(
-            ["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return set()
-    if not out.strip():
-        return set()
-    found = set()
-    for dev in json.loads(out).get("loopdevices", []):
-        back = str(dev.get("back-file") or "").strip()
-        if any(back.startswith(p) for p in paths):
-            found.add(f"{dev['name']} {back}")
-    return found
-
-
-def mount_points(mountinfo: str = "/proc/self/mountinfo") -> set[str]:
-    with open(mountinfo) as f:
-        return {line.split()[4] for line in f if line.strip()}
-
-
-def netns(run: Path) -> set[str]:
-    try:
-        return set(os.listdir(run / "netns"))
-    except OSError:
-        return set()
-
-
-def fork_cli(
-    args: list[str], env: dict[str, str] | None = None, timeout: float = 30.0
-) -> tuple[int, bytes]:
-    """Run ``portable ARGS`` (its ``main()``) in a forked child: the real CLI without the
-    interpreter's start-up, for sweeps that run it hundreds of times. Returns the exit status
-    (``-N`` for a signal) and stderr; stdout is discarded."""
-    import importlib
-    import select
-    import signal
-    import sys
-    import time
-
-    from portable.cli import COMMANDS, main
-
-    # Imported once here, not in every child.
-    for module, _ in COMMANDS.values():
-        importlib.import_module(module)
-    for module in ("attach", "detach", "reattach", "state"):
-        importlib.import_module(f"portable.engine.{module}")
-    for module in ("inspect", "listing"):
-        importlib.import_module(f"portable.images.{module}")
-    from portable.plugin.registry import make_registry
-
-    make_registry(load_entrypoints=False)  # imports the built-in plugins
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 70
-        try:
-            os.close(r)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-            os.dup2(w, 2)
-            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-            os.environ.update(env or {})
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            code = 71
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    while True:
-        ready, _, _ = select.select([r], [], [], max(deadline - time.monotonic(), 0))
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(r)
-            raise TimeoutError(f"portable {args!r} hung")
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    return rc, b"".join(chunks)
-
-
-_SERVER = """
-import json, sys
-sys.path.insert(0, {tests!r})
-from hostile import fork_cli
-for line in sys.stdin:
-    req = json.loads(line)
-    try:
-        rc, err = fork_cli(req["args"], req["env"], req["timeout"])
-    except TimeoutError as exc:
-        rc, err = -1000, str(exc).encode()
-    print(json.dumps({{"rc": rc, "stderr": err.decode("utf-8", "replace")}}), flush=True)
-"""
-
-
-class BoxCli:
-    """``portable`` run inside a box by a resident Python process that forks a child per
-    command (see :func:`fork_cli`): the same ``main()`` as ``python -m portable``, without
-    paying the interpreter's start-up for each of the hundreds of runs of a crash sweep."""
-
-    def __init__(self, box: Any) -> None:
-        from portable.testing.box import BOX_ENV
-
-        self._proc = subprocess.Popen(
-            [
-                shutil.which("nsenter") or "nsenter",
-                "--all",
-                f"--target={box.leader_pid}",
-                "--wdns=/",
-                "--",
-                str(box.python_executable),
-                "-c",
-                _SERVER.format(tests=str(Path(__file__).resolve().parent)),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=dict(BOX_ENV),
-            text=True,
-        )
-
-    def __call__(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
-    ) -> tuple[int, str]:
-        """Exit status (``-9``: SIGKILLed) and stderr of ``portable ARGS``."""
-        import json
-
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        req = {"args": list(args), "env": env or {}, "timeout": timeout}
-        self._proc.stdin.write(json.dumps(req) + "\n")
-        self._proc.stdin.flush()
-        line = self._proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the portable server in the box died (status {self._proc.poll()})")
-        reply = json.loads(line)
-        if reply["rc"] == -1000:
-            raise TimeoutError(reply["stderr"])
-        return int(reply["rc"]), str(reply["stderr"])
-
-    def close(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-
-    def __enter__(self) -> BoxCli:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,0 +1,202 @@
+"""Ways to run ``portable`` in tests.
+
+- :func:`run_main`: its ``main()`` in this process, output from ``capsys``;
+- :func:`fork_cli`: its ``main()`` in a forked child of this process (the real CLI without the
+  interpreter's start-up, for sweeps that run it hundreds of times);
+- :class:`BoxCli`: the same inside a box, through a resident Python process there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from portable.cli import main
+from portable.testing.box import BOX_ENV, Box
+
+__all__ = [
+    "BoxCli",
+    "fork_cli",
+    "run_main",
+    "run_main_int",
+]
+
+# tests/: what the box's resident process puts on sys.path to import these helpers
+TESTS = Path(__file__).resolve().parent.parent
+
+
+def _preimport() -> None:
+    """Import what ``portable`` runs once, here, not in every forked child."""
+    from portable.cli import COMMANDS
+    from portable.plugin.registry import make_registry
+
+    for module, _ in COMMANDS.values():
+        importlib.import_module(module)
+    for module in ("attach", "detach", "reattach", "state"):
+        importlib.import_module(f"portable.engine.{module}")
+    for module in ("inspect", "listing"):
+        importlib.import_module(f"portable.images.{module}")
+    make_registry(load_entrypoints=False)  # imports the built-in plugins
+
+
+def _fork(args: list[str], env: dict[str, str] | None, timeout: float) -> tuple[int, bytes, bytes]:
+    """Exit status (``-N`` for a signal), stdout and stderr of ``main(args)`` in a child."""
+    _preimport()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 70
+        try:
+            os.close(out_r)
+            os.close(err_r)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+            os.environ.update(env or {})
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            code = 71
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)
+    os.close(out_w)
+    os.close(err_w)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    open_fds = [out_r, err_r]
+    deadline = time.monotonic() + timeout
+    try:
+        while open_fds:
+            ready, _, _ = select.select(open_fds, [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise TimeoutError(f"portable {args!r} hung")
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    chunks[fd].append(chunk)
+                else:
+                    open_fds.remove(fd)
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    _, status = os.waitpid(pid, 0)
+    rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return rc, b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+
+def fork_cli(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 30.0
+) -> tuple[int, bytes]:
+    """Run ``portable ARGS`` (its ``main()``) in a forked child: the real CLI without the
+    interpreter's start-up, for sweeps that run it hundreds of times. ``env`` is added to the
+    child's environment. Returns the exit status (``-N`` for a signal) and stderr; stdout is
+    discarded."""
+    rc, _, err = _fork(args, env, timeout)
+    return rc, err
+
+
+_SERVER = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from helpers.runners import fork_cli
+for line in sys.stdin:
+    req = json.loads(line)
+    try:
+        rc, err = fork_cli(req["args"], req["env"], req["timeout"])
+    except TimeoutError as exc:
+        rc, err = -1000, str(exc).encode()
+    print(json.dumps({{"rc": rc, "stderr": err.decode("utf-8", "replace")}}), flush=True)
+"""
+
+
+class BoxCli:
+    """``portable`` run inside a box by a resident Python process that forks a child per
+    command (see :func:`fork_cli`): the same ``main()`` as ``python -m portable``, without
+    paying the interpreter's start-up for each of the hundreds of runs of a crash sweep."""
+
+    def __init__(self, box: Box) -> None:
+        self._proc = subprocess.Popen(
+            [
+                shutil.which("nsenter") or "nsenter",
+                "--all",
+                f"--target={box.leader_pid}",
+                "--wdns=/",
+                "--",
+                str(box.python_executable),
+                "-c",
+                _SERVER.format(tests=str(TESTS)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=dict(BOX_ENV),
+            text=True,
+        )
+
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> tuple[int, str]:
+        """Exit status (``-9``: SIGKILLed) and stderr of ``portable ARGS``."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        req = {"args": list(args), "env": env or {}, "timeout": timeout}
+        self._proc.stdin.write(json.dumps(req) + "\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the portable server in the box died (status {self._proc.poll()})")
+        reply = json.loads(line)
+        if reply["rc"] == -1000:
+            raise TimeoutError(reply["stderr"])
+        return int(reply["rc"]), str(reply["stderr"])
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def __enter__(self) -> BoxCli:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[Any, str, str]:
+    """``main(args)`` in this process: its exit code (``SystemExit.code``), stdout, stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+def run_main_int(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """:func:`run_main` with the exit code as a number (``None``: 0)."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out = capsys.readouterr()
+    return int(info.value.code or 0), out.out, out.err
