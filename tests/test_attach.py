@@ -8,12 +8,11 @@ every step.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from helpers import roots
+from helpers.runners import fork_run
 
 from portable import hookimpl
 from portable.engine.attach import attach
@@ -414,16 +413,10 @@ def test_extra_settings_from_hooks(root, registry):
 # --- crash points: kill the process at every step, re-run, final detach leaves nothing -----
 
 
-CLI = [sys.executable, "-m", "portable"]
-
-
 def cli(root, *args, crash=None):
-    env = {**os.environ, "PORTABLE_SERVICES_NO_PLUGINS": "1"}
-    env.pop("PORTABLE_SERVICES_TEST_CRASH_AT", None)
-    if crash is not None:
-        env["PORTABLE_SERVICES_TEST_CRASH_AT"] = str(crash)
-    return subprocess.run(
-        [*CLI, "--root", str(root), *args], capture_output=True, text=True, env=env, check=False
+    """``portable --root ROOT ARGS`` in a forked child (killed at step ``crash``)."""
+    return fork_run(
+        ["--root", str(root), *args], {"PORTABLE_SERVICES_NO_PLUGINS": "1"}, crash_at=crash
     )
 
 

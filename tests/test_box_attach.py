@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import in_box
 from helpers.in_box import state
+from helpers.runners import box_crash_run
 
 from portable.testing.images import make_directory_image
 
@@ -202,11 +203,7 @@ def test_kill_then_rerun_in_the_box(box, box_tmp, clean, verb):
     for step in (1, 3, 5, 8, 11, 14, 100):
         if verb == "detach":
             box.portable(["attach", "--runtime", "--now", "-q", str(img)])
-        killed = box.run(
-            [str(box.python_executable), "-m", "portable", *args],
-            check=False,
-            env={"PORTABLE_SERVICES_TEST_CRASH_AT": str(step)},
-        )
+        killed = box_crash_run(box, step, args, check=False)
         if killed.returncode == 0:
             continue
         assert killed.returncode == 137 or killed.returncode < 0, killed.stderr

@@ -1,7 +1,7 @@
 """Kill attach --now, detach --now and reattach --now at every crash point, in the box.
 
-``PORTABLE_SERVICES_TEST_CRASH_AT=N`` SIGKILLs the process at its N-th step (see
-portable.engine.transaction). For every N until the command runs through: the re-run of the same
+``crash=N`` SIGKILLs the process at the N-th step of its transaction (see
+tests/helpers/crash.py). For every N until the command runs through: the re-run of the same
 command succeeds (a detach may find nothing left to do), the services are in the state the
 command promises, and a final detach leaves the box's host directories exactly as before,
 with no temporary file, no unit running and a clean daemon-reload. (test_attach.py does the
@@ -63,8 +63,7 @@ def cli(box: Box) -> Iterator[BoxCli]:
 
 
 def portable(box: Box, *args: str, crash: int | None = None) -> tuple[int, str]:
-    env = {"PORTABLE_SERVICES_TEST_CRASH_AT": str(crash)} if crash is not None else None
-    return _CLI[id(box)](*args, env=env)
+    return _CLI[id(box)](*args, crash_at=crash)
 
 
 def sweep(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.runners import box_crash_run
 
 from portable.testing.box import Box, box_unavailable_reason
 from portable.testing.images import make_directory_image
@@ -259,19 +260,7 @@ def test_failed_attach_and_killed_attach_leak_nothing(netbox, tmp, clean):
     assert not any(name.startswith("vp-") for name in links(netbox))
     netbox.run("rm -rf /run/systemd/system.attached")
     # killed right after the namespace was made: a re-run uses it and completes the attach
-    killed = netbox.run(
-        [
-            str(netbox.python_executable),
-            "-m",
-            "portable",
-            "attach",
-            "--runtime",
-            "--netns",
-            str(img),
-        ],
-        check=False,
-        env={"PORTABLE_SERVICES_TEST_CRASH_AT": "1"},
-    )
+    killed = box_crash_run(netbox, 1, ["attach", "--runtime", "--netns", str(img)], check=False)
     assert killed.returncode in (137, -9), killed.stderr
     assert namespaces(netbox) == ["portable-nse"]
     r = netbox.portable(["attach", "--runtime", "--now", "--netns", str(img)])

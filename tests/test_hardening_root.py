@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.runners import fork_run
 
 from portable.testing.images import make_directory_image, service_unit
 
@@ -28,16 +28,9 @@ UNIT = "foo.service"
 
 
 def cli(root: Path, *args: str, crash: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PORTABLE_SERVICES_NO_PLUGINS": "1"}
-    env.pop("PORTABLE_SERVICES_TEST_CRASH_AT", None)
-    if crash is not None:
-        env["PORTABLE_SERVICES_TEST_CRASH_AT"] = str(crash)
-    return subprocess.run(
-        [sys.executable, "-m", "portable", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
+    """``portable --root ROOT ARGS`` in a forked child (killed at step ``crash``)."""
+    return fork_run(
+        ["--root", str(root), *args], {"PORTABLE_SERVICES_NO_PLUGINS": "1"}, crash_at=crash
     )
 
 

@@ -51,8 +51,7 @@ def place(tmp_path: Path) -> Place:
 
 def run(place: Place, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PORTABLE_SERVICES_NO_PLUGINS": "1"}
-    for var in ("PORTABLE_SERVICES_TEST_CRASH_AT", "PORTABLE_SERVICES_DEBUG"):
-        env.pop(var, None)
+    env.pop("PORTABLE_SERVICES_DEBUG", None)
     try:
         return subprocess.run(
             [*CLI, "--root", str(place.host), *args],
@@ -199,7 +198,7 @@ def _sweep(
         assert step < 100, "crash points never ran out"
         if setup is not None:
             ok(*setup)
-        rc, err = fork_cli([*root, *args], {**quiet, "PORTABLE_SERVICES_TEST_CRASH_AT": str(step)})
+        rc, err = fork_cli([*root, *args], quiet, crash_at=step)
         if rc == 0:
             if final is not None:
                 ok("detach", "--runtime", final)

@@ -46,7 +46,6 @@ with open(sys.argv[1], "w") as f:
 
 def measured_argv(argv: list[str]) -> tuple[subprocess.CompletedProcess[bytes], int, float]:
     env = {**os.environ, "PORTABLE_SERVICES_NO_PLUGINS": "1"}
-    env.pop("PORTABLE_SERVICES_TEST_CRASH_AT", None)
     start = time.monotonic()
     with (
         tempfile.TemporaryFile() as out,

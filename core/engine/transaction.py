@@ -8,9 +8,6 @@ which no unit or drop-in name can (systemd ignores them); the next run under the
 whatever a killed process left (:func:`recover`) before doing its own work. A name too long to
 carry that decoration (a valid unit name has up to 255 bytes) keeps its own name inside a hidden
 holder directory ``.#portable-hold-<kind>.<hex>/`` instead.
-
-A test-only crash point (``PORTABLE_SERVICES_TEST_CRASH_AT=N``) kills the process with SIGKILL
-at the N-th step, to prove that a re-run recovers from every point.
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -27,23 +23,9 @@ from portable.errors import PortableError
 from portable.plugin.types import Change
 from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, Host
 
-__all__ = ["TEMP_PREFIX", "Transaction", "crash_point", "host_lock", "recover"]
+__all__ = ["TEMP_PREFIX", "Transaction", "host_lock", "recover"]
 
 TEMP_PREFIX = ".#portable-"
-ENV_CRASH = "PORTABLE_SERVICES_TEST_CRASH_AT"
-
-_crash_counter = 0
-
-
-def crash_point() -> None:
-    """Count a step; die here if the test asked for a crash at this step."""
-    global _crash_counter
-    target = os.environ.get(ENV_CRASH)
-    if not target:
-        return
-    _crash_counter += 1
-    if _crash_counter == int(target):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager
@@ -224,7 +206,6 @@ class Transaction:
             return False
         if not local.parent.is_dir():
             self.mkdir(local.parent, record=False)
-        crash_point()
         try:
             os.mkdir(local, 0o755)
         except FileExistsError:
@@ -237,7 +218,6 @@ class Transaction:
 
     def _place(self, temp: Path, local: Path, *, replace: bool) -> None:
         """Move a finished temporary into place; keep a backup of what it replaces."""
-        crash_point()
         if os.path.lexists(local):
             if not replace:
                 _discard(temp)
@@ -269,7 +249,6 @@ class Transaction:
         """Write a regular file (``mode``, 0644 by default) atomically and record the change."""
         self.confine(local)
         temp = _temp_name(local, "new")
-        crash_point()
         _make_holder(temp)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -330,7 +309,6 @@ class Transaction:
         """Create a symlink atomically and record the change."""
         self.confine(local)
         temp = _temp_name(local, "new")
-        crash_point()
         _make_holder(temp)
         try:
             os.symlink(target, temp)
@@ -351,7 +329,6 @@ class Transaction:
         if not os.path.lexists(local):
             return False
         backup = _temp_name(local, "removed")
-        crash_point()
         _make_holder(backup)
         os.rename(local, backup)
         self._undo.append(lambda: _restore(backup, local))
@@ -379,7 +356,6 @@ class Transaction:
         for action in self._on_commit:
             action()
         for local, change in self._rmdirs:
-            crash_point()
             try:
                 os.rmdir(local)
             except OSError:  # not empty (e.g. an admin's own drop-in) or gone: keep quiet

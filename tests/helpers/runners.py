@@ -3,7 +3,11 @@
 - :func:`run_main`: its ``main()`` in this process, output from ``capsys``;
 - :func:`fork_cli`: its ``main()`` in a forked child of this process (the real CLI without the
   interpreter's start-up, for sweeps that run it hundreds of times);
-- :class:`BoxCli`: the same inside a box, through a resident Python process there.
+- :func:`fork_run`: the same with stdout, as a ``CompletedProcess``;
+- :class:`BoxCli`: the same inside a box, through a resident Python process there;
+- :func:`box_crash_run`: ``portable`` in a box as a process of its own, killed at a step.
+
+``crash_at=N`` kills the command at the N-th step of its transaction (:mod:`helpers.crash`).
 """
 
 from __future__ import annotations
@@ -19,16 +23,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
 
+from helpers.crash import kill_at_step
 from portable.cli import main
-from portable.testing.box import BOX_ENV, Box
+from portable.testing.box import BOX_ENV, Box, RunOptions
 
 __all__ = [
+    "CRASH_RUN",
     "BoxCli",
+    "box_crash_run",
     "fork_cli",
+    "fork_run",
     "run_main",
     "run_main_int",
 ]
@@ -51,7 +59,9 @@ def _preimport() -> None:
     make_registry(load_entrypoints=False)  # imports the built-in plugins
 
 
-def _fork(args: list[str], env: dict[str, str] | None, timeout: float) -> tuple[int, bytes, bytes]:
+def _fork(
+    args: list[str], env: dict[str, str] | None, timeout: float, crash_at: int | None
+) -> tuple[int, bytes, bytes]:
     """Exit status (``-N`` for a signal), stdout and stderr of ``main(args)`` in a child."""
     _preimport()
     out_r, out_w = os.pipe()
@@ -67,6 +77,8 @@ def _fork(args: list[str], env: dict[str, str] | None, timeout: float) -> tuple[
             sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
             sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
             os.environ.update(env or {})
+            if crash_at is not None:
+                kill_at_step(crash_at)
             main(args)
             code = 0
         except SystemExit as exc:
@@ -105,14 +117,33 @@ def _fork(args: list[str], env: dict[str, str] | None, timeout: float) -> tuple[
 
 
 def fork_cli(
-    args: list[str], env: dict[str, str] | None = None, timeout: float = 30.0
+    args: list[str],
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    *,
+    crash_at: int | None = None,
 ) -> tuple[int, bytes]:
     """Run ``portable ARGS`` (its ``main()``) in a forked child: the real CLI without the
     interpreter's start-up, for sweeps that run it hundreds of times. ``env`` is added to the
-    child's environment. Returns the exit status (``-N`` for a signal) and stderr; stdout is
-    discarded."""
-    rc, _, err = _fork(args, env, timeout)
+    child's environment; ``crash_at``: SIGKILL it at that step (:func:`helpers.crash.kill_at_step`).
+    Returns the exit status (``-N`` for a signal) and stderr; stdout is discarded."""
+    rc, _, err = _fork(args, env, timeout, crash_at)
     return rc, err
+
+
+def fork_run(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    *,
+    crash_at: int | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """:func:`fork_cli` with stdout and stderr, as text, like ``subprocess.run(..., text=True)``
+    of ``python -m portable ARGS``."""
+    rc, out, err = _fork(args, env, timeout, crash_at)
+    return subprocess.CompletedProcess(
+        ["portable", *args], rc, out.decode(errors="replace"), err.decode(errors="replace")
+    )
 
 
 _SERVER = """
@@ -122,7 +153,7 @@ from helpers.runners import fork_cli
 for line in sys.stdin:
     req = json.loads(line)
     try:
-        rc, err = fork_cli(req["args"], req["env"], req["timeout"])
+        rc, err = fork_cli(req["args"], req["env"], req["timeout"], crash_at=req["crash_at"])
     except TimeoutError as exc:
         rc, err = -1000, str(exc).encode()
     print(json.dumps({{"rc": rc, "stderr": err.decode("utf-8", "replace")}}), flush=True)
@@ -153,11 +184,16 @@ class BoxCli:
         )
 
     def __call__(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+        crash_at: int | None = None,
     ) -> tuple[int, str]:
-        """Exit status (``-9``: SIGKILLed) and stderr of ``portable ARGS``."""
+        """Exit status (``-9``: SIGKILLed) and stderr of ``portable ARGS``; ``crash_at``: killed
+        at that step (:func:`helpers.crash.kill_at_step`)."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        req = {"args": list(args), "env": env or {}, "timeout": timeout}
+        req = {"args": list(args), "env": env or {}, "timeout": timeout, "crash_at": crash_at}
         self._proc.stdin.write(json.dumps(req) + "\n")
         self._proc.stdin.flush()
         line = self._proc.stdout.readline()
@@ -184,6 +220,17 @@ class BoxCli:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+CRASH_RUN = Path(__file__).resolve().parent / "crash_run.py"
+
+
+def box_crash_run(
+    box: Box, crash_at: int, args: list[str], **kw: Unpack[RunOptions]
+) -> subprocess.CompletedProcess[str]:
+    """``python -m portable ARGS`` in ``box`` as a process of its own, SIGKILLed at step
+    ``crash_at`` (:mod:`helpers.crash_run`); keyword arguments as for ``Box.run``."""
+    return box.python([str(CRASH_RUN), str(crash_at), *args], **kw)
 
 
 def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[Any, str, str]:
