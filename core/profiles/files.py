@@ -35,6 +35,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from portable.plugin.types import (
     ProfileDropin,
     ProfileEdit,
 )
+from portable.security.floor_tables import STANDARD, floor_of
 from portable.systemd.names import PORTABLE_UNIT_TYPES
 from portable.systemd.unitfile import parse, parse_unit_text, render
 
@@ -268,8 +270,6 @@ def apply_floor_edit(base: Floor, edit: FloorEdit) -> Floor:
 
 
 def _standard_edited(edit: FloorEdit | None) -> Floor | None:
-    from portable.security.floor import STANDARD
-
     return apply_floor_edit(STANDARD, edit) if edit is not None else None
 
 
@@ -299,8 +299,6 @@ def apply_edit(base_text: str, edit: ProfileEdit, section: str, *, header: str) 
 
 def resolve(profile: Profile, base: Profile | None) -> Profile:
     """``profile`` with ``extends`` applied to ``base`` (or to nothing): concrete drop-ins."""
-    from dataclasses import replace
-
     dropins: dict[str, ProfileDropin] = dict(base.dropins) if base is not None else {}
     header = f"Profile '{profile.name}' ({profile.origin})"
     if base is not None:
@@ -313,8 +311,6 @@ def resolve(profile: Profile, base: Profile | None) -> Profile:
         dropins[unit_type] = ProfileDropin(text=text, mode=mode)
     floor = profile.floor if profile.floor is not None else (base.floor if base else None)
     if profile.floor_edit is not None:
-        from portable.security.floor import STANDARD
-
         floor = apply_floor_edit(floor if floor is not None else STANDARD, profile.floor_edit)
     return replace(profile, dropins=dropins, extends=None, edits={}, floor=floor, floor_edit=None)
 
@@ -377,8 +373,6 @@ def profile_to_toml(profile: Profile) -> str:
             else:
                 settings[key] = value
         doc[unit_type] = {"set": settings}
-    from portable.security.floor import STANDARD, floor_of
-
     edit = floor_to_edit(floor_of(profile), STANDARD)
     if edit is not None:
         table: dict[str, Any] = {}

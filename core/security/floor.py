@@ -9,11 +9,10 @@ portablectl nor systemd checks any of this. Attach refuses it under every profil
 ``trusted``, naming ``unit:line: Setting=value`` and why; ``inspect`` and ``security`` show the same
 findings, ``verify`` checks the running service.
 
-What each profile forbids is data: a :class:`~portable.plugin.types.Floor` per profile (its
-``rules``, a table of :class:`~portable.plugin.types.FloorRule`, and ``hold_profile``). This module
-holds
-the tables the built-in profiles use (:data:`STANDARD`, :data:`NO_NETWORK`, :data:`NONE`) and
-evaluates a floor against unit files (:func:`check_units`). docs/security.md lists the tables.
+What each profile forbids is data (:mod:`portable.security.floor_tables`, re-exported here:
+:data:`STANDARD`, :data:`NO_NETWORK`, :data:`NONE`, :data:`BUILTIN`, :func:`floor_of`); this
+module evaluates a floor against unit files (:func:`check_units`), with the exposure score for
+what a unit undoes of the profile's own settings (:func:`undone`).
 """
 
 from __future__ import annotations
@@ -22,15 +21,14 @@ import functools
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from portable.errors import AttachRefused
-from portable.plugin.types import Floor, FloorRule, Profile, UnitFile
+from portable.plugin.types import FloorRule, Profile, UnitFile
+from portable.security.floor_tables import BUILTIN, NO_NETWORK, NONE, STANDARD, floor_of
+from portable.security.score import assess
+from portable.security.settings import GRADED_SETTINGS, ServiceSettings, settings_from
 from portable.systemd.names import printable_path, unit_matches, unit_matches_prefix, unit_template
 from portable.systemd.unitfile import Assignment, parse_unit_text
-
-if TYPE_CHECKING:
-    from portable.security.settings import ServiceSettings
 
 __all__ = [
     "BUILTIN",
@@ -45,190 +43,6 @@ __all__ = [
     "refusal",
     "undone",
 ]
-
-_EXEC = (
-    "ExecCondition",
-    "ExecStartPre",
-    "ExecStart",
-    "ExecStartPost",
-    "ExecReload",
-    "ExecStop",
-    "ExecStopPost",
-    "ExecStopPre",
-)
-_HOST_FILES = "reads files of the host, not of the image"
-_DEPENDENCIES = (
-    "Wants",
-    "Requires",
-    "Requisite",
-    "BindsTo",
-    "PartOf",
-    "Upholds",
-    "OnFailure",
-    "OnSuccess",
-    "Conflicts",
-    "PropagatesReloadTo",
-    "ReloadPropagatedFrom",
-    "PropagatesStopTo",
-    "StopPropagatedFrom",
-)
-_LISTEN_PATHS = (
-    "ListenStream",
-    "ListenDatagram",
-    "ListenSequentialPacket",
-    "ListenFIFO",
-    "ListenSpecial",
-    "ListenUSBFunction",
-)
-_DIRECTORIES = (
-    "StateDirectory",
-    "CacheDirectory",
-    "LogsDirectory",
-    "RuntimeDirectory",
-    "ConfigurationDirectory",
-)
-
-
-def _rules(settings: Iterable[str], **kw: object) -> tuple[FloorRule, ...]:
-    return tuple(FloorRule(setting=s, **kw) for s in settings)  # type: ignore[arg-type]
-
-
-STANDARD = Floor(
-    rules=(
-        *_rules(
-            _EXEC,
-            match="exec-privileged",
-            reason="runs with full privileges, outside the sandbox (the host's files are "
-            "reachable through /proc/1/root)",
-        ),
-        FloorRule(
-            setting="PermissionsStartOnly",
-            match="values",
-            values=("yes", "true", "on", "1"),
-            reason="runs the service's other commands with full privileges, outside the sandbox",
-            unit_types=("service",),
-        ),
-        *_rules(
-            (
-                "RootDirectory",
-                "RootImage",
-                "MountImages",
-                "ExtensionImages",
-                "ExtensionDirectories",
-            ),
-            reason="runs the service on (or adds) files of the host instead of the image",
-        ),
-        *_rules(
-            ("BindPaths", "BindReadOnlyPaths"),
-            reason="makes a path of the host visible inside the service",
-        ),
-        FloorRule(
-            setting="EnvironmentFile",
-            match="host-file",
-            reason=_HOST_FILES + " (only /etc/default/NAME or /etc/sysconfig/NAME, NAME being "
-            "the image's, may be read)",
-        ),
-        *_rules(
-            ("LoadCredential", "LoadCredentialEncrypted", "ImportCredential"),
-            reason=_HOST_FILES,
-        ),
-        *_rules(
-            ("NetworkNamespacePath", "IPCNamespacePath"),
-            reason="joins a namespace of the host or of another process",
-        ),
-        FloorRule(
-            setting="JoinsNamespaceOf",
-            reason="shares the namespaces of another unit",
-        ),
-        FloorRule(
-            setting="StandardInput",
-            match="prefix",
-            values=("file:",),
-            reason="opens a file of the host",
-        ),
-        *_rules(
-            ("StandardOutput", "StandardError"),
-            match="prefix",
-            values=("file:", "append:", "truncate:"),
-            reason="writes to a file of the host",
-        ),
-        FloorRule(setting="TTYPath", reason="opens a terminal of the host"),
-        FloorRule(
-            setting="KillMode",
-            match="values",
-            values=("none",),
-            reason="leaves the service's processes running when it stops (after detach --now)",
-        ),
-        *_rules(
-            _DIRECTORIES,
-            match="foreign-name",
-            reason="gives the service a host directory that is not named after the image",
-        ),
-        *_rules(
-            (*_DEPENDENCIES, "Sockets", "Service", "Unit", "Also"),
-            match="host-unit",
-            reason="starts, stops or reloads a unit of the host",
-        ),
-        FloorRule(
-            setting="Alias",
-            match="foreign-name",
-            reason="shadows a unit of the host of that name when enabled",
-        ),
-        *_rules(
-            _EXEC,
-            reason="runs on the host's root, as root: a socket unit gets neither the profile "
-            "nor the image's root directory",
-            unit_types=("socket",),
-        ),
-        *_rules(
-            _LISTEN_PATHS,
-            match="host-path",
-            reason="makes (or replaces) a file on the host outside /run/NAME, NAME being the "
-            "image's",
-            unit_types=("socket",),
-        ),
-        FloorRule(
-            setting="Symlinks",
-            reason="makes symbolic links on the host",
-            unit_types=("socket",),
-        ),
-        FloorRule(
-            setting="MakeDirectory",
-            match="values",
-            values=("yes", "true", "on", "1"),
-            reason="makes directories on the host",
-            unit_types=("path",),
-        ),
-    ),
-)
-"""The floor of ``default`` and of any profile that says nothing else (third-party ones too)."""
-
-NO_NETWORK = Floor(
-    rules=(
-        *STANDARD.rules,
-        *_rules(
-            ("ListenStream", "ListenDatagram", "ListenSequentialPacket"),
-            match="network-address",
-            reason="hands the service a socket on the host's network, which the profile keeps "
-            "it off",
-            unit_types=("socket",),
-        ),
-    ),
-)
-"""The floor of ``strict`` and ``nonetwork`` (``PrivateNetwork=yes``): no network sockets from
-a socket unit either."""
-
-NONE = Floor(rules=(), hold_profile=False)
-"""The floor of ``trusted``: it promises nothing, so nothing is refused."""
-
-BUILTIN: dict[str, Floor] = {
-    "default": STANDARD,
-    "nonetwork": NO_NETWORK,
-    "strict": NO_NETWORK,
-    "trusted": NONE,
-}
-"""The floors of systemd's four profiles (also when a file in systemd's profile directories
-replaces one of them: it promises what the name says)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,12 +76,6 @@ class FloorViolation(AttachRefused):
     def __init__(self, message: str, findings: Sequence[FloorFinding]) -> None:
         super().__init__(message)
         self.findings = tuple(findings)
-
-
-def floor_of(profile: Profile) -> Floor:
-    """The floor ``profile`` promises: its own, else :data:`STANDARD` (the registry has already
-    given a profile that ``extends`` another its base's floor)."""
-    return profile.floor if profile.floor is not None else STANDARD
 
 
 # --- matching one value ------------------------------------------------------------------------
@@ -415,8 +223,6 @@ def _check_keys(name: str) -> set[str]:
 
 
 def _settings(name: str, applied: Iterable[Assignment], systemd: int | None) -> ServiceSettings:
-    from portable.security.settings import settings_from
-
     return settings_from(name, applied, systemd=systemd)
 
 
@@ -431,8 +237,6 @@ def _promise(text: str, systemd: int | None) -> tuple[tuple[Assignment, ...], fr
 def _profile_grades(text: str, systemd: int | None) -> dict[str, int | None]:
     """How the bare service grades with a profile (check name -> badness): the baseline of
     every unit file of an attach."""
-    from portable.security.score import assess
-
     return {
         f.check.name: f.badness
         for f in assess(_settings("x", _promise(text, systemd)[0], systemd)).findings
@@ -440,8 +244,6 @@ def _profile_grades(text: str, systemd: int | None) -> dict[str, int | None]:
 
 
 def _graded(a: Assignment) -> bool:
-    from portable.security.settings import GRADED_SETTINGS
-
     if a.section == "Unit":
         return a.key == "DefaultDependencies"
     return a.section == "Service" and a.key in GRADED_SETTINGS
@@ -473,10 +275,6 @@ def undone(
     theirs = [a for a in applied if a.source in suspects]
     if not any(_graded(a) for a in theirs):
         return []  # nothing the score reads: it grades as without them (most units)
-    # Imported here: the profile plugins load this module's tables on every run, and the
-    # exposure checks take longer to import than most commands take to run.
-    from portable.security.score import assess
-
     profile_lines, promised = _promise(text, systemd)
     rest = [a for a in applied if a.source not in suspects]
     if [(a.key, a.value) for a in rest] == [(a.key, a.value) for a in profile_lines]:
