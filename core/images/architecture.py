@@ -3,7 +3,7 @@ that extension-release ``ARCHITECTURE=`` and versioned file names (``foo_1.2_x86
 
 from __future__ import annotations
 
-import platform
+import os
 
 __all__ = ["ARCHITECTURES", "host_architecture", "local_architectures"]
 
@@ -76,7 +76,7 @@ _UNAME_ARCH = {
 
 def host_architecture() -> str:
     """The host's architecture as systemd names it (``x86-64``, ``arm64``, ...)."""
-    machine = platform.machine()
+    machine = os.uname().machine  # platform.machine()'s answer, without importing platform
     if machine.startswith("arm") and machine not in _UNAME_ARCH:
         return "arm"
     return _UNAME_ARCH.get(machine, machine)

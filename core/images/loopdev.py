@@ -33,6 +33,7 @@ containers without udev).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
@@ -122,11 +123,9 @@ _libc: Any = None
 
 
 def _c() -> Any:
-    """libc through ctypes (imported on first use: ``list`` and friends never pay for it)."""
+    """libc through ctypes, loaded on first use."""
     global _libc
     if _libc is None:
-        import ctypes
-
         _libc = ctypes.CDLL(None, use_errno=True)
         _libc.syscall.restype = ctypes.c_long
         _libc.mount.argtypes = [
@@ -141,8 +140,6 @@ def _c() -> Any:
 
 
 def _syscall(number: int, *args: object) -> int:
-    import ctypes
-
     r = int(_c().syscall(ctypes.c_long(number), *args))
     if r < 0:
         e = ctypes.get_errno()
@@ -416,13 +413,23 @@ def _mount_detached(specs: list[MountSpec]) -> Iterator[Path]:
             os.close(fd)
 
 
+def _mount_point() -> Path:
+    """A new, empty ``0700`` directory below :data:`MOUNT_BASE` (``tempfile.mkdtemp()``'s way,
+    whose module takes longer to import than this takes to run)."""
+    while True:
+        top = MOUNT_BASE / f"image-{os.urandom(6).hex()}"
+        try:
+            os.mkdir(top, 0o700)
+            return top
+        except FileExistsError:
+            continue
+
+
 @contextmanager
 def _mount_classic(specs: list[MountSpec]) -> Iterator[Path]:
-    import tempfile
-
     try:
         MOUNT_BASE.mkdir(mode=0o700, parents=True, exist_ok=True)
-        top = Path(tempfile.mkdtemp(prefix="image-", dir=MOUNT_BASE))
+        top = _mount_point()
     except OSError as exc:
         raise LoopError(f"Cannot create a mount point in {MOUNT_BASE}: {_strerror(exc)}") from None
     mounted: list[Path] = []
@@ -440,8 +447,6 @@ def _mount_classic(specs: list[MountSpec]) -> Iterator[Path]:
                 data.encode() or None,
             )
             if r != 0:
-                import ctypes
-
                 e = ctypes.get_errno()
                 raise MountError(f"cannot mount its {spec.fstype} file system: {os.strerror(e)}")
             mounted.append(target)
@@ -463,18 +468,24 @@ def _mount_classic(specs: list[MountSpec]) -> Iterator[Path]:
 
 
 @contextmanager
-def mount_image(
-    path: Path, parts: list[tuple[str, str, int, int]], *, root_where: str = ""
-) -> Iterator[Path]:
-    """Loop-attach and mount an image: ``parts`` are ``(where, fstype, offset, size)``.
+def mount_image(path: Path, parts: list[tuple[str, str, int, int]]) -> Iterator[Path]:
+    """Loop-attach and mount an image read-only; yield the root of its tree.
 
-    ``where`` is ``""`` for the root and e.g. ``"usr"`` for a ``/usr`` partition; a
-    ``/usr``-only image has no ``""`` entry. Everything is released on exit.
+    ``parts`` are ``(where, fstype, offset, size)``: ``where`` is ``""`` for the root and e.g.
+    ``"usr"`` for a ``/usr`` partition (a ``/usr``-only image has no ``""`` entry); ``offset``
+    and ``size`` in bytes (0: the whole file). Everything is released on exit, whatever happens.
+
+    :raises BadImage: the image can't be opened, or the kernel refused its file system (a
+        :class:`MountError`, naming the image).
+    :raises LoopError: no loop device could be set up.
     """
-    with contextlib.ExitStack() as stack:
-        specs = []
-        for where, fstype, offset, size in parts:
-            loop = stack.enter_context(loop_device(path, offset=offset, size=size))
-            specs.append(MountSpec(source=loop.node, fstype=fstype, where=where))
-        specs.sort(key=lambda s: s.where)
-        yield stack.enter_context(mount_read_only(specs))
+    try:
+        with contextlib.ExitStack() as stack:
+            specs = []
+            for where, fstype, offset, size in parts:
+                loop = stack.enter_context(loop_device(path, offset=offset, size=size))
+                specs.append(MountSpec(source=loop.node, fstype=fstype, where=where))
+            specs.sort(key=lambda s: s.where)
+            yield stack.enter_context(mount_read_only(specs))
+    except MountError as exc:
+        raise MountError(f"Image '{path}': {exc}") from None

@@ -5,7 +5,8 @@ A source is a unit on a host (:func:`host_unit`: the unit file found in the unit
 or given, and every drop-in from every drop-in directory that applies to its name), what
 attaching an image would write (:func:`attach_sources`: its unit files with the
 ``10-profile.conf`` and ``20-portable.conf`` attach writes, plus the drop-ins already on the
-host), or a bare service with a profile (:func:`profile_source`). Files are read as text,
+host), an image's unit file with a profile (:func:`unit_settings`), or a bare service with a
+profile (:func:`profile_source`). Files are read as text,
 undecodable bytes kept (``surrogateescape``), at most 4 MiB each.
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "load_settings",
     "merge_dropins",
     "profile_source",
+    "unit_settings",
 ]
 
 BARE_UNIT = "[Service]\nExecStart=/usr/bin/sleep infinity\n"
@@ -73,6 +75,21 @@ def load_settings(source: UnitSource, *, systemd: int | None = None) -> ServiceS
         *(a for name, text in source.dropins for a in parse_unit_text(text, name)),
     ]
     return settings_from(source.name, assignments, systemd=systemd)
+
+
+def unit_settings(
+    unit: UnitFile, profile: Profile | None = None, *, systemd: int | None = None
+) -> ServiceSettings:
+    """The effective settings of an image's unit file with ``profile``'s drop-in for its type
+    (``10-profile.conf``) applied, as systemd ``systemd`` reads them (``None``: this machine's),
+    implications included: ``unit_settings(unit, profile).private_network``."""
+    dropin = profile.dropin_for(unit.type) if profile is not None else None
+    source = UnitSource(
+        name=unit.name,
+        text=unit.data.decode("utf-8", "surrogateescape"),
+        dropins=((PROFILE_FILE, dropin.text),) if dropin is not None else (),
+    )
+    return load_settings(source, systemd=systemd)
 
 
 def profile_source(

@@ -16,7 +16,6 @@ __all__ = [
     "ATTACHED_DIR",
     "IMAGE_SEARCH_PATH",
     "PORTABLES_DIR",
-    "PROFILE_DIRS",
     "UNIT_SEARCH_PATH",
     "Host",
 ]
@@ -33,14 +32,6 @@ IMAGE_SEARCH_PATH = (
 # Where attach puts unit files and the image link: persistent / runtime (spec 3.3, 3.9).
 ATTACHED_DIR = {False: "/etc/systemd/system.attached", True: "/run/systemd/system.attached"}
 PORTABLES_DIR = {False: "/etc/portables", True: "/run/portables"}
-
-# Profile search directories, first hit wins (spec 3.8).
-PROFILE_DIRS = (
-    "/etc/systemd/portable/profile",
-    "/run/systemd/portable/profile",
-    "/usr/local/lib/systemd/portable/profile",
-    "/usr/lib/systemd/portable/profile",
-)
 
 # The system unit search path: used inside images to discover units (spec 2.3) and on the host
 # to refuse a unit name that exists already (spec 3.2 step 7). Debian lists /lib before /usr/lib.

@@ -1,25 +1,23 @@
 """``attach --max-exposure N``: refuse services whose exposure score is above N (built-in hook).
 
-The score is ``systemd-analyze security``'s (:mod:`portable.security.score`), of each service as the
-attach would write it: the unit file, the profile's drop-in, ``20-portable.conf``, and the
-drop-ins already on the host for that unit name, graded as the systemd the attach follows does
-(the running one, or with ``--root`` the one installed there). It runs before every other
-pre-attach hook, so a refusal happens before anything (a network namespace, say) was made.
+The score is ``systemd-analyze security``'s (:func:`portable.plugin.would_attach_exposure`), of
+each service as the attach would write it: the unit file, the profile's drop-in,
+``20-portable.conf``, and the drop-ins already on the host for that unit name, graded as the
+systemd the attach follows does (the running one, or with ``--root`` the one installed there).
+It runs before every other pre-attach hook, so a refusal happens before anything (a network
+namespace, say) was made.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from portable.errors import AttachRefused
-from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import CliOption
+from portable import plugin
+from portable.plugin import AttachRefused, CliOption, hookimpl, systemd_version
 
 if TYPE_CHECKING:
-    from portable.plugin.types import AttachOptions, ExtraSetting, Image, Profile, UnitFile
+    from portable.plugin import AttachOptions, ExtraSetting, Host, Image, Profile, UnitFile
 
 __all__ = ["MAX_EXPOSURE", "portable_cli_options", "portable_pre_attach"]
 
@@ -49,43 +47,26 @@ def portable_cli_options() -> Iterable[CliOption[Any]]:
     return [MAX_EXPOSURE]
 
 
-def _on_real_host(image: Image) -> bool:
-    try:
-        return os.path.samefile(image.path, image.host_path)
-    except OSError:
-        return False
-
-
-def _root_of(image: Image) -> Path:
-    """The root directory the image was found below (``--root``): its local path less the path
-    the service manager sees."""
-    inside, local = image.path.rstrip("/"), str(image.host_path).rstrip("/")
-    if inside and local.endswith(inside):
-        return Path(local[: len(local) - len(inside)] or "/")
-    return Path("/")
-
-
 @hookimpl(tryfirst=True)
 def portable_pre_attach(
-    image: Image, units: Sequence[UnitFile], profile: Profile, options: AttachOptions
+    host: Host, image: Image, units: Sequence[UnitFile], profile: Profile, options: AttachOptions
 ) -> list[ExtraSetting] | None:
     limit = options.plugin_options.value(MAX_EXPOSURE)
     if limit is None:
         return None
-    from portable.security.score import would_attach_exposure
-    from portable.systemd.host import Host
-    from portable.systemd.version import detect
-
     # Below --root the host's own drop-ins are not known here; the image's are what counts.
     # The version is the one attach detected for that root (cached), the manager's on the host.
-    real = _on_real_host(image)
-    host = Host() if real else None
-    systemd = detect(Host() if real else Host(_root_of(image))).major
-    scored = would_attach_exposure(
-        image, units, profile, host=host, runtime=options.runtime, systemd=systemd
+    # (plugin.would_attach_exposure: the score's modules load only when a limit is given.)
+    scored = plugin.would_attach_exposure(
+        image,
+        units,
+        profile,
+        host=host if host.is_real else None,
+        runtime=options.runtime,
+        systemd=systemd_version(host).major,
     )
     for result in scored:
-        if result.score.exposure > round(limit * 10):
+        if result.score.above(limit):
             raise AttachRefused(
                 f"{result.unit}: exposure {result.score.text} {result.score.verdict} with "
                 f"profile '{profile.name}' is above --max-exposure {limit:.1f}, refusing."

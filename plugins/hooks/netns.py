@@ -45,7 +45,8 @@ detach (any ``/run/netns/portable-*`` no attached unit refers to).
 
 Not with ``--root``: there is no host network to wire; attach refuses.
 
-pyroute2 is imported only when a namespace is made or removed.
+pyroute2 (and hashlib, ctypes) are imported only when a namespace is named, made or removed:
+every command loads this hook, few use a namespace.
 """
 
 from __future__ import annotations
@@ -53,22 +54,27 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import ipaddress
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from portable.errors import AttachRefused, PortableError
-from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import CliOption, ExtraSetting
+from portable import plugin
+from portable.plugin import (
+    AttachRefused,
+    CliOption,
+    ExtraSetting,
+    PortableError,
+    hookimpl,
+    parse_boolean,
+    parse_unit_text,
+)
 
 if TYPE_CHECKING:
-    import ipaddress
-
-    from portable.plugin.types import AttachOptions, DetachOptions, Image, Profile, UnitFile
-    from portable.systemd.host import Host
+    from portable.plugin import AttachOptions, DetachOptions, Host, Image, Profile, UnitFile
 
 __all__ = [
     "INSIDE_IFNAME",
@@ -101,6 +107,7 @@ _IFNAME_OK = re.compile(r"^[A-Za-z0-9_.-]+$")
 # 169.254.1.0 - 169.254.254.255 in /30 blocks, minus 169.254.169.0/24 (cloud metadata).
 _POOL_THIRD_OCTETS = [n for n in range(1, 255) if n != 169]
 _POOL_SIZE = len(_POOL_THIRD_OCTETS) * 64
+_AF_INET = 2  # socket.AF_INET on Linux (the socket module is not loaded by most commands)
 
 
 def _info(message: str) -> None:
@@ -108,6 +115,12 @@ def _info(message: str) -> None:
 
 
 # --- names and addresses -----------------------------------------------------------------------
+
+
+def _sha256(data: bytes) -> bytes:
+    import hashlib  # loads OpenSSL (~3 ms): only when a namespace is named
+
+    return hashlib.sha256(data).digest()
 
 
 def netns_for_image(image_name: str) -> str:
@@ -119,24 +132,19 @@ def host_ifname(netns: str) -> str:
     """The host side's interface name: ``vp-NAME``, or ``vp-`` + 4 characters + ``-`` + 7
     hex digits of a hash when that is too long or NAME has characters an interface name can't
     have."""
-    import hashlib
-
     name = netns.removeprefix(NETNS_PREFIX)
     plain = HOST_IF_PREFIX + name
     if len(plain) <= IFNAMSIZ and _IFNAME_OK.match(name):
         return plain
-    digest = hashlib.sha256(netns.encode("utf-8", "surrogateescape")).hexdigest()[:7]
+    digest = _sha256(netns.encode("utf-8", "surrogateescape")).hex()[:7]
     head = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:4]
     return f"{HOST_IF_PREFIX}{head}-{digest}"
 
 
 def default_subnet(netns: str, attempt: int = 0) -> ipaddress.IPv4Network:
     """The ``attempt``-th candidate /30 of a namespace in 169.254.0.0/16 (see the module doc)."""
-    import hashlib
-    import ipaddress
-
-    digest = hashlib.sha256(b"portable-netns\0" + netns.encode("utf-8", "surrogateescape"))
-    index = (int.from_bytes(digest.digest()[:8], "big") + attempt) % _POOL_SIZE
+    digest = _sha256(b"portable-netns\0" + netns.encode("utf-8", "surrogateescape"))
+    index = (int.from_bytes(digest[:8], "big") + attempt) % _POOL_SIZE
     third = _POOL_THIRD_OCTETS[index // 64]
     return ipaddress.IPv4Network(f"169.254.{third}.{(index % 64) * 4}/30")
 
@@ -145,8 +153,6 @@ def subnet_addresses(
     subnet: ipaddress.IPv4Network,
 ) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv4Interface]:
     """(host side, service side) addresses of a subnet."""
-    import ipaddress
-
     if subnet.prefixlen == 31:
         first, second = subnet.network_address, subnet.broadcast_address
     else:
@@ -159,8 +165,6 @@ def subnet_addresses(
 
 def parse_subnet(text: str) -> ipaddress.IPv4Network:
     """An IPv4 network for ``--netns-subnet`` (host bits must be zero); at most /31."""
-    import ipaddress
-
     try:
         net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as exc:
@@ -214,18 +218,12 @@ def _profile_settings(profile: Profile | None) -> dict[str, str]:
     dropin = profile.dropin_for("service")
     if dropin is None:
         return {}
-    from portable.systemd.unitfile import (
-        parse_unit_text,  # attach only: every command loads this hook
-    )
-
     return {a.key: a.value for a in parse_unit_text(dropin.text) if a.section == "X-Portable"}
 
 
 def requested(options: AttachOptions, profile: Profile | None) -> tuple[bool, str | None]:
     """(namespace wanted?, subnet or None): the options win over the profile's
     ``[X-Portable] NetworkNamespace=``/``NetworkNamespaceSubnet=``."""
-    from portable.systemd.unitfile import parse_boolean
-
     settings = _profile_settings(profile)
     given = options.plugin_options
     subnet = given.value(NETNS_SUBNET) or settings.get("NetworkNamespaceSubnet")
@@ -259,10 +257,7 @@ def _one_link(ipr: Any, ifname: str) -> Any:
 
 
 def _ipv4(ipr: Any, index: int | None = None) -> list[ipaddress.IPv4Interface]:
-    import ipaddress
-    import socket
-
-    kw: dict[str, Any] = {"family": socket.AF_INET}
+    kw: dict[str, Any] = {"family": _AF_INET}
     if index is not None:
         kw["index"] = index
     return [
@@ -272,16 +267,13 @@ def _ipv4(ipr: Any, index: int | None = None) -> list[ipaddress.IPv4Interface]:
 
 
 def _host_networks(ipr: Any, skip_index: int | None) -> list[tuple[str, ipaddress.IPv4Interface]]:
-    import ipaddress
-    import socket
-
     names = {link["index"]: link.get("IFLA_IFNAME") for link in ipr.get_links()}
     return [
         (
             str(names.get(a["index"], a["index"])),
             ipaddress.IPv4Interface(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"),
         )
-        for a in ipr.get_addr(family=socket.AF_INET)
+        for a in ipr.get_addr(family=_AF_INET)
         if a["index"] != skip_index
     ]
 
@@ -319,7 +311,7 @@ def ensure(ns: Netns) -> Wired:
     An existing pair keeps its addresses unless ``ns.subnet`` asks for others. Whatever this
     call created is removed again if it fails.
     """
-    from pyroute2 import IPRoute, NetNS
+    from pyroute2 import IPRoute, NetNS  # ~100 ms to import: only when a namespace is made
     from pyroute2 import netns as pyroute2_netns
 
     created = False
@@ -406,7 +398,7 @@ def ensure(ns: Netns) -> Wired:
 
 
 def _unbind(path: str) -> None:
-    import ctypes
+    import ctypes  # only when a namespace is removed
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.umount2(path.encode(), 2)  # MNT_DETACH; fails harmlessly if it is no mount
@@ -419,7 +411,7 @@ def remove(name: str) -> bool:
     path = f"{NETNS_DIR}/{name}"
     found = False
     if _is_netns(path):
-        from pyroute2 import IPRoute, NetNS
+        from pyroute2 import IPRoute, NetNS  # ~100 ms to import: only when there is one
 
         found = True
         # Deleting the inside end of a veth deletes both ends at once: no host side lingers
@@ -438,6 +430,26 @@ def remove(name: str) -> bool:
     return found
 
 
+def _references_in(dropin_dir: str) -> Iterator[tuple[str, str]]:
+    """(namespace name, drop-in) for each ``/run/netns/portable-*`` a unit's drop-in directory
+    refers to (``NetworkNamespacePath=`` in its ``*.conf``)."""
+    try:
+        confs = sorted(os.listdir(dropin_dir))
+    except OSError:
+        return
+    for conf in confs:
+        if not conf.endswith(".conf"):
+            continue
+        try:
+            with open(f"{dropin_dir}/{conf}", "rb") as f:
+                text = f.read(1 << 20).decode("utf-8", "replace")
+        except OSError:
+            continue
+        for path in _REFERENCE.findall(text):
+            if path.startswith(f"{NETNS_DIR}/{NETNS_PREFIX}"):
+                yield path.rsplit("/", 1)[1], f"{dropin_dir}/{conf}"
+
+
 def referenced_namespaces(root: str = "/") -> dict[str, list[str]]:
     """Namespace name -> attached units whose drop-ins refer to ``/run/netns/portable-*``
     (those attached below ``root``)."""
@@ -448,23 +460,9 @@ def referenced_namespaces(root: str = "/") -> dict[str, list[str]]:
         except OSError:
             continue
         for entry in entries:
-            if not entry.endswith(".d"):
-                continue
-            try:
-                confs = sorted(os.listdir(f"{where}/{entry}"))
-            except OSError:
-                continue
-            for conf in confs:
-                if not conf.endswith(".conf"):
-                    continue
-                try:
-                    with open(f"{where}/{entry}/{conf}", "rb") as f:
-                        text = f.read(1 << 20).decode("utf-8", "replace")
-                except OSError:
-                    continue
-                for path in _REFERENCE.findall(text):
-                    if path.startswith(f"{NETNS_DIR}/{NETNS_PREFIX}"):
-                        refs.setdefault(path.rsplit("/", 1)[1], []).append(entry[:-2])
+            if entry.endswith(".d"):
+                for name, _ in _references_in(f"{where}/{entry}"):
+                    refs.setdefault(name, []).append(entry[:-2])
     return refs
 
 
@@ -528,14 +526,6 @@ def _track(name: str) -> None:
         _atexit_registered = True
 
 
-def _on_real_host(image: Image) -> bool:
-    """Is this attach on the running system (not below ``--root``)?"""
-    try:
-        return os.path.samefile(image.path, image.host_path)
-    except OSError:
-        return False
-
-
 # --- hooks ---------------------------------------------------------------------------------------
 
 
@@ -569,25 +559,15 @@ def portable_pre_attach(
     if not wanted:
         return None
     subnet = parse_subnet(subnet_text) if subnet_text else None
-    if not _on_real_host(image):
+    if not host.is_real:
         raise AttachRefused(
             "--netns needs the running host: a network namespace can't be created below "
             "--root, refusing."
         )
-    from portable.security.sources import UnitSource, load_settings
-
     dropin = profile.dropin_for("service")
     for unit in units:
-        if unit.type != "service":
-            continue
-        settings = load_settings(
-            UnitSource(
-                name=unit.name,
-                text=unit.data.decode("utf-8", "surrogateescape"),
-                dropins=(("10-profile.conf", dropin.text),) if dropin is not None else (),
-            )
-        )
-        if settings.private_network:
+        # (plugin.unit_settings: the score's modules load only when a namespace is asked for)
+        if unit.type == "service" and plugin.unit_settings(unit, profile).private_network:
             where = (
                 f"profile '{profile.name}'"
                 if dropin is not None and "PrivateNetwork" in dropin.text
@@ -641,23 +621,8 @@ def portable_pre_detach(
     """Note which of our namespaces the units refer to (their drop-ins are still there)."""
     if not host.is_real:
         return  # below --root: the host's namespaces are none of this detach's business
-    found: list[tuple[str, str]] = []
     where = _attached_dir(options)
-    for unit in units:
-        d = f"{where}/{unit}.d"
-        try:
-            confs = sorted(os.listdir(d))
-        except OSError:
-            continue
-        for conf in confs:
-            try:
-                with open(f"{d}/{conf}", "rb") as f:
-                    text = f.read(1 << 20).decode("utf-8", "replace")
-            except OSError:
-                continue
-            for path in _REFERENCE.findall(text):
-                if path.startswith(f"{NETNS_DIR}/{NETNS_PREFIX}"):
-                    found.append((path.rsplit("/", 1)[1], f"{d}/{conf}"))
+    found = [ref for unit in units for ref in _references_in(f"{where}/{unit}.d")]
     if found:
         _detaching[image.path] = found
 

@@ -12,8 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import ImageFormat
+from portable.plugin import ImageFormat, hookimpl
 
 
 def _detect(path: Path) -> bool:

@@ -8,16 +8,14 @@ with the ext4 driver, as the kernel does for them anyway.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import ImageFormat
+from portable.plugin import ImageFormat, hookimpl
 
 from .probe import identify
+from .raw import describe_filesystem, open_filesystem
 
 _KINDS = {
     "erofs": "an erofs file system image (RootImage=)",
@@ -31,30 +29,16 @@ def _detect(fstype: str, path: Path) -> bool:
     return identify(path) == fstype
 
 
-@contextmanager
-def _open(path: Path, fstype: str) -> Iterator[Path]:
-    from .raw import open_filesystem  # mounting code: imported only when it is needed
-
-    with open_filesystem(path, fstype) as root:
-        yield root
-
-
-def _details(path: Path) -> dict[str, Any]:
-    from .raw import describe_filesystem
-
-    return describe_filesystem(path)
-
-
 FORMATS = tuple(
     ImageFormat(
         name=fstype,
         description=description,
         image_type="raw",
         detect=partial(_detect, fstype),
-        open=partial(_open, fstype=fstype),
+        open=partial(open_filesystem, fstype=fstype),
         root_setting="RootImage",
         suffixes=(".raw",),
-        extra={"details": _details},
+        extra={"details": describe_filesystem},
     )
     for fstype, description in _KINDS.items()
 )

@@ -22,9 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from portable.errors import BadImage
-from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import ImageFormat
+from portable import plugin
+from portable.plugin import BadImage, ImageFormat, hookimpl, host_architecture
 
 from .probe import (
     GptPartition,
@@ -32,10 +31,10 @@ from .probe import (
     choose_root,
     filesystem_at,
     identify,
-    native_architecture,
     open_image_file,
     read_gpt,
 )
+from .raw import check_size
 
 
 def _detect(path: Path) -> bool:
@@ -54,8 +53,6 @@ def _plan(path: Path) -> tuple[RootChoice, list[tuple[str, str, int, int]]]:
             if part is None:
                 continue
             fstype = _fstype(fd, part, path)
-            from .raw import check_size  # mounting code: imported only when it is needed
-
             check_size(fd, fstype, image=str(path), offset=part.offset, available=part.size)
             parts.append((where, fstype, part.offset, part.size))
         return choice, parts
@@ -75,10 +72,8 @@ def _fstype(fd: int, part: GptPartition, path: Path) -> str:
 
 @contextmanager
 def _open(path: Path) -> Iterator[Path]:
-    from .raw import mounted
-
     _, parts = _plan(path)
-    with mounted(path, parts) as root:
+    with plugin.mount_image(path, parts) as root:
         yield root
 
 
@@ -95,7 +90,7 @@ def describe(path: Path) -> dict[str, Any]:
         info: dict[str, Any] = {
             "partition_table": "gpt",
             "sector_size": table.sector_size,
-            "architecture": native_architecture(),
+            "architecture": host_architecture(),
             "partitions": [
                 {
                     "number": p.number,

@@ -12,13 +12,14 @@ only takes files named ``*.raw``, and rejects ``foo.squashfs`` with "Wrong mediu
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from portable.errors import BadImage
+from portable.plugin import BadImage, host_architecture
 
 __all__ = [
     "FS_TYPES",
@@ -29,7 +30,6 @@ __all__ = [
     "filesystem_at",
     "filesystem_size",
     "identify",
-    "native_architecture",
     "open_image_file",
     "partition_type_name",
     "read_gpt",
@@ -245,13 +245,6 @@ GPT_FLAG_NO_AUTO = 1 << 63
 GPT_FLAG_READ_ONLY = 1 << 60
 
 
-def native_architecture() -> str:
-    """The host's architecture as systemd names it (``x86-64``, ``arm64``...)."""
-    from portable.images.architecture import host_architecture
-
-    return host_architecture()
-
-
 def partition_type_name(type_uuid: str) -> str:
     """``root-x86-64``, ``usr-arm64-verity``, ``esp``... or the UUID itself if unknown."""
     if type_uuid in _TYPES:
@@ -385,6 +378,13 @@ def is_gpt(fd: int) -> bool:
     return _gpt_header(fd) is not None
 
 
+def _guid(raw: bytes) -> str:
+    """A GPT GUID (mixed-endian, 16 bytes) as ``str(uuid.UUID(bytes_le=raw))`` writes it; the
+    uuid module imports platform, which takes longer than reading a partition table."""
+    h = (raw[3::-1] + raw[5:3:-1] + raw[7:5:-1] + raw[8:16]).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def read_gpt(fd: int, *, image: str, file_size: int) -> GptTable:
     """Parse the GPT of an image file.
 
@@ -407,8 +407,6 @@ def read_gpt(fd: int, *, image: str, file_size: int) -> GptTable:
         raise BadImage(
             f"Image '{image}' has a corrupt GPT partition table (partition entries checksum)"
         )
-    import uuid  # (imports platform: only when a GPT is read)
-
     parts = []
     for i in range(count):
         e = array[i * entry_size : (i + 1) * entry_size]
@@ -419,8 +417,8 @@ def read_gpt(fd: int, *, image: str, file_size: int) -> GptTable:
         parts.append(
             GptPartition(
                 number=i + 1,
-                type_uuid=str(uuid.UUID(bytes_le=e[:16])),
-                uuid=str(uuid.UUID(bytes_le=e[16:32])),
+                type_uuid=_guid(e[:16]),
+                uuid=_guid(e[16:32]),
                 label=label,
                 flags=flags,
                 offset=first * sector,
@@ -447,8 +445,6 @@ class RootChoice:
 
 def _version_key(label: str) -> tuple[tuple[int, object], ...]:
     """A sort key approximating systemd's strverscmp_improved on partition labels."""
-    import re
-
     return tuple(
         (0, int(tok)) if tok.isdigit() else (1, tok) for tok in re.findall(r"\d+|[^\d]+", label)
     )
@@ -463,7 +459,7 @@ def choose_root(table: GptTable, *, image: str, arch: str | None = None) -> Root
 
     :raises BadImage: nothing usable, or several generic Linux partitions.
     """
-    arch = arch or native_architecture()
+    arch = arch or host_architecture()
     candidates = [p for p in table.partitions if not p.flags & GPT_FLAG_NO_AUTO]
 
     def best(role: str, architecture: str) -> GptPartition | None:

@@ -2,8 +2,10 @@
 
 Not a plugin itself; :mod:`.squashfs`, :mod:`.filesystem` and :mod:`.gpt` build on it (and so
 can third-party formats). An image is opened by attaching a read-only loop device and mounting
-its file system read-only, nosuid, nodev, noexec, detached from every mount namespace (see
-:mod:`portable.images.loopdev`); both are released when the ``with`` block ends, whatever happens.
+its file system read-only, nosuid, nodev, noexec, detached from every mount namespace
+(:func:`portable.plugin.mount_image`); both are released when the ``with`` block ends, whatever
+happens. The mounting code is looked up when an image is opened (``plugin.mount_image``), so
+commands that open none (list, detach, is-attached) don't load it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from portable.errors import BadImage
-from portable.images.loopdev import MountError, mount_image
+from portable import plugin
+from portable.plugin import BadImage
 
 from .probe import filesystem_at, filesystem_size, open_image_file
 
-__all__ = ["check_size", "describe_filesystem", "mounted", "open_filesystem"]
+__all__ = ["check_size", "describe_filesystem", "open_filesystem"]
 
 
 def check_size(fd: int, fstype: str, *, image: str, offset: int = 0, available: int) -> None:
@@ -49,18 +51,8 @@ def open_filesystem(path: Path, fstype: str) -> Iterator[Path]:
         check_size(fd, fstype, image=str(path), available=size)
     finally:
         os.close(fd)
-    with mounted(path, [("", fstype, 0, 0)]) as root:
+    with plugin.mount_image(path, [("", fstype, 0, 0)]) as root:
         yield root
-
-
-@contextmanager
-def mounted(path: Path, parts: list[tuple[str, str, int, int]]) -> Iterator[Path]:
-    """:func:`portable.images.loopdev.mount_image`, with mount failures naming the image."""
-    try:
-        with mount_image(path, parts) as root:
-            yield root
-    except MountError as exc:
-        raise BadImage(f"Image '{path}': {exc}") from None
 
 
 def describe_filesystem(path: Path) -> dict[str, Any]:

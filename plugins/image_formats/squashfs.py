@@ -3,40 +3,23 @@
 Recognised by the squashfs magic, whatever the file is called (systemd requires ``*.raw`` and
 rejects anything else with "Wrong medium type"); found by name as ``NAME.raw`` in the search
 path. Read through a read-only loop device and a private read-only mount (see
-:mod:`portable.images.loopdev`).
+:func:`portable.plugin.mount_image`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import ImageFormat
+from portable.plugin import ImageFormat, hookimpl
 
 from .probe import identify
+from .raw import describe_filesystem, open_filesystem
 
 
 def _detect(path: Path) -> bool:
     return identify(path) == "squashfs"
-
-
-# Mounting code (ctypes...) is imported only when an image is opened: commands that open none
-# (list, detach, is-attached) don't pay for it.
-@contextmanager
-def _open(path: Path) -> Iterator[Path]:
-    from .raw import open_filesystem
-
-    with open_filesystem(path, "squashfs") as root:
-        yield root
-
-
-def _details(path: Path) -> dict[str, Any]:
-    from .raw import describe_filesystem
-
-    return describe_filesystem(path)
 
 
 SQUASHFS = ImageFormat(
@@ -44,10 +27,10 @@ SQUASHFS = ImageFormat(
     description="a squashfs file system image (RootImage=)",
     image_type="raw",
     detect=_detect,
-    open=_open,
+    open=partial(open_filesystem, fstype="squashfs"),
     root_setting="RootImage",
     suffixes=(".raw",),
-    extra={"details": _details},
+    extra={"details": describe_filesystem},
 )
 
 

@@ -6,7 +6,9 @@ links to (or is a copy of) it, so its settings are always the running systemd's,
 attach leaves on the host points into this Python package.
 
 Only where the host (or the ``--root`` tree) has no such file, the copy bundled here is used,
-the one of the systemd version the host runs (:mod:`portable.systemd.version`): systemd 257
+the one of the systemd version the host runs (:func:`portable.plugin.systemd_version`; another
+version gets the nearest bundled one below it, as portable behaves as the nearest known systemd
+below it): systemd 257
 replaced the three log-socket binds by ``BindLogSockets=yes`` and dropped ``PrivateTmp=yes``.
 Those are always *copied* into ``10-profile.conf`` (``ProfileDropin.path`` is None), never linked.
 
@@ -17,36 +19,51 @@ These are plugin profiles (priority 0): a profile of the same name in ``/etc``, 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import Profile, ProfileDropin
-from portable.plugins.profiles.systemd_dirs import describe, read_dropin
-from portable.security.floor import BUILTIN
-from portable.systemd.host import Host
-from portable.systemd.version import detect, nearest_known
+from portable.plugin import (
+    Host,
+    Profile,
+    ProfileDropin,
+    builtin_floor,
+    hookimpl,
+    systemd_version,
+)
 
-__all__ = ["NAMES", "SYSTEMD_PROFILE_DIR", "data_path", "portable_profiles"]
+from .systemd_dirs import describe, read_dropin
+
+__all__ = ["NAMES", "SYSTEMD_PROFILE_DIR", "bundled_versions", "data_path", "portable_profiles"]
 
 NAMES = ("default", "nonetwork", "strict", "trusted")
 
 
 SYSTEMD_PROFILE_DIR = "/usr/lib/systemd/portable/profile"
+_DATA = Path(__file__).parent
+
+
+@functools.cache
+def bundled_versions() -> tuple[int, ...]:
+    """The systemd versions whose profile files are bundled (``systemdNNN/``), oldest first."""
+    return tuple(sorted(int(d.name.removeprefix("systemd")) for d in _DATA.glob("systemd[0-9]*")))
 
 
 def data_path(name: str, systemd: int, unit_type: str = "service") -> Path:
     """The bundled drop-in of built-in profile ``name`` for systemd version ``systemd``.
 
-    Bundled for each known version; another version gets the nearest known one below it.
+    Bundled for each version the tests compare with; another version gets the nearest bundled
+    one below it (the oldest for older ones).
     """
-    return Path(__file__).parent / f"systemd{nearest_known(systemd)}" / name / f"{unit_type}.conf"
+    bundled = bundled_versions()
+    nearest = max((v for v in bundled if v <= systemd), default=bundled[0])
+    return _DATA / f"systemd{nearest}" / name / f"{unit_type}.conf"
 
 
 @hookimpl
 def portable_profiles(root: Path) -> list[Profile]:
     """The built-in profiles: the host's systemd's own files, else the bundled copies."""
     host = Host(root)
-    systemd = detect(host).major
+    systemd = systemd_version(host).major
     profiles = []
     for name in NAMES:
         host_path = f"{SYSTEMD_PROFILE_DIR}/{name}/service.conf"
@@ -66,7 +83,7 @@ def portable_profiles(root: Path) -> list[Profile]:
                 dropins={"service": ProfileDropin(text=text, path=dropin_path)},
                 priority=0,
                 origin=origin,
-                floor=BUILTIN[name],
+                floor=builtin_floor(name),
             )
         )
     return profiles

@@ -36,23 +36,36 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from portable.errors import PluginError, warn
-from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import Profile, ProfileDropin, validate_profile_name
-from portable.security.floor import BUILTIN
-from portable.systemd.host import PROFILE_DIRS, Host
-from portable.systemd.names import PORTABLE_UNIT_TYPES
+from portable.plugin import (
+    PORTABLE_UNIT_TYPES,
+    Host,
+    PluginError,
+    Profile,
+    ProfileDropin,
+    builtin_floor,
+    hookimpl,
+    validate_profile_name,
+    warn,
+)
 
-__all__ = ["MAX_DROPIN_SIZE", "PRIORITIES", "describe", "portable_profiles", "read_dropin"]
+__all__ = [
+    "MAX_DROPIN_SIZE",
+    "PRIORITIES",
+    "PROFILE_DIRS",
+    "describe",
+    "portable_profiles",
+    "read_dropin",
+]
 
+# systemd's profile search directories, first hit wins (spec 3.8), and the priority of the
+# profiles found in each.
 PRIORITIES = {
     "/etc/systemd/portable/profile": 30,
     "/run/systemd/portable/profile": 20,
     "/usr/local/lib/systemd/portable/profile": 10,
     "/usr/lib/systemd/portable/profile": -10,
 }
-# A directory added to PROFILE_DIRS later (e.g. split-usr /lib) is a vendor directory.
-_DEFAULT_PRIORITY = -10
+PROFILE_DIRS = tuple(PRIORITIES)
 
 MAX_DROPIN_SIZE = 1024 * 1024
 
@@ -228,10 +241,10 @@ def portable_profiles(root: Path) -> list[Profile]:
                 name=found.name,
                 description=description or f"profile from {host_dir}",
                 dropins=dropins,
-                priority=PRIORITIES.get(host_dir, _DEFAULT_PRIORITY),
+                priority=PRIORITIES[host_dir],
                 origin=origin,
                 # A file replacing one of systemd's four promises what that one does.
-                floor=BUILTIN.get(found.name),
+                floor=builtin_floor(found.name),
             )
         )
     return profiles

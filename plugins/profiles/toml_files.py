@@ -4,8 +4,8 @@ Looked up in ``/etc/portable/profiles``, ``/run/portable/profiles``,
 ``/usr/local/lib/portable/profiles`` and ``/usr/lib/portable/profiles`` (the first file of a name
 wins), with the same priorities as systemd's profile directories (30, 20, 10, -10): an admin's
 ``/etc`` file may override a built-in profile, and may ``extends`` the very profile it overrides.
-The schema is in ``docs/profiles.md`` and :mod:`portable.profiles.files`. A file that can't be
-read or parsed is skipped with a one-line warning naming it and the problem.
+The schema is in ``docs/profiles.md`` (:func:`portable.plugin.load_toml_profile` reads them). A
+file that can't be read or parsed is skipped with a one-line warning naming it and the problem.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from portable.errors import PortableError, warn
-from portable.plugin.hookspecs import hookimpl
-from portable.plugin.types import Profile
-from portable.systemd.host import Host
+from portable.plugin import Host, PortableError, Profile, hookimpl, load_toml_profile, warn
 
 __all__ = ["TOML_PROFILE_DIRS", "portable_profiles"]
 
@@ -47,8 +44,6 @@ def portable_profiles(root: Path) -> Iterable[Profile]:
             seen.add(name)
             shown = f"{directory}/{entry.name}"
             try:
-                from portable.profiles.files import load_toml_profile  # tomllib: only if any
-
                 out.append(load_toml_profile(entry, shown=shown, priority=priority))
             except PortableError as exc:
                 warn(f"skipping {exc}")
