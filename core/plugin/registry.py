@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,11 @@ from portable.errors import (
     UnknownProfile,
     warn,
 )
-from portable.plugin import hookspecs
+from portable.plugin import entrypoints, hookspecs
 from portable.plugin.hooks import Hooks, PluginRecord, Registered
 from portable.plugin.types import ImageFormat, Profile
+from portable.profiles.files import load_dropin_profile, load_toml_profile, resolve
+from portable.systemd.host import Host
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -135,8 +137,6 @@ class Registry:
         With ``cache`` the scan comes from the on-disk cache while nothing has been installed
         or removed since (:mod:`portable.plugin.entrypoints`; the CLI uses it).
         """
-        from portable.plugin import entrypoints
-
         disabled = set(disabled)
         for ep in entrypoints.find(ENTRY_POINT_GROUP, cache=cache):
             dist, version = ep.dist, ep.version
@@ -235,10 +235,6 @@ class Registry:
         spec = reg.spec
         if spec.extends is None:
             return reg
-        from dataclasses import replace
-
-        from portable.profiles.files import resolve  # tomllib: only for profiles that extend
-
         key = f"{spec.name}@{spec.priority}"
         if key in seen:
             raise PortableError(f"profile {spec.name!r} ({spec.origin}) extends itself in a loop")
@@ -289,9 +285,6 @@ class Registry:
         raise UnknownProfile(msg)
 
     def _profile_from_path(self, arg: str, cwd: Path | None) -> Registered[Profile]:
-        from portable.profiles.files import load_dropin_profile, load_toml_profile
-        from portable.systemd.host import Host
-
         host = Host(self.root)
         # As image paths: relative to the current directory; with --root, inside the root.
         inside = os.path.normpath(os.path.join(cwd or Path.cwd(), arg))

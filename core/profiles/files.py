@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tomllib
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -124,6 +123,8 @@ def _strings(value: Any, where: str) -> list[str]:
 
 def load_toml_profile(path: Path, *, shown: str, priority: int = 0, origin: str = "") -> Profile:
     """Parse a TOML profile; every mistake is a one-line :class:`PortableError`."""
+    import tomllib  # ~3 ms to import: only where a TOML profile exists (the registry loads us)
+
     data, mode = _read(path, shown=shown)
     try:
         doc = tomllib.loads(data.decode("utf-8"))
@@ -361,7 +362,7 @@ def check_dropin_text(text: str, *, shown: str) -> None:
 
 def profile_to_toml(profile: Profile) -> str:
     """The profile as a stand-alone TOML profile (no ``extends``: every setting spelled out)."""
-    import tomli_w
+    import tomli_w  # ~1 ms to import: only for 'portable profile export'
 
     doc: dict[str, Any] = {"description": profile.description}
     for unit_type, dropin in profile.dropins.items():
