@@ -18,6 +18,7 @@ from typing import Any
 
 from portable.errors import BadImage, PortableError
 from portable.images.architecture import host_architecture
+from portable.images.arguments import check_image_arg
 from portable.images.confined import (
     ConfinedFile,
     UnsafePath,
@@ -27,7 +28,7 @@ from portable.images.confined import (
     resolve_dir,
 )
 from portable.images.osrelease import MAX_OS_RELEASE_SIZE, parse_os_release, split_prefixes
-from portable.images.resolve import check_image_arg, resolve_image
+from portable.images.resolve import resolve_image
 from portable.images.units import discover_units
 from portable.plugin.registry import Registry, get_registry
 from portable.plugin.types import Image, ImageMetadata, UnitFile

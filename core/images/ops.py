@@ -44,9 +44,8 @@ from typing import TYPE_CHECKING
 
 from portable.errors import PortableError
 from portable.images.confined import UnsafePath
-from portable.images.resolve import printable
 from portable.systemd.host import IMAGE_SEARCH_PATH, Host
-from portable.systemd.names import is_valid_image_name
+from portable.systemd.names import is_valid_image_name, printable
 
 if TYPE_CHECKING:
     from portable.plugin.registry import Registry

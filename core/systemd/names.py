@@ -26,6 +26,7 @@ __all__ = [
     "UNIT_TYPES",
     "extract_prefix",
     "format_marker",
+    "has_control",
     "image_name_from_filename",
     "is_portable_unit_type",
     "is_template",
@@ -85,10 +86,15 @@ _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 _IMAGE_SUFFIXES = (".sysext.raw", ".confext.raw", ".raw")
 
 
+def has_control(text: str) -> bool:
+    """Does ``text`` hold a control character (``\\n``, ``\\x1b``, DEL...)?"""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
 def printable(text: str) -> str:
     """``text`` for an error message: control characters escaped (``\\n``, ``\\x1b``), so a
     message quoting a hostile name stays one line and can't forge output; else unchanged."""
-    if not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if not has_control(text):
         return text
     return "".join(repr(c)[1:-1] if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
 
