@@ -11,7 +11,9 @@ images are not raw files (an archive a plugin unpacks).
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import fcntl
 import functools
 import os
 import stat
@@ -108,15 +110,11 @@ _STATX_FIELDS = struct.Struct("<I24xH18xQ24xqI4x16xqI20xQ")
 def _statx() -> Callable[..., int] | None:
     # The process's own C library: no ctypes.util.find_library(), which runs `ldconfig -p`
     # (4 s over 200 images when it was called per image).
-    import ctypes
-
     return getattr(ctypes.CDLL(None, use_errno=True), "statx", None)
 
 
 @functools.cache
 def _statx_buffer() -> Any:
-    import ctypes
-
     return ctypes.create_string_buffer(256)
 
 
@@ -144,8 +142,6 @@ _FS_IMMUTABLE_FL = 0x10
 
 
 def _is_immutable(path: str) -> bool:
-    import fcntl
-
     try:
         # O_DIRECTORY: whatever the path has become since its stat, never open a device
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_DIRECTORY)

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from portable.engine.state import all_attached_units, image_state
 from portable.errors import PortableError
 from portable.images.confined import UnsafePath
 from portable.systemd.host import IMAGE_SEARCH_PATH, Host
@@ -672,8 +673,6 @@ def remove_images(
         been removed then. A deletion that fails after the images left the search path names
         what is left.
     """
-    from portable.engine.state import all_attached_units, image_state
-
     host = host or Host()
     what = REMOVE_FAILED
     if not images:

@@ -27,7 +27,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+from portable.errors import PortableError
 from portable.images.confined import UnsafePath, open_root, resolve_path
+from portable.images.inspect import opened_tree
 from portable.plugin.types import Image, Profile, UnitFile
 from portable.systemd.unitfile import parse_unit_text
 
@@ -225,9 +227,6 @@ def check_image(
     An archive image (unpacked when attached) and an image that can't be opened are not
     checked: reading them fails with its own error elsewhere.
     """
-    from portable.errors import PortableError
-    from portable.images.inspect import opened_tree
-
     if image.format.unpack is not None or not any(u.type == "service" for u in units):
         return []
     try:

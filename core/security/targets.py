@@ -30,8 +30,9 @@ from portable.plugin.types import Profile, UnitFile
 from portable.security.floor import FloorFinding, check_unit
 from portable.security.score import UnitExposure, host_unit_exposure, would_attach_exposure
 from portable.systemd.host import ATTACHED_DIR, Host
+from portable.systemd.manager import detect_running
 from portable.systemd.names import is_portable_unit_type, printable
-from portable.systemd.version import detect, detect_running
+from portable.systemd.version import detect
 
 if TYPE_CHECKING:
     from portable.plugin.registry import Registry
@@ -80,7 +81,7 @@ def assess_target(
     """Score ``target``: a unit (name or unit file path), an attached image (as attached,
     unless ``profile`` is given) or an image (as attaching it with ``profile``, default
     ``default``, would), as systemd ``systemd`` grades it (``None``: the one the host runs,
-    :func:`portable.systemd.version.detect_running`); and the floor findings of the units
+    :func:`portable.systemd.manager.detect_running`); and the floor findings of the units
     scored: an image's units (all of them, not only services) against the profile scored with;
     an attached unit (or image) against the profile recorded for it, or ``profile``; a unit
     not attached from an image: none (the floor is what an image may not do to a profile).

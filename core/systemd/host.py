@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from portable.images.confined import open_root, resolve_path
+
 __all__ = [
     "ATTACHED_DIR",
     "IMAGE_SEARCH_PATH",
@@ -92,8 +94,6 @@ class Host:
         """
         if self.is_real:
             return Path(host_path) if os.path.exists(host_path) else None
-        from portable.images.confined import open_root, resolve_path
-
         with open_root(self.root) as fd:
             inside = resolve_path(fd, host_path)
         return None if inside is None else self.path(inside)

@@ -40,7 +40,9 @@ from portable.systemd.bus import (
     open_system_bus,
     strerror,
 )
+from portable.systemd.host import Host
 from portable.systemd.names import is_template
+from portable.systemd.version import SystemdVersion, detect
 
 __all__ = [
     "ACTIVE_STATES",
@@ -56,6 +58,7 @@ __all__ = [
     "Manager",
     "ManagerError",
     "UnitState",
+    "detect_running",
 ]
 
 MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -734,3 +737,16 @@ def _install_what(verb: str, units: Sequence[str], portable: bool) -> str:
 
 def _changes(raw: Sequence[tuple[str, str, str]]) -> list[Change]:
     return [Change(type=str(t), path=str(p), source=str(s)) for t, p, s in raw]
+
+
+def detect_running(host: Host, *, timeout: float = 5.0) -> SystemdVersion:
+    """The systemd ``host`` runs: on the real host the running manager's (connected for the
+    question, at most ``timeout`` seconds; the installed one if it can't be reached: a build
+    host, a container), below ``--root`` the tree's (:func:`portable.systemd.version.detect`)."""
+    if not host.is_real:
+        return detect(host)
+    try:
+        with Manager.connect(timeout=timeout) as manager:
+            return detect(host, manager)
+    except ManagerError:
+        return detect(host)

@@ -33,7 +33,6 @@ __all__ = [
     "OLDEST_SUPPORTED",
     "SystemdVersion",
     "detect",
-    "detect_running",
     "nearest_known",
     "parse_version",
 ]
@@ -134,19 +133,3 @@ def detect(host: Host, manager: Manager | None = None) -> SystemdVersion:
         found = SystemdVersion(major=NEWEST_KNOWN, full=str(NEWEST_KNOWN), source="default")
     _cache[host.root] = found
     return found
-
-
-def detect_running(host: Host, *, timeout: float = 5.0) -> SystemdVersion:
-    """The systemd ``host`` runs: on the real host the running manager's (connected for the
-    question, at most ``timeout`` seconds; the installed one if it can't be reached: a build
-    host, a container), below ``--root`` the tree's (:func:`detect`)."""
-    if not host.is_real:
-        return detect(host)
-    # Imported here: this module is read on every start, the D-Bus client only when asked.
-    from portable.systemd.manager import Manager, ManagerError
-
-    try:
-        with Manager.connect(timeout=timeout) as manager:
-            return detect(host, manager)
-    except ManagerError:
-        return detect(host)
