@@ -8,13 +8,13 @@ third-party plugin can do.
 
 The names:
 
-* hooks and spec objects, as ``portable`` exports them: :func:`hookimpl` (:func:`hookspec`),
-  :class:`Profile`, :class:`ProfileDropin`, :class:`ProfileEdit`, :class:`Floor`,
-  :class:`FloorRule`, :class:`FloorEdit`, :class:`ImageFormat`, :class:`Image`,
+* everything ``portable`` exports (``portable.__all__``): :func:`hookimpl` (:func:`hookspec`),
+  the spec objects (:class:`Profile`, :class:`ProfileDropin`, :class:`ProfileEdit`,
+  :class:`Floor`, :class:`FloorRule`, :class:`FloorEdit`, :class:`ImageFormat`, :class:`Image`,
   :class:`ImageMetadata`, :class:`UnitFile`, :class:`AttachOptions`, :class:`DetachOptions`,
-  :class:`PluginOptions`, :class:`CliOption`, :class:`ExtraSetting`, :class:`Change`;
-* errors: :class:`PortableError` and its kinds (:class:`BadImage` is what an image format
-  raises, :class:`AttachRefused`/:class:`DetachRefused` a veto), and :func:`warn`;
+  :class:`PluginOptions`, :class:`CliOption`, :class:`ExtraSetting`, :class:`Change`), the
+  errors (:class:`PortableError` and its kinds: :class:`BadImage` is what an image format
+  raises, :class:`AttachRefused`/:class:`DetachRefused` a veto) and :func:`warn`;
 * the host: :class:`Host` (a root directory: ``/`` or ``--root``; hooks get one),
   :func:`systemd_version` (which systemd it runs or has installed);
 * profiles: :func:`validate_profile_name`, :func:`builtin_floor` (the sandbox floors of
@@ -43,37 +43,7 @@ from typing import TYPE_CHECKING, Any
 import portable
 
 if TYPE_CHECKING:
-    from portable import (
-        AmbiguousImageFormat,
-        AttachOptions,
-        AttachRefused,
-        BadImage,
-        Change,
-        CliOption,
-        DetachOptions,
-        DetachRefused,
-        ExtraSetting,
-        Floor,
-        FloorEdit,
-        FloorRule,
-        Image,
-        ImageFormat,
-        ImageMetadata,
-        ImageNotFound,
-        PluginConflict,
-        PluginError,
-        PluginOptions,
-        PortableError,
-        Profile,
-        ProfileDropin,
-        ProfileEdit,
-        UnitFile,
-        UnknownImageFormat,
-        UnknownProfile,
-        hookimpl,
-        hookspec,
-        warn,
-    )
+    from portable import *  # noqa: F403  (for mypy: portable.__all__, re-exported below)
     from portable.images.architecture import host_architecture
     from portable.images.loopdev import mount_image
     from portable.plugin.types import validate_profile_name
@@ -104,36 +74,8 @@ _HELPERS = {
 
 __all__ = [
     "PORTABLE_UNIT_TYPES",
-    "AmbiguousImageFormat",
-    "AttachOptions",
-    "AttachRefused",
-    "BadImage",
-    "Change",
-    "CliOption",
-    "DetachOptions",
-    "DetachRefused",
-    "ExtraSetting",
-    "Floor",
-    "FloorEdit",
-    "FloorRule",
     "Host",
-    "Image",
-    "ImageFormat",
-    "ImageMetadata",
-    "ImageNotFound",
-    "PluginConflict",
-    "PluginError",
-    "PluginOptions",
-    "PortableError",
-    "Profile",
-    "ProfileDropin",
-    "ProfileEdit",
-    "UnitFile",
-    "UnknownImageFormat",
-    "UnknownProfile",
     "builtin_floor",
-    "hookimpl",
-    "hookspec",
     "host_architecture",
     "load_toml_profile",
     "mount_image",
@@ -142,16 +84,16 @@ __all__ = [
     "systemd_version",
     "unit_settings",
     "validate_profile_name",
-    "warn",
     "would_attach_exposure",
 ]
+__all__ += portable.__all__  # hookimpl, the spec types, the errors, warn...
 
 
 def __getattr__(name: str) -> Any:
     if name in _HELPERS:
         module, _, attr = _HELPERS[name].partition(":")
         value = getattr(importlib.import_module(module), attr or name)
-    elif name in __all__:  # the names portable exports too: its table says where they live
+    elif name in portable.__all__:  # resolved there: its table says where each is defined
         value = getattr(portable, name)
     else:
         # Also how `from portable.plugin import registry` finds a submodule not imported yet.
