@@ -8,7 +8,7 @@ where it is made, not at attach time.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Generic, TypeVar, cast
 
 from portable.errors import PluginError
-from portable.systemd.names import PORTABLE_UNIT_TYPES
+from portable.systemd.names import PORTABLE_UNIT_TYPES, has_control
 
 __all__ = [
     "CLI_OPTION_VERBS",
@@ -66,7 +66,7 @@ def validate_profile_name(name: str) -> str:
         or "/" in name
         or "\0" in name
         or len(name.encode()) > 255
-        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+        or has_control(name)
     ):
         raise PluginError(f"invalid profile name {name!r}: must be a valid file name")
     return name
@@ -106,6 +106,15 @@ class ProfileEdit:
     mode: int = 0o644
 
 
+def _check_unit_types(unit_types: Iterable[str], what: str) -> None:
+    for unit_type in unit_types:
+        if unit_type not in PORTABLE_UNIT_TYPES:
+            raise PluginError(
+                f"{what}: unknown unit type {unit_type!r}"
+                f" (expected one of {', '.join(PORTABLE_UNIT_TYPES)})"
+            )
+
+
 # How a FloorRule matches a value (see portable.security.floor, where each is evaluated).
 FLOOR_MATCHES = (
     "any",  # any non-empty value
@@ -142,9 +151,7 @@ class FloorRule:
                 f"floor rule {self.setting}=: unknown match {self.match!r}"
                 f" (expected one of {', '.join(FLOOR_MATCHES)})"
             )
-        for unit_type in self.unit_types:
-            if unit_type not in PORTABLE_UNIT_TYPES:
-                raise PluginError(f"floor rule {self.setting}=: unknown unit type {unit_type!r}")
+        _check_unit_types(self.unit_types, f"floor rule {self.setting}=")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -222,15 +229,7 @@ class Profile:
         if self.floor_edit is not None and self.extends is None:
             # nothing would resolve it: the profile would silently keep the standard floor
             raise PluginError(f"profile {self.name!r}: floor_edit needs extends (or give floor)")
-        for unit_type in self.dropins:
-            if unit_type not in PORTABLE_UNIT_TYPES:
-                raise PluginError(
-                    f"profile {self.name!r}: unknown unit type {unit_type!r}"
-                    f" (expected one of {', '.join(PORTABLE_UNIT_TYPES)})"
-                )
-        for unit_type in self.edits:
-            if unit_type not in PORTABLE_UNIT_TYPES:
-                raise PluginError(f"profile {self.name!r}: unknown unit type {unit_type!r}")
+        _check_unit_types([*self.dropins, *self.edits], f"profile {self.name!r}")
         # Freeze the mappings too, so a registered profile can't change under the registry.
         object.__setattr__(self, "dropins", MappingProxyType(dict(self.dropins)))
         object.__setattr__(self, "edits", MappingProxyType(dict(self.edits)))
