@@ -240,6 +240,17 @@ def read_file(root_fd: int, path: str, *, max_size: int) -> ConfinedFile | None:
 _O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
+def _open_or_none(name: str, flags: int, path: str, *, dir_fd: int | None = None) -> int | None:
+    """``os.open()``; ``None`` if there is no such file, any other error as :class:`UnsafePath`
+    naming ``path`` (the path in the image)."""
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UnsafePath(path, os.strerror(exc.errno or 0).lower()) from None
+
+
 def _open_regular(dir_fd: int, name: str, path: str, max_size: int) -> int | None:
     """Open entry ``name`` of ``dir_fd`` for reading only if it is a regular file of at most
     ``max_size`` bytes; ``None`` if it is gone.
@@ -250,12 +261,9 @@ def _open_regular(dir_fd: int, name: str, path: str, max_size: int) -> int | Non
     Without ``/proc`` the entry is opened by name (``O_NONBLOCK``: a FIFO swapped in does not
     hang) and must still be the inode that was checked.
     """
-    try:
-        pfd = os.open(name, _O_PATH, dir_fd=dir_fd)
-    except FileNotFoundError:
+    pfd = _open_or_none(name, _O_PATH, path, dir_fd=dir_fd)
+    if pfd is None:
         return None
-    except OSError as exc:
-        raise UnsafePath(path, os.strerror(exc.errno or 0).lower()) from None
     try:
         st = os.fstat(pfd)
         if stat.S_ISLNK(st.st_mode):  # was no symlink a moment ago: the image is changing
@@ -266,18 +274,13 @@ def _open_regular(dir_fd: int, name: str, path: str, max_size: int) -> int | Non
             )
         if st.st_size > max_size:
             raise UnsafePath(path, f"is too large ({st.st_size} bytes, limit {max_size})")
-        try:
-            return os.open(f"/proc/self/fd/{pfd}", _O_READ & ~os.O_NOFOLLOW)
-        except FileNotFoundError:
-            pass  # no /proc: by name, then make sure it is the same file
-        except OSError as exc:
-            raise UnsafePath(path, os.strerror(exc.errno or 0).lower()) from None
-        try:
-            fd = os.open(name, _O_READ, dir_fd=dir_fd)
-        except FileNotFoundError:
+        fd = _open_or_none(f"/proc/self/fd/{pfd}", _O_READ & ~os.O_NOFOLLOW, path)
+        if fd is not None:
+            return fd
+        # no /proc: by name, then make sure it is the same file
+        fd = _open_or_none(name, _O_READ, path, dir_fd=dir_fd)
+        if fd is None:
             return None
-        except OSError as exc:
-            raise UnsafePath(path, os.strerror(exc.errno or 0).lower()) from None
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
             os.close(fd)
