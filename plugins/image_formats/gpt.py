@@ -34,7 +34,7 @@ from .probe import (
     open_image_file,
     read_gpt,
 )
-from .raw import check_size
+from .raw import check_size, open_checked
 
 
 def _detect(path: Path) -> bool:
@@ -42,11 +42,9 @@ def _detect(path: Path) -> bool:
 
 
 def _plan(path: Path) -> tuple[RootChoice, list[tuple[str, str, int, int]]]:
-    fd = open_image_file(path)
-    if fd is None:
-        raise BadImage(f"Image '{path}' is not a regular file")
+    fd, size = open_checked(path)
     try:
-        table = read_gpt(fd, image=str(path), file_size=os.fstat(fd).st_size)
+        table = read_gpt(fd, image=str(path), file_size=size)
         choice = choose_root(table, image=str(path))
         parts = []
         for where, part in (("", choice.root), ("usr", choice.usr)):

@@ -21,7 +21,7 @@ from portable.plugin import BadImage
 
 from .probe import filesystem_at, filesystem_size, open_image_file
 
-__all__ = ["check_size", "describe_filesystem", "open_filesystem"]
+__all__ = ["check_size", "describe_filesystem", "open_checked", "open_filesystem"]
 
 
 def check_size(fd: int, fstype: str, *, image: str, offset: int = 0, available: int) -> None:
@@ -34,7 +34,9 @@ def check_size(fd: int, fstype: str, *, image: str, offset: int = 0, available: 
         )
 
 
-def _open_checked(path: Path) -> tuple[int, int]:
+def open_checked(path: Path) -> tuple[int, int]:
+    """The image file opened for reading (:func:`.probe.open_image_file`) and its size; a
+    :class:`BadImage` if it is not a regular file."""
     fd = open_image_file(path)
     if fd is None:
         raise BadImage(f"Image '{path}' is not a regular file")
@@ -44,7 +46,7 @@ def _open_checked(path: Path) -> tuple[int, int]:
 @contextmanager
 def open_filesystem(path: Path, fstype: str) -> Iterator[Path]:
     """Mount the bare ``fstype`` file system image ``path``; yield its root."""
-    fd, size = _open_checked(path)
+    fd, size = open_checked(path)
     try:
         if filesystem_at(fd) != fstype:
             raise BadImage(f"Image '{path}' no longer holds a {fstype} file system")
