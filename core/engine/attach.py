@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from portable.engine.activation import Activation, Step, perform
+from portable.engine.detach import sweep
 from portable.engine.dropins import (
     MARKER_FILE,
     PROFILE_FILE,
@@ -38,6 +41,7 @@ from portable.engine.dropins import (
     path_problem,
     render_portable_dropin,
 )
+from portable.engine.reload import for_attach, hooked_plugins, reload_as_decided
 from portable.engine.state import _MAX_MARKER_LINE, read_marker_line
 from portable.engine.transaction import Transaction, host_lock
 from portable.errors import BadImage, PortableError
@@ -50,6 +54,7 @@ from portable.images.inspect import (
     resolve_extensions,
 )
 from portable.images.resolve import resolve_image
+from portable.images.runnable import Problem, check_image
 from portable.images.unpacked import Unpacked, place, unpack_for_attach
 from portable.plugin.registry import Registry
 from portable.plugin.types import (
@@ -73,8 +78,6 @@ from portable.systemd.names import (
 from portable.systemd.version import detect as detect_systemd
 
 if TYPE_CHECKING:
-    from portable.engine.activation import Activation
-    from portable.images.runnable import Problem
     from portable.systemd.manager import Manager
 
 __all__ = [
@@ -403,8 +406,6 @@ def _prepare(
     )
     if findings:
         raise floor_refusal(image.path, profile, findings)
-    from portable.images.runnable import check_image
-
     # An image systemd can't start a service from is attached by portablectl without a word;
     # here a warning each (the CLI prints them), or with --strict-image a refusal.
     problems = check_image(image, meta.units, profile, extensions=extensions)
@@ -553,8 +554,7 @@ def _copy_image(tx: Transaction, link: Planned, image: Image) -> None:
         return
     tx.mkdir(link.local.parent, record=False)
     tx.confine(link.local)
-    import shutil
-    import subprocess
+    import subprocess  # here: only --copy=mixed runs cp (subprocess: ~2 ms to import)
 
     # os.urandom, not secrets (~3 ms to import): the name only has to be unlikely to exist.
     # A holder directory name, which the next run's recovery removes if this one is killed.
@@ -756,8 +756,6 @@ def _attach_many(
     results: list[AttachResult] = []
     hooked: list[AttachPlan] = []  # plans whose pre-attach hooks were called
     with host_lock(host):
-        from portable.engine.detach import sweep
-
         sweep(host, runtime=options.runtime)
         try:
             statuses = []
@@ -795,8 +793,6 @@ def _attach_many(
             run_attach_failed(hooked, registry, host, exc)
             raise
         tx.commit()
-    from portable.engine.reload import hooked_plugins
-
     batch = AttachBatch(
         results=results,
         hooked_plugins=hooked_plugins(registry, ["portable_post_attach"]),
@@ -846,11 +842,7 @@ def activate(
     The reload comes before the enable, as portablectl's does: what the enable links (a
     target's ``.wants/``) reaches PID 1 at its next reload either way.
     """
-    from portable.engine.activation import Step, perform
-
     if not options.no_reload and batch.results:
-        from portable.engine.reload import for_attach, reload_as_decided
-
         units = [u.name for r in batch.results for u in r.units]
         changed = {u.name for r in batch.results if not r.already_attached for u in r.units}
         done = reload_as_decided(

@@ -22,21 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from portable.engine.activation import Activation, Step, orphaned_units, perform
 from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
+from portable.engine.reload import for_detach, hooked_plugins, reload_as_decided
 from portable.engine.state import AttachedUnit, attached_units
 from portable.engine.transaction import Transaction, host_lock, recover
 from portable.errors import BadImage, DetachRefused, PortableError
+from portable.images.arguments import normalize_image_arg
 from portable.images.inspect import effective_prefixes
-from portable.images.resolve import normalize_image_arg
-from portable.images.unpacked import UNPACK_DIR, remove_unused, sweep_staging
+from portable.images.unpacked import remove_unused, sweep_staging
 from portable.plugin.registry import Registry
 from portable.plugin.types import Change, DetachOptions, Image, ImageFormat
-from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, Host
-from portable.systemd.names import extract_prefix, marker_matches_image, unit_matches
+from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, UNPACK_DIR, Host
+from portable.systemd.names import extract_prefix, marker_matches_image, printable, unit_matches
 from portable.systemd.version import detect as detect_systemd
 
 if TYPE_CHECKING:
-    from portable.engine.activation import Activation
     from portable.systemd.manager import Manager
 
 __all__ = [
@@ -137,8 +138,6 @@ def find_attached(
 
 def not_attached(image: str, extensions: Sequence[str]) -> NotAttached:
     """portablectl's error for an image (with extensions) that has nothing attached."""
-    from portable.images.resolve import printable
-
     ext = f"' or any of its extensions '{', '.join(extensions)}" if extensions else ""
     return NotAttached(
         f"No unit files associated with '{printable(image + ext)}' found attached to the system. "
@@ -293,6 +292,8 @@ def clean_units(manager: Manager, names: Sequence[str]) -> tuple[list[str], list
     persistent stamp (``state``, the only kind a timer takes: ``all`` finds nothing); a
     template is skipped (it has no resources of its own; portablectl fails on it).
     """
+    # Here, not at the top: the manager's module (jeepney) is loaded only where a manager is
+    # connected, never by a detach with --root (so in _start_clean and _reset_failed).
     from portable.systemd.manager import ACTIVE_STATES, ManagerError
 
     kinds = ["all", "fdstore"]
@@ -332,7 +333,7 @@ def clean_units(manager: Manager, names: Sequence[str]) -> tuple[list[str], list
 def _start_clean(manager: Manager, name: str, kinds: list[str]) -> None:
     """``CleanUnit`` on one unit. Drops ``fdstore`` from ``kinds`` (for the next units too)
     when this systemd does not know it, and resets a failed unit once; ManagerError else."""
-    from portable.systemd.manager import ManagerError
+    from portable.systemd.manager import ManagerError  # here: see clean_units
 
     reset = False
     while True:
@@ -431,8 +432,6 @@ def detach_many(
         names = list(found)
         result.units = names
         if manager is not None and (options.now or options.enable):
-            from portable.engine.activation import Step, orphaned_units, perform
-
             # Units an earlier run (a killed reattach) removed without stopping them are
             # stopped and disabled too, as that run would have.
             systemd = detect_systemd(host).major
@@ -487,8 +486,6 @@ def detach_many(
         # Before the reload decision: a failed unit is never collected (see _reset_failed)
         _reset_failed(manager, [j.unit for j in result.activation.jobs if j.verb == "stop"])
     if manager is not None and not options.no_reload:
-        from portable.engine.reload import for_detach, hooked_plugins, reload_as_decided
-
         plugins = hooked_plugins(registry, ["portable_post_detach"])
         gone = [*names, *result.orphans]
         done = reload_as_decided(
@@ -505,7 +502,7 @@ def _reset_failed(manager: Manager, units: Sequence[str]) -> None:
     entry around (portablectl leaves it; it also blocks a unit of that name from starting
     cleanly later). Done before the reload (or its skipping): reset, such a unit is collected
     at once, and no reload is needed for it."""
-    from portable.systemd.manager import ManagerError
+    from portable.systemd.manager import ManagerError  # here: see clean_units
 
     for name in units:
         try:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from portable.engine.activation import Step, orphaned_units, perform
 from portable.engine.attach import (
     AttachPlan,
     AttachResult,
@@ -45,6 +46,13 @@ from portable.engine.detach import (
     sweep,
 )
 from portable.engine.dropins import PROFILE_FILE
+from portable.engine.reload import (
+    ReloadDecision,
+    for_attach,
+    for_detach,
+    hooked_plugins,
+    reload_as_decided,
+)
 from portable.engine.state import AttachedUnit, attached_units, recorded_profile
 from portable.engine.transaction import Transaction, host_lock
 from portable.images.resolve import resolve_image
@@ -331,8 +339,6 @@ def _reattach(
         if manager is not None and options.now:
             # Looked for before this run removes anything, so that only what an earlier run
             # left behind is found: what this run removes is stopped as systemd does.
-            from portable.engine.activation import orphaned_units
-
             orphans = orphaned_units(
                 manager,
                 host,
@@ -376,8 +382,6 @@ def _reattach(
     )
     result = ReattachResult(attached=attached, removed=removed, notes=notes)
     if manager is not None:
-        from portable.engine.reload import hooked_plugins
-
         hooks = ["portable_post_attach", "portable_post_detach"]
         _activate(
             result,
@@ -443,9 +447,6 @@ def _activate(
     plugins: list[str],
     force_reload: bool,
 ) -> None:
-    from portable.engine.activation import Step, perform
-    from portable.engine.reload import ReloadDecision, for_attach, for_detach, reload_as_decided
-
     att = result.attached
     if not options.no_reload:
         written = [u.name for u in att.units]

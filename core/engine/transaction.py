@@ -12,16 +12,18 @@ holder directory ``.#portable-hold-<kind>.<hex>/`` instead.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from portable.errors import PortableError
 from portable.plugin.types import Change
-from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, Host
+from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, UNPACK_DIR, Host
 
 __all__ = ["TEMP_PREFIX", "Transaction", "host_lock", "recover"]
 
@@ -73,8 +75,6 @@ def check_root_dirs(host: Host) -> None:
     parents) lead outside it: checked before the sweep of a killed run, which removes files."""
     if host.is_real:
         return
-    from portable.images.unpacked import UNPACK_DIR
-
     base = _confined_real(host)
     for runtime in (False, True):
         for d in (ATTACHED_DIR[runtime], PORTABLES_DIR[runtime], UNPACK_DIR[runtime]):
@@ -159,8 +159,6 @@ def _put_back(backup: Path, original: Path) -> bool:
     """Move a backup over whatever replaced it; False if that failed."""
     try:
         if _is_real_dir(original):
-            import shutil  # only for directories (rare): ~2 ms to import
-
             shutil.rmtree(original)
         os.rename(backup, original)
         return True
@@ -391,8 +389,6 @@ def _sync_files(temps: list[str]) -> None:
             finally:
                 os.close(fd)
         return
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     seen: set[int] = set()
     for temp in temps:
@@ -428,8 +424,6 @@ def _unlink_quiet(p: Path) -> None:
 
 def _remove_tree_quiet(p: Path) -> None:
     if p.is_dir() and not p.is_symlink():
-        import shutil
-
         shutil.rmtree(p, ignore_errors=True)
     else:
         _unlink_quiet(p)

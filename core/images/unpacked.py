@@ -54,7 +54,7 @@ from portable.engine.dropins import MARKER_FILE
 from portable.engine.state import attached_units
 from portable.engine.transaction import confine
 from portable.errors import BadImage, PortableError
-from portable.systemd.host import ATTACHED_DIR, Host
+from portable.systemd.host import ATTACHED_DIR, UNPACK_DIR, Host
 
 if TYPE_CHECKING:
     from portable.engine.transaction import Transaction
@@ -72,10 +72,6 @@ __all__ = [
     "unpacked_path",
 ]
 
-UNPACK_DIR = {
-    False: "/var/cache/portable-services/unpacked",
-    True: "/run/portable-services/unpacked",
-}
 STAGING_PREFIX = ".unpacking-"
 _HASH = 12  # hex digits of each hash in a directory name
 # <name>-<path hash>-<identity hash>, or <name>-<path hash> as unpacked before identity keys

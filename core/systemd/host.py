@@ -19,6 +19,7 @@ __all__ = [
     "IMAGE_SEARCH_PATH",
     "PORTABLES_DIR",
     "UNIT_SEARCH_PATH",
+    "UNPACK_DIR",
     "Host",
 ]
 
@@ -34,6 +35,11 @@ IMAGE_SEARCH_PATH = (
 # Where attach puts unit files and the image link: persistent / runtime (spec 3.3, 3.9).
 ATTACHED_DIR = {False: "/etc/systemd/system.attached", True: "/run/systemd/system.attached"}
 PORTABLES_DIR = {False: "/etc/portables", True: "/run/portables"}
+# Where archive images are unpacked for the service manager (portable.images.unpacked).
+UNPACK_DIR = {
+    False: "/var/cache/portable-services/unpacked",
+    True: "/run/portable-services/unpacked",
+}
 
 # The system unit search path: used inside images to discover units (spec 2.3) and on the host
 # to refuse a unit name that exists already (spec 3.2 step 7). Debian lists /lib before /usr/lib.
