@@ -60,6 +60,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -72,6 +73,7 @@ from subprocess import CompletedProcess
 from types import TracebackType
 from typing import IO, Self, TypedDict, Unpack
 
+from portable.testing.cli_server import MODULE as CLI_SERVER
 from portable.testing.rootfs import (
     BOX_ENV_VAR,
     HOST,
@@ -488,6 +490,71 @@ def _nspawn_running(name: str) -> bool:
     return False
 
 
+# Variables that change how an interpreter starts (the resident server's has started already).
+_STARTUP_ENV = ("PYTHON", "LANG", "LC_")
+
+
+def _text(data: bytes) -> str:
+    """Output as :func:`subprocess.run` decodes it in :meth:`Box.run` (newlines translated)."""
+    return data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+class _CliServer:
+    """The client of :mod:`portable.testing.cli_server` running in a box."""
+
+    def __init__(self, box: Box) -> None:
+        self.path = str(box.scratch_dir / ".portable-cli.sock")  # the same path inside
+        nsenter = shutil.which("nsenter") or "nsenter"
+        self._proc = subprocess.Popen(
+            [
+                *(nsenter, "--all", f"--target={box.leader_pid}", "--wdns=/", "--"),
+                *(str(box.python_executable), "-m", CLI_SERVER, self.path),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(BOX_ENV),
+        )
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline() != b"ready\n":
+            self.close()
+            raise BoxError(f"the portable server in box {box.name} did not start")
+
+    def run(
+        self,
+        args: list[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str,
+        input: str | None,
+        timeout: float | None,
+    ) -> tuple[int | None, bytes, bytes]:
+        """Exit status (None: killed after ``timeout``), stdout and stderr of one run."""
+        request = {"args": args, "env": dict(env), "cwd": cwd, "input": input, "timeout": timeout}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.path)
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            reply = conn.makefile("rb")
+            header = json.loads(reply.readline() or b"null")
+            if header is None:
+                raise BoxError(f"the portable server died running {args!r}")
+            out, err = reply.read(header["out"]), reply.read(header["err"])
+        return (None if header["timeout"] else int(header["rc"])), out, err
+
+    def close(self) -> None:
+        """Stop the server (it ends when its standard input closes)."""
+        if self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
 class Box:
     """A booted, throwaway systemd container; see the module docstring.
 
@@ -504,6 +571,7 @@ class Box:
     ``with_portable``: bind this checkout and its virtualenv (default). ``False`` boots a box
     that has only what its OS tree has, as a remote host with only systemd would (no
     ``portable`` inside; :meth:`python` and :meth:`portable` raise :class:`BoxError`).
+    ``fast_cli``: :meth:`portable` runs through a resident server in the box (see there).
     """
 
     def __init__(
@@ -520,6 +588,7 @@ class Box:
         host_dev: bool = True,
         nspawn_args: Sequence[str] = (),
         with_portable: bool = True,
+        fast_cli: bool = True,
     ) -> None:
         self.name = name or NAME_PREFIX + secrets.token_hex(4)
         self.distro = resolve_distro(distro)
@@ -535,6 +604,7 @@ class Box:
         # core/testing/box.py -> the checkout (the package is installed editable).
         self.checkout = Path(__file__).resolve().parents[2]
         self.python_executable = Path(sys.prefix) / "bin" / "python"
+        self.fast_cli = fast_cli
         self.boot_seconds: float | None = None
         self._binds = [_parse_bind(b) for b in bind]
         self._binds_ro = [_parse_bind(b) for b in bind_ro]
@@ -551,6 +621,9 @@ class Box:
         self._systemd_version: int | None = None
         self._tree_systemd = 0  # the systemd version installed in the tree, 0 if unknown
         self._lock = threading.Lock()
+        self._cli: _CliServer | None = None
+        self._cli_failed = False
+        self._cli_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Box {self.name} {self.distro} leader={self._leader}>"
@@ -837,6 +910,10 @@ class Box:
             self._stop_locked()
 
     def _stop_locked(self, graceful: bool = True) -> None:
+        with self._cli_lock:
+            if self._cli is not None:
+                self._cli.close()
+            self._cli, self._cli_failed = None, False
         proc = self._proc
         if proc is not None:
             self._box_loops = self._find_box_loops()
@@ -968,8 +1045,46 @@ class Box:
         return self.run([str(self.python_executable), *args], **kw)
 
     def portable(self, args: Sequence[str], **kw: Unpack[RunOptions]) -> CompletedProcess[str]:
-        """Run ``python -m portable`` (this checkout) inside the box."""
-        return self.python(["-m", "portable", *args], **kw)
+        """Run ``python -m portable`` (this checkout) inside the box; keyword arguments as for
+        :meth:`run`.
+
+        Through a resident server in the box that has imported the CLI once and forks a
+        process per run (:mod:`portable.testing.cli_server`): the same run, the same
+        environment, without the interpreter's start-up and imports. ``Box(fast_cli=False)``,
+        or an ``env`` that changes how Python starts (``PYTHON*``, ``LANG``, ``LC_*``), runs a
+        new interpreter instead.
+        """
+        env = kw.get("env") or {}
+        server = None if any(k.startswith(_STARTUP_ENV) for k in env) else self._cli_server()
+        if server is None:
+            return self.python(["-m", "portable", *args], **kw)
+        argv = [str(self.python_executable), "-m", "portable", *args]
+        timeout = kw.get("timeout", DEFAULT_RUN_TIMEOUT)
+        rc, out, err = server.run(
+            list(args),
+            env={**BOX_ENV, **env},
+            cwd=kw.get("cwd", "/"),
+            input=kw.get("input"),
+            timeout=timeout,
+        )
+        stdout, stderr = _text(out), _text(err)
+        if rc is None:
+            raise subprocess.TimeoutExpired(argv, timeout or 0, stdout, stderr)
+        if kw.get("check", True) and rc != 0:
+            raise BoxCommandError(argv, rc, stdout, stderr)
+        return CompletedProcess(argv, rc, stdout, stderr)
+
+    def _cli_server(self) -> _CliServer | None:
+        """The box's resident ``portable`` server, started on first use; None if it can't be."""
+        if not self.fast_cli:
+            return None
+        with self._cli_lock:
+            if self._cli is None and not self._cli_failed:
+                try:
+                    self._cli = _CliServer(self)
+                except (OSError, BoxError):
+                    self._cli_failed = True  # a new interpreter per run, as before
+            return self._cli
 
     def portablectl(self, args: Sequence[str], **kw: Unpack[RunOptions]) -> CompletedProcess[str]:
         """Run systemd's own ``portablectl`` inside the box."""
