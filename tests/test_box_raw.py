@@ -172,7 +172,13 @@ class RawHarness(Harness):
 
     def cleanup(self, keys: object = ()) -> None:
         box = self.box
-        for image in sorted(self.images.glob("*.raw")):
+        # Detach every image only where something of theirs is left (most calls find nothing:
+        # 22 portablectl runs each time were a fifth of this file's time).
+        dirty = any(
+            os.path.basename(p).startswith(("minimal", "app")) or p in ATTACHED_DIRS
+            for p in self.snapshot()
+        )
+        for image in sorted(self.images.glob("*.raw")) if dirty else ():
             for runtime in ([], ["--runtime"]):
                 box.portablectl(
                     ["detach", "-q", "--force", "--now", "--enable", *runtime, str(image)],

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,11 +24,10 @@ from helpers.checks import (
     snapshot,
 )
 from helpers.corpus import CASES, SECRET, Case, Place, case_param, plant_secrets
-from helpers.runners import fork_cli
+from helpers.runners import fork_cli, fork_run_bytes
 
 from portable.testing.images import make_directory_image, service_unit
 
-CLI = [sys.executable, "-m", "portable"]
 TIMEOUT = 30
 HOST_DIRS = ("/etc", "/run", "/var")
 ATTACHED = "/run/systemd/system.attached"
@@ -50,18 +48,16 @@ def place(tmp_path: Path) -> Place:
 
 
 def run(place: Place, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "PORTABLE_SERVICES_NO_PLUGINS": "1"}
-    env.pop("PORTABLE_SERVICES_DEBUG", None)
+    """``portable --root HOST ARGS`` in a forked child (the console script's main())."""
     try:
-        return subprocess.run(
-            [*CLI, "--root", str(place.host), *args],
-            capture_output=True,
-            env=env,
+        return fork_run_bytes(
+            ["--root", str(place.host), *args],
+            {"PORTABLE_SERVICES_NO_PLUGINS": "1"},
+            TIMEOUT,
+            unset=("PORTABLE_SERVICES_DEBUG",),
             cwd=place.host.parent,  # outside the root
-            timeout=TIMEOUT,
-            check=False,
         )
-    except subprocess.TimeoutExpired:
+    except TimeoutError:
         pytest.fail(f"portable {' '.join(args)!r} hung for {TIMEOUT}s")
 
 

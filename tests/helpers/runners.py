@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -37,6 +38,7 @@ __all__ = [
     "box_crash_run",
     "fork_cli",
     "fork_run",
+    "fork_run_bytes",
     "run_main",
     "run_main_int",
 ]
@@ -60,9 +62,16 @@ def _preimport() -> None:
 
 
 def _fork(
-    args: list[str], env: dict[str, str] | None, timeout: float, crash_at: int | None
+    args: list[str],
+    env: dict[str, str] | None,
+    timeout: float,
+    crash_at: int | None,
+    cwd: str | os.PathLike[str] | None = None,
+    unset: tuple[str, ...] = (),
 ) -> tuple[int, bytes, bytes]:
-    """Exit status (``-N`` for a signal), stdout and stderr of ``main(args)`` in a child."""
+    """Exit status (``-N`` for a signal), stdout and stderr of the console script's ``main()``
+    with ``sys.argv`` = ``portable ARGS``, in a child with ``env`` added to its environment
+    (``unset`` taken out), in ``cwd``, standard input from /dev/null."""
     _preimport()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -72,19 +81,26 @@ def _fork(
         try:
             os.close(out_r)
             os.close(err_r)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
             sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
             sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
             os.environ.update(env or {})
+            for name in unset:
+                os.environ.pop(name, None)
+            if cwd is not None:
+                os.chdir(cwd)
             if crash_at is not None:
                 kill_at_step(crash_at)
-            main(args)
+            sys.argv = ["portable", *args]
+            main()
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
-            code = 71
+            traceback.print_exc()  # as the interpreter would, and exit 1
+            code = 1
         finally:
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
@@ -137,13 +153,32 @@ def fork_run(
     timeout: float = 60.0,
     *,
     crash_at: int | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    unset: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """:func:`fork_cli` with stdout and stderr, as text, like ``subprocess.run(..., text=True)``
-    of ``python -m portable ARGS``."""
-    rc, out, err = _fork(args, env, timeout, crash_at)
-    return subprocess.CompletedProcess(
-        ["portable", *args], rc, out.decode(errors="replace"), err.decode(errors="replace")
-    )
+    """:func:`fork_cli` with stdout and stderr, decoded as ``subprocess.run(..., text=True)``
+    does; ``cwd``: the working directory; ``unset``: variables taken out of the environment.
+    A run longer than ``timeout`` is killed and raises :class:`TimeoutError`."""
+    rc, out, err = _fork(args, env, timeout, crash_at, cwd, unset)
+    return subprocess.CompletedProcess(["portable", *args], rc, _text(out), _text(err))
+
+
+def fork_run_bytes(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    unset: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[bytes]:
+    """:func:`fork_run` with the output as bytes (``subprocess.run`` without ``text``)."""
+    rc, out, err = _fork(args, env, timeout, None, cwd, unset)
+    return subprocess.CompletedProcess(["portable", *args], rc, out, err)
+
+
+def _text(data: bytes) -> str:
+    """As ``subprocess.run(..., text=True)`` decodes (UTF-8 here, newlines translated)."""
+    return data.decode().replace("\r\n", "\n").replace("\r", "\n")
 
 
 _SERVER = """
