@@ -45,11 +45,10 @@ from portable.engine.reload import for_attach, hooked_plugins, reload_as_decided
 from portable.engine.state import _MAX_MARKER_LINE, read_marker_line
 from portable.engine.transaction import Transaction, host_lock
 from portable.errors import BadImage, PortableError
+from portable.images.arguments import derived_prefixes, effective_prefixes
 from portable.images.inspect import (
     Inspection,
     check_extension_compatible,
-    derived_prefixes,
-    effective_prefixes,
     read_image_and_extensions,
     resolve_extensions,
 )

@@ -28,8 +28,7 @@ from portable.engine.reload import for_detach, hooked_plugins, reload_as_decided
 from portable.engine.state import AttachedUnit, attached_units
 from portable.engine.transaction import Transaction, host_lock, recover
 from portable.errors import BadImage, DetachRefused, PortableError
-from portable.images.arguments import normalize_image_arg
-from portable.images.inspect import effective_prefixes
+from portable.images.arguments import effective_prefixes, normalize_image_arg
 from portable.images.unpacked import remove_unused, sweep_staging
 from portable.plugin.registry import Registry
 from portable.plugin.types import Change, DetachOptions, Image, ImageFormat

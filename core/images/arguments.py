@@ -10,16 +10,25 @@ are :mod:`portable.images.resolve`'s, which turns an argument into an
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from portable.errors import BadImage, ImageNotFound
+from portable.errors import BadImage, ImageNotFound, PortableError
 from portable.images.confined import open_root, resolve_path
 from portable.systemd.host import Host
-from portable.systemd.names import has_control, is_valid_image_name, printable, printable_path
+from portable.systemd.names import (
+    extract_prefix,
+    has_control,
+    is_valid_image_name,
+    printable,
+    printable_path,
+)
 
 __all__ = [
     "canonical_path",
     "check_image_arg",
+    "derived_prefixes",
+    "effective_prefixes",
     "image_path",
     "is_name",
     "normalize_image_arg",
@@ -37,6 +46,22 @@ def check_image_arg(arg: str) -> None:
     or the root)."""
     if not arg:
         raise ImageNotFound("Cannot normalize specified image path '': Invalid argument")
+
+
+def effective_prefixes(arg: str, prefixes: Sequence[str], *, systemd: int) -> tuple[str, ...]:
+    """The explicit prefixes, or the one derived from the image argument as typed (spec 2.4)
+    by systemd ``systemd``'s rules."""
+    check_image_arg(arg)  # systemd's error for '' before a prefix error
+    return tuple(prefixes) if prefixes else (extract_prefix(arg, systemd=systemd),)
+
+
+def derived_prefixes(arg: str, systemd: int) -> tuple[str, ...]:
+    """The unit name prefix portablectl derives from the image argument (:func:`extract_prefix`),
+    or none for a name it derives none from: what the image's own names start with."""
+    try:
+        return (extract_prefix(arg, systemd=systemd),)
+    except PortableError:
+        return ()
 
 
 def canonical_path(arg: str, *, host: Host, cwd: Path | None = None) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from portable.errors import BadImage, PortableError
 from portable.images.architecture import host_architecture
-from portable.images.arguments import check_image_arg
+from portable.images.arguments import derived_prefixes, effective_prefixes
 from portable.images.confined import (
     ConfinedFile,
     UnsafePath,
@@ -33,7 +33,7 @@ from portable.images.units import discover_units
 from portable.plugin.registry import Registry, get_registry
 from portable.plugin.types import Image, ImageMetadata, UnitFile
 from portable.systemd.host import Host
-from portable.systemd.names import extract_prefix, is_valid_image_name
+from portable.systemd.names import is_valid_image_name
 from portable.systemd.version import NEWEST_KNOWN
 from portable.systemd.version import detect as detect_systemd
 
@@ -43,7 +43,8 @@ __all__ = [
     "ExtensionMetadata",
     "Inspection",
     "check_extension_compatible",
-    "effective_prefixes",
+    "derived_prefixes",  # (from images.arguments, for callers not yet moved there)
+    "effective_prefixes",  # (likewise)
     "extension_release_name",
     "host_architecture",
     "inspect_image",
@@ -110,22 +111,6 @@ class Inspection:
         for ext in self.extensions:
             words += split_prefixes(ext.release_fields.get("PORTABLE_PREFIXES", ""))
         return sorted(set(words))
-
-
-def effective_prefixes(arg: str, prefixes: Sequence[str], *, systemd: int) -> tuple[str, ...]:
-    """The explicit prefixes, or the one derived from the image argument as typed (spec 2.4)
-    by systemd ``systemd``'s rules."""
-    check_image_arg(arg)  # systemd's error for '' before a prefix error
-    return tuple(prefixes) if prefixes else (extract_prefix(arg, systemd=systemd),)
-
-
-def derived_prefixes(arg: str, systemd: int) -> tuple[str, ...]:
-    """The unit name prefix portablectl derives from the image argument (:func:`extract_prefix`),
-    or none for a name it derives none from: what the image's own names start with."""
-    try:
-        return (extract_prefix(arg, systemd=systemd),)
-    except PortableError:
-        return ()
 
 
 def _in_image(image: Image, what: str, exc: OSError) -> BadImage:
