@@ -8,18 +8,23 @@ click at all: click's import alone costs more than portablectl's whole run of th
 Every :class:`~portable.errors.PortableError` becomes one line ``portable: error: ...`` and a
 non-zero exit; tracebacks only with ``--debug`` (or ``PORTABLE_SERVICES_DEBUG=1``).
 
-This module imports no click: ``cli``, ``build_cli`` and ``PortableGroup`` are loaded from
-:mod:`portable.cli.group` when first used.
+This module is the boundary: it imports no click (``cli``, ``build_cli`` and ``PortableGroup``
+are loaded from :mod:`portable.cli.group` when first used), and what only some runs need
+(click, the plugin registry, the service manager's D-Bus client, the remote machinery) is
+imported where it is used, each saying why.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from portable.errors import PortableError, warn
 
 if TYPE_CHECKING:
     from portable.engine.state import ManagerView
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
     from portable.systemd.host import Host
     from portable.systemd.manager import Manager
 
-__all__ = ["App", "build_cli", "main"]
+__all__ = ["App", "Changing", "build_cli", "main"]
 
 # verb -> (module, function): imported on demand (click's LazyGroup recipe).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -176,6 +181,14 @@ def normalize_args(args: Sequence[str]) -> tuple[list[str], int | None]:
     return [*group, verb, *moved, *kept], len(group)
 
 
+class Changing(TypedDict):
+    """What the engine's attach, reattach and detach take to change the host."""
+
+    host: Host
+    registry: Registry
+    manager: Manager | None
+
+
 class App:
     """State shared by every verb: where the host is and how to reach the plugins.
 
@@ -203,7 +216,7 @@ class App:
 
     @cached_property
     def host(self) -> Host:
-        from portable.systemd.host import Host
+        from portable.systemd.host import Host  # here: --help has no host (nor dataclasses)
 
         return Host(self.root)
 
@@ -223,8 +236,7 @@ class App:
         """
         if not self.host.is_real:
             return None
-        from portable.errors import PortableError
-        from portable.systemd.manager import Manager
+        from portable.systemd.manager import Manager  # here: jeepney only for a real host
 
         try:
             return Manager.connect()
@@ -233,7 +245,7 @@ class App:
                 raise PortableError(
                     f"{exc} (use --root DIR to work on the files of a root directory only)"
                 ) from None
-            self.warn(f"{exc}; showing what the files say")
+            warn(f"{exc}; showing what the files say")
             return None
 
     def manager_view(self) -> ManagerView:
@@ -247,15 +259,20 @@ class App:
     def require_root(self, verb: str) -> None:
         """Changing the real host needs root: say so before anything is touched."""
         if self.host.is_real and os.geteuid() != 0:
-            from portable.errors import PortableError
-
             raise PortableError(
                 f"'portable {verb}' changes the host's systemd configuration and must run as "
                 "root (or use --root DIR on a directory you own)"
             )
 
-    def warn(self, message: str) -> None:
-        echo_err(f"portable: warning: {message}")
+    def for_change(self, verb: str) -> Changing:
+        """For a verb that changes the host: root is checked before anything is touched, the
+        service manager connected (``None`` with ``--root``)."""
+        self.require_root(verb)
+        return {
+            "host": self.host,
+            "registry": self.registry,
+            "manager": self.manager(required=True),
+        }
 
     def info(self, message: str, *, quiet: bool = False) -> None:
         """Informational lines go to stderr, as portablectl's do."""
@@ -266,6 +283,7 @@ class App:
 def registry_for(root: Path, *, no_plugins: bool, disabled: Sequence[str]) -> Registry:
     """The registry for the root group's options (built once per process: the verb's command
     line, built with the plugins' options, and the verb itself get the same one)."""
+    # here: pluggy and the plugins load only for verbs that use them, not for --help
     from portable.plugin.registry import get_registry
 
     return get_registry(root=root, load_entrypoints=not no_plugins, disabled=disabled, cache=True)
@@ -309,7 +327,7 @@ def env_debug() -> bool:
 def __getattr__(name: str) -> Any:
     # The click half, on first use (tests and plugins import cli/build_cli from here).
     if name in ("cli", "build_cli", "PortableGroup"):
-        from portable.cli import group
+        from portable.cli import group  # here: click only when asked for
 
         return getattr(group, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -331,8 +349,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             # nothing to traverse (~10 ms of a ~90 ms run; nothing is skipped: files are
             # flushed and atexit handlers run as usual). In-process callers (tests) pass argv
             # and keep their collector as it was.
-            import gc
-
             gc.freeze()
     sys.exit(status)
 
@@ -365,6 +381,8 @@ def _flush_output(status: int) -> int:
 
 
 def _dispatch(args: list[str]) -> int:
+    # Each half is imported only when it runs: click (~25 ms) not for the fast path, the
+    # remote machinery only with -H/-M.
     if os.environ.get(ENV_COMPLETE):
         # The shell asks for completions: click's business (the fast path would list images).
         from portable.cli.group import run_click
@@ -391,13 +409,11 @@ def guarded(run: Callable[[], int], *, debug: bool) -> int:
 
     (Click's own exceptions are mapped in :func:`portable.cli.group.run_click`.)
     """
-    from portable.errors import PortableError
-
     try:
         return run()
     except PortableError as exc:
         if debug:
-            import traceback
+            import traceback  # here: only with --debug
 
             traceback.print_exc()
         echo_err(f"portable: error: {exc.message}")
@@ -414,7 +430,7 @@ def guarded(run: Callable[[], int], *, debug: bool) -> int:
         # The environment (a full disk, an unwritable output, a file that vanished), not a bug
         # of ours: one line naming it.
         if debug:
-            import traceback
+            import traceback  # here: only with --debug
 
             traceback.print_exc()
         where = f": {exc.filename}" if exc.filename else ""

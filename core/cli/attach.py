@@ -1,4 +1,9 @@
-"""``portable attach`` and ``portable reattach``."""
+"""``portable attach`` and ``portable reattach``.
+
+The engine (``portable.engine.attach``, ``.reattach``: ~25 ms of imports) is imported in the
+verbs' bodies: this module is also loaded for ``attach --help`` and to parse the options of
+``portable -H HOST attach``, which have no use for it.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,23 @@ from typing import Any
 import click
 
 from portable.cli import App
-from portable.cli.changes import print_activation, print_changes
-from portable.cli.inspect import matching_line, warn_if_ambiguous
-from portable.cli.options import no_pager, quiet, split_images
+from portable.cli.changes import (
+    image_matching_line,
+    print_activation,
+    print_changes,
+    report_reload,
+)
+from portable.cli.options import (
+    check_reload_flags,
+    no_pager,
+    quiet,
+    split_images,
+    warn_if_ambiguous,
+)
+from portable.cli.plugin_cli import plugin_options
+from portable.errors import warn
+from portable.plugin.types import AttachOptions
+from portable.systemd.names import printable
 from portable.systemd.version import detect as detect_systemd
 
 COPY_HELP = "How to place unit files and profiles: auto (default), copy, symlink or mixed."
@@ -108,10 +127,7 @@ def _options(
     prefixes: tuple[str, ...],
     extensions: tuple[str, ...],
     **flags: Any,
-) -> Any:
-    from portable.cli.plugin_cli import plugin_options
-    from portable.plugin.types import AttachOptions
-
+) -> AttachOptions:
     return AttachOptions(
         profile=profile,
         copy_mode=copy_mode,
@@ -139,7 +155,7 @@ def _special_values(app: App, profile: str, copy_mode: str) -> bool:
             click.echo(name)
         return True
     if copy_mode == "help":
-        from portable.engine.attach import COPY_MODES
+        from portable.engine.attach import COPY_MODES  # here: see the module docstring
 
         for mode in COPY_MODES:
             click.echo(mode)
@@ -167,39 +183,16 @@ def plugins_taking_part(app: App, images: list[Any], profile: str) -> list[str]:
     ]
 
 
-def check_reload_flags(no_reload: bool, force_reload: bool) -> None:
-    if no_reload and force_reload:
-        from portable.errors import PortableError
-
-        raise PortableError("--reload and --no-reload can't be used together")
-
-
 def warn_problems(result: Any) -> None:
     """A warning line for each thing the image lacks to run its services (portable.images.runnable):
     portablectl attaches such an image without a word, and its service fails at start."""
-    from portable.systemd.names import printable
-
     for problem in getattr(result, "problems", ()):
-        click.echo(
-            f"portable: warning: image '{printable(result.image.path)}' can't run "
-            f"{printable(str(problem))}",
-            err=True,
-        )
-
-
-def report_reload(app: App, result: Any) -> None:
-    """With --debug: whether PID 1 was reloaded, and why (never otherwise: the output stays
-    portablectl's)."""
-    if app.debug and result.reload_reason:
-        done = "done" if result.reloaded else "skipped"
-        app.info(f"portable: daemon-reload {done}: {result.reload_reason}")
+        warn(f"image '{printable(result.image.path)}' can't run {printable(str(problem))}")
 
 
 def _finish(app: App, result: Any, quiet: bool) -> None:
     """Reload failure (a warning, as portablectl), enable/start results, the exit status."""
     report_reload(app, result)
-    if result.reload_error:
-        click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
     systemd = detect_systemd(app.host).major
     if not print_activation(result.activation, quiet=quiet, systemd=systemd):
         sys.exit(1)
@@ -229,8 +222,7 @@ def attach_command(
     written is loaded in it (--reload: always); a unit it has not loaded is read from disk
     when it is first started.
     """
-    from portable.engine.attach import attach_many
-    from portable.images.inspect import effective_prefixes
+    from portable.engine.attach import attach_many  # here: see the module docstring
 
     if _special_values(app, profile, copy_mode):
         return
@@ -240,22 +232,12 @@ def attach_command(
     force_reload = flags.pop("force_reload")
     check_reload_flags(flags["no_reload"], force_reload)
     options = _options(profile, copy_mode, prefixes, extensions, **flags)
-    app.require_root("attach")
-    manager = app.manager(required=True)
-    batch = attach_many(
-        images,
-        options,
-        host=app.host,
-        registry=app.registry,
-        manager=manager,
-        force_reload=force_reload,
-    )
+    batch = attach_many(images, options, **app.for_change("attach"), force_reload=force_reload)
     for result in batch.results:
         warn_problems(result)
+    systemd = detect_systemd(app.host).major
     for one, result in zip(images, batch.results, strict=True):
-        explicit = bool(prefixes)
-        wanted = effective_prefixes(one, prefixes, systemd=detect_systemd(app.host).major)
-        app.info(matching_line(wanted, explicit=explicit), quiet=quiet)
+        app.info(image_matching_line(one, prefixes, systemd=systemd), quiet=quiet)
         if result.already_attached:
             app.info(f"Image '{result.image.path}' is already attached.", quiet=quiet)
         elif result.completed_interrupted:
@@ -292,7 +274,7 @@ def reattach_command(
     gave it (a network namespace). A line says what an option changes. (portablectl falls
     back to its defaults instead.)
     """
-    from portable.engine.reattach import reattach
+    from portable.engine.reattach import reattach  # here: see the module docstring
 
     if _special_values(app, profile or "", copy_mode or ""):
         return
@@ -306,28 +288,17 @@ def reattach_command(
         "extensions": bool(extensions),
     }
     options = _options(profile or "default", copy_mode or "auto", prefixes, extensions, **flags)
-    app.require_root("reattach")
-    manager = app.manager(required=True)
     result = reattach(
         image,
         options,
-        host=app.host,
-        registry=app.registry,
-        manager=manager,
+        **app.for_change("reattach"),
         force_reload=force_reload,
         explicit={name for name, yes in given.items() if yes},
     )
     for note in result.notes:
         app.info(note, quiet=quiet)
-    from portable.images.inspect import effective_prefixes
-
-    app.info(
-        matching_line(
-            effective_prefixes(image, prefixes, systemd=detect_systemd(app.host).major),
-            explicit=bool(prefixes),
-        ),
-        quiet=quiet,
-    )
+    systemd = detect_systemd(app.host).major
+    app.info(image_matching_line(image, prefixes, systemd=systemd), quiet=quiet)
     print_changes(result.removed, quiet=quiet)
     print_changes(result.attached.changes, quiet=quiet)
     _finish(app, result.attached, quiet)

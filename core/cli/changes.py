@@ -1,14 +1,17 @@
-"""Printing change lists as portablectl does (spec 3.7)."""
+"""What the verbs that change the host print, as portablectl does: change lists (spec 3.7),
+the units matched, enable/disable and job lines, reload reports."""
 
 from __future__ import annotations
 
 import locale
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from portable.cli import App
+from portable.images.arguments import effective_prefixes
 from portable.plugin.types import Change
 from portable.systemd.version import nearest_known
 
@@ -43,6 +46,38 @@ def format_change(change: Change) -> str:
     if change.type == "unlink":
         return f"Removed {change.path}."
     return f"Unexpected change: {change.type}/{change.path}/{change.source}"
+
+
+def matching_line(prefixes: tuple[str, ...], *, explicit: bool) -> str:
+    """portablectl's info line: "prefix" for the derived one, "prefixes" for explicit ones."""
+    if prefixes == ("-",):
+        return "(Matching all unit files.)"
+    if not explicit:
+        return f"(Matching unit files with prefix '{prefixes[0]}'.)"
+    return "(Matching unit files with prefixes " + ", ".join(f"'{p}'" for p in prefixes) + ".)"
+
+
+def image_matching_line(image: str, prefixes: Sequence[str], *, systemd: int) -> str:
+    """:func:`matching_line` for image argument ``image`` and the PREFIX arguments given (none:
+    the image's own prefix, as systemd ``systemd`` derives it)."""
+    wanted = effective_prefixes(image, tuple(prefixes), systemd=systemd)
+    return matching_line(wanted, explicit=bool(prefixes))
+
+
+def queued_line(job: str, method: str, unit: str) -> str:
+    """portablectl's line for a job it queued for a unit."""
+    return f"Queued {job} to call {method} on portable service {unit}."
+
+
+def report_reload(app: App, result: Any) -> None:
+    """A reload that failed (a warning, as portablectl's); with --debug whether PID 1 was
+    reloaded, and why (never otherwise: the output stays portablectl's). ``result``: what
+    attach, reattach or detach returned."""
+    if app.debug and result.reload_reason:
+        done = "done" if result.reloaded else "skipped"
+        app.info(f"portable: daemon-reload {done}: {result.reload_reason}")
+    if result.reload_error:
+        click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
 
 
 def print_changes(changes: Iterable[Change], *, quiet: bool) -> None:
@@ -96,18 +131,12 @@ def print_activation(activation: Activation | None, *, quiet: bool, systemd: int
     per failure naming the unit and systemd's result; True if everything succeeded."""
     if activation is None:
         return True
-    from portable.engine.activation import JOB_METHODS
-
     for event in activation.events:
         if event.kind == "install" and not quiet:
             for line in format_install_changes(event.changes, arrow(), systemd=systemd):
                 click.echo(line, err=True)
         elif event.kind == "queued" and not quiet:
-            click.echo(
-                f"Queued {event.job} to call {JOB_METHODS[event.verb]} on portable "
-                f"service {event.unit}.",
-                err=True,
-            )
+            click.echo(queued_line(event.job, event.method, event.unit), err=True)
         elif event.kind == "error":
             click.echo(f"portable: error: {event.message}", err=True)
     for job in activation.jobs:

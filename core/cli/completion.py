@@ -16,6 +16,7 @@ import click
 from click.shell_completion import CompletionItem, get_completion_class
 
 from portable.cli import ENV_COMPLETE
+from portable.systemd.host import Host
 
 __all__ = ["complete_images", "complete_profiles", "completion_command", "install"]
 
@@ -34,9 +35,9 @@ def complete_images(ctx: click.Context, param: click.Parameter, incomplete: str)
     """Image names in the search path; a path (``/``, ``.``) is left to the shell's files."""
     if incomplete[:1] in ("/", ".", "~"):
         return [CompletionItem(incomplete, type="file")]
+    # here: only when an image name is completed (every TAB of a verb loads this module)
     from portable.images.listing import list_images
     from portable.plugin.registry import get_registry
-    from portable.systemd.host import Host
 
     try:
         host = Host(_root(ctx))
@@ -50,7 +51,7 @@ def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: st
     """The registry's profile names (plugins' included); a path is left to the shell."""
     if "/" in incomplete:
         return [CompletionItem(incomplete, type="file")]
-    from portable.plugin.registry import get_registry
+    from portable.plugin.registry import get_registry  # here: as in complete_images
 
     try:
         names = sorted(get_registry(root=_root(ctx), cache=True).profiles())

@@ -7,9 +7,23 @@ import sys
 import click
 
 from portable.cli import App
-from portable.cli.changes import print_activation, print_changes
-from portable.cli.inspect import matching_line, warn_if_ambiguous
-from portable.cli.options import no_pager, quiet, split_images
+from portable.cli.changes import (
+    image_matching_line,
+    print_activation,
+    print_changes,
+    report_reload,
+)
+from portable.cli.options import (
+    check_reload_flags,
+    no_pager,
+    quiet,
+    split_images,
+    warn_if_ambiguous,
+)
+from portable.cli.plugin_cli import plugin_options
+from portable.engine.detach import detach_many
+from portable.errors import PortableError, warn
+from portable.plugin.types import DetachOptions
 from portable.systemd.version import detect as detect_systemd
 
 
@@ -76,16 +90,9 @@ def detach_command(
     --clean has the service manager remove the units' data once they are stopped (a running
     unit can't be cleaned: add --now); never the image, even one placed in /etc/portables.
     """
-    from portable.cli.attach import check_reload_flags, report_reload
-    from portable.cli.plugin_cli import plugin_options
-    from portable.engine.detach import detach_many
-    from portable.plugin.types import DetachOptions
-
     check_reload_flags(no_reload, force_reload)
 
     if clean and not app.host.is_real:
-        from portable.errors import PortableError
-
         raise PortableError(
             "--clean needs the service manager to remove the units' data; "
             "it can't be used with --root"
@@ -102,37 +109,24 @@ def detach_command(
         extensions=extensions,
         plugin_options=plugin_options(),  # the options plugins added (portable.cli.plugin_cli)
     )
-    app.require_root("detach")
-    manager = app.manager(required=True)
     result = detach_many(
         images,
         options,
-        host=app.host,
-        registry=app.registry,
-        manager=manager,
+        **app.for_change("detach"),
         prefixes=prefixes,
         clean=clean,
         force_reload=force_reload,
     )
+    systemd = detect_systemd(app.host).major
     if now or enable or clean:  # only then does portablectl compute (and announce) the matches
-        from portable.images.inspect import effective_prefixes
-
         for one in images:
-            app.info(
-                matching_line(
-                    effective_prefixes(one, prefixes, systemd=detect_systemd(app.host).major),
-                    explicit=bool(prefixes),
-                ),
-                quiet=quiet,
-            )
-    ok = print_activation(result.activation, quiet=quiet, systemd=detect_systemd(app.host).major)
+            app.info(image_matching_line(one, prefixes, systemd=systemd), quiet=quiet)
+    ok = print_activation(result.activation, quiet=quiet, systemd=systemd)
     for error in result.clean_errors:  # after the stop jobs, as portablectl
         click.echo(f"portable: error: {error}", err=True)
     report_reload(app, result)
-    if result.reload_error:
-        click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
     print_changes(result.changes, quiet=quiet)
     for warning in result.warnings:
-        app.warn(warning)
+        warn(warning)
     if not ok or result.clean_errors:
         sys.exit(1)

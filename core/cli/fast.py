@@ -6,7 +6,9 @@ returns ``None`` for anything else, which :func:`portable.cli.main` then hands t
 help, usage errors and every other verb keep click's behaviour, and the output here is the
 same as through click (``tests/test_cli_fast.py`` compares both paths).
 
-The bodies live here, click-free, and the click commands call them too.
+The bodies live here, click-free, and the click commands call them too. Part of the
+boundary: what only one of the two verbs (or only ``--json``, or a terminal) needs is imported
+where it is used.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "format_timestamp",
     "is_attached_state",
     "list_output",
+    "render_json",
     "render_table",
     "run_fast",
 ]
@@ -63,8 +66,8 @@ def run_fast(args: Sequence[str]) -> int | None:
         if not all(a in _LIST_FLAGS for a in rest):
             return None
         out = list_output(app, legend="--no-legend" not in rest, as_json="--json" in rest)
-        if "--no-pager" not in rest and os.isatty(1):  # no pager module unless on a terminal
-            from portable.cli.pager import Pager
+        if "--no-pager" not in rest and os.isatty(1):
+            from portable.cli.pager import Pager  # here: only on a terminal
 
             with Pager():
                 sys.stdout.write(out)
@@ -106,8 +109,9 @@ def run_fast(args: Sequence[str]) -> int | None:
 
 def is_attached_state(app: App, image: str, extensions: Sequence[str]) -> str:
     """The state ``portable is-attached`` prints (one of :data:`portable.engine.state.STATES`)."""
+    # here, as list_images in list_output: --help (which comes through run_fast) needs neither
     from portable.engine.state import image_state
-    from portable.images.resolve import normalize_image_arg
+    from portable.images.arguments import normalize_image_arg
 
     return image_state(
         normalize_image_arg(image, host=app.host),
@@ -122,15 +126,20 @@ def is_attached_state(app: App, image: str, extensions: Sequence[str]) -> str:
 
 def list_output(app: App, *, legend: bool = True, as_json: bool = False) -> str:
     """What ``portable list`` prints: portablectl's table, or a JSON array."""
+    # here: is-attached and --help (which comes through run_fast) have no use for them
     from portable.images.listing import list_images
+    from portable.systemd.version import detect
 
     rows = list_images(host=app.host, registry=app.registry, manager=app.manager_view())
     if not as_json:
-        from portable.systemd.version import detect
-
         systemd = detect(app.host).major if rows else 0  # "No images.": no need to look
         return render_table(rows, legend=legend, systemd=systemd)
-    import json
+    return render_json(rows)
+
+
+def render_json(rows: Sequence[ImageInfo]) -> str:
+    """``list --json``: an array of the images, with their format and state."""
+    import json  # here: only for --json
 
     return (
         json.dumps(

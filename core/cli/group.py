@@ -1,6 +1,8 @@
 """The click half of the command line: the root group, its global options and lazy verbs.
 
 :func:`portable.cli.main` comes here for everything :mod:`portable.cli.fast` does not answer.
+Part of the boundary: a verb's module is imported when that verb runs (or shows its help), the
+plugin machinery when plugins can add to what is shown, each where it is used.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from portable.cli import (
     option_chunks,
     registry_for,
 )
+from portable.errors import PortableError
+from portable.plugin import entrypoints
 
 if TYPE_CHECKING:
     from portable.plugin.registry import Registry
-    from portable.systemd.version import SystemdVersion
 
 __all__ = ["PortableGroup", "build_cli", "cli", "run_click"]
 
@@ -62,15 +65,14 @@ def _registry(ctx: click.Context) -> Registry:
 
 def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
     """The commands plugins add (portable_register_commands), by name."""
-    if "portable.plugin.registry" not in sys.modules:
-        # Built-in plugins add no commands: without third-party plugins installed there is no
-        # registry to build (a third of portable --help's time). In-process (tests, a
-        # program), the registry module is loaded and plugins registered there count.
-        from portable.plugin import entrypoints
-
-        if not entrypoints.find(ENTRY_POINT_GROUP, cache=True):
-            return {}
-    from portable.cli.plugin_cli import collect_commands
+    # Built-in plugins add no commands: without third-party plugins installed there is no
+    # registry to build (a third of portable --help's time). In-process (tests, a program),
+    # the registry module is loaded and plugins registered there count.
+    if "portable.plugin.registry" not in sys.modules and not entrypoints.find(
+        ENTRY_POINT_GROUP, cache=True
+    ):
+        return {}
+    from portable.cli.plugin_cli import collect_commands  # here: the plugin types, pluggy
 
     return collect_commands(_registry(ctx), taken={*COMMANDS, "help"})
 
@@ -91,11 +93,11 @@ class PortableGroup(click.Group):
             if command is None:
                 return None
         elif cmd_name in PLUGIN_OPTION_VERBS:
-            from portable.cli.plugin_cli import for_verb
+            from portable.cli.plugin_cli import for_verb  # here: the plugin types, pluggy
 
             command = for_verb(command, cmd_name, _registry(ctx))
         if os.environ.get(ENV_COMPLETE):
-            from portable.cli.completion import install
+            from portable.cli.completion import install  # here: only when completing
 
             install(command)
         return command
@@ -118,29 +120,17 @@ def _help_command(ctx: click.Context) -> None:
     click.echo(ctx.parent.get_help())
 
 
-def _followed_systemd(root: Path | None) -> SystemdVersion:
-    """The systemd whose behaviour we follow: the running manager's, else the tree's."""
-    from portable.systemd.host import Host
-    from portable.systemd.version import detect
-
-    host = Host(root or Path("/"))
-    if not host.is_real:
-        return detect(host)
-    from portable.systemd.manager import Manager, ManagerError
-
-    try:
-        with Manager.connect(timeout=5.0) as manager:
-            return detect(host, manager)
-    except ManagerError:  # not running here (a build host, a container): the installed one
-        return detect(host)
-
-
 def _print_version(ctx: click.Context, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    click.echo(f"portable-services {__version__}")
-    click.echo(f"follows {_followed_systemd(ctx.params.get('root')).describe()}")
+    # here: only --version asks the running manager (jeepney) and lists the plugins (pluggy)
     from portable.plugin.registry import get_registry
+    from portable.systemd.host import Host
+    from portable.systemd.manager import detect_running
+
+    click.echo(f"portable-services {__version__}")
+    followed = detect_running(Host(ctx.params.get("root") or Path("/")))
+    click.echo(f"follows {followed.describe()}")
 
     for rec in get_registry(cache=True).plugins:
         if not rec.builtin:
@@ -211,8 +201,6 @@ def cli(
     IMAGE is an image name, looked up in /etc/portables, /run/portables, /var/lib/portables,
     /usr/local/lib/portables and /usr/lib/portables, or a path to an image.
     """
-    from portable.errors import PortableError
-
     if remote_host or machine:
         raise PortableError("-H/--host and -M/--machine are not supported; run portable there")
     if root is not None:

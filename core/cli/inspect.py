@@ -2,54 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from portable.cli import App
-from portable.cli.options import json_output, no_pager, quiet
-from portable.plugin.types import ImageMetadata
+from portable.cli.changes import matching_line
+from portable.cli.options import json_output, no_pager, quiet, warn_if_ambiguous
+from portable.cli.pager import Pager
+from portable.images.arguments import (
+    derived_prefixes,
+    effective_prefixes,
+    normalize_image_arg,
+    pick_version,
+)
+from portable.images.inspect import Inspection, inspect_image_with_extensions
+from portable.images.osrelease import split_prefixes
+from portable.images.runnable import Problem, check_image
+from portable.plugin.types import ImageMetadata, Profile
+from portable.security.floor import FloorFinding, check_units
+from portable.security.score import would_attach_exposure
 from portable.systemd.names import printable
 from portable.systemd.version import detect
-
-if TYPE_CHECKING:
-    from portable.images.inspect import Inspection
-    from portable.images.runnable import Problem
-    from portable.plugin.types import Profile
-    from portable.security.floor import FloorFinding
 
 FLOOR_HEADING = "Sandbox floor (profile '{}'):"
 RUNNABLE_HEADING = "This image can't run a portable service as is:"
 
 
-def matching_line(prefixes: tuple[str, ...], *, explicit: bool) -> str:
-    """portablectl's info line: "prefix" for the derived one, "prefixes" for explicit ones."""
-    if prefixes == ("-",):
-        return "(Matching all unit files.)"
-    if not explicit:
-        return f"(Matching unit files with prefix '{prefixes[0]}'.)"
-    return "(Matching unit files with prefixes " + ", ".join(f"'{p}'" for p in prefixes) + ".)"
-
-
-def warn_if_ambiguous(app: App, arg: str, quiet: bool) -> None:
-    """portablectl's warning when a bare name also exists as a file in the current directory."""
-    from portable.images.resolve import is_name
-
-    if is_name(arg) and not quiet and Path(arg).exists():
-        app.info(
-            "Ambiguous invocation: current working directory contains file matching non-path "
-            f"argument '{arg}', ignoring. Prefix argument with './' to force reference to file "
-            "in current working directory."
-        )
-
-
 def _as_inspection(found: Inspection | ImageMetadata) -> Inspection:
-    from portable.images.inspect import Inspection
-
     return found if isinstance(found, Inspection) else Inspection(metadata=found)
 
 
@@ -173,9 +157,6 @@ def terminal_safe(data: bytes) -> bytes:
 def floor_findings(found: Inspection, profile: Profile, *, systemd: int) -> list[FloorFinding]:
     """What ``attach --profile`` would refuse in the units shown
     (:mod:`portable.security.floor`)."""
-    from portable.images.inspect import derived_prefixes
-    from portable.security.floor import check_units
-
     meta = found.metadata
     return check_units(
         meta.units,
@@ -213,8 +194,6 @@ def render_runnable(problems: list[Problem], *, cat: bool) -> bytes:
 
 
 def runnable_problems(found: Inspection, profile: Profile) -> list[Problem]:
-    from portable.images.runnable import check_image
-
     meta = found.metadata
     return check_image(
         meta.image, meta.units, profile, extensions=[e.image for e in found.extensions]
@@ -223,8 +202,6 @@ def runnable_problems(found: Inspection, profile: Profile) -> list[Problem]:
 
 def _exposure(app: App, found: Inspection, spec: Profile) -> list[dict[str, Any]]:
     """Each service's exposure score if attached with ``spec`` (systemd-analyze security)."""
-    from portable.security.score import would_attach_exposure
-
     meta = found.metadata
     return [
         {"unit": e.unit, "profile": e.profile, "value": e.score.value, "verdict": e.score.verdict}
@@ -240,8 +217,6 @@ def render_json(
     floor: tuple[str, list[FloorFinding]] | None = None,
     runnable: list[Problem] | None = None,
 ) -> str:
-    from portable.images.osrelease import split_prefixes
-
     found = _as_inspection(found)
     meta = found.metadata
     fields = meta.os_release_fields
@@ -297,8 +272,6 @@ def render_json(
         ]
     if cat:
         doc["os_release_content"] = meta.os_release.decode("utf-8", "replace")
-    import json  # only for --json (attach imports this module too)
-
     # ensure_ascii (the default): every control character of the image's text is escaped.
     return json.dumps(doc, indent=2)
 
@@ -363,9 +336,6 @@ def inspect_command(
     bind-mount targets, ExecStart= executables), if anything.
     Control characters in what the image says (but newlines and tabs) are shown escaped.
     """
-    from portable.images.inspect import effective_prefixes, inspect_image_with_extensions
-    from portable.images.resolve import normalize_image_arg, pick_version
-
     warn_if_ambiguous(app, image, quiet)
     systemd = detect(app.host).major
     effective = effective_prefixes(image, prefixes, systemd=systemd)
@@ -387,8 +357,6 @@ def inspect_command(
         app.info(note, quiet=quiet or as_json)
     # As portablectl, the output (not the lines above) through a pager on a terminal, closed
     # when click ends the command.
-    from portable.cli.pager import Pager
-
     click.get_current_context().with_resource(Pager(enabled=not no_pager))
     if as_json:
         doc = render_json(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from portable.cli import App
+from portable.cli.fast import is_attached_state
 from portable.cli.options import quiet
 
 
@@ -26,8 +27,6 @@ def is_attached_command(
 ) -> None:
     """Print IMAGE's state: detached, attached, enabled or running (-runtime when attached
     with --runtime). Exits 0 for every state, as portablectl does."""
-    from portable.cli.fast import is_attached_state
-
     state = is_attached_state(app, image, extensions)
     if not quiet:
         click.echo(state)

@@ -11,6 +11,7 @@ import click
 from portable.cli import App
 from portable.cli.fast import COLUMNS, format_bytes, format_timestamp, list_output, render_table
 from portable.cli.options import json_output, no_legend, no_pager
+from portable.cli.pager import Pager
 
 __all__ = ["COLUMNS", "format_bytes", "format_timestamp", "list_command", "render_table"]
 
@@ -25,7 +26,5 @@ def list_command(
 ) -> None:
     """List the images in the search path, with their attach state."""
     out = list_output(app, legend=not no_legend, as_json=as_json)
-    from portable.cli.pager import Pager
-
     with Pager(enabled=not no_pager):
         click.echo(out, nl=False)

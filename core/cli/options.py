@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from portable.cli import App
+from portable.errors import PortableError
+from portable.images.arguments import is_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,8 +35,6 @@ def json_output(f: F) -> F:
 def split_images(image: str, rest: tuple[str, ...]) -> tuple[list[str], tuple[str, ...]]:
     """``IMAGE [PREFIX...]`` or ``IMAGE IMAGE...``: a prefix never contains ``/``, so extra
     arguments that do are more images (several images in one call share one reload)."""
-    from portable.errors import PortableError
-
     more = [a for a in rest if "/" in a]
     if not more:
         return [image], rest
@@ -44,3 +47,18 @@ def split_images(image: str, rest: tuple[str, ...]) -> tuple[list[str], tuple[st
     if len(set(images)) != len(images):
         raise PortableError("an image is given twice")
     return images, ()
+
+
+def warn_if_ambiguous(app: App, arg: str, quiet: bool) -> None:
+    """portablectl's warning when a bare name also exists as a file in the current directory."""
+    if is_name(arg) and not quiet and Path(arg).exists():
+        app.info(
+            "Ambiguous invocation: current working directory contains file matching non-path "
+            f"argument '{arg}', ignoring. Prefix argument with './' to force reference to file "
+            "in current working directory."
+        )
+
+
+def check_reload_flags(no_reload: bool, force_reload: bool) -> None:
+    if no_reload and force_reload:
+        raise PortableError("--reload and --no-reload can't be used together")

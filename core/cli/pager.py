@@ -70,7 +70,7 @@ def _utf8_locale() -> bool:
     forced = _bool_env("SYSTEMD_UTF8")
     if isinstance(forced, bool):
         return forced
-    import locale
+    import locale  # here: only once a pager starts
 
     codeset = locale.nl_langinfo(locale.CODESET)
     return codeset == "UTF-8" or locale.setlocale(locale.LC_CTYPE) in ("C", "POSIX")
@@ -105,7 +105,7 @@ class Pager:
         return self
 
     def _start(self, args: list[str] | None) -> None:
-        import subprocess
+        import subprocess  # here: only once a pager starts
 
         less = os.environ.get("SYSTEMD_LESS", LESS_DEFAULT)
         env = dict(os.environ, LESS=less)
@@ -143,7 +143,7 @@ class Pager:
         self.process.stdin.close()  # fds 1 and 2 hold the pipe now: closing them ends it
         if argv[0] == "less" and "K" not in less:
             # less without K stays on Ctrl-C, and so do we (systemd ignores SIGINT too).
-            import signal
+            import signal  # here: only once a pager starts
 
             self._sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -177,7 +177,7 @@ class Pager:
             except KeyboardInterrupt:
                 interrupted = True  # the pager got it too; wait for it to restore the tty
         if self._sigint is not None:
-            import signal
+            import signal  # here: only once a pager starts
 
             signal.signal(signal.SIGINT, self._sigint)  # type: ignore[arg-type]
         self.process = None

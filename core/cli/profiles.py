@@ -12,6 +12,10 @@ from portable.cli import App
 from portable.cli.options import json_output
 from portable.errors import warn
 from portable.plugin.types import Floor, FloorRule, Profile
+from portable.profiles.files import profile_to_toml
+from portable.security.floor_tables import NO_NETWORK, NONE, STANDARD, floor_of
+from portable.security.score import profile_exposure
+from portable.systemd.version import detect
 
 
 def source_of(app: App, plugin: str, origin: str) -> str:
@@ -30,24 +34,17 @@ def _exposure(app: App, profile: Profile) -> tuple[float, str] | None:
     of the host (or of the --root tree) scores it: (value, verdict)."""
     if "service" not in profile.dropins:
         return None
-    from portable.security.score import profile_exposure
-    from portable.systemd.version import detect
-
     score = profile_exposure(profile, root_image=False, systemd=detect(app.host).major)
     return round(score.value, 1), score.verdict
 
 
 def _floor_name(floor: Floor) -> str:
     """Which of the built-in tables ``floor`` is, if one (docs/security.md lists them)."""
-    from portable.security.floor import NO_NETWORK, NONE, STANDARD
-
     known = {"standard": STANDARD, "no-network": NO_NETWORK, "none": NONE}
     return next((name for name, table in known.items() if table == floor), "own")
 
 
 def _floor_json(profile: Profile) -> dict[str, Any]:
-    from portable.security.floor import floor_of
-
     floor = floor_of(profile)
     return {
         "table": _floor_name(floor),
@@ -126,8 +123,6 @@ def profile_group() -> None:
 def show_command(app: App, name: str) -> None:
     """Print the settings profile NAME applies, per unit type, and its sandbox floor: the
     settings an image's unit files may not use under it (docs/security.md)."""
-    from portable.security.floor import floor_of
-
     reg = app.registry.profile(name)
     spec = reg.spec
     click.echo(f"Profile: {spec.name}")
@@ -168,8 +163,6 @@ def export_command(app: App, name: str, output: Path | None) -> None:
 
     Put it in /etc/portable/profiles/NEW.toml and edit it to make your own profile.
     """
-    from portable.profiles.files import profile_to_toml
-
     text = profile_to_toml(app.registry.profile(name).spec)
     if output is None:
         click.echo(text, nl=False)

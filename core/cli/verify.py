@@ -5,24 +5,19 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from typing import TYPE_CHECKING
 
 import click
 
 from portable.cli import App
 from portable.cli.changes import utf8_output
 from portable.cli.options import json_output, no_pager, quiet
-
-if TYPE_CHECKING:
-    from portable.security.verify import UnitReport
-
+from portable.errors import PortableError
+from portable.security.verify import NOT_CHECKED, UnitReport, verify
 
 CELL = 44  # wrap long cells (capability lists) at this width
 
 
 def render_text(report: UnitReport) -> str:
-    from portable.security.verify import NOT_CHECKED
-
     good, bad, unchecked = ("✓", "✗", "·") if utf8_output(sys.stdout) else ("+", "-", ".")
     head = f"{report.unit}"
     details = []
@@ -117,9 +112,6 @@ def verify_command(
     Exits 1 if anything checked is not as promised, or a service failed or is not running
     with nothing to start it.
     """
-    from portable.errors import PortableError
-    from portable.security.verify import verify
-
     if not app.host.is_real:
         raise PortableError("'portable verify' looks at running services: not with --root")
     manager = app.manager(required=True)

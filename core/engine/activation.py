@@ -59,6 +59,11 @@ class Event:
     job: str = ""
     message: str = ""
 
+    @property
+    def method(self) -> str:
+        """The manager's method a ``queued`` job calls (``StartUnit`` ...)."""
+        return JOB_METHODS[self.verb]
+
 
 @dataclass(kw_only=True)
 class Activation:

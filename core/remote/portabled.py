@@ -22,6 +22,18 @@ from typing import Any
 
 from jeepney import DBusAddress
 
+from portable.cli.changes import (
+    arrow,
+    format_install_changes,
+    image_matching_line,
+    print_changes,
+    queued_line,
+)
+from portable.cli.fast import render_json, render_table
+from portable.cli.read_only import read_only_args
+from portable.cli.set_limit import set_limit_args
+from portable.images.listing import ImageInfo
+from portable.plugin.types import Change
 from portable.remote.dbus import DBUS, BusCallError, BusClosed, PipeBus
 from portable.remote.transport import RemoteError, Transport
 
@@ -66,6 +78,11 @@ def _os_release(text: str) -> dict[str, str]:
                 words = [value]
             fields[key] = " ".join(words)
     return fields
+
+
+def _changes(raw: Sequence[tuple[str, str, str]]) -> list[Change]:
+    """portabled's (and PID 1's) change lists, ``(type, path, source)`` each."""
+    return [Change(type=kind, path=path, source=source) for kind, path, source in raw]
 
 
 def _err(line: str) -> None:
@@ -154,9 +171,6 @@ class PortabledSession:
         return handler(params)
 
     def list_images(self, p: dict[str, Any]) -> int:
-        from portable.cli.fast import render_table
-        from portable.images.listing import ImageInfo
-
         (images,) = self.call(PORTABLE1, "ListImages")
         rows = []
         for name, kind, ro, crtime, mtime, usage, state, obj in images:
@@ -176,24 +190,7 @@ class PortabledSession:
                 )
             )
         if p.get("as_json"):
-            out = json.dumps(
-                [
-                    {
-                        "name": r.name,
-                        "type": r.type,
-                        "format": None,
-                        "path": r.path,
-                        "read_only": r.read_only,
-                        "crtime_us": r.crtime or None,
-                        "mtime_us": r.mtime or None,
-                        "usage": r.usage,
-                        "state": r.state,
-                    }
-                    for r in rows
-                ],
-                indent=2,
-            )
-            sys.stdout.write(out + "\n")
+            sys.stdout.write(render_json(rows))
         else:
             systemd = self.systemd if rows else 0
             sys.stdout.write(render_table(rows, legend=not p.get("no_legend"), systemd=systemd))
@@ -215,21 +212,13 @@ class PortabledSession:
             sys.stdout.write(f"{state}\n")
         return 0
 
-    def _print_changes(self, changes: Sequence[tuple[str, str, str]], quiet: bool) -> None:
-        from portable.cli.changes import format_change
-        from portable.plugin.types import Change
-
-        if not quiet:
-            for kind, path, source in changes:
-                _err(format_change(Change(type=kind, path=path, source=source)))
+    @staticmethod
+    def _print_changes(changes: Sequence[tuple[str, str, str]], quiet: bool) -> None:
+        print_changes(_changes(changes), quiet=quiet)
 
     def _matching(self, image: str, prefixes: Sequence[str], quiet: bool) -> None:
-        from portable.cli.inspect import matching_line
-        from portable.images.inspect import effective_prefixes
-
         if not quiet:
-            wanted = effective_prefixes(image, prefixes, systemd=self.systemd)
-            _err(matching_line(wanted, explicit=bool(prefixes)))
+            _err(image_matching_line(image, prefixes, systemd=self.systemd))
 
     def _reload(self, p: dict[str, Any]) -> None:
         if not p.get("no_reload"):
@@ -256,15 +245,9 @@ class PortabledSession:
         self._print_install(changes, quiet)
 
     def _print_install(self, changes: Sequence[tuple[str, str, str]], quiet: bool) -> None:
-        from portable.cli.changes import arrow
-
-        if quiet:
-            return
-        for kind, path, source in changes:
-            if kind == "symlink":
-                _err(f"Created symlink {path} {arrow()} {source}.")
-            elif kind == "unlink":
-                _err(f'Removed "{path}".')
+        if not quiet:
+            for line in format_install_changes(_changes(changes), arrow(), systemd=self.systemd):
+                _err(line)
 
     def _jobs(self, method: str, units: Sequence[str], p: dict[str, Any]) -> bool:
         """Queue ``method`` (StartUnit ...) for each unit; wait unless --no-block; True if ok."""
@@ -272,7 +255,7 @@ class PortabledSession:
         for unit in units:
             (job,) = self.call(SYSTEMD1, method, "ss", unit, "replace")
             if not p.get("quiet"):
-                _err(f"Queued {job} to call {method} on portable service {unit}.")
+                _err(queued_line(job, method, unit))
             jobs.append((unit, job))
         if p.get("no_block"):
             return True
@@ -300,13 +283,25 @@ class PortabledSession:
                     ok = False
         return ok
 
-    def attach(self, p: dict[str, Any]) -> int:
-        image, quiet = p["image"], bool(p.get("quiet"))
-        prefixes = list(p.get("prefixes") or ())
+    @staticmethod
+    def _attach_args(p: dict[str, Any]) -> tuple[Any, ...]:
+        """The arguments of ``AttachImageWithExtensions`` and ``ReattachImageWithExtensions``."""
+        copy = p.get("copy_mode") or "auto"
         flags = (FLAG_RUNTIME if p.get("runtime") else 0) | (
             FLAG_FORCE_ATTACH if p.get("force") else 0
         )
-        copy = p.get("copy_mode") or "auto"
+        return (
+            p["image"],
+            list(p.get("extensions") or ()),
+            list(p.get("prefixes") or ()),
+            p.get("profile") or "default",
+            "" if copy == "auto" else copy,
+            flags,
+        )
+
+    def attach(self, p: dict[str, Any]) -> int:
+        image, quiet = p["image"], bool(p.get("quiet"))
+        prefixes = list(p.get("prefixes") or ())
         if not p.get("force") and self._state(image, p) != "detached":
             # As the local attach (portabled itself would refuse: "Unit file ... exists").
             self._matching(image, prefixes, quiet)
@@ -314,15 +309,7 @@ class PortabledSession:
                 _err(f"Image '{image}' is already attached.")
             return 0
         (changes,) = self.call(
-            PORTABLE1,
-            "AttachImageWithExtensions",
-            "sasassst",
-            image,
-            list(p.get("extensions") or ()),
-            prefixes,
-            p.get("profile") or "default",
-            "" if copy == "auto" else copy,
-            flags,
+            PORTABLE1, "AttachImageWithExtensions", "sasassst", *self._attach_args(p)
         )
         self._matching(image, prefixes, quiet)
         self._print_changes(changes, quiet)
@@ -379,20 +366,8 @@ class PortabledSession:
     def reattach(self, p: dict[str, Any]) -> int:
         image, quiet = p["image"], bool(p.get("quiet"))
         prefixes = list(p.get("prefixes") or ())
-        flags = (FLAG_RUNTIME if p.get("runtime") else 0) | (
-            FLAG_FORCE_ATTACH if p.get("force") else 0
-        )
-        copy = p.get("copy_mode") or "auto"
         removed, updated = self.call(
-            PORTABLE1,
-            "ReattachImageWithExtensions",
-            "sasassst",
-            image,
-            list(p.get("extensions") or ()),
-            prefixes,
-            p.get("profile") or "default",
-            "" if copy == "auto" else copy,
-            flags,
+            PORTABLE1, "ReattachImageWithExtensions", "sasassst", *self._attach_args(p)
         )
         self._matching(image, prefixes, quiet)
         self._print_changes(removed, quiet)
@@ -448,35 +423,11 @@ class PortabledSession:
         return 0
 
     def read_only(self, p: dict[str, Any]) -> int:
-        from portable.errors import PortableError
-        from portable.images.ops import parse_boolean
-
-        args = list(p.get("args") or ())
-        if not args or len(args) > 2:
-            raise PortableError("Too few arguments." if not args else "Too many arguments.")
-        value = True
-        if len(args) == 2:
-            try:
-                value = parse_boolean(args[1])
-            except ValueError:
-                raise PortableError(f"Failed to parse boolean argument: {args[1]}") from None
-        self.call(PORTABLE1, "MarkImageReadOnly", "sb", args[0], value)
+        image, value = read_only_args(tuple(p.get("args") or ()))
+        self.call(PORTABLE1, "MarkImageReadOnly", "sb", image, value)
         return 0
 
     def set_limit(self, p: dict[str, Any]) -> int:
-        from portable.errors import PortableError
-        from portable.images.ops import parse_size
-
-        args = list(p.get("args") or ())
-        if len(args) != 2:
-            raise PortableError("Too few arguments." if len(args) < 2 else "Too many arguments.")
-        image, size = args
-        if size in ("-", "none", "infinity"):
-            limit = _UNKNOWN
-        else:
-            try:
-                limit = parse_size(size)
-            except ValueError:
-                raise PortableError(f"Failed to parse size: {size}") from None
+        image, limit = set_limit_args(tuple(p.get("args") or ()))
         self.call(PORTABLE1, "SetImageLimit", "st", image, limit)
         return 0
