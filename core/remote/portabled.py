@@ -1,7 +1,8 @@
 """The verbs on a remote that has only systemd: systemd-portabled's D-Bus API, over ssh.
 
-As portablectl does for ``-H``: the remote's ``systemd-stdio-bridge`` is the far end of the
-pipe (:class:`~portable.remote.dbus.PipeBus`), and every verb is calls to
+As portablectl does for ``-H``: the remote's ``systemd-stdio-bridge`` is the far end of a
+socket pair (ssh's stdin and stdout), where :class:`portable.systemd.bus.Connection`
+authenticates as sd-bus's client does for it (``ANONYMOUS``), and every verb is calls to
 ``org.freedesktop.portable1`` (attach, detach, state, images) and ``org.freedesktop.systemd1``
 (reload, enable, start/stop). The output is our local verbs' (the same tables, change lines and
 states); what only this project does (plugins, our own profiles, ``--netns``, exposure scores,
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,8 +36,8 @@ from portable.cli.read_only import read_only_args
 from portable.cli.set_limit import set_limit_args
 from portable.images.listing import ImageInfo
 from portable.plugin.types import Change
-from portable.remote.dbus import DBUS, BusCallError, BusClosed, PipeBus
 from portable.remote.transport import RemoteError, Transport
+from portable.systemd.bus import CallError, Connection, strerror
 
 __all__ = ["DBUS_VERBS", "PortabledSession"]
 
@@ -51,6 +53,7 @@ UNIT_FILE_RUNTIME = 1 << 0
 UNIT_FILE_PORTABLE = 1 << 2
 _UNKNOWN = 2**64 - 1  # sd-bus's "unset" for usage/limits
 _JOB_TIMEOUT = 90.0
+_CALL_TIMEOUT = 60.0  # a call's answer over ssh (the remote may be slow, or far)
 
 #: the verbs that work through portabled alone
 DBUS_VERBS = (
@@ -97,26 +100,38 @@ class PortabledSession:
         self.transport = transport
         # The bridge's (and ssh's) complaints, for the one-line error if it dies.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
-        proc = transport.popen(
-            "exec systemd-stdio-bridge",
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
-        self.bus = PipeBus(proc)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = transport.popen(
+                "exec systemd-stdio-bridge", stdin=theirs, stdout=theirs, stderr=self._stderr
+            )
+        except BaseException:
+            ours.close()
+            self._stderr.close()
+            raise
+        finally:
+            theirs.close()
         self._systemd: int | None = None
         try:
-            self.bus.authenticate()
-            self.bus.call(DBUS, "Hello")
-        except BusClosed as e:
+            self.conn = Connection.over(
+                ours, peer_to_peer=False, timeout=_CALL_TIMEOUT, anonymous=True
+            )
+            self.conn.hello(_CALL_TIMEOUT)
+        except (OSError, ValueError) as e:  # ValueError: a message jeepney can't parse
             raise self._closed(e) from None
 
     def close(self) -> None:
-        self.bus.close()
+        self.conn.close()  # the bridge sees the end of its input and exits
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self._stderr.close()
 
-    def _closed(self, exc: BusClosed) -> RemoteError:
-        proc = self.bus.proc
+    def _closed(self, exc: Exception) -> RemoteError:
+        """The one-line error for a connection that failed or died (``exc``)."""
+        proc = self.proc
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -125,25 +140,52 @@ class PortabledSession:
         reason = self.transport.failure(proc.returncode, stderr)
         if reason is None:
             lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
-            reason = f"the connection to its system bus failed: {lines[-1] if lines else exc}"
+            why = lines[-1] if lines else strerror(exc)
+            reason = f"the connection to its system bus failed: {why}"
         return self.transport.error(reason)
+
+    def _call(
+        self, address: DBusAddress, method: str, sig: str | None, body: Sequence[Any]
+    ) -> tuple[Any, ...]:
+        """A method call; a D-Bus error raises CallError, a dead connection the one line."""
+        try:
+            return self.conn.call(
+                address.object_path,
+                address.interface or "",
+                method,
+                sig,
+                tuple(body),
+                timeout=_CALL_TIMEOUT,
+                destination=address.bus_name,
+            )
+        except (OSError, ValueError) as e:
+            raise self._closed(e) from None
+
+    def _prop(self, address: DBusAddress, interface: str, name: str) -> Any:
+        """A property; a D-Bus error raises CallError, a dead connection the one line."""
+        try:
+            return self.conn.get_property(
+                address.object_path,
+                interface,
+                name,
+                timeout=_CALL_TIMEOUT,
+                destination=address.bus_name,
+            )
+        except (OSError, ValueError) as e:
+            raise self._closed(e) from None
 
     def call(self, address: DBusAddress, method: str, sig: str | None = None, *body: Any) -> Any:
         """A call whose errors become one line naming the remote."""
         try:
-            return self.bus.call(address, method, sig, tuple(body))
-        except BusCallError as e:
+            return self._call(address, method, sig, body)
+        except CallError as e:
             raise self.transport.error(e.message) from None
-        except BusClosed as e:
-            raise self._closed(e) from None
 
     def prop(self, address: DBusAddress, interface: str, name: str) -> Any:
         try:
-            return self.bus.get_property(address, interface, name)
-        except BusCallError as e:
+            return self._prop(address, interface, name)
+        except CallError as e:
             raise self.transport.error(e.message) from None
-        except BusClosed as e:
-            raise self._closed(e) from None
 
     @property
     def systemd(self) -> int:
@@ -265,11 +307,9 @@ class PortabledSession:
             address = DBusAddress(job, SYSTEMD1.bus_name, "org.freedesktop.systemd1.Job")
             while time.monotonic() < deadline:
                 try:
-                    self.bus.get_property(address, "org.freedesktop.systemd1.Job", "State")
-                except BusCallError:
+                    self._prop(address, "org.freedesktop.systemd1.Job", "State")
+                except CallError:
                     break  # the job is gone: done
-                except BusClosed as e:
-                    raise self._closed(e) from None
                 time.sleep(0.05)
             if method != "StopUnit":
                 (path,) = self.call(SYSTEMD1, "LoadUnit", "s", unit)
@@ -327,16 +367,14 @@ class PortabledSession:
 
     def _units_of(self, image: str, p: dict[str, Any]) -> list[str]:
         try:
-            result = self.bus.call(
+            result = self._call(
                 PORTABLE1,
                 "GetImageMetadataWithExtensions",
                 "sasast",
                 (image, list(p.get("extensions") or ()), list(p.get("prefixes") or ()), 0),
             )
-        except BusCallError:
+        except CallError:
             return []  # the image is gone: nothing to stop
-        except BusClosed as e:
-            raise self._closed(e) from None
         return sorted(result[3])
 
     def detach(self, p: dict[str, Any]) -> int:

@@ -18,7 +18,8 @@ A :class:`Transport` turns a POSIX shell script into the local command line that
 Either way the remote side runs ``sh -c SCRIPT`` (ssh hands its command to the login shell,
 which may not be POSIX: the script is wrapped), with stdin, stdout and stderr as the caller
 sets them: the image shipping (:mod:`portable.remote.ship`) streams the image on stdin, the
-D-Bus client (:mod:`portable.remote.dbus`) talks to ``systemd-stdio-bridge`` over both pipes.
+D-Bus client (:mod:`portable.remote.portabled`) talks to ``systemd-stdio-bridge`` over a
+socket pair.
 """
 
 from __future__ import annotations

@@ -2,11 +2,13 @@
 
 :func:`open_system_bus` connects to the system bus (``Hello``, and PID 1 must be on it);
 :meth:`Connection.open` with ``peer_to_peer=True`` connects to PID 1's private socket
-(``/run/systemd/private``: no bus daemon, no ``Hello``), as ``systemctl`` can. Every call has a
-deadline, so a hung bus or manager makes a call fail instead of hang: transport problems raise
-:class:`OSError` (:class:`TimeoutError` at the deadline), a D-Bus error reply
-:class:`CallError`. :mod:`portable.systemd.manager` builds the systemd API on it; nothing else
-imports this module (it imports jeepney).
+(``/run/systemd/private``: no bus daemon, no ``Hello``), as ``systemctl`` can;
+:meth:`Connection.over` authenticates on a socket already connected to something that speaks
+D-Bus (``portable -H``: ``systemd-stdio-bridge`` at the far end of ssh,
+:mod:`portable.remote.portabled`). Every call has a deadline, so a hung bus or manager makes a
+call fail instead of hang: transport problems raise :class:`OSError` (:class:`TimeoutError` at
+the deadline), a D-Bus error reply :class:`CallError`. :mod:`portable.systemd.manager` builds the
+systemd API on it; nothing on the way to a local verb imports this module (it imports jeepney).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jeepney import DBusAddress, HeaderFields, Message, MessageType, Parser, new_method_call
-from jeepney.auth import BEGIN, make_auth_external
+from jeepney.auth import BEGIN, make_auth_anonymous, make_auth_external
 from jeepney.bus import get_connectable_addresses
 
 __all__ = [
@@ -42,6 +44,7 @@ _DBUS = DBusAddress("/org/freedesktop/DBus", "org.freedesktop.DBus", "org.freede
 _DBUS_HELLO = (_DBUS.object_path, _DBUS.interface, "Hello")
 _DBUS_GET_NAME_OWNER = (_DBUS.object_path, _DBUS.interface, "GetNameOwner", "s", (SYSTEMD_NAME,))
 _DBUS_ADD_MATCH = (_DBUS.object_path, _DBUS.interface, "AddMatch", "s")
+_PROPERTIES_IFACE = "org.freedesktop.DBus.Properties"
 
 # Calls sent ahead of their replies by Connection.call_many (a few hundred bytes each).
 _PIPELINE_CHUNK = 256
@@ -110,11 +113,28 @@ class Connection:
         try:
             sock.settimeout(timeout)
             sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
+        return cls.over(sock, peer_to_peer=peer_to_peer, timeout=deadline - time.monotonic())
+
+    @classmethod
+    def over(
+        cls, sock: socket.socket, *, peer_to_peer: bool, timeout: float, anonymous: bool = False
+    ) -> Connection:
+        """Authenticate on ``sock``, a stream already connected to a D-Bus server (closed if
+        that fails): EXTERNAL, the uid the kernel vouches for; ``anonymous``: ANONYMOUS, for a
+        server that can't see who we are (``systemd-stdio-bridge`` behind ssh, as sd-bus's
+        client does for it)."""
+        deadline = time.monotonic() + timeout
+        mechanism = make_auth_anonymous() if anonymous else make_auth_external()
+        try:
             # AUTH and BEGIN in one write, as sd-bus (systemctl) does. Sending BEGIN only after
             # the OK, as the protocol also allows, trips up PID 1's private socket (sd-bus
             # server, 252): when BEGIN and the first message arrive in one read, that message
             # is not processed until more data comes, and the call hangs.
-            sock.sendall(b"\0" + make_auth_external() + BEGIN)
+            sock.settimeout(_deadline_left(deadline))
+            sock.sendall(b"\0" + mechanism + BEGIN)
             buf = b""
             while b"\r\n" not in buf:
                 sock.settimeout(_deadline_left(deadline))
@@ -264,6 +284,36 @@ class Connection:
             out.extend(r for r in replies if r is not None)
         return out
 
+    def get_property(
+        self, path: str, interface: str, name: str, *, timeout: float, destination: str
+    ) -> Any:
+        """One D-Bus property of the object at ``path`` (errors as :meth:`call`)."""
+        ((_, value),) = self.call(
+            path,
+            _PROPERTIES_IFACE,
+            "Get",
+            "ss",
+            (interface, name),
+            timeout=timeout,
+            destination=destination,
+        )
+        return value
+
+    def hello(self, timeout: float) -> None:
+        """Join the bus (``Hello``) and learn PID 1's name on it (only its signals are passed
+        on): OSError if either fails, PID 1 not being on the bus ``EHOSTUNREACH``."""
+        try:
+            self.call(*_DBUS_HELLO, timeout=timeout, destination=_DBUS.bus_name)
+        except CallError as exc:
+            raise OSError(errno.EPROTO, f"Hello failed: {exc.message}") from exc
+        try:
+            (owner,) = self.call(*_DBUS_GET_NAME_OWNER, timeout=timeout, destination=_DBUS.bus_name)
+            self.systemd_sender = str(owner)
+        except CallError as exc:
+            # dbus runs but PID 1 is not (yet, or no longer) on it: the private socket
+            # is the way in then.
+            raise OSError(errno.EHOSTUNREACH, f"{SYSTEMD_NAME} is not on the bus") from exc
+
     def wait(self, deadline: float) -> None:
         """Receive and dispatch one message (TimeoutError when the deadline passes)."""
         self._dispatch(self._receive(deadline))
@@ -288,19 +338,7 @@ def open_system_bus(address: str, timeout: float) -> Connection:
             error = exc
             continue
         try:
-            try:
-                conn.call(*_DBUS_HELLO, timeout=timeout, destination=_DBUS.bus_name)
-            except CallError as exc:
-                raise OSError(errno.EPROTO, f"Hello failed: {exc.message}") from exc
-            try:
-                (owner,) = conn.call(
-                    *_DBUS_GET_NAME_OWNER, timeout=timeout, destination=_DBUS.bus_name
-                )
-                conn.systemd_sender = str(owner)
-            except CallError as exc:
-                # dbus runs but PID 1 is not (yet, or no longer) on it: the private socket
-                # is the way in then.
-                raise OSError(errno.EHOSTUNREACH, f"{SYSTEMD_NAME} is not on the bus") from exc
+            conn.hello(timeout)
         except BaseException:
             conn.close()
             raise
