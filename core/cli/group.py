@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ from portable.plugin import entrypoints
 if TYPE_CHECKING:
     from portable.plugin.registry import Registry
 
-__all__ = ["PortableGroup", "build_cli", "cli", "run_click"]
+__all__ = ["PortableGroup", "build_cli", "cli", "fit_options", "run_click", "verb_command"]
 
 # The verbs plugins can add options to (portable.plugin.types.CLI_OPTION_VERBS, not imported
 # here: --help and the other verbs don't load the plugin types).
@@ -49,6 +50,17 @@ def core_command(name: str) -> click.Command | None:
     module, attr = target
     command = getattr(importlib.import_module(module), attr)
     assert isinstance(command, click.Command)
+    return command
+
+
+def verb_command(name: str, registry: Callable[[], Registry]) -> click.Command | None:
+    """Portable's verb ``name`` as the command line runs it: for ``attach``, ``reattach`` and
+    ``detach``, with the options plugins add (``registry()`` is called only for those)."""
+    command = core_command(name)
+    if command is not None and name in PLUGIN_OPTION_VERBS:
+        from portable.cli.plugin_cli import for_verb  # here: the plugin types, pluggy
+
+        command = for_verb(command, name, registry())
     return command
 
 
@@ -87,15 +99,11 @@ class PortableGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name == "help":
             return _help_command
-        command = core_command(cmd_name)
+        command = verb_command(cmd_name, lambda: _registry(ctx))
         if command is None:
             command = _plugin_commands(ctx).get(cmd_name)
             if command is None:
                 return None
-        elif cmd_name in PLUGIN_OPTION_VERBS:
-            from portable.cli.plugin_cli import for_verb  # here: the plugin types, pluggy
-
-            command = for_verb(command, cmd_name, _registry(ctx))
         if os.environ.get(ENV_COMPLETE):
             from portable.cli.completion import install  # here: only when completing
 
@@ -255,9 +263,15 @@ def _fit_to_verb(args: list[str], verb_at: int | None) -> list[str]:
     command = core_command(args[verb_at])  # plugins' options are never portablectl's
     if command is None or isinstance(command, click.Group):
         return args
+    return [*args[: verb_at + 1], *fit_options(command, args[verb_at + 1 :])]
+
+
+def fit_options(command: click.Command, rest: Sequence[str]) -> list[str]:
+    """``rest`` (what follows the verb) without the portablectl options ``command`` has no
+    use for; our own options and unknown ones stay, for click to judge."""
     accepted = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
-    kept = args[: verb_at + 1]
-    for chunk, known in option_chunks(args[verb_at + 1 :]):
+    kept: list[str] = []
+    for chunk, known in option_chunks(rest):
         if known is None or known[0] != "verb" or known[1] in accepted | OUR_VERB_FLAGS:
             kept.extend(chunk)
     return kept

@@ -30,9 +30,11 @@ if TYPE_CHECKING:
     from portable.plugin.registry import Registry
 
 __all__ = [
+    "PluginOption",
     "checked_options",
     "collect_commands",
     "for_verb",
+    "given_plugin_options",
     "plugin_options",
     "with_plugin_options",
 ]
@@ -74,6 +76,35 @@ class _Converted(click.ParamType[Any]):
             raise PluginError(
                 f"{self.who} failed reading {self.spec.name} {value!r}: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+class PluginOption(click.Option):
+    """A plugin's option of a verb, as :func:`with_plugin_options` adds it: ``spec`` is what
+    the plugin declared."""
+
+    def __init__(self, decls: Sequence[str], spec: CliOption[Any], **kwargs: Any) -> None:
+        super().__init__(decls, **kwargs)
+        self.spec = spec
+
+
+def given_plugin_options(
+    ctx: click.Context, params: dict[str, Any]
+) -> list[tuple[CliOption[Any], Any]]:
+    """The plugins' options given on the command line of ``ctx`` (a verb built by
+    :func:`with_plugin_options`), with their values, in the order the verb lists them; their
+    entries are taken out of ``params`` (the verb's parameters, as parsed), leaving the
+    verb's own."""
+    given: list[tuple[CliOption[Any], Any]] = []
+    for option in ctx.command.params:
+        if not isinstance(option, PluginOption) or option.name is None:
+            continue
+        value = params.pop(option.name, None)
+        if option.spec.flag:
+            if value:
+                given.append((option.spec, True))
+        elif ctx.get_parameter_source(option.name) not in (None, ParameterSource.DEFAULT):
+            given.append((option.spec, value))
+    return given
 
 
 def _who(reg: Registered[Any]) -> str:
@@ -122,7 +153,7 @@ def with_plugin_options(
         return command
     taken = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
     taken |= set(command.get_help_option_names(click.Context(command)))
-    params: list[tuple[click.Option, CliOption[Any]]] = []
+    params: list[PluginOption] = []
     for reg in mine:
         spec = reg.spec
         if spec.name in taken:
@@ -135,37 +166,29 @@ def with_plugin_options(
         # The parameter's own name is not the dest: a dest may be a core parameter's name.
         name = f"plugin_{len(params)}"
         if spec.flag:
-            option = click.Option([spec.name, name], is_flag=True, help=text)
+            option = PluginOption([spec.name, name], spec, is_flag=True, help=text)
         else:
-            option = click.Option(
+            option = PluginOption(
                 [spec.name, name],
+                spec,
                 type=_Converted(spec, _who(reg)),
                 metavar=spec.metavar,
                 default=None,  # the spec's, unconverted: PluginOptions.value() gives it
                 help=text,
             )
-        params.append((option, spec))
+        params.append(option)
     new = copy.copy(command)
     # Before -q and --no-pager (options every verb shares), after the verb's own.
     at = next((i for i, p in enumerate(command.params) if p.name == "quiet"), len(command.params))
-    new.params = [*command.params[:at], *(o for o, _ in params), *command.params[at:]]
+    new.params = [*command.params[:at], *params, *command.params[at:]]
     callback = command.callback
     assert callback is not None
 
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
-        given: dict[str, Any] = {}
-        for option, spec in params:
-            assert option.name is not None
-            value = kwargs.pop(option.name)
-            source = ctx.get_parameter_source(option.name)
-            if spec.flag:
-                if value:
-                    given[spec.dest] = True
-            elif source is not None and source is not ParameterSource.DEFAULT:
-                given[spec.dest] = value
-        ctx.meta[_PLUGIN_VALUES] = PluginOptions(given)
+        given = given_plugin_options(ctx, kwargs)
+        ctx.meta[_PLUGIN_VALUES] = PluginOptions({spec.dest: value for spec, value in given})
         return callback(*args, **kwargs)
 
     new.callback = run

@@ -18,7 +18,11 @@ which is the same help everywhere). What happens, in order:
    plugins and profiles apply; output and JSON pass through unchanged, its error lines get the
    remote's name). With only systemd, the verb is done through systemd-portabled's D-Bus API
    over ``systemd-stdio-bridge`` (:mod:`portable.remote.portabled`), as portablectl does; the
-   verbs and options that need this project say so.
+   verbs and options that need this project say so, the plugins' options too.
+
+The verbs' options are read as the local command line reads them: each verb's command with the
+options this host's plugins add to it (:func:`portable.cli.group.verb_command`), so an option's
+value is never taken for an image path, and ``--no-plugins``/``--disable-plugin`` apply.
 
 Every failure is one line that names the remote: it cannot be reached, the key is refused,
 systemd or portabled is missing there, its disk is full while shipping.
@@ -32,14 +36,13 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from portable.cli import (
-    COMMANDS,
-    OUR_VERB_FLAGS,
-    classify_option,
-    normalize_args,
-    option_chunks,
-)
+import click
+
+from portable.cli import classify_option, normalize_args, registry_for
+from portable.cli.group import fit_options, verb_command
 from portable.errors import PortableError
 from portable.remote.ship import REMOTE_DIR, local_image, ship
 from portable.remote.transport import (
@@ -49,22 +52,15 @@ from portable.remote.transport import (
     Transport,
 )
 
+if TYPE_CHECKING:
+    from portable.plugin.registry import Registry
+
 __all__ = ["REMOTE_COMMAND_ENV", "Probe", "probe", "remote_target", "run_remote"]
 
 REMOTE_COMMAND_ENV = "PORTABLE_REMOTE_COMMAND"
 _TARGET_OPTIONS = {"-H": "host", "--host": "host", "-M": "machine", "--machine": "machine"}
 SHIPPING_VERBS = frozenset({"attach", "reattach", "inspect"})
 NAMING_VERBS = frozenset({"detach", "is-attached"})
-# What only this project's engine does: refused where the remote has only systemd.
-_OURS_ONLY = {
-    "netns": "--netns",
-    "netns_subnet": "--netns-subnet",
-    "max_exposure": "--max-exposure",
-    "allow_settings": "--allow-setting",
-    "strict_image": "--strict-image",
-    "clean": "--clean",
-    "force_reload": "--reload",
-}
 
 
 def remote_target(args: Sequence[str]) -> tuple[str, str] | None:
@@ -142,21 +138,27 @@ def probe(transport: Transport) -> Probe:
     )
 
 
-def _verb_command(verb: str) -> object:
-    import importlib
+def _registry(group: Sequence[str]) -> Registry:
+    """This host's plugins, as the root group's options ``group`` (-H/-M taken out) select
+    them: their options are read here, whatever the remote has."""
+    disabled: list[str] = []
+    for i, arg in enumerate(group):
+        if arg == "--disable-plugin" and i + 1 < len(group):
+            disabled.append(group[i + 1])
+        elif arg.startswith("--disable-plugin="):
+            disabled.append(arg.split("=", 1)[1])
+    return registry_for(Path("/"), no_plugins="--no-plugins" in group, disabled=disabled)
 
-    target = COMMANDS.get(verb)
-    if target is None:
+
+def _verb_command(verb: str, group: Sequence[str]) -> click.Command:
+    command = verb_command(verb, lambda: _registry(group))
+    if command is None:
         raise PortableError(f"No such command '{verb}' (see 'portable --help')")
-    module, attr = target
-    return getattr(importlib.import_module(module), attr)
+    return command
 
 
-def _options_of(command: object) -> dict[str, bool]:
+def _options_of(command: click.Command) -> dict[str, bool]:
     """Every option spelling of a click command -> whether it takes a value."""
-    import click
-
-    assert isinstance(command, click.Command)
     takes: dict[str, bool] = {}
     for param in command.params:
         if isinstance(param, click.Option):
@@ -165,17 +167,7 @@ def _options_of(command: object) -> dict[str, bool]:
     return takes
 
 
-def _fit(command: object, rest: list[str]) -> list[str]:
-    """Drop portablectl's options the verb ignores (as ``portable.cli.group`` does locally)."""
-    accepted = set(_options_of(command))
-    kept: list[str] = []
-    for chunk, known in option_chunks(rest):
-        if known is None or known[0] != "verb" or known[1] in accepted | OUR_VERB_FLAGS:
-            kept.extend(chunk)
-    return kept
-
-
-def _image_slots(command: object, rest: list[str]) -> list[tuple[int, str]]:
+def _image_slots(command: click.Command, rest: list[str]) -> list[tuple[int, str]]:
     """Where ``rest`` names images by path: ``(index, "arg"|"eq")``; ``eq`` is
     ``--extension=PATH`` (the path after the ``=``)."""
     takes = _options_of(command)
@@ -235,7 +227,7 @@ def run_remote(args: Sequence[str]) -> int:
     transport: Transport = (
         SshTransport(name, batch=batch) if kind == "host" else MachineTransport(name)
     )
-    command = _verb_command(verb)
+    command = _verb_command(verb, others)
     if verb == "help":
         raise PortableError("'portable help' is the same everywhere: run it without -H/-M")
     transport.open()
@@ -246,7 +238,7 @@ def run_remote(args: Sequence[str]) -> int:
 
 
 def _run_on(
-    transport: Transport, verb: str, command: object, rest: list[str], others: list[str]
+    transport: Transport, verb: str, command: click.Command, rest: list[str], others: list[str]
 ) -> int:
     facts = probe(transport)
     if not facts.systemd:
@@ -263,7 +255,10 @@ def _run_on(
         raise transport.error(
             "systemd-portabled is not installed there (Debian: the systemd-container package)"
         )
-    return _run_portabled(transport, verb, command, _fit(command, rest), others)
+    # here: only a remote with systemd alone takes this path (jeepney, the verbs' output: ~40 ms)
+    from portable.remote.portabled import run_verb
+
+    return run_verb(transport, verb, command, fit_options(command, rest), others)
 
 
 def _run_portable(transport: Transport, command: str, argv: list[str]) -> int:
@@ -289,39 +284,3 @@ def _run_portable(transport: Transport, command: str, argv: list[str]) -> int:
     if reason is not None and status == SSH_FAILED:
         raise transport.error(reason)
     return status
-
-
-def _run_portabled(
-    transport: Transport, verb: str, command: object, rest: list[str], others: list[str]
-) -> int:
-    import click
-
-    from portable.remote.portabled import DBUS_VERBS, PortabledSession
-
-    if verb not in DBUS_VERBS:
-        raise transport.error(
-            f"'portable {verb}' needs portable installed there; it has only systemd "
-            f"(through systemd-portabled: {', '.join(DBUS_VERBS)})"
-        )
-    if any(a == "--root" or a.startswith("--root=") for a in others):
-        raise transport.error("--root needs portable installed there; it has only systemd")
-    assert isinstance(command, click.Command)
-    try:
-        ctx = command.make_context(verb, list(rest), resilient_parsing=False)
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
-        raise PortableError(f"{e.format_message()} (see 'portable {verb} --help')") from None
-    params = dict(ctx.params)
-    for key, option in _OURS_ONLY.items():
-        if params.get(key) not in (None, False, (), ""):
-            raise transport.error(f"{option} needs portable installed there; it has only systemd")
-    if verb in ("attach", "detach") and any("/" in p for p in params.get("prefixes") or ()):
-        raise transport.error(
-            "several images in one call need portable installed there; it has only systemd"
-        )
-    session = PortabledSession(transport)
-    try:
-        return session.run(verb, params)
-    finally:
-        session.close()

@@ -5,8 +5,9 @@ socket pair (ssh's stdin and stdout), where :class:`portable.systemd.bus.Connect
 authenticates as sd-bus's client does for it (``ANONYMOUS``), and every verb is calls to
 ``org.freedesktop.portable1`` (attach, detach, state, images) and ``org.freedesktop.systemd1``
 (reload, enable, start/stop). The output is our local verbs' (the same tables, change lines and
-states); what only this project does (plugins, our own profiles, ``--netns``, exposure scores,
-``security``, ``verify`` ...) needs ``portable`` on the remote and says so.
+states); what only this project does (plugins and the options they add, our own profiles,
+exposure scores, ``security``, ``verify`` ...) needs ``portable`` on the remote and says so
+(:func:`run_verb`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import click
 from jeepney import DBusAddress
 
 from portable.cli.changes import (
@@ -32,14 +34,16 @@ from portable.cli.changes import (
     queued_line,
 )
 from portable.cli.fast import render_json, render_table
+from portable.cli.plugin_cli import given_plugin_options
 from portable.cli.read_only import read_only_args
 from portable.cli.set_limit import set_limit_args
+from portable.errors import PortableError
 from portable.images.listing import ImageInfo
 from portable.plugin.types import Change
 from portable.remote.transport import RemoteError, Transport
 from portable.systemd.bus import CallError, Connection, strerror
 
-__all__ = ["DBUS_VERBS", "PortabledSession"]
+__all__ = ["DBUS_VERBS", "PortabledSession", "run_verb"]
 
 PORTABLE1 = DBusAddress(
     "/org/freedesktop/portable1", "org.freedesktop.portable1", "org.freedesktop.portable1.Manager"
@@ -67,6 +71,13 @@ DBUS_VERBS = (
     "read-only",
     "set-limit",
 )
+# The options only this project's engine has: refused here (as every option a plugin adds).
+_OURS_ONLY = {
+    "allow_settings": "--allow-setting",
+    "strict_image": "--strict-image",
+    "clean": "--clean",
+    "force_reload": "--reload",
+}
 
 
 def _os_release(text: str) -> dict[str, str]:
@@ -469,3 +480,41 @@ class PortabledSession:
         image, limit = set_limit_args(tuple(p.get("args") or ()))
         self.call(PORTABLE1, "SetImageLimit", "st", image, limit)
         return 0
+
+
+def run_verb(
+    transport: Transport, verb: str, command: click.Command, rest: list[str], others: list[str]
+) -> int:
+    """Run ``verb`` with its options ``rest`` (root group options: ``others``) through the
+    remote's portabled; what needs portable there (other verbs, --root, our engine's options,
+    every option a plugin adds) is refused in one line naming the option and the host."""
+    if verb not in DBUS_VERBS:
+        raise transport.error(
+            f"'portable {verb}' needs portable installed there; it has only systemd "
+            f"(through systemd-portabled: {', '.join(DBUS_VERBS)})"
+        )
+    if any(a == "--root" or a.startswith("--root=") for a in others):
+        raise transport.error("--root needs portable installed there; it has only systemd")
+    try:
+        ctx = command.make_context(verb, list(rest), resilient_parsing=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        raise PortableError(f"{e.format_message()} (see 'portable {verb} --help')") from None
+    params = dict(ctx.params)
+    given = given_plugin_options(ctx, params)
+    if given:
+        option = given[0][0].name
+        raise transport.error(f"{option} needs portable installed there; it has only systemd")
+    for key, option in _OURS_ONLY.items():
+        if params.get(key) not in (None, False, (), ""):
+            raise transport.error(f"{option} needs portable installed there; it has only systemd")
+    if verb in ("attach", "detach") and any("/" in p for p in params.get("prefixes") or ()):
+        raise transport.error(
+            "several images in one call need portable installed there; it has only systemd"
+        )
+    session = PortabledSession(transport)
+    try:
+        return session.run(verb, params)
+    finally:
+        session.close()
