@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from portable.engine.activation import Activation, Step, orphaned_units, perform
+from portable.engine.activation import Outcome, Step, orphaned_units, perform
 from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
 from portable.engine.reload import for_detach, hooked_plugins, reload_as_decided
 from portable.engine.state import AttachedUnit, attached_units
@@ -48,12 +48,14 @@ __all__ = [
     "detach_many",
     "detached_image",
     "find_attached",
+    "image_links",
     "not_attached",
     "orphan_prefixes",
     "remove_units",
     "run_post_detach",
     "run_pre_detach",
     "sweep",
+    "unit_files",
 ]
 
 
@@ -62,15 +64,10 @@ class NotAttached(PortableError):
 
 
 @dataclass(kw_only=True)
-class DetachResult:
+class DetachResult(Outcome):
     images: list[str]
     units: list[str]
     changes: list[Change]
-    reloaded: bool = False
-    reload_error: str = ""
-    # Why PID 1 was reloaded or not ("" when no manager was asked, or --no-reload)
-    reload_reason: str = ""
-    activation: Activation | None = None
     warnings: list[str] = field(default_factory=list)
     # Units no longer attached but still loaded from a removed attached unit file (left by a
     # killed reattach), stopped/disabled with the image's units (--now/--enable).
@@ -144,6 +141,29 @@ def not_attached(image: str, extensions: Sequence[str]) -> NotAttached:
     )
 
 
+def unit_files(where: Path, unit: str) -> list[Path]:
+    """A unit's files in the attached directory ``where``, in the order detach removes them
+    (then its drop-in directory, if empty)."""
+    dropins = where / f"{unit}.d"
+    return [where / unit, dropins / PROFILE_FILE, dropins / MARKER_FILE]
+
+
+def image_links(host: Host, units: Sequence[AttachedUnit], *, runtime: bool) -> list[Path]:
+    """What a detach of ``units`` removes from the portables directory: the link to each image
+    their markers name, or a --copy=mixed copy of it; never an image placed there itself
+    (systemd issue #40020)."""
+    portables = host.path(PORTABLES_DIR[runtime])
+    links = []
+    for token in dict.fromkeys(t for u in units for t in u.marker):
+        name = token.rstrip("/").rsplit("/", 1)[-1]
+        if not name or "/" not in token:
+            continue
+        link = portables / name
+        if link.is_symlink() or (os.path.lexists(link) and host.path(token) != link):
+            links.append(link)
+    return links
+
+
 def remove_units(
     tx: Transaction,
     host: Host,
@@ -159,25 +179,14 @@ def remove_units(
     (:func:`portable.images.unpacked.remove_unused`); reattach does that itself once the new
     version's files are written."""
     where = host.path(ATTACHED_DIR[runtime])
-    portables = host.path(PORTABLES_DIR[runtime])
-    link_changes: list[Change] = []
-    tokens = list(dict.fromkeys(t for u in units for t in u.marker))
     start = len(tx.changes)
-    for token in tokens:
-        name = token.rstrip("/").rsplit("/", 1)[-1]
-        if not name or "/" not in token:
-            continue
-        link = portables / name
-        # A link is ours to remove; so is a --copy=mixed copy, but never the image itself
-        # (an image placed directly in the portables directory: systemd issue #40020).
-        if link.is_symlink() or (os.path.lexists(link) and host.path(token) != link):
-            tx.remove(link)
+    for link in image_links(host, units, runtime=runtime):
+        tx.remove(link)
     link_changes = tx.changes[start:]
     del tx.changes[start:]
     for unit in units:
-        tx.remove(where / unit.name)
-        tx.remove(where / f"{unit.name}.d" / PROFILE_FILE)
-        tx.remove(where / f"{unit.name}.d" / MARKER_FILE)
+        for path in unit_files(where, unit.name):
+            tx.remove(path)
         tx.rmdir(where / f"{unit.name}.d")
     unit_changes = tx.changes[start:]
     del tx.changes[start:]
@@ -490,8 +499,7 @@ def detach_many(
         done = reload_as_decided(
             manager, lambda: for_detach(manager, gone, plugins=plugins), force=force_reload
         )
-        result.reloaded, result.reload_reason = done.reloaded, done.reason
-        result.reload_error = done.error
+        result.took(done)
     return result
 
 

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portable.engine.attach import AttachPlan, Planned, plan_files, prepare
-from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
+from portable.engine.detach import image_links, unit_files
+from portable.engine.dropins import MARKER_FILE
 from portable.engine.reattach import AttachedVersion, attached_version, kept_options
 from portable.engine.state import AttachedUnit
 from portable.images.resolve import normalize_image_arg, resolve_image
 from portable.plugin.registry import Registry
 from portable.plugin.types import AttachOptions, UnitFile
-from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, Host
+from portable.systemd.host import ATTACHED_DIR, Host
 
 __all__ = ["OPERATIONS", "FileChange", "Preview", "preview_attach", "preview_detach"]
 
@@ -134,19 +135,8 @@ def _attached_files(host: Host, units: Sequence[AttachedUnit]) -> list[Path]:
     """The files a detach of ``units`` removes (directories left out), in detach's order."""
     runtime = units[0].runtime
     where = host.path(ATTACHED_DIR[runtime])
-    portables = host.path(PORTABLES_DIR[runtime])
-    files: list[Path] = []
-    for unit in units:
-        d = where / f"{unit.name}.d"
-        files += [where / unit.name, d / PROFILE_FILE, d / MARKER_FILE]
-    for token in dict.fromkeys(t for u in units for t in u.marker):
-        name = token.rstrip("/").rsplit("/", 1)[-1]
-        if not name or "/" not in token:
-            continue
-        link = portables / name
-        # As remove_units: a link (or a --copy=mixed copy), never an image placed there itself
-        if link.is_symlink() or (os.path.lexists(link) and host.path(token) != link):
-            files.append(link)
+    files = [f for u in units for f in unit_files(where, u.name)]
+    files += image_links(host, units, runtime=runtime)
     return [f for f in files if os.path.lexists(f)]
 
 
