@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from portable.engine.activation import Activation, Step, perform
+from portable.engine.activation import Outcome, Step, perform
 from portable.engine.detach import sweep
 from portable.engine.dropins import (
     MARKER_FILE,
@@ -169,31 +169,22 @@ class AttachPlan:
 
 
 @dataclass(kw_only=True)
-class AttachResult:
+class AttachResult(Outcome):
     image: Image
     units: tuple[UnitFile, ...]
     profile: Profile
     changes: list[Change]
     already_attached: bool = False
     completed_interrupted: bool = False
-    reloaded: bool = False
-    reload_error: str = ""
-    # Why PID 1 was reloaded or not ("" when no manager was asked, or --no-reload)
-    reload_reason: str = ""
-    activation: Activation | None = None
     # What the image lacks for systemd to run its services (portable.images.runnable)
     problems: list[Problem] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
-class AttachBatch:
+class AttachBatch(Outcome):
     """The outcome of :func:`attach_many`: per image, then the one reload and activation."""
 
     results: list[AttachResult]
-    reloaded: bool = False
-    reload_error: str = ""
-    reload_reason: str = ""
-    activation: Activation | None = None
     # Third-party plugins whose post-attach hooks ran: they may have changed other unit files
     hooked_plugins: list[str] = field(default_factory=list)
 
@@ -699,8 +690,7 @@ def attach(
         force_reload=force_reload,
     )
     (result,) = batch.results
-    result.reload_error, result.activation = batch.reload_error, batch.activation
-    result.reload_reason = batch.reload_reason
+    result.activation = batch.activation  # (the reload: see activate)
     return result
 
 
@@ -849,10 +839,8 @@ def activate(
             lambda: for_attach(manager, units, changed, plugins=batch.hooked_plugins),
             force=force_reload,
         )
-        batch.reloaded, batch.reload_reason = done.reloaded, done.reason
-        batch.reload_error = done.error
-        for r in batch.results:
-            r.reloaded, r.reload_reason = done.reloaded, done.reason
+        for outcome in (batch, *batch.results):
+            outcome.took(done)
     if not (options.enable or options.now):
         return
     where = ATTACHED_DIR[options.runtime]

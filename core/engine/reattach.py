@@ -459,7 +459,7 @@ def _activate(
             return for_attach(manager, written, written, plugins=plugins)
 
         done = reload_as_decided(manager, decide, force=force_reload)
-        att.reloaded, att.reload_reason, att.reload_error = done.reloaded, done.reason, done.error
+        att.took(done)
     if not (options.now or options.enable):
         return
     gone = [
