@@ -14,16 +14,12 @@ from typing import Any
 import click
 
 from portable.cli import App
-from portable.cli.changes import (
-    image_matching_line,
-    print_activation,
-    print_changes,
-    report_reload,
-)
+from portable.cli.changes import image_matching_line, print_activation, print_changes, report_reload
 from portable.cli.options import (
     check_reload_flags,
     no_pager,
     quiet,
+    reload_option,
     split_images,
     warn_if_ambiguous,
 )
@@ -76,12 +72,7 @@ def attach_options(f: Callable[..., Any], *, reattach: bool = False) -> Callable
             help="Do not reload the service manager (by default it is reloaded when needed: "
             "when a unit written is loaded in it).",
         ),
-        click.option(
-            "--reload",
-            "force_reload",
-            is_flag=True,
-            help="Reload the service manager even when no unit needs it (as portablectl does).",
-        ),
+        reload_option,
         click.option(
             "--force",
             is_flag=True,

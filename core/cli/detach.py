@@ -7,16 +7,12 @@ import sys
 import click
 
 from portable.cli import App
-from portable.cli.changes import (
-    image_matching_line,
-    print_activation,
-    print_changes,
-    report_reload,
-)
+from portable.cli.changes import image_matching_line, print_activation, print_changes, report_reload
 from portable.cli.options import (
     check_reload_flags,
     no_pager,
     quiet,
+    reload_option,
     split_images,
     warn_if_ambiguous,
 )
@@ -39,12 +35,7 @@ from portable.systemd.version import detect as detect_systemd
     help="Do not reload the service manager (by default it is reloaded when needed: when a "
     "unit removed is still loaded in it).",
 )
-@click.option(
-    "--reload",
-    "force_reload",
-    is_flag=True,
-    help="Reload the service manager even when no unit needs it (as portablectl does).",
-)
+@reload_option
 @click.option("--force", is_flag=True, help="Detach even units that are running.")
 @click.option(
     "--clean",

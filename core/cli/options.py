@@ -28,6 +28,16 @@ def no_pager(f: F) -> F:
     return click.option("--no-pager", is_flag=True, hidden=True)(f)
 
 
+def reload_option(f: F) -> F:
+    # attach, reattach and detach: portablectl reloads always, we when needed (engine.reload).
+    return click.option(
+        "--reload",
+        "force_reload",
+        is_flag=True,
+        help="Reload the service manager even when no unit needs it (as portablectl does).",
+    )(f)
+
+
 def json_output(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(f)
 
