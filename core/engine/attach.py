@@ -27,7 +27,8 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -663,6 +664,18 @@ def _write_unit(
             tx.write(f.local, f.data, replace=replace, change=f.kind, source=f.source, mode=f.mode)
 
 
+@contextmanager
+def releasing() -> Iterator[list[AttachPlan]]:
+    """A list for the plans made in the block; at its end, what :func:`prepare` unpacked for
+    them and :func:`write_plan` did not put in place (after a failure) is dropped."""
+    plans: list[AttachPlan] = []
+    try:
+        yield plans
+    finally:
+        for plan in plans:
+            plan.release()
+
+
 def attach(
     arg: str,
     options: AttachOptions,
@@ -709,86 +722,69 @@ def attach_many(
     Every image is read and checked before anything is written; the files of all of them are
     written in one transaction, so a failure on the last image leaves none attached.
     """
-    plans: list[AttachPlan] = []
-    try:
-        return _attach_many(plans, args, options, host, registry, manager, cwd, force_reload)
-    finally:
-        for plan in plans:  # an archive's tree unpacked but not put in place (a failure)
-            plan.release()
-
-
-def _attach_many(
-    plans: list[AttachPlan],
-    args: Sequence[str],
-    options: AttachOptions,
-    host: Host,
-    registry: Registry,
-    manager: Manager | None,
-    cwd: Path | None,
-    force_reload: bool,
-) -> AttachBatch:
-    if options.extensions and len(args) > 1:
-        raise PortableError("--extension can be used with one image at a time")
-    if manager is not None:
-        detect_systemd(host, manager)  # before profiles are loaded: they follow it too
-    for arg in args:
-        plans.append(prepare(arg, options, host=host, registry=registry, cwd=cwd))
-    owner: dict[str, str] = {}
-    for plan in plans:
-        for unit in plan.units:
-            if unit.name in owner and owner[unit.name] != plan.image.path:
-                raise UnitExists(
-                    f"Unit file '{unit.name}' is in both '{owner[unit.name]}' and "
-                    f"'{plan.image.path}', refusing."
-                )
-            owner[unit.name] = plan.image.path
-    results: list[AttachResult] = []
-    hooked: list[AttachPlan] = []  # plans whose pre-attach hooks were called
-    with host_lock(host):
-        sweep(host, runtime=options.runtime)
-        try:
-            statuses = []
-            for plan in plans:
-                # Before the hooks only what can't depend on them: the files are compared with
-                # the plan once the hooks' settings are in it.
-                _check_host(plan, host, manager, compare=False)
-                hooked.append(plan)
-                run_pre_attach(plan, registry, host)
-                if plan.extra:  # hooks changed the drop-ins: re-plan
-                    plan_files(plan, host)
-                statuses.append(_check_host(plan, host, manager))
-            tx = Transaction(host)
-            try:
-                for plan, status in zip(plans, statuses, strict=True):
-                    result = AttachResult(
-                        image=plan.image,
-                        units=plan.units,
-                        profile=plan.profile,
-                        changes=[],
-                        already_attached=status == "complete",
-                        completed_interrupted=status == "partial",
-                        problems=plan.problems,
+    with releasing() as plans:
+        if options.extensions and len(args) > 1:
+            raise PortableError("--extension can be used with one image at a time")
+        if manager is not None:
+            detect_systemd(host, manager)  # before profiles are loaded: they follow it too
+        for arg in args:
+            plans.append(prepare(arg, options, host=host, registry=registry, cwd=cwd))
+        owner: dict[str, str] = {}
+        for plan in plans:
+            for unit in plan.units:
+                if unit.name in owner and owner[unit.name] != plan.image.path:
+                    raise UnitExists(
+                        f"Unit file '{unit.name}' is in both '{owner[unit.name]}' and "
+                        f"'{plan.image.path}', refusing."
                     )
-                    if status != "complete":
-                        start = len(tx.changes)
-                        write_plan(plan, tx)
-                        result.changes = tx.changes[start:]
-                        run_post_attach(plan, registry, host, result.changes)
-                    results.append(result)
-            except BaseException:
-                tx.rollback()
+                owner[unit.name] = plan.image.path
+        results: list[AttachResult] = []
+        hooked: list[AttachPlan] = []  # plans whose pre-attach hooks were called
+        with host_lock(host):
+            sweep(host, runtime=options.runtime)
+            try:
+                statuses = []
+                for plan in plans:
+                    # Before the hooks only what can't depend on them: the files are compared with
+                    # the plan once the hooks' settings are in it.
+                    _check_host(plan, host, manager, compare=False)
+                    hooked.append(plan)
+                    run_pre_attach(plan, registry, host)
+                    if plan.extra:  # hooks changed the drop-ins: re-plan
+                        plan_files(plan, host)
+                    statuses.append(_check_host(plan, host, manager))
+                tx = Transaction(host)
+                try:
+                    for plan, status in zip(plans, statuses, strict=True):
+                        result = AttachResult(
+                            image=plan.image,
+                            units=plan.units,
+                            profile=plan.profile,
+                            changes=[],
+                            already_attached=status == "complete",
+                            completed_interrupted=status == "partial",
+                            problems=plan.problems,
+                        )
+                        if status != "complete":
+                            start = len(tx.changes)
+                            write_plan(plan, tx)
+                            result.changes = tx.changes[start:]
+                            run_post_attach(plan, registry, host, result.changes)
+                        results.append(result)
+                except BaseException:
+                    tx.rollback()
+                    raise
+            except BaseException as exc:
+                run_attach_failed(hooked, registry, host, exc)
                 raise
-        except BaseException as exc:
-            run_attach_failed(hooked, registry, host, exc)
-            raise
-        tx.commit()
-    batch = AttachBatch(
-        results=results,
-        hooked_plugins=hooked_plugins(registry, ["portable_post_attach"]),
-    )
-    if manager is not None:
-        activate(batch, options, manager, force_reload=force_reload)
-    return batch
+            tx.commit()
+        batch = AttachBatch(
+            results=results,
+            hooked_plugins=hooked_plugins(registry, ["portable_post_attach"]),
+        )
+        if manager is not None:
+            activate(batch, options, manager, force_reload=force_reload)
+        return batch
 
 
 def run_attach_failed(

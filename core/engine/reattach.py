@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 
 from portable.engine.activation import Step, orphaned_units, perform
 from portable.engine.attach import (
-    AttachPlan,
     AttachResult,
     plan_files,
     prepare,
+    releasing,
     run_attach_failed,
     run_post_attach,
     run_pre_attach,
@@ -288,111 +288,97 @@ def reattach(
     An archive image is unpacked into a new cache directory when it changed; the old version's
     tree is removed only once nothing uses it (:mod:`portable.images.unpacked`).
     """
-    plans: list[AttachPlan] = []
-    try:
-        return _reattach(plans, arg, options, host, registry, manager, cwd, force_reload, explicit)
-    finally:
-        for plan in plans:  # an archive's tree unpacked but not put in place (a failure)
-            plan.release()
-
-
-def _reattach(
-    plans: list[AttachPlan],
-    arg: str,
-    options: AttachOptions,
-    host: Host,
-    registry: Registry,
-    manager: Manager | None,
-    cwd: Path | None,
-    force_reload: bool,
-    explicit: Collection[str] | None,
-) -> ReattachResult:
-    if manager is not None:
-        detect_systemd(host, manager)  # before profiles are loaded: they follow it too
-    # The image must exist before anything is read of the attached one (and the name it
-    # resolves to is the one find_attached matches below).
-    image = resolve_image(arg, host=host, registry=registry, cwd=cwd)
-    with host_lock(host):
-        # What a killed run left is rolled back first: the attached version is read as it was.
-        for runtime in (False, True):
-            sweep(host, runtime=runtime)
-        options, notes = kept_options(
-            image.path, options, host=host, registry=registry, explicit=explicit
-        )
-    options = dataclasses.replace(options, reattach=True)
-    plan = prepare(arg, options, host=host, registry=registry, cwd=cwd)  # new image must exist
-    plans.append(plan)
-    detach_opts = DetachOptions(
-        runtime=options.runtime,
-        force=True,
-        extensions=options.extensions,
-        plugin_options=options.plugin_options,  # reattach's, for both halves
-    )
-    with host_lock(host):
-        sweep(host, runtime=options.runtime)
-        ext_paths = [e.path for e in plan.extensions]
-        old = find_attached(host, plan.image.path, ext_paths, runtime=options.runtime)
-        if not old:
-            raise not_attached(plan.image.path, ext_paths)
-        old_names = [u.name for u in old]
-        orphans: list[str] = []
-        if manager is not None and options.now:
-            # Looked for before this run removes anything, so that only what an earlier run
-            # left behind is found: what this run removes is stopped as systemd does.
-            orphans = orphaned_units(
-                manager,
-                host,
-                orphan_prefixes(arg, options.prefixes, systemd=detect_systemd(host).major),
+    with releasing() as plans:
+        if manager is not None:
+            detect_systemd(host, manager)  # before profiles are loaded: they follow it too
+        # The image must exist before anything is read of the attached one (and the name it
+        # resolves to is the one find_attached matches below).
+        image = resolve_image(arg, host=host, registry=registry, cwd=cwd)
+        with host_lock(host):
+            # What a killed run left is rolled back first: the attached version is read as it was.
+            for runtime in (False, True):
+                sweep(host, runtime=runtime)
+            options, notes = kept_options(
+                image.path, options, host=host, registry=registry, explicit=explicit
             )
-        old_image = detached_image(host, registry, old)
-        run_pre_detach(registry, host, old_image, old_names, detach_opts)
-        try:
-            run_pre_attach(plan, registry, host)
-            if plan.extra:
-                plan_files(plan, host)
-            tx = Transaction(host)
-            try:
-                detach_changes = list(
-                    remove_units(tx, host, old, runtime=options.runtime, unpacked=False)
-                )
-                start = len(tx.changes)
-                write_plan(plan, tx, replace_all=True)
-                attach_changes = tx.changes[start:]
-                # Unpacked trees nothing refers to with the new version's files in place
-                detach_changes += remove_unused(tx, host, runtime=options.runtime)
-                run_post_attach(plan, registry, host, attach_changes)
-            except BaseException:
-                tx.rollback()
-                raise
-        except BaseException as exc:
-            run_attach_failed([plan], registry, host, exc)
-            raise
-        tx.commit()
-        attach_changes = _as_if_detached_first(host, detach_changes, attach_changes)
-        # Directories the detach meant to remove but that were not empty at commit are gone
-        # from tx.changes: drop them here too.
-        done = {id(c) for c in tx.changes}
-        written = {_basename(c.path) for c in attach_changes}
-        removed = [c for c in detach_changes if id(c) in done and _basename(c.path) not in written]
-        # As detach's: the old version's files are gone, a failing hook is a warning
-        for warning in run_post_detach(registry, host, old_image, old_names, detach_opts, removed):
-            registry.hooks.warn(warning)
-    attached = AttachResult(
-        image=plan.image, units=plan.units, profile=plan.profile, changes=attach_changes
-    )
-    result = ReattachResult(attached=attached, removed=removed, notes=notes)
-    if manager is not None:
-        hooks = ["portable_post_attach", "portable_post_detach"]
-        _activate(
-            result,
-            options,
-            manager,
-            orphans,
-            old_names=old_names,
-            plugins=hooked_plugins(registry, hooks),
-            force_reload=force_reload,
+        options = dataclasses.replace(options, reattach=True)
+        plan = prepare(arg, options, host=host, registry=registry, cwd=cwd)  # new image must exist
+        plans.append(plan)
+        detach_opts = DetachOptions(
+            runtime=options.runtime,
+            force=True,
+            extensions=options.extensions,
+            plugin_options=options.plugin_options,  # reattach's, for both halves
         )
-    return result
+        with host_lock(host):
+            sweep(host, runtime=options.runtime)
+            ext_paths = [e.path for e in plan.extensions]
+            old = find_attached(host, plan.image.path, ext_paths, runtime=options.runtime)
+            if not old:
+                raise not_attached(plan.image.path, ext_paths)
+            old_names = [u.name for u in old]
+            orphans: list[str] = []
+            if manager is not None and options.now:
+                # Looked for before this run removes anything, so that only what an earlier run
+                # left behind is found: what this run removes is stopped as systemd does.
+                orphans = orphaned_units(
+                    manager,
+                    host,
+                    orphan_prefixes(arg, options.prefixes, systemd=detect_systemd(host).major),
+                )
+            old_image = detached_image(host, registry, old)
+            run_pre_detach(registry, host, old_image, old_names, detach_opts)
+            try:
+                run_pre_attach(plan, registry, host)
+                if plan.extra:
+                    plan_files(plan, host)
+                tx = Transaction(host)
+                try:
+                    detach_changes = list(
+                        remove_units(tx, host, old, runtime=options.runtime, unpacked=False)
+                    )
+                    start = len(tx.changes)
+                    write_plan(plan, tx, replace_all=True)
+                    attach_changes = tx.changes[start:]
+                    # Unpacked trees nothing refers to with the new version's files in place
+                    detach_changes += remove_unused(tx, host, runtime=options.runtime)
+                    run_post_attach(plan, registry, host, attach_changes)
+                except BaseException:
+                    tx.rollback()
+                    raise
+            except BaseException as exc:
+                run_attach_failed([plan], registry, host, exc)
+                raise
+            tx.commit()
+            attach_changes = _as_if_detached_first(host, detach_changes, attach_changes)
+            # Directories the detach meant to remove but that were not empty at commit are gone
+            # from tx.changes: drop them here too.
+            done = {id(c) for c in tx.changes}
+            written = {_basename(c.path) for c in attach_changes}
+            removed = [
+                c for c in detach_changes if id(c) in done and _basename(c.path) not in written
+            ]
+            # As detach's: the old version's files are gone, a failing hook is a warning
+            for warning in run_post_detach(
+                registry, host, old_image, old_names, detach_opts, removed
+            ):
+                registry.hooks.warn(warning)
+        attached = AttachResult(
+            image=plan.image, units=plan.units, profile=plan.profile, changes=attach_changes
+        )
+        result = ReattachResult(attached=attached, removed=removed, notes=notes)
+        if manager is not None:
+            hooks = ["portable_post_attach", "portable_post_detach"]
+            _activate(
+                result,
+                options,
+                manager,
+                orphans,
+                old_names=old_names,
+                plugins=hooked_plugins(registry, hooks),
+                force_reload=force_reload,
+            )
+        return result
 
 
 def _as_if_detached_first(
