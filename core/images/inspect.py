@@ -18,7 +18,7 @@ from typing import Any
 
 from portable.errors import BadImage, PortableError
 from portable.images.architecture import host_architecture
-from portable.images.arguments import derived_prefixes, effective_prefixes
+from portable.images.arguments import effective_prefixes
 from portable.images.confined import (
     ConfinedFile,
     UnsafePath,
@@ -43,8 +43,6 @@ __all__ = [
     "ExtensionMetadata",
     "Inspection",
     "check_extension_compatible",
-    "derived_prefixes",  # (from images.arguments, for callers not yet moved there)
-    "effective_prefixes",  # (likewise)
     "extension_release_name",
     "host_architecture",
     "inspect_image",

@@ -23,8 +23,8 @@ from portable.engine.detach import find_attached
 from portable.engine.dropins import PROFILE_FILE
 from portable.engine.state import attached_units, recorded_profile
 from portable.errors import PortableError
-from portable.images.arguments import normalize_image_arg
-from portable.images.inspect import derived_prefixes, effective_prefixes, read_metadata
+from portable.images.arguments import derived_prefixes, effective_prefixes, normalize_image_arg
+from portable.images.inspect import read_metadata
 from portable.images.resolve import resolve_image
 from portable.plugin.types import Profile, UnitFile
 from portable.security.floor import FloorFinding, check_unit

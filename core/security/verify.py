@@ -58,8 +58,7 @@ from portable.engine.detach import find_attached
 from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
 from portable.engine.state import attached_units, read_marker_line, recorded_profile
 from portable.errors import PortableError
-from portable.images.arguments import normalize_image_arg
-from portable.images.inspect import derived_prefixes
+from portable.images.arguments import derived_prefixes, normalize_image_arg
 from portable.plugin.registry import Registry, get_registry
 from portable.plugin.types import Floor, Profile, ProfileDropin, UnitFile, validate_profile_name
 from portable.security.floor import STANDARD, FloorFinding, check_unit, floor_of, undone
