@@ -18,7 +18,6 @@ from portable.images.arguments import (
     image_path,
     is_name,
     normalize_image_arg,
-    pick_version,
 )
 from portable.images.confined import file_kind
 from portable.plugin.types import Image, ImageFormat
@@ -28,17 +27,12 @@ from portable.systemd.names import printable
 if TYPE_CHECKING:
     from portable.plugin.registry import Registered, Registry
 
-# normalize_image_arg, pick_version, printable: re-exported for callers that still import them
-# from here; the CLI's fast path must import portable.images.arguments, which needs no types.
+# normalize_image_arg: re-exported for engine/preview.py, which still imports it from here.
 __all__ = [
-    "check_image_arg",
     "describe_file",
     "detect_format",
     "find_image",
-    "is_name",
     "normalize_image_arg",
-    "pick_version",
-    "printable",
     "resolve_image",
     "sniff",
 ]
