@@ -70,7 +70,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from subprocess import CompletedProcess
-from types import TracebackType
 from typing import IO, Self, TypedDict, Unpack
 
 from portable.testing.cli_server import MODULE as CLI_SERVER
@@ -633,12 +632,7 @@ class Box:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property

@@ -52,7 +52,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import CompletedProcess
-from types import TracebackType
 from typing import Self
 
 from portable.testing.box import BOX_ENV, Box, BoxError, box_unavailable_reason, resolve_distro
@@ -137,12 +136,7 @@ class Fleet:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def start(self) -> Self:
