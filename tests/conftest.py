@@ -155,6 +155,18 @@ def box(box_distro: str | None) -> Iterator[Box]:
         yield b
 
 
+@pytest.fixture(scope="session")
+def netbox(box_distro: str | None) -> Iterator[Box]:
+    """A second booted box with a network namespace of its own (``systemd-nspawn
+    --private-network``), so the host side of a veth lives in it, not on this machine; shared
+    by the session (one per distro), like ``box``."""
+    reason = box_unavailable_reason(box_distro)
+    if reason is not None:
+        pytest.skip(reason)
+    with Box(distro=box_distro, nspawn_args=["--private-network"]) as b:
+        yield b
+
+
 @pytest.fixture
 def box_tmp(box: Box) -> Iterator[Path]:
     """A fresh directory with the same path on the host and inside ``box``."""

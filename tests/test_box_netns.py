@@ -1,7 +1,8 @@
 """attach --netns in a real systemd: the service's own network namespace and veth pair.
 
-These tests boot their own box with a private network namespace (``systemd-nspawn
---private-network``), so the host side of every veth lives in the box, not on this machine.
+These tests run in a box with a private network namespace (``systemd-nspawn
+--private-network``, conftest's ``netbox``), so the host side of every veth lives in the box,
+not on this machine.
 Traffic goes only between the two ends of a veth the test made (bounded pings), or loopback.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers.runners import box_crash_run
 
-from portable.testing.box import Box, box_unavailable_reason
+from portable.testing.box import Box
 from portable.testing.images import make_directory_image
 
 pytestmark = pytest.mark.box
@@ -30,15 +31,6 @@ PING = "/bin/busybox ping -c 2 -W 2 -w 5"  # bounded: 2 packets, at most 5 secon
 
 def unit(exec_start: str = WATCH, extra: str = "") -> str:
     return f"[Unit]\nDescription=netns test\n\n[Service]\nExecStart={exec_start}\n{extra}\n"
-
-
-@pytest.fixture(scope="module")
-def netbox() -> Iterator[Box]:
-    reason = box_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with Box(nspawn_args=["--private-network"]) as b:
-        yield b
 
 
 @pytest.fixture
