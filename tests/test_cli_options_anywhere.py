@@ -7,12 +7,10 @@ options after it; those a verb has no use for are ignored, as portablectl ignore
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.runners import fork_run
 
 from portable.cli import normalize_args
 from portable.cli.fast import run_fast
@@ -20,14 +18,8 @@ from portable.testing.images import service_unit
 
 
 def run(root: Path, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "_PORTABLE_COMPLETE"}
-    got = subprocess.run(
-        [sys.executable, "-m", "portable", *args],
-        capture_output=True,
-        text=True,
-        env={**env, "TZ": "UTC"},
-        cwd=root,
-    )
+    """``portable ARGS`` on the forking runner, in ``root``, TZ=UTC, not completing."""
+    got = fork_run(list(args), {"TZ": "UTC"}, unset=("_PORTABLE_COMPLETE",), cwd=root)
     return got.returncode, got.stdout, got.stderr
 
 

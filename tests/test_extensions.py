@@ -11,10 +11,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.runners import cli_root
 
 from portable.errors import BadImage
 from portable.images.inspect import (
@@ -96,14 +96,7 @@ def make_script(path: Path) -> None:
     path.chmod(0o755)
 
 
-def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "portable", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+cli = cli_root  # portable --root ROOT ARGS, on the forking runner
 
 
 def ok(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

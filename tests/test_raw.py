@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.runners import fork_run
 
 from portable.errors import BadImage, PortableError, UnknownImageFormat
 from portable.images.inspect import inspect_image_with_extensions, read_metadata
@@ -178,13 +179,8 @@ def test_found_by_name_as_name_raw(tmp_path, tree):
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "portable", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """``portable ARGS`` on the forking runner."""
+    return fork_run(list(args), timeout=timeout)
 
 
 def test_list_shows_raw_images_without_mounting(tmp_path, tree):

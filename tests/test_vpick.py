@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.runners import cli_root
 
 from portable.errors import ImageNotFound
 from portable.images.architecture import local_architectures
@@ -106,13 +105,7 @@ def test_no_entry_is_systemds_error(tmp_path):
         pick("/srv/missing.v", host=Host(tmp_path))
 
 
-def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "portable", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+cli = cli_root  # portable --root ROOT ARGS, on the forking runner
 
 
 @pytest.mark.parametrize("systemd", [252, 257])

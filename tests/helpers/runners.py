@@ -3,7 +3,8 @@
 - :func:`run_main`: its ``main()`` in this process, output from ``capsys``;
 - :func:`fork_cli`: its ``main()`` in a forked child of this process (the real CLI without the
   interpreter's start-up, for sweeps that run it hundreds of times);
-- :func:`fork_run`: the same with stdout, as a ``CompletedProcess``;
+- :func:`fork_run`: the same with stdout, as a ``CompletedProcess`` (:func:`cli_root`: with
+  ``--root``);
 - :class:`BoxCli`: the same inside a box, through a resident Python process there;
 - :func:`box_crash_run`: ``portable`` in a box as a process of its own, killed at a step.
 
@@ -36,6 +37,7 @@ __all__ = [
     "CRASH_RUN",
     "BoxCli",
     "box_crash_run",
+    "cli_root",
     "fork_cli",
     "fork_run",
     "fork_run_bytes",
@@ -89,6 +91,7 @@ def _fork(
             os.environ.update(env or {})
             for name in unset:
                 os.environ.pop(name, None)
+            time.tzset()  # TZ as the run's environment says, as at a process's start
             if cwd is not None:
                 os.chdir(cwd)
             if crash_at is not None:
@@ -161,6 +164,13 @@ def fork_run(
     A run longer than ``timeout`` is killed and raises :class:`TimeoutError`."""
     rc, out, err = _fork(args, env, timeout, crash_at, cwd, unset)
     return subprocess.CompletedProcess(["portable", *args], rc, _text(out), _text(err))
+
+
+def cli_root(
+    root: str | os.PathLike[str], *args: str, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """``portable --root ROOT ARGS`` on the forking runner (:func:`fork_run`)."""
+    return fork_run(["--root", str(root), *args], timeout=timeout)
 
 
 def fork_run_bytes(
