@@ -30,7 +30,8 @@ from portable.engine.detach import image_links, unit_files
 from portable.engine.dropins import MARKER_FILE
 from portable.engine.reattach import AttachedVersion, attached_version, kept_options
 from portable.engine.state import AttachedUnit
-from portable.images.resolve import normalize_image_arg, resolve_image
+from portable.images.arguments import normalize_image_arg
+from portable.images.resolve import resolve_image
 from portable.plugin.registry import Registry
 from portable.plugin.types import AttachOptions, UnitFile
 from portable.systemd.host import ATTACHED_DIR, Host
