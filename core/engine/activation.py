@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING
 from portable.errors import PortableError
 from portable.plugin.types import Change
 from portable.systemd.host import ATTACHED_DIR, Host
-from portable.systemd.names import unit_matches_prefix
+from portable.systemd.names import JOB_METHODS, unit_matches_prefix
 
 if TYPE_CHECKING:
     from portable.engine.reload import ReloadOutcome
     from portable.systemd.manager import JobResult, Manager
 
 __all__ = [
-    "JOB_METHODS",
     "Activation",
     "Event",
     "Outcome",
@@ -36,8 +35,6 @@ __all__ = [
     "orphaned_units",
     "perform",
 ]
-
-JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 from portable.errors import PortableError
 from portable.plugin.types import ExtraSetting, Image, UnitFile
-from portable.systemd.names import format_marker, printable_path
+from portable.systemd.names import format_marker, has_control, printable_path
 from portable.systemd.version import OLDEST_SUPPORTED
 
 __all__ = [
@@ -58,7 +58,7 @@ def value_problem(value: str) -> str | None:
         value.encode("utf-8")  # strict: a surrogate-escaped byte is not UTF-8
     except UnicodeEncodeError:
         return "is not valid UTF-8"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if has_control(value):
         return "contains a control character"
     if value.endswith("\\"):
         return "ends with a backslash (systemd would join the next line to it)"
@@ -151,7 +151,7 @@ def name_and_version(fields: Mapping[str, str], kind: str, *, no_controls: bool)
         for key in keys:
             if key in fields:
                 value = fields[key]
-                if no_controls and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+                if no_controls and has_control(value):
                     return ""
                 return value
         return ""

@@ -40,7 +40,7 @@ from portable.systemd.bus import (
     strerror,
 )
 from portable.systemd.host import Host
-from portable.systemd.names import is_template
+from portable.systemd.names import JOB_METHODS, is_template
 from portable.systemd.version import SystemdVersion, detect
 
 __all__ = [
@@ -81,7 +81,6 @@ CONNECT_TIMEOUT = 10.0
 # JobRemoved results kept for jobs nobody has waited for yet (other clients' jobs arrive too).
 _MAX_REMEMBERED_JOBS = 4096
 
-_JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 # Job results systemctl does not report as failures.
 _OK_RESULTS = ("done", "skipped", "queued")
 
@@ -137,7 +136,7 @@ class JobResult:
         if self.ok:
             return None
         if self.result.startswith("error: "):
-            method = _JOB_METHODS.get(self.verb, self.verb)
+            method = JOB_METHODS.get(self.verb, self.verb)
             return ManagerError(
                 f"Failed to call {method} on {self.unit}: {self.result.removeprefix('error: ')}"
             )
@@ -337,7 +336,7 @@ class Manager:
     def _queue(self, verb: str, name: str, mode: str) -> str:
         """Queue a job; raises CallError if PID 1 refuses."""
         self.subscribe()
-        (job,) = self._call(f"Failed to {verb} {name}", _JOB_METHODS[verb], "ss", (name, mode))
+        (job,) = self._call(f"Failed to {verb} {name}", JOB_METHODS[verb], "ss", (name, mode))
         self._job_units[str(job)] = name
         return str(job)
 
@@ -394,7 +393,7 @@ class Manager:
         """
         queued: list[tuple[str, str, str, str]] = []  # verb, unit, job, error
         for verb, unit in calls:
-            if verb not in _JOB_METHODS:
+            if verb not in JOB_METHODS:
                 raise ValueError(f"unknown job verb {verb!r}")
             try:
                 queued.append((verb, unit, self._queue(verb, unit, "replace"), ""))

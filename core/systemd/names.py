@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from portable.errors import PortableError
 
 __all__ = [
+    "JOB_METHODS",
     "MARKER_BEGIN",
     "MARKER_END",
     "PORTABLE_UNIT_TYPES",
@@ -84,6 +85,10 @@ _PREFIX_CHARS = re.compile(r"[A-Za-z0-9.\-]*")
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 
 _IMAGE_SUFFIXES = (".sysext.raw", ".confext.raw", ".raw")
+
+
+# The service manager's D-Bus method for each job verb (org.freedesktop.systemd1.Manager).
+JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 
 
 def has_control(text: str) -> bool:
