@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers.in_box import main_process_user
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, service_unit
@@ -186,20 +187,7 @@ class Runner:
         }
 
     def user_of(self, pid: int) -> str:
-        if not pid:
-            return "-"
-        status = self.box.path(f"/proc/{pid}/status")
-        deadline = time.monotonic() + 10
-        while True:  # Type=simple: active at fork; wait for the exec (the child is "(sh)")
-            try:
-                fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
-            except FileNotFoundError:
-                return "gone"
-            if not fields["Name"].strip().startswith("(") or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        uid = int(fields["Uid"].split()[1])
-        return "root" if uid == 0 else "dynamic" if 61184 <= uid <= 65519 else f"uid {uid}"
+        return main_process_user(self.box, pid) if pid else "-"
 
     def echo(self) -> str:
         """What a connection to the socket gets back ("-" if it is not listening)."""

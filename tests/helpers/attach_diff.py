@@ -21,6 +21,7 @@ from subprocess import CompletedProcess
 
 import pytest
 
+from helpers.in_box import main_process_user
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image, service_unit
 
@@ -266,28 +267,8 @@ class Harness:
         for unit, p in pids.items():
             pid = int(p.get("MainPID") or 0)
             if pid:
-                users[unit] = self._user_of(pid)
+                users[unit] = main_process_user(self.box, pid)
         return users
-
-    def _user_of(self, pid: int, timeout: float = 10.0) -> str:
-        # A Type=simple service is "active" right after fork, while the child (called "(sh)")
-        # still runs as root and sets itself up: wait for the exec.
-        status = self.box.path(f"/proc/{pid}/status")
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
-            except FileNotFoundError:
-                return "gone"
-            if not fields["Name"].strip().startswith("(") or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        uid = int(fields["Uid"].split()[1])
-        if uid == 0:
-            return "root"
-        if 61184 <= uid <= 65519:
-            return "dynamic"
-        return f"uid {uid}"
 
     # --- state between runs ---
 

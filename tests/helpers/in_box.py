@@ -1,8 +1,9 @@
-"""Small things box tests do again and again: ask an image's state, a unit's, run either tool,
-and clean up what a test attached."""
+"""Small things box tests do again and again: ask an image's state, a unit's, who a service runs
+as, run either tool, and clean up what a test attached."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from subprocess import CompletedProcess
 
@@ -10,7 +11,7 @@ import pytest
 
 from portable.testing.box import Box
 
-__all__ = ["active", "clean", "run_tool", "state"]
+__all__ = ["active", "clean", "main_process_user", "run_tool", "state"]
 
 
 def state(box: Box, image: str) -> str:
@@ -21,6 +22,28 @@ def state(box: Box, image: str) -> str:
 def active(box: Box, name: str) -> str:
     """``systemctl is-active NAME`` in the box."""
     return box.systemctl(["is-active", name], check=False).stdout.strip()
+
+
+def main_process_user(box: Box, pid: int, timeout: float = 10.0) -> str:
+    """Who process ``pid`` of the box runs as: "root", "dynamic" (a DynamicUser= uid), "uid N",
+    or "gone". A Type=simple service is "active" right after fork, while the child (called
+    "(sh)") still runs as root and sets itself up: this waits for the exec."""
+    status = box.path(f"/proc/{pid}/status")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        except FileNotFoundError:
+            return "gone"
+        if not fields["Name"].strip().startswith("(") or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    uid = int(fields["Uid"].split()[1])
+    if uid == 0:
+        return "root"
+    if 61184 <= uid <= 65519:
+        return "dynamic"
+    return f"uid {uid}"
 
 
 def run_tool(box: Box, tool: str, *args: str) -> CompletedProcess[str]:
