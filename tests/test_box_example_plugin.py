@@ -4,11 +4,11 @@ systemd, pip uninstall it. (Its own unit tests are in examples/portable-example-
 from __future__ import annotations
 
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from helpers.in_box import venv_with_example_plugin
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image
@@ -23,23 +23,7 @@ LOOP = "/usr/bin/sh -c 'echo started; while :; do sleep 3600; done'"
 @pytest.fixture(scope="module")
 def venv(box: Box) -> Path:
     """A fresh virtualenv (visible in the box) with portable-services and the example plugin."""
-    d = box.mkdtemp(prefix="venv-") / "venv"
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(d)], check=True)
-    subprocess.run(
-        [
-            str(d / "bin/pip"),
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            str(REPO),
-            str(PLUGIN),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return d
+    return venv_with_example_plugin(box)
 
 
 def make_tar(path: Path, *, vendor: bool) -> Path:

@@ -6,13 +6,12 @@ example plugin's ``tar``, installed with pip as a user would (as in test_box_exa
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
+from helpers.in_box import venv_with_example_plugin
 
 from portable.testing.box import Box
 from portable.testing.images import make_directory_image
@@ -33,23 +32,7 @@ SERVICE = (
 @pytest.fixture(scope="module")
 def portable(box: Box) -> str:
     """``portable`` from a fresh virtualenv (visible in the box) with the example plugin."""
-    d = box.mkdtemp(prefix="venv-") / "venv"
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(d)], check=True)
-    subprocess.run(
-        [
-            str(d / "bin/pip"),
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            str(REPO),
-            str(PLUGIN),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return str(d / "bin/portable")
+    return str(venv_with_example_plugin(box) / "bin/portable")
 
 
 def write_tar(path: Path, version: str) -> None:

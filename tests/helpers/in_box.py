@@ -3,8 +3,11 @@ as, run either tool, and clean up what a test attached."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
@@ -66,3 +69,26 @@ def clean(box: Box) -> Iterator[None]:
         "rm -rf $d; done; rm -rf /run/portables /etc/portables; systemctl daemon-reload",
         check=False,
     )
+
+
+def venv_with_example_plugin(box: Box) -> Path:
+    """A fresh virtualenv (visible in the box) with portable-services and the example plugin
+    installed from this checkout, as a user installs them (pip, not editable)."""
+    repo = Path(__file__).resolve().parents[2]
+    d = box.mkdtemp(prefix="venv-") / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(d)], check=True)
+    subprocess.run(
+        [
+            str(d / "bin/pip"),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            str(repo),
+            str(repo / "examples" / "portable-example-plugin"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return d
