@@ -12,7 +12,10 @@ findings, ``verify`` checks the running service.
 What each profile forbids is data (:mod:`portable.security.floor_tables`, re-exported here:
 :data:`STANDARD`, :data:`NO_NETWORK`, :data:`NONE`, :data:`BUILTIN`, :func:`floor_of`); this
 module evaluates a floor against unit files (:func:`check_units`), with the exposure score for
-what a unit undoes of the profile's own settings (:func:`undone`).
+what a unit undoes of the profile's own settings (:func:`undone`). The score
+(:mod:`portable.security.score`, ~8 ms to import) is loaded only for a unit that sets
+something it reads (:data:`~portable.security.floor_tables.GRADED_SETTINGS`): most units set
+none, and then nothing can be undone.
 """
 
 from __future__ import annotations
@@ -21,14 +24,23 @@ import functools
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from portable.errors import AttachRefused
 from portable.plugin.types import FloorRule, Profile, UnitFile
-from portable.security.floor_tables import BUILTIN, NO_NETWORK, NONE, STANDARD, floor_of
-from portable.security.score import assess
-from portable.security.settings import GRADED_SETTINGS, ServiceSettings, settings_from
+from portable.security.floor_tables import (
+    BUILTIN,
+    GRADED_SETTINGS,
+    NO_NETWORK,
+    NONE,
+    STANDARD,
+    floor_of,
+)
 from portable.systemd.names import printable_path, unit_matches, unit_matches_prefix, unit_template
 from portable.systemd.unitfile import Assignment, parse_unit_text
+
+if TYPE_CHECKING:
+    from portable.security.settings import ServiceSettings
 
 __all__ = [
     "BUILTIN",
@@ -223,13 +235,22 @@ def _check_keys(name: str) -> set[str]:
 
 
 def _settings(name: str, applied: Iterable[Assignment], systemd: int | None) -> ServiceSettings:
+    # here: the score's settings only for a unit that sets something graded (see the docstring)
+    from portable.security.settings import settings_from
+
     return settings_from(name, applied, systemd=systemd)
+
+
+@functools.lru_cache(maxsize=16)
+def _profile_lines(text: str) -> tuple[Assignment, ...]:
+    """A profile drop-in's assignments."""
+    return tuple(parse_unit_text(text, "10-profile.conf"))
 
 
 @functools.lru_cache(maxsize=16)
 def _promise(text: str, systemd: int | None) -> tuple[tuple[Assignment, ...], frozenset[str]]:
     """A profile drop-in's assignments and the settings it sets or implies."""
-    lines = tuple(parse_unit_text(text, "10-profile.conf"))
+    lines = _profile_lines(text)
     return lines, frozenset({a.key for a in lines} | set(_settings("x", lines, systemd).implied))
 
 
@@ -237,6 +258,8 @@ def _promise(text: str, systemd: int | None) -> tuple[tuple[Assignment, ...], fr
 def _profile_grades(text: str, systemd: int | None) -> dict[str, int | None]:
     """How the bare service grades with a profile (check name -> badness): the baseline of
     every unit file of an attach."""
+    from portable.security.score import assess  # here: see _settings
+
     return {
         f.check.name: f.badness
         for f in assess(_settings("x", _promise(text, systemd)[0], systemd)).findings
@@ -274,7 +297,24 @@ def undone(
         return []
     theirs = [a for a in applied if a.source in suspects]
     if not any(_graded(a) for a in theirs):
-        return []  # nothing the score reads: it grades as without them (most units)
+        # Nothing the score reads: it grades as without them (most units; the score is not
+        # even imported). tests/test_floor_cheap.py compares this with the score's answer.
+        return []
+    return _undone_graded(unit, applied, suspects, theirs, profile, text, systemd)
+
+
+def _undone_graded(
+    unit: str,
+    applied: Sequence[Assignment],
+    suspects: Collection[str],
+    theirs: Sequence[Assignment],
+    profile: Profile,
+    text: str,
+    systemd: int | None,
+) -> list[FloorFinding]:
+    """:func:`undone` by the score, for suspects that set something it reads."""
+    from portable.security.score import assess  # here: see _settings
+
     profile_lines, promised = _promise(text, systemd)
     rest = [a for a in applied if a.source not in suspects]
     if [(a.key, a.value) for a in rest] == [(a.key, a.value) for a in profile_lines]:
@@ -387,7 +427,7 @@ def check_unit(
                 break
     if floor.hold_profile and unit.type == "service":
         dropin = profile.dropin_for("service")
-        profile_lines = _promise(dropin.text, systemd)[0] if dropin else ()
+        profile_lines = _profile_lines(dropin.text) if dropin else ()
         held = undone(
             unit.name, [*assignments, *profile_lines], {unit.name}, profile, systemd=systemd
         )

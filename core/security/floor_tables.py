@@ -4,8 +4,9 @@ What each profile forbids is a :class:`~portable.plugin.types.Floor` (its ``rule
 :class:`~portable.plugin.types.FloorRule`, and ``hold_profile``): :data:`STANDARD` (``default``,
 and any profile that says nothing else), :data:`NO_NETWORK` (``strict``, ``nonetwork``) and
 :data:`NONE` (``trusted``). The profile plugins load these on every command; evaluating a floor
-against unit files (:mod:`portable.security.floor`) needs the exposure score and is loaded only
-by the commands that check. docs/security.md lists the tables.
+against unit files (:mod:`portable.security.floor`) is loaded only by the commands that check,
+and the exposure score only for a unit that sets one of :data:`GRADED_SETTINGS`.
+docs/security.md lists the tables.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from collections.abc import Iterable
 
 from portable.plugin.types import Floor, FloorRule, Profile
 
-__all__ = ["BUILTIN", "NONE", "NO_NETWORK", "STANDARD", "builtin_floor", "floor_of"]
+__all__ = [
+    "BUILTIN",
+    "GRADED_SETTINGS",
+    "NONE",
+    "NO_NETWORK",
+    "STANDARD",
+    "builtin_floor",
+    "floor_of",
+]
 
 _EXEC = (
     "ExecCondition",
@@ -199,6 +208,67 @@ BUILTIN: dict[str, Floor] = {
 }
 """The floors of systemd's four profiles (also when a file in systemd's profile directories
 replaces one of them: it promises what the name says)."""
+
+
+GRADED_SETTINGS = frozenset(
+    (
+        "User",
+        "DynamicUser",
+        "SupplementaryGroups",
+        "PrivateDevices",
+        "PrivateMounts",
+        "PrivateNetwork",
+        "PrivateTmp",
+        "PrivateUsers",
+        "ProtectControlGroups",
+        "ProtectKernelModules",
+        "ProtectKernelTunables",
+        "ProtectKernelLogs",
+        "ProtectClock",
+        "ProtectHostname",
+        "ProtectHome",
+        "ProtectSystem",
+        "RootDirectory",
+        "RootImage",
+        "MountImages",
+        "LockPersonality",
+        "MemoryDenyWriteExecute",
+        "NoNewPrivileges",
+        "CapabilityBoundingSet",
+        "AmbientCapabilities",
+        "UMask",
+        "KeyringMode",
+        "ProtectProc",
+        "ProcSubset",
+        "NotifyAccess",
+        "RemoveIPC",
+        "Delegate",
+        "RestrictRealtime",
+        "RestrictSUIDSGID",
+        "RestrictNamespaces",
+        "RestrictAddressFamilies",
+        "SystemCallArchitectures",
+        "SystemCallFilter",
+        "IPAddressDeny",
+        "IPAddressAllow",
+        "IPIngressFilterPath",
+        "IPEgressFilterPath",
+        "DevicePolicy",
+        "DeviceAllow",
+        "LoadCredential",
+        "LoadCredentialEncrypted",
+        "SetCredential",
+        "SetCredentialEncrypted",
+        "NetworkNamespacePath",
+        "MountAPIVFS",
+        "BindLogSockets",
+        "LogNamespace",
+    )
+)
+"""The ``[Service]`` settings the exposure score reads (``[Unit]``'s ``DefaultDependencies=``
+too), the keys of :data:`portable.security.settings.HANDLERS` (a test keeps them equal): a unit
+setting no check can see (``ExecStart=``, ``Description=``) never changes a score, so the floor
+holds the profile without the score for a unit that sets none of these."""
 
 
 def floor_of(profile: Profile) -> Floor:
