@@ -23,13 +23,11 @@ from portable.systemd.host import ATTACHED_DIR, Host
 from portable.systemd.names import JOB_METHODS, unit_matches_prefix
 
 if TYPE_CHECKING:
-    from portable.engine.reload import ReloadOutcome
     from portable.systemd.manager import JobResult, Manager
 
 __all__ = [
     "Activation",
     "Event",
-    "Outcome",
     "Step",
     "failed_after_start",
     "orphaned_units",
@@ -78,23 +76,6 @@ class Activation:
             and not any(e.kind == "error" for e in self.events)
             and not self.failed
         )
-
-
-@dataclass(kw_only=True)
-class Outcome:
-    """What the service manager was told once attach, reattach or detach changed the files:
-    the reload, or why there was none, and the enable/disable and start/stop jobs."""
-
-    reloaded: bool = False
-    reload_error: str = ""
-    # Why PID 1 was reloaded or not ("" when no manager was asked, or --no-reload)
-    reload_reason: str = ""
-    activation: Activation | None = None
-
-    def took(self, done: ReloadOutcome) -> None:
-        """Record how the reload went (:func:`portable.engine.reload.reload_as_decided`)."""
-        self.reloaded, self.reload_reason = done.reloaded, done.reason
-        self.reload_error = done.error
 
 
 # How long a started service is watched for failing right after its start job: a Type=simple

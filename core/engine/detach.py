@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from portable.engine.activation import Outcome, Step, orphaned_units, perform
 from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
-from portable.engine.reload import for_detach, hooked_plugins, reload_as_decided
+from portable.engine.reload import Outcome, for_detach, hooked_plugins, reload_as_decided
 from portable.engine.state import AttachedUnit, attached_units
 from portable.engine.transaction import Transaction, host_lock, recover
 from portable.errors import BadImage, DetachRefused, PortableError
@@ -440,6 +439,10 @@ def detach_many(
         names = list(found)
         result.units = names
         if manager is not None and (options.now or options.enable):
+            # here: only --now and --enable tell PID 1 more than the reload (see
+            # portable.engine.attach.activate)
+            from portable.engine.activation import Step, orphaned_units, perform
+
             # Units an earlier run (a killed reattach) removed without stopping them are
             # stopped and disabled too, as that run would have.
             systemd = detect_systemd(host).major

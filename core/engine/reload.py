@@ -33,10 +33,19 @@ from portable.errors import PortableError
 from portable.systemd.names import is_template, unit_template
 
 if TYPE_CHECKING:
+    from portable.engine.activation import Activation
     from portable.plugin.registry import Registry
     from portable.systemd.manager import Manager, UnitState
 
-__all__ = ["ReloadDecision", "for_attach", "for_detach", "hooked_plugins", "reload_as_decided"]
+__all__ = [
+    "Outcome",
+    "ReloadDecision",
+    "ReloadOutcome",
+    "for_attach",
+    "for_detach",
+    "hooked_plugins",
+    "reload_as_decided",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +164,25 @@ class ReloadOutcome:
     reloaded: bool
     reason: str
     error: str = ""
+
+
+# Here, not in portable.engine.activation with what fills in its ``activation``: a plain attach
+# or detach (no --enable, --now) does not import that module.
+@dataclass(kw_only=True)
+class Outcome:
+    """What the service manager was told once attach, reattach or detach changed the files:
+    the reload, or why there was none, and the enable/disable and start/stop jobs."""
+
+    reloaded: bool = False
+    reload_error: str = ""
+    # Why PID 1 was reloaded or not ("" when no manager was asked, or --no-reload)
+    reload_reason: str = ""
+    activation: Activation | None = None
+
+    def took(self, done: ReloadOutcome) -> None:
+        """Record how the reload went (:func:`reload_as_decided`)."""
+        self.reloaded, self.reload_reason = done.reloaded, done.reason
+        self.reload_error = done.error
 
 
 def reload_as_decided(

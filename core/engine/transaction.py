@@ -12,7 +12,6 @@ holder directory ``.#portable-hold-<kind>.<hex>/`` instead.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -389,6 +388,8 @@ def _sync_files(temps: list[str]) -> None:
             finally:
                 os.close(fd)
         return
+    import ctypes  # here: only a batch of many files needs syncfs() (ctypes: ~1.5 ms to import)
+
     libc = ctypes.CDLL(None, use_errno=True)
     seen: set[int] = set()
     for temp in temps:
