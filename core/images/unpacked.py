@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -75,13 +74,18 @@ __all__ = [
 STAGING_PREFIX = ".unpacking-"
 _HASH = 12  # hex digits of each hash in a directory name
 # <name>-<path hash>-<identity hash>, or <name>-<path hash> as unpacked before identity keys
-_CACHE_NAME = re.compile(rf"-[0-9a-f]{{{_HASH}}}(?:-[0-9a-f]{{{_HASH}}})?\Z")
+# Patterns, compiled (and cached) by re on first use: only where cache directories exist.
+_CACHE_NAME = rf"-[0-9a-f]{{{_HASH}}}(?:-[0-9a-f]{{{_HASH}}})?\Z"
 _MAX_NAME = 128  # bytes of the image's file name kept in a directory name (NAME_MAX is 255)
 _MAX_DROPIN = 1 << 20
-_ROOT_DIRECTORY = re.compile(rb"^[ \t]*RootDirectory[ \t]*=[ \t]*(\S+)[ \t]*$", re.M)
+_ROOT_DIRECTORY = rb"(?m)^[ \t]*RootDirectory[ \t]*=[ \t]*(\S+)[ \t]*$"
 
 
 def _digest(text: str) -> str:
+    # here: only archive images and their cache directories get here; hashlib loads OpenSSL
+    # (~2.5 ms), which attach and detach of any other image would pay for nothing
+    import hashlib
+
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:_HASH]
 
 
@@ -328,7 +332,7 @@ def _root_directories(host: Host, unit: str, runtime: bool) -> Iterator[str]:
         return
     finally:
         os.close(fd)
-    for m in _ROOT_DIRECTORY.finditer(data):
+    for m in re.finditer(_ROOT_DIRECTORY, data):
         yield m.group(1).decode("utf-8", "surrogateescape")
 
 
@@ -344,7 +348,7 @@ def remove_unused(tx: Transaction, host: Host, *, runtime: bool) -> list[Change]
     unused = [
         e
         for e in entries
-        if _CACHE_NAME.search(e) and not e.startswith(".") and _is_real_dir(top / e)
+        if re.search(_CACHE_NAME, e) and not e.startswith(".") and _is_real_dir(top / e)
     ]
     if not unused:
         return []
