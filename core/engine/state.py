@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from portable.systemd.host import ATTACHED_DIR, Host
 from portable.systemd.names import is_valid_unit_name, marker_matches_image, parse_marker
@@ -54,8 +53,8 @@ class ManagerView(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class AttachedUnit:
+# A NamedTuple, not a dataclass (~0.4 ms to build): every attach and detach imports this module.
+class AttachedUnit(NamedTuple):
     """A unit in an attached directory whose drop-in carries a marker."""
 
     name: str

@@ -31,9 +31,8 @@ import stat
 import sys
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["RACY_NS", "EntryPoint", "cache_dir", "cache_file", "find", "scan"]
 
@@ -44,8 +43,8 @@ RACY_NS = 2_000_000_000
 _MAX_SIZE = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class EntryPoint:
+# A NamedTuple, not a dataclass (~0.4 ms to build): every command imports this module.
+class EntryPoint(NamedTuple):
     """One entry point: ``value`` is ``module[:attr[.attr...]]`` (extras ignored)."""
 
     name: str

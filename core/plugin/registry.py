@@ -38,7 +38,6 @@ from portable.errors import (
 from portable.plugin import entrypoints, hookspecs
 from portable.plugin.hooks import Hooks, PluginRecord, Registered
 from portable.plugin.types import ImageFormat, Profile
-from portable.profiles.files import load_dropin_profile, load_toml_profile, resolve
 from portable.systemd.host import Host
 
 __all__ = [
@@ -249,6 +248,10 @@ class Registry:
                 f"profile {spec.name!r} ({spec.origin}) extends unknown profile {spec.extends!r}"
             )
         base = self._resolve(base_reg, candidates, (*seen, key)).spec
+        # here: only a profile that extends another needs it (the TOML reader's module, with the
+        # edits' types; most commands have no such profile)
+        from portable.profiles.files import resolve
+
         return replace(reg, spec=resolve(spec, base))
 
     def provided(self) -> dict[str, dict[str, list[str]]]:
@@ -298,6 +301,8 @@ class Registry:
         elif not host.is_real:
             inside = os.path.normpath(arg)
         local = host.path(inside)
+        from portable.profiles.files import load_dropin_profile, load_toml_profile  # as _resolve
+
         if inside.endswith(".toml"):
             spec = load_toml_profile(local, shown=inside, origin=inside)
             if spec.extends is not None:

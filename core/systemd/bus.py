@@ -18,8 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from jeepney import DBusAddress, HeaderFields, Message, MessageType, Parser, new_method_call
 from jeepney.auth import BEGIN, make_auth_anonymous, make_auth_external
@@ -50,8 +49,8 @@ _PROPERTIES_IFACE = "org.freedesktop.DBus.Properties"
 _PIPELINE_CHUNK = 256
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
+# A NamedTuple, not a dataclass (~0.4 ms to build): every attach and detach imports this module.
+class Signal(NamedTuple):
     """A D-Bus signal as :attr:`Connection.on_signal` gets it."""
 
     sender: str | None

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from portable.plugin import (
     PORTABLE_UNIT_TYPES,
@@ -125,8 +125,8 @@ def _is_mask(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size == 0)
 
 
-@dataclass(frozen=True, slots=True)
-class _Found:
+# A NamedTuple: every command loads this module, and a dataclass costs ~0.4 ms to build.
+class _Found(NamedTuple):
     name: str
     dir_index: int
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from portable.plugin import Host, PortableError, Profile, hookimpl, load_toml_profile, warn
+from portable import plugin
+from portable.plugin import Host, PortableError, Profile, hookimpl, warn
 
 __all__ = ["TOML_PROFILE_DIRS", "portable_profiles"]
 
@@ -44,7 +45,8 @@ def portable_profiles(root: Path) -> Iterable[Profile]:
             seen.add(name)
             shown = f"{directory}/{entry.name}"
             try:
-                out.append(load_toml_profile(entry, shown=shown, priority=priority))
+                # (at call time: the TOML reader loads only when there is a file to read)
+                out.append(plugin.load_toml_profile(entry, shown=shown, priority=priority))
             except PortableError as exc:
                 warn(f"skipping {exc}")
     return out
