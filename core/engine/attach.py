@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from portable.engine.detach import sweep
 from portable.engine.dropins import (
     MARKER_FILE,
     PROFILE_FILE,
@@ -43,6 +42,7 @@ from portable.engine.dropins import (
 )
 from portable.engine.reload import Outcome, for_attach, hooked_plugins, reload_as_decided
 from portable.engine.state import _MAX_MARKER_LINE, read_marker_line
+from portable.engine.sweep import sweep
 from portable.engine.transaction import Transaction, host_lock
 from portable.errors import BadImage, PortableError
 from portable.images.arguments import derived_prefixes, effective_prefixes

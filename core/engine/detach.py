@@ -14,7 +14,6 @@ and the detach is sure to go ahead (:func:`clean_units`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -25,13 +24,14 @@ from typing import TYPE_CHECKING
 from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
 from portable.engine.reload import Outcome, for_detach, hooked_plugins, reload_as_decided
 from portable.engine.state import AttachedUnit, attached_units
-from portable.engine.transaction import Transaction, host_lock, recover
+from portable.engine.sweep import sweep
+from portable.engine.transaction import Transaction, host_lock
 from portable.errors import BadImage, DetachRefused, PortableError
 from portable.images.arguments import effective_prefixes, normalize_image_arg
-from portable.images.unpacked import remove_unused, sweep_staging
+from portable.images.unpacked import remove_unused
 from portable.plugin.registry import Registry
 from portable.plugin.types import Change, DetachOptions, Image, ImageFormat
-from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, UNPACK_DIR, Host
+from portable.systemd.host import ATTACHED_DIR, PORTABLES_DIR, Host
 from portable.systemd.names import extract_prefix, marker_matches_image, printable, unit_matches
 from portable.systemd.version import detect as detect_systemd
 
@@ -53,7 +53,6 @@ __all__ = [
     "remove_units",
     "run_post_detach",
     "run_pre_detach",
-    "sweep",
     "unit_files",
 ]
 
@@ -87,34 +86,6 @@ def active_refusal(unit: str, *, now: bool) -> str:
     else:
         hint = "use --now to stop it first"
     return f"Unit file '{unit}' is active, can't detach. ({hint})"
-
-
-def sweep(host: Host, *, runtime: bool) -> None:
-    """Roll back what a killed run left (see :func:`portable.engine.transaction.recover`), then drop
-    empty drop-in directories of units that no longer exist and an empty attached directory
-    (never a directory with anything in it)."""
-    where = host.path(ATTACHED_DIR[runtime])
-    recover(host.path(PORTABLES_DIR[runtime]))
-    recover(host.path(UNPACK_DIR[runtime]))
-    sweep_staging(host, runtime=runtime)
-    recover(where)
-    try:
-        entries = os.listdir(where)
-    except OSError:
-        return
-    for entry in entries:
-        d = where / entry
-        if not entry.endswith(".d") or d.is_symlink() or not d.is_dir():
-            continue
-        recover(d)
-        if not os.path.lexists(where / entry[:-2]):
-            _rmdir_quiet(d)
-    _rmdir_quiet(where)
-
-
-def _rmdir_quiet(d: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.rmdir(d)
 
 
 def find_attached(

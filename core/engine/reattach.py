@@ -43,7 +43,6 @@ from portable.engine.detach import (
     remove_units,
     run_post_detach,
     run_pre_detach,
-    sweep,
 )
 from portable.engine.dropins import PROFILE_FILE
 from portable.engine.reload import (
@@ -54,6 +53,7 @@ from portable.engine.reload import (
     reload_as_decided,
 )
 from portable.engine.state import AttachedUnit, attached_units, recorded_profile
+from portable.engine.sweep import sweep
 from portable.engine.transaction import Transaction, host_lock
 from portable.images.resolve import resolve_image
 from portable.images.unpacked import remove_unused
