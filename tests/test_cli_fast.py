@@ -106,8 +106,9 @@ LEFT_TO_CLICK = [
     ["is-attached", "--", "app"],
     ["is-attached", "-", "app"],
     ["is-attached", "-qx", "app"],
-    ["inspect", "app"],
-    ["attach", "app"],
+    ["inspect", "app", "--help"],
+    ["attach", "--bogus", "app"],
+    ["profiles"],
     ["help"],
 ]
 
@@ -164,4 +165,4 @@ def test_the_console_script_does_not_import_click_for_them(root):
 
     for args in (["list"], ["is-attached", "app"], ["list", "--json"]):
         assert modules(*args) == "modules: False False", args  # --root: no manager either
-    assert modules("inspect", "app").startswith("modules: True")
+    assert modules("profiles").startswith("modules: True")

@@ -2,9 +2,10 @@
 
 :func:`main` is the console script. The click root group (:mod:`portable.cli.group`) parses
 global options into an :class:`App` (``ctx.obj``); each verb lives in its own module, imported
-only when that verb runs, so ``portable --help`` pays for none of them. ``list`` and
-``is-attached`` with plain arguments are answered by :mod:`portable.cli.fast` without importing
-click at all: click's import alone costs more than portablectl's whole run of those verbs.
+only when that verb runs, so ``portable --help`` pays for none of them. ``list``,
+``is-attached``, ``attach``, ``reattach``, ``detach`` and ``inspect`` with plain arguments are
+answered by :mod:`portable.cli.fast` without importing click at all: click's import alone
+costs more than portablectl's whole run of ``list``, and a third of an ``attach``.
 Every :class:`~portable.errors.PortableError` becomes one line ``portable: error: ...`` and a
 non-zero exit; tracebacks only with ``--debug`` (or ``PORTABLE_SERVICES_DEBUG=1``).
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -37,10 +38,10 @@ __all__ = ["App", "Changing", "build_cli", "main"]
 # verb -> (module, function): imported on demand (click's LazyGroup recipe).
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("portable.cli.listing", "list_command"),
-    "inspect": ("portable.cli.inspect", "inspect_command"),
-    "attach": ("portable.cli.attach", "attach_command"),
-    "detach": ("portable.cli.detach", "detach_command"),
-    "reattach": ("portable.cli.attach", "reattach_command"),
+    "inspect": ("portable.cli.commands", "inspect_command"),
+    "attach": ("portable.cli.commands", "attach_command"),
+    "detach": ("portable.cli.commands", "detach_command"),
+    "reattach": ("portable.cli.commands", "reattach_command"),
     "is-attached": ("portable.cli.is_attached", "is_attached_command"),
     "read-only": ("portable.cli.read_only", "read_only_command"),
     "remove": ("portable.cli.remove", "remove_command"),
@@ -139,6 +140,23 @@ def option_chunks(
         take = 2 if known is not None and known[2] else 1
         yield list(args[j : j + take]), known
         j += take
+
+
+def drop_ignored(accepted: Collection[str], rest: Sequence[str]) -> list[str]:
+    """``rest`` (what follows the verb) without the portablectl options the verb has no use
+    for (``accepted``: its options' spellings), as portablectl ignores them (``portable list
+    -q``, ``portable is-attached --no-pager IMAGE``); our own options and unknown ones stay,
+    for click to judge."""
+    kept: list[str] = []
+    for chunk, known in option_chunks(rest):
+        if (
+            known is None
+            or known[0] != "verb"
+            or known[1] in accepted
+            or known[1] in OUR_VERB_FLAGS
+        ):
+            kept.extend(chunk)
+    return kept
 
 
 def normalize_args(args: Sequence[str]) -> tuple[list[str], int | None]:
@@ -317,6 +335,20 @@ def echo_err(line: str) -> None:
     """One line to stderr, flushed (as ``click.echo(..., err=True)``, without click)."""
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def echo_out(line: str) -> None:
+    """One line to stdout, flushed (as ``click.echo``, without click): lines to stderr that
+    follow come after it, also on one terminal or pipe."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def aborted() -> int:
+    """A verb interrupted (Ctrl-C): one line and status 1, as through click (which turns
+    KeyboardInterrupt into its Abort, see :func:`portable.cli.group.run_click`)."""
+    echo_err("portable: error: aborted")
+    return 1
 
 
 def env_debug() -> bool:

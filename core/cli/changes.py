@@ -8,9 +8,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-import click
-
-from portable.cli import App
+from portable.cli import App, echo_err
 from portable.images.arguments import effective_prefixes
 from portable.plugin.types import Change
 from portable.systemd.version import nearest_known
@@ -77,14 +75,14 @@ def report_reload(app: App, result: Any) -> None:
         done = "done" if result.reloaded else "skipped"
         app.info(f"portable: daemon-reload {done}: {result.reload_reason}")
     if result.reload_error:
-        click.echo(f"Failed to reload daemon: {result.reload_error}", err=True)
+        echo_err(f"Failed to reload daemon: {result.reload_error}")
 
 
 def print_changes(changes: Iterable[Change], *, quiet: bool) -> None:
     if quiet:
         return
     for change in changes:
-        click.echo(format_change(change), err=True)
+        echo_err(format_change(change))
 
 
 def format_install_changes(changes: Sequence[Change], arrow: str, *, systemd: int) -> list[str]:
@@ -134,19 +132,18 @@ def print_activation(activation: Activation | None, *, quiet: bool, systemd: int
     for event in activation.events:
         if event.kind == "install" and not quiet:
             for line in format_install_changes(event.changes, arrow(), systemd=systemd):
-                click.echo(line, err=True)
+                echo_err(line)
         elif event.kind == "queued" and not quiet:
-            click.echo(queued_line(event.job, event.method, event.unit), err=True)
+            echo_err(queued_line(event.job, event.method, event.unit))
         elif event.kind == "error":
-            click.echo(f"portable: error: {event.message}", err=True)
+            echo_err(f"portable: error: {event.message}")
     for job in activation.jobs:
         error = job.error
         if error is not None:
-            click.echo(f"portable: error: {error} (see 'journalctl -u {job.unit}')", err=True)
+            echo_err(f"portable: error: {error} (see 'journalctl -u {job.unit}')")
     for unit in activation.failed:
-        click.echo(
+        echo_err(
             f"portable: error: {unit} failed right after it was started (see "
-            f"'systemctl status {unit}' and 'journalctl -u {unit}'); it stays attached",
-            err=True,
+            f"'systemctl status {unit}' and 'journalctl -u {unit}'); it stays attached"
         )
     return activation.ok

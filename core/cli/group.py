@@ -20,12 +20,12 @@ from portable import __version__
 from portable.cli import (
     COMMANDS,
     ENV_COMPLETE,
-    OUR_VERB_FLAGS,
     SUMMARIES,
     App,
+    aborted,
+    drop_ignored,
     env_debug,
     normalize_args,
-    option_chunks,
     registry_for,
 )
 from portable.errors import PortableError
@@ -242,8 +242,7 @@ def run_click(args: list[str]) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("portable: error: aborted", err=True)
-        return 1
+        return aborted()
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         click.echo(f"portable: error: {exc.format_message()}{hint}", err=True)
@@ -270,8 +269,4 @@ def fit_options(command: click.Command, rest: Sequence[str]) -> list[str]:
     """``rest`` (what follows the verb) without the portablectl options ``command`` has no
     use for; our own options and unknown ones stay, for click to judge."""
     accepted = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
-    kept: list[str] = []
-    for chunk, known in option_chunks(rest):
-        if known is None or known[0] != "verb" or known[1] in accepted | OUR_VERB_FLAGS:
-            kept.extend(chunk)
-    return kept
+    return drop_ignored(accepted, rest)

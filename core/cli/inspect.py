@@ -1,4 +1,6 @@
-"""``portable inspect [--cat] [--profile P] IMAGE [PREFIX...]``."""
+"""``portable inspect [--cat] [--profile P] IMAGE [PREFIX...]``: what it shows, click-free (its
+parameters are declared in :mod:`portable.cli.verbs`; click's command and the fast path both
+call :func:`inspect`)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-import click
-
-from portable.cli import App
+from portable.cli import App, echo_out
+from portable.cli.arguments import warn_if_ambiguous
 from portable.cli.changes import matching_line
-from portable.cli.options import json_output, no_pager, quiet, warn_if_ambiguous
 from portable.cli.pager import Pager
 from portable.images.arguments import (
     derived_prefixes,
@@ -287,33 +287,9 @@ def verity_note(found: Inspection) -> str | None:
     )
 
 
-@click.command("inspect")
-@click.argument("image")
-@click.argument("prefixes", nargs=-1)
-@click.option("--cat", is_flag=True, help="Show os-release and unit files verbatim.")
-@click.option(
-    "-p",
-    "--profile",
-    default=None,
-    help="Profile whose sandbox floor the unit files are checked against (as attach checks "
-    "them), and the exposure score in --json output is computed with [default: default].",
-)
-@click.option(
-    "--extension",
-    "extensions",
-    multiple=True,
-    metavar="PATH",
-    help="Extension image to inspect with the image (repeatable, in order).",
-)
-@click.option(
-    "--force", is_flag=True, help="Accept any single extension-release file in an extension."
-)
-@quiet
-@no_pager
-@json_output
-@click.pass_obj
-def inspect_command(
+def inspect(
     app: App,
+    *,
     image: str,
     prefixes: tuple[str, ...],
     cat: bool,
@@ -323,19 +299,8 @@ def inspect_command(
     quiet: bool,
     no_pager: bool,
     as_json: bool,
-) -> None:
-    """Show IMAGE's os-release and the unit files matching PREFIX...
-
-    Without PREFIX, the prefix is derived from the image name (foo_1.2.raw -> foo); a single
-    '-' matches every unit file. With --extension, each extension's extension-release and
-    units are shown too (--cat: its extension-release file).
-
-    Last, the unit settings that undo the sandbox of --profile (default: 'default'), which
-    attach refuses, one line each; with --profile given, a line saying there are none too.
-    Then what the image lacks for systemd to run its services (mount points, the profile's
-    bind-mount targets, ExecStart= executables), if anything.
-    Control characters in what the image says (but newlines and tabs) are shown escaped.
-    """
+) -> int:
+    """``portable inspect`` (:data:`portable.cli.verbs.INSPECT`)."""
     warn_if_ambiguous(app, image, quiet)
     systemd = detect(app.host).major
     effective = effective_prefixes(image, prefixes, systemd=systemd)
@@ -355,23 +320,23 @@ def inspect_command(
     note = verity_note(found)
     if note is not None:
         app.info(note, quiet=quiet or as_json)
-    # As portablectl, the output (not the lines above) through a pager on a terminal, closed
-    # when click ends the command.
-    click.get_current_context().with_resource(Pager(enabled=not no_pager))
-    if as_json:
-        doc = render_json(
-            found,
-            cat=cat,
-            exposure=_exposure(app, found, spec),
-            floor=(spec.name, findings),
-            runnable=problems,
-        )
-        click.echo(doc)
-    else:
-        versioned = pick_version(image, host=app.host) != image
-        shown = normalize_image_arg(image, host=app.host, pick=False) if versioned else None
-        text = render_text(found, cat=cat, systemd=systemd, shown=shown)
-        text += render_floor(spec.name, findings, cat=cat, always=profile is not None)
-        text += render_runnable(problems, cat=cat)
-        sys.stdout.buffer.write(terminal_safe(text))
-        sys.stdout.flush()
+    # As portablectl, the output (not the lines above) through a pager on a terminal.
+    with Pager(enabled=not no_pager):
+        if as_json:
+            doc = render_json(
+                found,
+                cat=cat,
+                exposure=_exposure(app, found, spec),
+                floor=(spec.name, findings),
+                runnable=problems,
+            )
+            echo_out(doc)
+        else:
+            versioned = pick_version(image, host=app.host) != image
+            shown = normalize_image_arg(image, host=app.host, pick=False) if versioned else None
+            text = render_text(found, cat=cat, systemd=systemd, shown=shown)
+            text += render_floor(spec.name, findings, cat=cat, always=profile is not None)
+            text += render_runnable(problems, cat=cat)
+            sys.stdout.buffer.write(terminal_safe(text))
+            sys.stdout.flush()
+    return 0

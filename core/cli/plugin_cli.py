@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from portable.cli import GROUP_FLAGS, GROUP_VALUE, OUR_VERB_FLAGS, VERB_FLAGS, VERB_VALUE
-from portable.errors import PluginConflict, PluginError, PortableError
+from portable.cli.plugin_options import Refused, convert, verb_options
+from portable.errors import PluginConflict
 from portable.plugin.types import CliOption, PluginOptions
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PluginOption",
-    "checked_options",
     "collect_commands",
     "for_verb",
     "given_plugin_options",
@@ -42,9 +41,6 @@ __all__ = [
 
 # ctx.meta key of the plugins' option values for the running verb (set by the verb's wrapper).
 _PLUGIN_VALUES = "portable.plugin_options"
-# Reserved: portablectl's options and the root group's, which the command line moves before or
-# after the verb or drops for a verb that ignores them (portable.cli.normalize_args).
-_RESERVED = GROUP_VALUE | GROUP_FLAGS | VERB_VALUE | VERB_FLAGS | OUR_VERB_FLAGS
 
 
 def plugin_options() -> PluginOptions:
@@ -61,21 +57,16 @@ class _Converted(click.ParamType[Any]):
 
     name = "value"
 
-    def __init__(self, spec: CliOption[Any], who: str) -> None:
-        self.spec = spec
-        self.who = who
+    def __init__(self, reg: Registered[CliOption[Any]]) -> None:
+        self.reg = reg
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if self.spec.convert is None or not isinstance(value, str):
+        if not isinstance(value, str):
             return value
         try:
-            return self.spec.convert(value)
-        except (ValueError, PortableError) as exc:
-            self.fail(str(exc) or f"{value!r}", param, ctx)
-        except Exception as exc:
-            raise PluginError(
-                f"{self.who} failed reading {self.spec.name} {value!r}: {type(exc).__name__}: {exc}"
-            ) from exc
+            return convert(self.reg, value)
+        except Refused as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class PluginOption(click.Option):
@@ -107,34 +98,6 @@ def given_plugin_options(
     return given
 
 
-def _who(reg: Registered[Any]) -> str:
-    """``plugin 'name' (distribution version)``, as every message names a plugin."""
-    where = " ".join(p for p in (reg.distribution, reg.version) if p)
-    return f"plugin {reg.plugin!r}" + (f" ({where})" if where else "")
-
-
-def checked_options(
-    found: Sequence[Registered[CliOption[Any]]],
-) -> list[Registered[CliOption[Any]]]:
-    """The plugins' options, each name once: a name two plugins add (or one plugin twice), or
-    one of portablectl's, is an error naming the plugins."""
-    by_name: dict[str, Registered[CliOption[Any]]] = {}
-    for reg in found:
-        name = reg.spec.name
-        if name in _RESERVED:
-            raise PluginConflict(
-                f"option {name} of {_who(reg)} is reserved: it is one of portablectl's or "
-                "portable's own options"
-            )
-        if name in by_name:
-            other = by_name[name]
-            raise PluginConflict(
-                f"option {name} is added by two plugins: {_who(other)} and {_who(reg)}"
-            )
-        by_name[name] = reg
-    return list(by_name.values())
-
-
 def with_plugin_options(
     command: click.Command,
     verb: str,
@@ -148,18 +111,14 @@ def with_plugin_options(
     ``builtin``: the names of built-in plugins (the others' options say which plugin adds
     them in ``--help``).
     """
-    mine = [reg for reg in checked_options(found) if verb in reg.spec.verbs]
-    if not mine:
-        return command
     taken = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
     taken |= set(command.get_help_option_names(click.Context(command)))
+    mine = verb_options(found, verb, taken)
+    if not mine:
+        return command
     params: list[PluginOption] = []
     for reg in mine:
         spec = reg.spec
-        if spec.name in taken:
-            raise PluginConflict(
-                f"option {spec.name} of {_who(reg)} is one of portable {verb}'s own options"
-            )
         text = spec.help if reg.plugin in builtin else f"{spec.help} [plugin {reg.plugin}]"
         if spec.default is not None:
             text += f"  [default: {spec.default}]"
@@ -171,7 +130,7 @@ def with_plugin_options(
             option = PluginOption(
                 [spec.name, name],
                 spec,
-                type=_Converted(spec, _who(reg)),
+                type=_Converted(reg),
                 metavar=spec.metavar,
                 default=None,  # the spec's, unconverted: PluginOptions.value() gives it
                 help=text,
