@@ -3,7 +3,6 @@ the units matched, enable/disable and job lines, reload reports."""
 
 from __future__ import annotations
 
-import locale
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -20,7 +19,12 @@ if TYPE_CHECKING:
 def utf8_output(stream: TextIO) -> bool:
     """Whether ``stream`` takes UTF-8 (its encoding, else the locale's): then systemd's
     special glyphs (``→``, ``✓``, ``✗``) are printed, else their ASCII stand-ins."""
-    encoding = (stream.encoding or locale.getpreferredencoding(False) or "").lower()
+    encoding = stream.encoding
+    if not encoding:
+        import locale  # here: only for a stream that does not say (~0.7 ms)
+
+        encoding = locale.getpreferredencoding(False)
+    encoding = (encoding or "").lower()
     return encoding.replace("-", "") == "utf8"
 
 

@@ -22,17 +22,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from portable.cli import App, aborted, drop_ignored, echo_err, env_debug, normalize_args
-from portable.cli.parse import parse
-from portable.cli.plugin_options import Refused, convert, verb_options
-from portable.cli.verbs import VERBS, Verb, body
+from portable.cli import App, env_debug, normalize_args
 
 if TYPE_CHECKING:
     from portable.images.listing import ImageInfo
-    from portable.plugin.hooks import Registered
-    from portable.plugin.types import CliOption, PluginOptions
 
 __all__ = [
     "format_bytes",
@@ -41,7 +36,6 @@ __all__ = [
     "list_output",
     "render_json",
     "render_table",
-    "run_declared",
     "run_fast",
 ]
 
@@ -73,9 +67,6 @@ def run_fast(args: Sequence[str]) -> int | None:
         return None  # click reports it
     app = App(root=root.resolve() if root is not None else Path("/"), debug=env_debug())
     verb, rest = (args[i], args[i + 1 :]) if i < len(args) else ("list", [])
-    declared = VERBS.get(verb)
-    if declared is not None:
-        return run_declared(app, declared, drop_ignored(declared.option_names, rest))
     if verb == "list":
         if not all(a in _LIST_FLAGS for a in rest):
             return None
@@ -115,61 +106,9 @@ def run_fast(args: Sequence[str]) -> int | None:
         if not quiet:
             sys.stdout.write(state + "\n")
         return 0
-    return None
+    from portable.cli.fast_verbs import run_declared  # here: list and is-attached need none of it
 
-
-# --- attach, reattach, detach, inspect ------------------------------------------------------
-
-
-def run_declared(app: App, verb: Verb, args: list[str]) -> int | None:
-    """Run ``verb`` with ``args`` (what follows it, portablectl's options for other verbs
-    dropped) if they are plain; ``None`` to leave them to click."""
-    if any(a in ("-h", "--help", "--") for a in args):
-        return None  # click's, and before the plugins are asked for their options
-    try:
-        return _run_declared(app, verb, args)
-    except (KeyboardInterrupt, EOFError):
-        echo_err("")  # click's blank line after the terminal's ^C
-        return aborted()
-
-
-def _run_declared(app: App, verb: Verb, args: list[str]) -> int | None:
-    found: list[Registered[CliOption[Any]]] = []
-    if verb.plugin_options:
-        taken = verb.option_names | {"--help"}
-        found = verb_options(app.registry.hooks.cli_options(), verb.name, taken)
-    parsed = parse(verb, args, {reg.spec.name: reg.spec.flag for reg in found})
-    if parsed is None:
-        return None
-    values = parsed.values
-    if verb.plugin_options:
-        given = _plugin_values(found, parsed.plugins)
-        if given is None:
-            return None
-        values["plugin_options"] = given
-    return body(verb)(app, **values)
-
-
-def _plugin_values(
-    found: list[Registered[CliOption[Any]]], given: dict[str, str | bool]
-) -> PluginOptions | None:
-    """The plugins' options given, converted in click's order (as they first appear), keyed in
-    the verb's order (as click's path gives them); ``None`` when a value is refused: click
-    converts it again and says why, in its words."""
-    from portable.plugin.types import PluginOptions  # here: list and is-attached don't need it
-
-    by_name = {reg.spec.name: reg for reg in found}
-    values: dict[str, Any] = {}
-    for name, raw in given.items():
-        reg = by_name[name]
-        if isinstance(raw, bool):
-            values[name] = raw
-            continue
-        try:
-            values[name] = convert(reg, raw)
-        except Refused:
-            return None
-    return PluginOptions({r.spec.dest: values[r.spec.name] for r in found if r.spec.name in values})
+    return run_declared(app, verb, rest)
 
 
 # --- is-attached ---------------------------------------------------------------------------

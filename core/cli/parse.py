@@ -12,18 +12,17 @@ for one given several times, the declared default for one not given).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from portable.cli.verbs import Param, Verb
 
 __all__ = ["Parsed", "parse"]
 
 
-class Parsed(NamedTuple):
-    values: dict[str, Any]  # the verb's own parameters, by dest, as click passes them
-    # The plugins' options given (by name, with the last value; a flag: True), in the order
-    # they first appear, which is the order click converts them in.
-    plugins: dict[str, str | bool]
+# The verb's own parameters, by dest, as click passes them; and the plugins' options given (by
+# name, with the last value; a flag: True), in the order they first appear, which is the order
+# click converts them in.
+Parsed = tuple[dict[str, Any], dict[str, str | bool]]
 
 
 def _usable(value: str) -> bool:
@@ -89,7 +88,7 @@ def parse(verb: Verb, args: Sequence[str], plugin_flags: dict[str, bool]) -> Par
         i += 1
     if not positional:
         return None
-    return Parsed(_values(verb, values, positional), plugins)
+    return _values(verb, values, positional), plugins
 
 
 def _values(verb: Verb, given: dict[str, Any], positional: list[str]) -> dict[str, Any]:

@@ -15,37 +15,73 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import NamedTuple
 
 __all__ = ["VERBS", "Param", "Verb", "body"]
 
 
-class Param(NamedTuple):
-    """A verb's argument (no ``names``) or option, as click declares it."""
+class Param:
+    """A verb's argument (no ``names``) or option, as click declares it.
 
-    dest: str
-    names: tuple[str, ...] = ()
-    flag: bool = False
-    # an option given several times, or an argument that takes all the rest (nargs=-1)
-    multiple: bool = False
-    default: str | None = None
-    metavar: str | None = None
-    help: str | None = None
-    show_default: bool | None = None
-    hidden: bool = False
+    (Plain classes, not NamedTuples or dataclasses: building those classes costs more than
+    the fast path's whole parse.)
+    """
+
+    __slots__ = (
+        "default",
+        "dest",
+        "flag",
+        "help",
+        "hidden",
+        "metavar",
+        "multiple",
+        "names",
+        "show_default",
+    )
+
+    def __init__(
+        self,
+        dest: str,
+        names: tuple[str, ...] = (),
+        *,
+        flag: bool = False,
+        multiple: bool = False,
+        default: str | None = None,
+        metavar: str | None = None,
+        help: str | None = None,
+        show_default: bool | None = None,
+        hidden: bool = False,
+    ) -> None:
+        self.dest = dest
+        self.names = names
+        self.flag = flag
+        # an option given several times, or an argument that takes all the rest (nargs=-1)
+        self.multiple = multiple
+        self.default = default
+        self.metavar = metavar
+        self.help = help
+        self.show_default = show_default
+        self.hidden = hidden
 
 
-class Verb(NamedTuple):
-    name: str
-    help: str
-    params: tuple[Param, ...]
-    run: str  # "module:function", imported only when the verb runs
-    plugin_options: bool = False  # plugins can add options to it (portable_cli_options)
+class Verb:
+    __slots__ = ("help", "name", "option_names", "params", "plugin_options", "run")
 
-    @property
-    def option_names(self) -> frozenset[str]:
-        """Every spelling of its own options (``-p``, ``--profile``, ...)."""
-        return frozenset(n for p in self.params for n in p.names)
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        params: tuple[Param, ...],
+        run: str,
+        *,
+        plugin_options: bool = False,
+    ) -> None:
+        self.name = name
+        self.help = help
+        self.params = params
+        self.run = run  # "module:function", imported only when the verb runs
+        self.plugin_options = plugin_options  # plugins can add options (portable_cli_options)
+        # every spelling of its own options (-p, --profile, ...)
+        self.option_names = frozenset(n for p in params for n in p.names)
 
 
 def body(verb: Verb) -> Callable[..., int]:
