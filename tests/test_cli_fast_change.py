@@ -137,6 +137,13 @@ def run_both(root: Path, setup: list[list[str]], args: list[str], capsys, plugin
     return results
 
 
+def case_id(part: list[Any]) -> str:
+    """A case's id: its setup (commands run before, ``;``-separated) and its arguments."""
+    if part and isinstance(part[0], list):
+        return "; ".join(map(" ".join, part))
+    return " ".join(part)
+
+
 ATTACHED = [["attach", "-q", "/srv/images/app"]]
 ATTACHED_EXT = [["attach", "-q", "--extension", EXT, "/srv/images/app"]]
 RUNTIME = [["attach", "-q", "--runtime", "/srv/images/app"]]
@@ -238,7 +245,7 @@ CASES: list[tuple[list[list[str]], list[str]]] = [
 @pytest.mark.parametrize(
     ("setup", "args"),
     CASES,
-    ids=lambda c: " ".join(map(" ".join, c)) if c and isinstance(c[0], list) else " ".join(c),
+    ids=case_id,
 )
 def test_plain_calls_answer_and_change_as_through_click(root, setup, args, capsys):
     fast, slow = run_both(root, setup, args, capsys)
@@ -263,7 +270,7 @@ PLUGIN_CASES: list[tuple[list[list[str]], list[str]]] = [
 @pytest.mark.parametrize(
     ("setup", "args"),
     PLUGIN_CASES,
-    ids=lambda c: " ".join(map(" ".join, c)) if c and isinstance(c[0], list) else " ".join(c),
+    ids=case_id,
 )
 def test_plugins_get_the_same_values(root, register_plugin, setup, args, capsys):
     plugin = Recorder()
@@ -303,6 +310,25 @@ def test_a_converter_that_fails_is_the_plugins_error_on_both_paths(root, registe
         "",
         "portable: error: plugin 'breaks' failed reading --broken 'x': KeyError: 'x'\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("setup", "args"),
+    [([], ["attach", "/srv/images/app"]), (ATTACHED, ["detach", "/srv/images/app"])],
+    ids=case_id,
+)
+def test_ctrl_c_in_a_verb_is_reported_as_through_click(root, setup, args, capsys, monkeypatch):
+    name = args[0]
+
+    def interrupted(*args: Any, **kwargs: Any) -> int:
+        raise KeyboardInterrupt
+
+    # the verb's function, as both paths look it up (portable.cli.verbs.body)
+    module = __import__(f"portable.cli.{name}", fromlist=[name])
+    monkeypatch.setattr(module, name, interrupted)
+    fast, slow = run_both(root, setup, args, capsys)
+    assert fast == slow
+    assert fast[0] == (1, "", "\nportable: error: aborted\n")
 
 
 def test_a_conflicting_plugin_option_is_the_same_error(root, register_plugin, capsys):
