@@ -45,7 +45,6 @@ import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,7 +107,6 @@ def unpacked_path(image_path: str, key: str, *, runtime: bool) -> str:
     return f"{UNPACK_DIR[runtime]}/{_path_prefix(image_path)}-{key}"
 
 
-@dataclass(kw_only=True)
 class Unpacked:
     """An archive image's tree for one attach (:func:`unpack_for_attach`).
 
@@ -119,11 +117,23 @@ class Unpacked:
         removes it.
     """
 
-    key: str
-    runtime: bool
-    tree: Path | None = None
-    staged: Path | None = None
-    _lock: int | None = field(default=None, repr=False)
+    # A plain class, not a dataclass: no code generated at import (~0.4 ms of every attach).
+    __slots__ = ("_lock", "key", "runtime", "staged", "tree")
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        runtime: bool,
+        tree: Path | None = None,
+        staged: Path | None = None,
+        _lock: int | None = None,
+    ) -> None:
+        self.key = key
+        self.runtime = runtime
+        self.tree = tree
+        self.staged = staged
+        self._lock = _lock
 
     def path(self, image_path: str) -> str:
         """The cache directory, as the host sees it (what ``RootDirectory=`` says)."""

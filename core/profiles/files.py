@@ -190,12 +190,12 @@ def load_toml_profile(path: Path, *, shown: str, priority: int = 0, origin: str 
     return profile
 
 
-_SETTING_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_SETTING_NAME = r"^[A-Za-z][A-Za-z0-9]*$"  # compiled by re on first use: TOML floors only
 _RULE_KEYS = ("setting", "match", "values", "reason", "unit_types")
 
 
 def _setting_name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not _SETTING_NAME.match(value):
+    if not isinstance(value, str) or not re.match(_SETTING_NAME, value):
         raise PortableError(f"{where}: invalid setting name {value!r}")
     return value
 
