@@ -7,16 +7,26 @@ where it is made, not at attach time.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from portable.errors import PluginError
 from portable.systemd.names import PORTABLE_UNIT_TYPES, has_control
+
+if TYPE_CHECKING:
+    from portable.plugin._types_later import (
+        AttachOptions,
+        DetachOptions,
+        FloorEdit,
+        ImageMetadata,
+        ProfileEdit,
+    )
 
 __all__ = [
     "CLI_OPTION_VERBS",
@@ -90,22 +100,6 @@ class ProfileDropin:
     mode: int = 0o644
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ProfileEdit:
-    """How a profile changes the drop-in of the profile it ``extends``, for one unit type.
-
-    :param remove: setting names dropped from the base (every occurrence).
-    :param set: settings replacing every occurrence of their key in the base (or added), in
-        order; a key may repeat (``BindReadOnlyPaths=`` twice).
-    :param mode: the permission bits the resulting drop-in may have at most (those of the file
-        the edit comes from, see :class:`ProfileDropin`).
-    """
-
-    remove: tuple[str, ...] = ()
-    set: tuple[tuple[str, str], ...] = ()
-    mode: int = 0o644
-
-
 def _check_unit_types(unit_types: Iterable[str], what: str) -> None:
     for unit_type in unit_types:
         if unit_type not in PORTABLE_UNIT_TYPES:
@@ -171,21 +165,6 @@ class Floor:
 
     rules: tuple[FloorRule, ...] = ()
     hold_profile: bool = True
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class FloorEdit:
-    """How a profile changes the floor of the profile it ``extends`` (a TOML ``[floor]`` table).
-
-    :param forbid: rules added (after the base's).
-    :param allow: setting names whose rules are dropped from the base's floor (``forbid`` may
-        then give a rule of its own for one).
-    :param hold_profile: replaces the base's; ``None`` keeps it.
-    """
-
-    forbid: tuple[FloorRule, ...] = ()
-    allow: tuple[str, ...] = ()
-    hold_profile: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -408,56 +387,6 @@ def _plugin_options(value: Mapping[str, Any]) -> PluginOptions:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class AttachOptions:
-    """What the user asked for on ``attach``/``reattach`` (portablectl's flags, and the values
-    of the options plugins added: :attr:`plugin_options`)."""
-
-    profile: str = "default"
-    copy_mode: str = "auto"  # auto | copy | symlink | mixed
-    runtime: bool = False
-    now: bool = False
-    enable: bool = False
-    no_block: bool = False
-    no_reload: bool = False
-    force: bool = False
-    prefixes: tuple[str, ...] = ()
-    extensions: tuple[str, ...] = ()
-    # unit settings attached although the profile's sandbox floor forbids them
-    # (portable.security.floor)
-    allow_settings: tuple[str, ...] = ()
-    # refuse an image systemd can't run a service from (portable.images.runnable) instead of warning
-    strict_image: bool = False
-    # the values of the options plugins added to the verb (CliOption), by dest
-    plugin_options: PluginOptions = field(default_factory=PluginOptions)
-    # True for the attach half of reattach: when portable_pre_attach runs, the attached
-    # version's files are still in place (they are replaced in the same transaction), so a
-    # plugin can read what it gave that version and carry it over (the netns plugin keeps the
-    # namespace this way)
-    reattach: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "plugin_options", _plugin_options(self.plugin_options))
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DetachOptions:
-    """What the user asked for on ``detach`` (and the values of the options plugins added:
-    :attr:`plugin_options`)."""
-
-    runtime: bool = False
-    now: bool = False
-    enable: bool = False
-    no_reload: bool = False
-    force: bool = False
-    extensions: tuple[str, ...] = ()
-    # the values of the options plugins added to the verb (CliOption), by dest
-    plugin_options: PluginOptions = field(default_factory=PluginOptions)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "plugin_options", _plugin_options(self.plugin_options))
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class Change:
     """One change on disk, as portabled reports it: ``(type, path, source)``.
 
@@ -538,12 +467,15 @@ class UnitFile:
         return self.name.rsplit(".", 1)[-1]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ImageMetadata:
-    """What ``inspect`` reads from an image: os-release and the matching unit files."""
+# AttachOptions, DetachOptions, FloorEdit, ImageMetadata and ProfileEdit are built when first
+# named here (defined in portable.plugin._types_later, which says why; they are this module's
+# all the same).
+_LATER = frozenset(("AttachOptions", "DetachOptions", "FloorEdit", "ImageMetadata", "ProfileEdit"))
 
-    image: Image
-    os_release: bytes
-    os_release_fields: Mapping[str, str]
-    units: tuple[UnitFile, ...]
-    prefixes: tuple[str, ...]
+
+def __getattr__(name: str) -> Any:
+    if name not in _LATER:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("portable.plugin._types_later"), name)
+    globals()[name] = value
+    return value
