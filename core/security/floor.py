@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from portable.errors import AttachRefused
@@ -57,8 +56,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class FloorFinding:
+# A NamedTuple: made at import in a fifth of the time of a frozen dataclass (~0.08 ms, not 0.45).
+class FloorFinding(NamedTuple):
     """A unit setting the floor forbids: ``unit:line: Setting=value: reason``."""
 
     unit: str
@@ -131,8 +130,7 @@ def _expand(name: str, unit: str) -> str | None:
     return None if unknown else out
 
 
-# A NamedTuple: made at import in a fifth of the time of a frozen dataclass (~0.08 ms, not 0.45).
-class _Context(NamedTuple):
+class _Context(NamedTuple):  # a NamedTuple: see FloorFinding
     unit: str
     own_units: frozenset[str]
     image_prefixes: tuple[str, ...] = ()

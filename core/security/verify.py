@@ -915,7 +915,7 @@ def floor_items(
             systemd=systemd,
             allow=allow,
         )
-        findings += [replace(f, unit=path) for f in found]
+        findings += [f._replace(unit=path) for f in found]
     if floor_of(profile).hold_profile:
         suspects = {p for p, _ in texts if p not in own_files}
         seen = {(f.unit, f.line, f.setting) for f in findings}
