@@ -4,7 +4,6 @@ call :func:`inspect`)."""
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Mapping
@@ -25,7 +24,6 @@ from portable.images.osrelease import split_prefixes
 from portable.images.runnable import Problem, check_image
 from portable.plugin.types import ImageMetadata, Profile
 from portable.security.floor import FloorFinding, check_units
-from portable.security.score import would_attach_exposure
 from portable.systemd.names import printable
 from portable.systemd.version import detect
 
@@ -202,6 +200,9 @@ def runnable_problems(found: Inspection, profile: Profile) -> list[Problem]:
 
 def _exposure(app: App, found: Inspection, spec: Profile) -> list[dict[str, Any]]:
     """Each service's exposure score if attached with ``spec`` (systemd-analyze security)."""
+    # here: only --json shows the score (the exposure tables, ctypes: ~9 ms of an inspect)
+    from portable.security.score import would_attach_exposure
+
     meta = found.metadata
     return [
         {"unit": e.unit, "profile": e.profile, "value": e.score.value, "verdict": e.score.verdict}
@@ -272,6 +273,8 @@ def render_json(
         ]
     if cat:
         doc["os_release_content"] = meta.os_release.decode("utf-8", "replace")
+    import json  # here: only for --json
+
     # ensure_ascii (the default): every control character of the image's text is escaped.
     return json.dumps(doc, indent=2)
 
