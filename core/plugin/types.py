@@ -20,6 +20,8 @@ from portable.errors import PluginError
 from portable.systemd.names import PORTABLE_UNIT_TYPES, has_control
 
 if TYPE_CHECKING:
+    from portable.plugin._attach_types import AttachOptions, ImageMetadata
+    from portable.plugin._detach_types import DetachOptions
     from portable.plugin._profile_edits import FloorEdit, ProfileEdit
 
 __all__ = [
@@ -381,56 +383,6 @@ def _plugin_options(value: Mapping[str, Any]) -> PluginOptions:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class AttachOptions:
-    """What the user asked for on ``attach``/``reattach`` (portablectl's flags, and the values
-    of the options plugins added: :attr:`plugin_options`)."""
-
-    profile: str = "default"
-    copy_mode: str = "auto"  # auto | copy | symlink | mixed
-    runtime: bool = False
-    now: bool = False
-    enable: bool = False
-    no_block: bool = False
-    no_reload: bool = False
-    force: bool = False
-    prefixes: tuple[str, ...] = ()
-    extensions: tuple[str, ...] = ()
-    # unit settings attached although the profile's sandbox floor forbids them
-    # (portable.security.floor)
-    allow_settings: tuple[str, ...] = ()
-    # refuse an image systemd can't run a service from (portable.images.runnable) instead of warning
-    strict_image: bool = False
-    # the values of the options plugins added to the verb (CliOption), by dest
-    plugin_options: PluginOptions = field(default_factory=PluginOptions)
-    # True for the attach half of reattach: when portable_pre_attach runs, the attached
-    # version's files are still in place (they are replaced in the same transaction), so a
-    # plugin can read what it gave that version and carry it over (the netns plugin keeps the
-    # namespace this way)
-    reattach: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "plugin_options", _plugin_options(self.plugin_options))
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DetachOptions:
-    """What the user asked for on ``detach`` (and the values of the options plugins added:
-    :attr:`plugin_options`)."""
-
-    runtime: bool = False
-    now: bool = False
-    enable: bool = False
-    no_reload: bool = False
-    force: bool = False
-    extensions: tuple[str, ...] = ()
-    # the values of the options plugins added to the verb (CliOption), by dest
-    plugin_options: PluginOptions = field(default_factory=PluginOptions)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "plugin_options", _plugin_options(self.plugin_options))
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class Change:
     """One change on disk, as portabled reports it: ``(type, path, source)``.
 
@@ -511,25 +463,20 @@ class UnitFile:
         return self.name.rsplit(".", 1)[-1]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ImageMetadata:
-    """What ``inspect`` reads from an image: os-release and the matching unit files."""
-
-    image: Image
-    os_release: bytes
-    os_release_fields: Mapping[str, str]
-    units: tuple[UnitFile, ...]
-    prefixes: tuple[str, ...]
-
-
-# ProfileEdit and FloorEdit are built when first named here (defined in
-# portable.plugin._profile_edits, which says why; they are this module's all the same).
-_LATER = frozenset(("FloorEdit", "ProfileEdit"))
+# Spec types only some commands use are built when first named here, in the module that
+# defines them (portable.plugin._profile_edits says why; they are this module's all the same).
+_LATER = {
+    "AttachOptions": "portable.plugin._attach_types",
+    "DetachOptions": "portable.plugin._detach_types",
+    "FloorEdit": "portable.plugin._profile_edits",
+    "ImageMetadata": "portable.plugin._attach_types",
+    "ProfileEdit": "portable.plugin._profile_edits",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LATER:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module("portable.plugin._profile_edits"), name)
+    value = getattr(importlib.import_module(_LATER[name]), name)
     globals()[name] = value
     return value
