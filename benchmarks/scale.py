@@ -97,7 +97,7 @@ BENCHMARKS = [
         "inspect (1 GiB squashfs)",
         1.2,
         squashfs=True,
-        stack=f"{REGISTRY}, click",
+        stack=REGISTRY,
     ),
     Bench("attach-1g", "attach+detach (1 GiB squashfs)", None, 2, 0, squashfs=True, stack=CHANGING),
 ]
