@@ -218,14 +218,31 @@ class Connection:
 
         Transport problems raise OSError (TimeoutError when the deadline passes).
         """
+        deadline = time.monotonic() + timeout
+        serial = self._send_call(path, interface, member, signature, body, deadline, destination)
+        return self._reply(serial, deadline)
+
+    def _send_call(
+        self,
+        path: str,
+        interface: str,
+        member: str,
+        signature: str | None,
+        body: tuple[Any, ...],
+        deadline: float,
+        destination: str,
+    ) -> int:
+        """Send a method call; its serial, for :meth:`_reply`."""
         if self._closed:
             raise ConnectionResetError(errno.ENOTCONN, "Connection was closed")
         msg = new_method_call(DBusAddress(path, destination, interface), member, signature, body)
         if self.peer_to_peer:
             # Nobody routes on a direct connection; systemctl sends no destination there either.
             del msg.header.fields[HeaderFields.destination]
-        deadline = time.monotonic() + timeout
-        serial = self._send(msg, deadline)
+        return self._send(msg, deadline)
+
+    def _reply(self, serial: int, deadline: float) -> tuple[Any, ...]:
+        """The body of the reply to call ``serial``; a D-Bus error raises :class:`CallError`."""
         while True:
             reply = self._receive(deadline)
             if reply.header.fields.get(HeaderFields.reply_serial) != serial:
@@ -300,13 +317,21 @@ class Connection:
 
     def hello(self, timeout: float) -> None:
         """Join the bus (``Hello``) and learn PID 1's name on it (only its signals are passed
-        on): OSError if either fails, PID 1 not being on the bus ``EHOSTUNREACH``."""
+        on): OSError if either fails, PID 1 not being on the bus ``EHOSTUNREACH``.
+
+        Both calls are sent before either reply is read (one round trip, as sd-bus does): the
+        bus handles them in order, so ``GetNameOwner`` comes after ``Hello`` all the same.
+        """
+        bus = _DBUS.bus_name
+        deadline = time.monotonic() + timeout
+        hello = self._send_call(*_DBUS_HELLO, None, (), deadline, bus)
+        owner_call = self._send_call(*_DBUS_GET_NAME_OWNER, deadline, bus)
         try:
-            self.call(*_DBUS_HELLO, timeout=timeout, destination=_DBUS.bus_name)
+            self._reply(hello, deadline)
         except CallError as exc:
             raise OSError(errno.EPROTO, f"Hello failed: {exc.message}") from exc
         try:
-            (owner,) = self.call(*_DBUS_GET_NAME_OWNER, timeout=timeout, destination=_DBUS.bus_name)
+            (owner,) = self._reply(owner_call, time.monotonic() + timeout)
             self.systemd_sender = str(owner)
         except CallError as exc:
             # dbus runs but PID 1 is not (yet, or no longer) on it: the private socket
