@@ -23,6 +23,7 @@ from portable.plugin.types import Profile, ProfileDropin
 from portable.plugins.profiles.builtin import data_path
 from portable.security.checks import CHECKS
 from portable.security.score import profile_exposure, score_unit, verdict_for
+from portable.security.settings import ServiceSettings
 from portable.security.sources import BARE_UNIT, UnitSource, dropin_dirs, load_settings
 from portable.security.tables import RULES, rules_for
 from portable.systemd.unitfile import parse_unit_text
@@ -182,6 +183,29 @@ def test_parser():
         ("X-Mine", "Own", "1"),
         ("X-Mine", "Last", "end"),
     ]
+
+
+def test_settings_share_no_state():
+    # ServiceSettings keeps its immutable defaults on the class: every list, set and dict a
+    # service's settings collect is its own, and two services compare by their settings.
+    text = (
+        "[Service]\nSupplementaryGroups=a\nSystemCallArchitectures=native\nIPAddressDeny=any\n"
+        "IPAddressAllow=localhost\nIPIngressFilterPath=/x\nIPEgressFilterPath=/y\n"
+        "DeviceAllow=/dev/null r\nLoadCredential=a:/b\nSetCredential=c:d\nDynamicUser=yes\n"
+        "RestrictAddressFamilies=AF_UNIX\nSystemCallFilter=@system-service\n"
+    )
+    first = load_settings(UnitSource(name="a.service", text=text), systemd=257)
+    bare = load_settings(UnitSource(name="a.service", text="[Service]\n"), systemd=257)
+    fresh = ServiceSettings(unit="a.service", rules=rules_for(257))
+    fresh.apply_implications()
+    assert bare == fresh and bare != first
+    for name in ServiceSettings.__annotations__:
+        value = getattr(first, name)
+        if isinstance(value, list | set | dict) and value:
+            assert getattr(bare, name) != value, name
+    again = load_settings(UnitSource(name="a.service", text=text), systemd=257)
+    assert again == first and repr(again) == repr(first)
+    assert "ServiceSettings(unit='a.service', rules=Rules(systemd=257" in repr(first)
 
 
 @pytest.mark.parametrize(("systemd", "tmp"), [(252, "connected"), (257, "disconnected")])
