@@ -17,6 +17,7 @@ profile files are used wherever it ships them (see :mod:`portable.plugins.profil
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +45,9 @@ OLDEST_SUPPORTED = 252
 
 # Where distributions keep systemd's shared library, its major version in the name:
 # Debian/Ubuntu /usr/lib/<triplet>/systemd/libsystemd-shared-257.so, Fedora/Arch
-# /usr/lib/systemd/libsystemd-shared-257.5-1.so.
-_SHARED_LIB_GLOBS = (
-    "usr/lib/systemd/libsystemd-shared-*.so",
-    "usr/lib/*/systemd/libsystemd-shared-*.so",
-    "usr/lib64/systemd/libsystemd-shared-*.so",
-)
+# /usr/lib/systemd/libsystemd-shared-257.5-1.so. (A "*" stands for any directory.)
+_SHARED_LIB_DIRS = ("usr/lib/systemd", "usr/lib/*/systemd", "usr/lib64/systemd")
+_SHARED_LIB_PREFIX, _SHARED_LIB_SUFFIX = "libsystemd-shared-", ".so"
 _LEADING_NUMBER = re.compile(r"\s*(?:systemd\s+)?(\d+)")
 
 
@@ -94,15 +92,57 @@ def parse_version(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _names(directory: str) -> list[str]:
+    try:
+        with os.scandir(directory) as entries:
+            return [e.name for e in entries]
+    except OSError:
+        return []
+
+
+def _subdirectories(directory: str) -> list[str]:
+    try:
+        with os.scandir(directory) as entries:
+            found = []
+            for e in entries:
+                try:
+                    if e.is_dir():  # follows symlinks, as a glob does
+                        found.append(e.name)
+                except OSError:
+                    continue
+            return found
+    except OSError:
+        return []
+
+
+def _shared_libs(root: str) -> list[str]:
+    """The names of ``libsystemd-shared-*.so`` in :data:`_SHARED_LIB_DIRS` below ``root``: what
+    ``Path.glob`` finds, listing each directory once instead of through pathlib's selectors
+    (~0.3 ms of every command that reads the tree's version)."""
+    dirs = []
+    for pattern in _SHARED_LIB_DIRS:
+        head, star, tail = pattern.partition("/*/")
+        if star:
+            dirs += [f"{root}/{head}/{d}/{tail}" for d in _subdirectories(f"{root}/{head}")]
+        else:
+            dirs.append(f"{root}/{pattern}")
+    return [
+        name
+        for d in dirs
+        for name in _names(d)
+        if name.startswith(_SHARED_LIB_PREFIX)
+        and name.endswith(_SHARED_LIB_SUFFIX)
+        and len(name) >= len(_SHARED_LIB_PREFIX) + len(_SHARED_LIB_SUFFIX)
+    ]
+
+
 def _from_tree(host: Host) -> SystemdVersion | None:
     versions: list[tuple[int, str]] = []
-    root = host.path("/")
-    for pattern in _SHARED_LIB_GLOBS:
-        for lib in root.glob(pattern):
-            full = lib.name.removeprefix("libsystemd-shared-").removesuffix(".so")
-            major = parse_version(full)
-            if major is not None:
-                versions.append((major, full))
+    for name in _shared_libs(os.fspath(host.path("/")).rstrip("/")):
+        full = name.removeprefix(_SHARED_LIB_PREFIX).removesuffix(_SHARED_LIB_SUFFIX)
+        major = parse_version(full)
+        if major is not None:
+            versions.append((major, full))
     if not versions:
         return None
     major, full = max(versions)  # two installed (mid-upgrade): the newer one is what runs next
