@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from portable.engine.dropins import (
     MARKER_FILE,
@@ -101,8 +101,8 @@ class UnitExists(PortableError):
     """A unit of that name exists on the host already, or is running (systemd's UnitExists)."""
 
 
-@dataclass(kw_only=True)
-class Planned:
+# A NamedTuple, not a dataclass (~0.3 ms to build): every attach imports this module.
+class Planned(NamedTuple):
     """One file attach wants in place: its content (or link target) and how to report it."""
 
     local: Path
