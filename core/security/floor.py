@@ -92,7 +92,7 @@ class FloorViolation(AttachRefused):
 # --- matching one value ------------------------------------------------------------------------
 
 _EXEC_PREFIXES = "@-:+!|"
-_SPECIFIER = re.compile(r"%(.)")
+_SPECIFIER = r"%(.)"  # compiled by re on first use (a name with a specifier)
 
 
 def _privileged(command_line: str) -> bool:
@@ -113,6 +113,8 @@ def _privileged(command_line: str) -> bool:
 def _expand(name: str, unit: str) -> str | None:
     """``name`` with the unit-name specifiers systemd expands in dependencies (``%n``, ``%N``,
     ``%p``, ``%i``, ``%j``, ``%%``); None if it uses another one (what it names is unknown)."""
+    if "%" not in name:
+        return name  # (most names: no pattern compiled, no table built)
     base = unit.rpartition(".")[0]
     prefix, _, instance = base.partition("@")
     values = {"n": unit, "N": base, "p": prefix, "i": instance, "j": prefix.rpartition("-")[2]}
@@ -126,7 +128,7 @@ def _expand(name: str, unit: str) -> str | None:
             return ""
         return values[m.group(1)]
 
-    out = _SPECIFIER.sub(sub, name)
+    out = re.sub(_SPECIFIER, sub, name)
     return None if unknown else out
 
 
