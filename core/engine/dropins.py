@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from portable.errors import PortableError
-from portable.plugin.types import ExtraSetting, Image, UnitFile
 from portable.systemd.names import format_marker, has_control, printable_path
 from portable.systemd.version import OLDEST_SUPPORTED
+
+if TYPE_CHECKING:
+    from portable.plugin.types import ExtraSetting, Image, UnitFile
 
 __all__ = [
     "MARKER_FILE",

@@ -1,6 +1,6 @@
 """The spec type of :mod:`portable.plugin.types` a detach uses and an attach does not
 (:class:`DetachOptions`), built when that module is first asked for it: see
-:mod:`portable.plugin._profile_edits` for why.
+:mod:`portable.plugin._profile_types` for why.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from portable.errors import AttachRefused, DetachRefused, PluginError, PortableError, warn
-from portable.plugin.types import CliOption, ExtraSetting, ImageFormat, Profile
+from portable.plugin import types as spec_types
+from portable.plugin.types import CliOption, ImageFormat
 
 if TYPE_CHECKING:
     import pluggy
@@ -62,8 +63,10 @@ if TYPE_CHECKING:
         AttachOptions,
         Change,
         DetachOptions,
+        ExtraSetting,
         Image,
         ImageMetadata,
+        Profile,
         UnitFile,
     )
     from portable.systemd.host import Host
@@ -275,7 +278,8 @@ class Hooks:
 
     def profiles(self, *, root: Path) -> list[Registered[Profile]]:
         """``portable_profiles``: every plugin's profiles, in registration order."""
-        return self.collect("portable_profiles", {"root": root}, Profile)
+        # (spec_types.Profile: the profile types are built only by commands that collect them)
+        return self.collect("portable_profiles", {"root": root}, spec_types.Profile)
 
     # -- lifecycle hooks ----------------------------------------------------------------------
 
@@ -304,7 +308,7 @@ class Hooks:
             "portable_pre_attach", kwargs, refusal=AttachRefused, action="attach"
         ):
             for setting in batch:
-                if not isinstance(setting, ExtraSetting):
+                if not isinstance(setting, spec_types.ExtraSetting):  # (as Profile above)
                     raise PluginError(
                         f"{rec.describe()} returned {setting!r} from portable_pre_attach, "
                         "not an ExtraSetting"

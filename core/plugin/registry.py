@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MethodType, ModuleType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -39,8 +39,10 @@ from portable.errors import (
 )
 from portable.plugin import entrypoints, hookspecs
 from portable.plugin.hooks import Hooks, PluginRecord, Registered
-from portable.plugin.types import ImageFormat, Profile
 from portable.systemd.host import Host
+
+if TYPE_CHECKING:
+    from portable.plugin.types import ImageFormat, Profile
 
 __all__ = [
     "BUILTIN_PLUGINS",

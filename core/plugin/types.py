@@ -13,16 +13,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from portable.errors import PluginError
 from portable.systemd.names import PORTABLE_UNIT_TYPES, has_control
 
 if TYPE_CHECKING:
-    from portable.plugin._attach_types import AttachOptions, ImageMetadata
+    from portable.plugin._attach_types import AttachOptions, ExtraSetting, ImageMetadata, UnitFile
     from portable.plugin._detach_types import DetachOptions
-    from portable.plugin._profile_edits import FloorEdit, ProfileEdit
+    from portable.plugin._profile_types import (
+        Floor,
+        FloorEdit,
+        FloorRule,
+        Profile,
+        ProfileDropin,
+        ProfileEdit,
+    )
 
 __all__ = [
     "CLI_OPTION_VERBS",
@@ -78,24 +84,6 @@ def validate_profile_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ProfileDropin:
-    """What a profile adds for one unit type: the drop-in text, and where it lives if on disk.
-
-    ``path`` is set when the drop-in exists as a file that attach may symlink to (systemd's
-    ``10-profile.conf`` is a symlink to the profile file in the default copy mode). Profiles
-    built in memory (TOML, Python) have ``path=None`` and are always copied.
-
-    ``mode``: the permission bits of a copy (``10-profile.conf``). 0644 as portablectl copies
-    its profiles; a profile read from a file that is not readable by everyone keeps that file's
-    bits, so its copy is never more readable than the file.
-    """
-
-    text: str
-    path: Path | None = None
-    mode: int = 0o644
-
-
 def _check_unit_types(unit_types: Iterable[str], what: str) -> None:
     for unit_type in unit_types:
         if unit_type not in PORTABLE_UNIT_TYPES:
@@ -117,100 +105,6 @@ FLOOR_MATCHES = (
     "host-unit",  # names a unit the image does not provide, other than a target or slice
     "foreign-name",  # names a unit that is not the image's (not one of its names or prefixes)
 )
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class FloorRule:
-    """A setting a profile forbids in an image's own unit files (one row of a floor table).
-
-    :param setting: the setting name (``ExecStart``); in ``unit_types`` only (all if empty).
-    :param match: how a value is forbidden, one of :data:`FLOOR_MATCHES`.
-    :param values: for ``values`` and ``prefix``.
-    :param reason: why, as the refusal prints it ("overwrites a file on the host").
-    """
-
-    setting: str
-    match: str = "any"
-    values: tuple[str, ...] = ()
-    reason: str
-    unit_types: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.match not in FLOOR_MATCHES:
-            raise PluginError(
-                f"floor rule {self.setting}=: unknown match {self.match!r}"
-                f" (expected one of {', '.join(FLOOR_MATCHES)})"
-            )
-        _check_unit_types(self.unit_types, f"floor rule {self.setting}=")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Floor:
-    """What a profile promises that an image's unit files can't take back: its sandbox floor.
-
-    :param rules: settings forbidden outright (:class:`FloorRule`).
-    :param hold_profile: also refuse a unit setting that makes the service score worse, on a
-        check the profile's own service drop-in sets, than the bare service with the profile
-        (``CapabilityBoundingSet=CAP_SYS_ADMIN`` adds to a profile's list: systemd merges them;
-        ``User=root`` with the profile's ``DynamicUser=yes`` runs as root).
-
-    ``portable.security.floor`` holds the tables the built-in profiles use (``STANDARD``,
-    ``NO_NETWORK``, ``NONE``); a profile with no floor of its own gets its base's (``extends``),
-    else ``STANDARD``.
-    """
-
-    rules: tuple[FloorRule, ...] = ()
-    hold_profile: bool = True
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Profile:
-    """A security profile: drop-in settings applied to each attached unit of a given type.
-
-    :param name: what users pass to ``--profile``.
-    :param description: one line for listings.
-    :param dropins: unit type (``"service"``, ``"socket"``, ...) -> :class:`ProfileDropin`.
-        Only unit types listed here get a ``10-profile.conf``.
-    :param priority: resolves profiles of the same name: the highest wins, equal priorities
-        are a conflict. Plugins use 0 (the default). Profiles found in systemd's own directories
-        use 30 (``/etc``), 20 (``/run``), 10 (``/usr/local/lib``) so an admin can override a
-        plugin's profile as systemd users expect, and -10 (``/usr/lib``, where systemd ships its
-        copies of the built-in four).
-    :param origin: where it comes from, for listings (a file, a directory, "built-in").
-    :param extends: the name of a profile this one is based on; the registry resolves it into
-        ``dropins`` by applying ``edits`` (unit type -> :class:`ProfileEdit`). Extending one's
-        own name means the profile of that name it overrides (lower priority).
-    :param floor: the settings an image's unit files may not use under this profile
-        (:class:`Floor`); ``None``: the base profile's when it ``extends`` one,
-        else ``portable.security.floor.STANDARD``. Only a profile that promises nothing
-        (``trusted``) should give an empty one.
-    :param floor_edit: with ``extends``: how this profile changes the floor it gets (its own
-        ``floor``, else the base's); the registry resolves it into ``floor``
-        (:class:`FloorEdit`).
-    """
-
-    name: str
-    description: str
-    dropins: Mapping[str, ProfileDropin]
-    priority: int = 0
-    origin: str = ""
-    extends: str | None = None
-    edits: Mapping[str, ProfileEdit] = field(default_factory=dict)
-    floor: Floor | None = None
-    floor_edit: FloorEdit | None = None
-
-    def __post_init__(self) -> None:
-        validate_profile_name(self.name)
-        if self.floor_edit is not None and self.extends is None:
-            # nothing would resolve it: the profile would silently keep the standard floor
-            raise PluginError(f"profile {self.name!r}: floor_edit needs extends (or give floor)")
-        _check_unit_types([*self.dropins, *self.edits], f"profile {self.name!r}")
-        # Freeze the mappings too, so a registered profile can't change under the registry.
-        object.__setattr__(self, "dropins", MappingProxyType(dict(self.dropins)))
-        object.__setattr__(self, "edits", MappingProxyType(dict(self.edits)))
-
-    def dropin_for(self, unit_type: str) -> ProfileDropin | None:
-        return self.dropins.get(unit_type)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -395,29 +289,6 @@ class Change:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class ExtraSetting:
-    """A setting a pre-attach hook adds to the attached units' ``20-portable.conf``.
-
-    :param key: the setting name, e.g. ``"NetworkNamespacePath"``.
-    :param value: its value.
-    :param section: the unit file section, ``"Service"`` by default.
-    :param units: unit names it applies to; empty means every attached unit that has
-        ``section`` (for ``"Service"``: every ``.service`` unit).
-    """
-
-    key: str
-    value: str
-    section: str = "Service"
-    units: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not re.match(r"^[A-Za-z][A-Za-z0-9]*$", self.key):
-            raise PluginError(f"invalid setting name {self.key!r}")
-        if "\n" in self.value or "\r" in self.value:
-            raise PluginError(f"setting {self.key}=: value must be a single line")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class Image:
     """An image as the user named it, resolved.
 
@@ -440,43 +311,29 @@ class Image:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class UnitFile:
-    """A unit file found in an image.
-
-    :param name: unit name, e.g. ``foo.service``.
-    :param source: the directory entry it was found as, inside the image, e.g.
-        ``/usr/lib/systemd/system/foo.service`` (unit directory symlinks resolved).
-    :param resolved: the file its bytes came from, inside the image: ``source`` with a symlink
-        at the entry itself resolved, confined to the image root.
-    :param data: its bytes.
-    """
-
-    name: str
-    source: str
-    resolved: str
-    data: bytes
-
-    @property
-    def type(self) -> str:
-        """``service``, ``socket``, ``target``, ``timer`` or ``path``."""
-        return self.name.rsplit(".", 1)[-1]
-
-
 # Spec types only some commands use are built when first named here, in the module that
-# defines them (portable.plugin._profile_edits says why; they are this module's all the same).
+# defines them (portable.plugin._profile_types says why; they are this module's all the same).
+# All of that module's types land here at once, so that typing.get_type_hints() finds the ones
+# a type names (Profile's ProfileEdit...) as it did when they were defined here.
 _LATER = {
     "AttachOptions": "portable.plugin._attach_types",
     "DetachOptions": "portable.plugin._detach_types",
-    "FloorEdit": "portable.plugin._profile_edits",
+    "ExtraSetting": "portable.plugin._attach_types",
+    "Floor": "portable.plugin._profile_types",
+    "FloorEdit": "portable.plugin._profile_types",
+    "FloorRule": "portable.plugin._profile_types",
     "ImageMetadata": "portable.plugin._attach_types",
-    "ProfileEdit": "portable.plugin._profile_edits",
+    "Profile": "portable.plugin._profile_types",
+    "ProfileDropin": "portable.plugin._profile_types",
+    "ProfileEdit": "portable.plugin._profile_types",
+    "UnitFile": "portable.plugin._attach_types",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LATER:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LATER[name]), name)
-    globals()[name] = value
-    return value
+    module = importlib.import_module(_LATER[name])
+    for later in module.__all__:
+        globals()[later] = getattr(module, later)
+    return globals()[name]

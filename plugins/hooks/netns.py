@@ -62,18 +62,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from portable import plugin
-from portable.plugin import (
-    AttachRefused,
-    CliOption,
-    ExtraSetting,
-    PortableError,
-    hookimpl,
-    parse_boolean,
-    parse_unit_text,
-)
+from portable.plugin import AttachRefused, CliOption, PortableError, hookimpl
 
 if TYPE_CHECKING:
-    from portable.plugin import AttachOptions, DetachOptions, Host, Image, Profile, UnitFile
+    from portable.plugin import (
+        AttachOptions,
+        DetachOptions,
+        ExtraSetting,
+        Host,
+        Image,
+        Profile,
+        UnitFile,
+    )
 
 __all__ = [
     "INSIDE_IFNAME",
@@ -218,7 +218,9 @@ def _profile_settings(profile: Profile | None) -> dict[str, str]:
     dropin = profile.dropin_for("service")
     if dropin is None:
         return {}
-    return {a.key: a.value for a in parse_unit_text(dropin.text) if a.section == "X-Portable"}
+    # plugin.X at call time (also below): only an attach asks, not every command loading us
+    text = plugin.parse_unit_text(dropin.text)
+    return {a.key: a.value for a in text if a.section == "X-Portable"}
 
 
 def requested(options: AttachOptions, profile: Profile | None) -> tuple[bool, str | None]:
@@ -229,7 +231,7 @@ def requested(options: AttachOptions, profile: Profile | None) -> tuple[bool, st
     subnet = given.value(NETNS_SUBNET) or settings.get("NetworkNamespaceSubnet")
     wanted = bool(given.value(NETNS)) or bool(given.value(NETNS_SUBNET))
     if not wanted:
-        wanted = bool(parse_boolean(settings.get("NetworkNamespace", "no"))) or bool(
+        wanted = bool(plugin.parse_boolean(settings.get("NetworkNamespace", "no"))) or bool(
             settings.get("NetworkNamespaceSubnet")
         )
     return wanted, subnet or None
@@ -589,8 +591,8 @@ def portable_pre_attach(
         f"service side {INSIDE_IFNAME} {wired.inside}."
     )
     return [
-        ExtraSetting(key="NetworkNamespacePath", value=ns.path),
-        ExtraSetting(key="NetworkNamespacePath", value=ns.path, section="Socket"),
+        plugin.ExtraSetting(key="NetworkNamespacePath", value=ns.path),
+        plugin.ExtraSetting(key="NetworkNamespacePath", value=ns.path, section="Socket"),
     ]
 
 

@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from portable.plugin import (
-    Host,
-    Profile,
-    ProfileDropin,
-    builtin_floor,
-    hookimpl,
-    systemd_version,
-)
+from portable import plugin
+from portable.plugin import Host, hookimpl, systemd_version
 
 from .systemd_dirs import describe, read_dropin
+
+if TYPE_CHECKING:
+    from portable.plugin import Profile
 
 __all__ = ["NAMES", "SYSTEMD_PROFILE_DIR", "bundled_versions", "data_path", "portable_profiles"]
 
@@ -76,14 +74,16 @@ def portable_profiles(root: Path) -> list[Profile]:
             text = data_path(name, systemd).read_bytes().decode("utf-8")
             dropin_path = None
             origin = "built-in"
+        # plugin.X at call time: the profile types and floors are built only by commands that
+        # collect profiles (not detach)
         profiles.append(
-            Profile(
+            plugin.Profile(
                 name=name,
                 description=describe(text) or f"built-in {name!r} profile",
-                dropins={"service": ProfileDropin(text=text, path=dropin_path)},
+                dropins={"service": plugin.ProfileDropin(text=text, path=dropin_path)},
                 priority=0,
                 origin=origin,
-                floor=builtin_floor(name),
+                floor=plugin.builtin_floor(name),
             )
         )
     return profiles

@@ -34,19 +34,20 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from portable import plugin
 from portable.plugin import (
     PORTABLE_UNIT_TYPES,
     Host,
     PluginError,
-    Profile,
-    ProfileDropin,
-    builtin_floor,
     hookimpl,
     validate_profile_name,
     warn,
 )
+
+if TYPE_CHECKING:
+    from portable.plugin import Profile, ProfileDropin
 
 __all__ = [
     "MAX_DROPIN_SIZE",
@@ -214,7 +215,9 @@ def _find_dropin(host: Host, found: _Found, unit_type: str) -> ProfileDropin | N
         # The first file that exists is the one systemd would use; if it is unusable, falling
         # back to a later directory's file would apply settings the admin did not choose.
         text = read_dropin(local, host_path)
-        return None if text is None else ProfileDropin(text=text, path=Path(host_path))
+        # plugin.X at call time: the profile types and floors are built only by commands that
+        # collect profiles (not detach)
+        return None if text is None else plugin.ProfileDropin(text=text, path=Path(host_path))
     return None
 
 
@@ -237,14 +240,14 @@ def portable_profiles(root: Path) -> list[Profile]:
                 description = describe(dropins[unit_type].text)
                 break
         profiles.append(
-            Profile(
+            plugin.Profile(
                 name=found.name,
                 description=description or f"profile from {host_dir}",
                 dropins=dropins,
                 priority=PRIORITIES[host_dir],
                 origin=origin,
                 # A file replacing one of systemd's four promises what that one does.
-                floor=builtin_floor(found.name),
+                floor=plugin.builtin_floor(found.name),  # (as ProfileDropin above)
             )
         )
     return profiles

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from portable import plugin
-from portable.plugin import Host, PortableError, Profile, hookimpl, warn
+from portable.plugin import Host, PortableError, hookimpl, warn
+
+if TYPE_CHECKING:
+    from portable.plugin import Profile
 
 __all__ = ["TOML_PROFILE_DIRS", "portable_profiles"]
 
