@@ -3,6 +3,10 @@
 Plugins construct these (keyword-only) and return them from ``portable_image_formats()`` and
 ``portable_profiles()``. Validation happens at construction so a plugin author sees a bad name
 where it is made, not at attach time.
+
+The types only some commands use (the profiles', the attach's, the detach's) are written in
+``portable.plugin._profile_types``, ``_attach_types`` and ``_detach_types`` and built when first
+named here (a dataclass costs ~0.4 ms to build): they are this module's all the same.
 """
 
 from __future__ import annotations
