@@ -24,13 +24,13 @@ Only the CLI uses the cache (``get_registry(cache=True)``); library callers and 
 from __future__ import annotations
 
 import ast
+import binascii
 import contextlib
 import importlib
 import os
 import stat
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -119,7 +119,8 @@ def cache_file(group: str) -> Path | None:
     if where is None:
         return None
     path = "\0".join(p for p in sys.path if p)
-    tag = zlib.crc32(f"{sys.prefix}\0{group}\0{path}".encode())
+    # binascii's CRC-32 is zlib's: one shared library less to load (jeepney loads binascii)
+    tag = binascii.crc32(f"{sys.prefix}\0{group}\0{path}".encode())
     return where / f"entry-points-{tag:08x}.txt"
 
 

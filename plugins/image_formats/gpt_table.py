@@ -7,9 +7,9 @@ reads its partition table, while every command detects images.
 
 from __future__ import annotations
 
+import binascii
 import re
 import struct
-import zlib
 from dataclasses import dataclass, field
 
 from portable.plugin import BadImage, host_architecture
@@ -293,7 +293,7 @@ def read_gpt(fd: int, *, image: str, file_size: int) -> GptTable:
         raise BadImage(
             f"Image '{image}' is truncated: its GPT partition entries lie beyond its end"
         )
-    if zlib.crc32(array) & 0xFFFFFFFF != entries_crc:
+    if binascii.crc32(array) & 0xFFFFFFFF != entries_crc:
         raise BadImage(
             f"Image '{image}' has a corrupt GPT partition table (partition entries checksum)"
         )

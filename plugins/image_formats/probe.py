@@ -15,11 +15,11 @@ detects with :func:`identify`), few read a partition table. Its names are found 
 
 from __future__ import annotations
 
+import binascii
 import importlib
 import os
 import stat
 import struct
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +139,8 @@ def _gpt_header(fd: int) -> tuple[int, bytes] | None:
             continue
         crc = int(struct.unpack_from("<I", hdr, 16)[0])
         check = hdr[:16] + b"\0\0\0\0" + hdr[20:size]
-        if zlib.crc32(check) & 0xFFFFFFFF == crc:
+        # (binascii's CRC-32 is zlib's, without loading one more shared library)
+        if binascii.crc32(check) & 0xFFFFFFFF == crc:
             return sector, hdr
     return None
 
