@@ -27,7 +27,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -45,14 +45,17 @@ from portable.engine.sweep import sweep
 from portable.engine.transaction import Transaction, host_lock
 from portable.errors import BadImage, PortableError
 from portable.images.arguments import derived_prefixes, effective_prefixes
+from portable.images.confined import open_root
 from portable.images.inspect import (
     Inspection,
     check_extension_compatible,
+    opened_tree,
     read_image_and_extensions,
     resolve_extensions,
 )
 from portable.images.resolve import resolve_image
 from portable.images.runnable import Problem, check_image
+from portable.images.runnable import check as check_runnable
 from portable.images.unpacked import Unpacked, place, unpack_for_attach
 from portable.plugin.registry import Registry
 from portable.plugin.types import (
@@ -307,6 +310,94 @@ def _check_paths_writable(image: Image, extensions: Sequence[Image]) -> None:
             )
 
 
+def _read_and_check(
+    arg: str,
+    options: AttachOptions,
+    image: Image,
+    extensions: list[Image],
+    profile: Profile,
+    prefixes: Sequence[str],
+    systemd: int,
+    tree: Path | None,
+    *,
+    opened: bool,
+) -> tuple[Inspection, list[Problem]]:
+    """Read the image (from ``tree`` when given: ``opened`` by :func:`_prepare`, or an archive's
+    unpacked tree) and its extensions; refuse what systemd refuses, and what the profile's floor
+    forbids; what the image lacks to run its services."""
+    # Units are required only after the prefix check, as systemd orders its refusals.
+    found = read_image_and_extensions(
+        image,
+        extensions,
+        prefixes,
+        relax=options.force,
+        require_units=False,
+        systemd=systemd,
+        root_tree=tree,
+    )
+    meta = found.metadata
+    if not meta.os_release_fields.get("ID"):
+        raise BadImage(f"Image {image.path} os-release metadata lacks the ID field")
+    for ext in found.extensions:
+        check_extension_compatible(meta, ext, systemd=systemd)
+    _check_prefixes(found, prefixes)
+    for unit in meta.units:
+        if len(f"{unit.name}.d".encode()) > 255:  # a valid unit name may have 255 bytes
+            raise BadImage(
+                f"Failed to attach unit '{unit.name}': File name too long (its drop-in "
+                "directory name would have more than 255 bytes)"
+            )
+    if not meta.units:
+        raise BadImage(
+            f"Couldn't find any matching unit files in image '{image.path}"
+            + (
+                "' or any of its extensions '" + ", ".join(e.path for e in extensions)
+                if extensions
+                else ""
+            )
+            + "', refusing."
+        )
+    # The image may not undo the profile's sandbox (not even with --force: only by naming the
+    # settings allowed). Checked before anything on the host is looked at: it is the image's.
+    findings = check_floor(
+        meta.units,
+        profile,
+        image_prefixes=derived_prefixes(arg, systemd),
+        systemd=systemd,
+        allow=options.allow_settings,
+    )
+    if findings:
+        raise floor_refusal(image.path, profile, findings)
+    # An image systemd can't start a service from is attached by portablectl without a word;
+    # here a warning each (the CLI prints them), or with --strict-image a refusal.
+    problems = _runnable_problems(image, tree if opened else None, meta.units, profile, extensions)
+    if problems and options.strict_image:
+        raise BadImage(
+            f"Image '{image.path}' can't run a portable service as is ({problems[0]}"
+            + (f"; and {len(problems) - 1} more" if len(problems) > 1 else "")
+            + "; see 'portable inspect'), refusing (--strict-image)."
+        )
+    return found, problems
+
+
+def _runnable_problems(
+    image: Image,
+    tree: Path | None,
+    units: Sequence[UnitFile],
+    profile: Profile,
+    extensions: Sequence[Image],
+) -> list[Problem]:
+    """:func:`portable.images.runnable.check_image`, on ``tree`` when the image is open already
+    (its checks on the open root; with extensions check_image opens them all itself)."""
+    if tree is None or extensions or not any(u.type == "service" for u in units):
+        return check_image(image, units, profile, extensions=extensions)
+    try:
+        with open_root(tree) as root_fd:
+            return check_runnable(root_fd, units, profile)
+    except (OSError, PortableError):
+        return []  # as check_image: reading it fails with its own error elsewhere
+
+
 def prepare(
     arg: str,
     options: AttachOptions,
@@ -352,58 +443,17 @@ def _prepare(
     if image.format.unpack is not None:
         # Unpacked once, read from there, and that very tree is what the service runs
         unpacked.append(unpack_for_attach(host, image, runtime=options.runtime, stage=stage))
-    # Units are required only after the prefix check, as systemd orders its refusals.
-    found = read_image_and_extensions(
-        image,
-        extensions,
-        prefixes,
-        relax=options.force,
-        require_units=False,
-        systemd=systemd,
-        root_tree=unpacked[0].tree if unpacked else None,
-    )
+    tree = unpacked[0].tree if unpacked else None
+    with ExitStack() as stack:
+        opened = tree is None and image.format.unpack is None
+        if opened:
+            # Opened once, read and checked (runnable) through the same tree: each open of a raw
+            # image sets up and tears down loop devices (whose uevents PID 1 then handles)
+            tree = stack.enter_context(opened_tree(image))
+        found, problems = _read_and_check(
+            arg, options, image, extensions, profile, prefixes, systemd, tree, opened=opened
+        )
     meta = found.metadata
-    if not meta.os_release_fields.get("ID"):
-        raise BadImage(f"Image {image.path} os-release metadata lacks the ID field")
-    for ext in found.extensions:
-        check_extension_compatible(meta, ext, systemd=systemd)
-    _check_prefixes(found, prefixes)
-    for unit in meta.units:
-        if len(f"{unit.name}.d".encode()) > 255:  # a valid unit name may have 255 bytes
-            raise BadImage(
-                f"Failed to attach unit '{unit.name}': File name too long (its drop-in "
-                "directory name would have more than 255 bytes)"
-            )
-    if not meta.units:
-        raise BadImage(
-            f"Couldn't find any matching unit files in image '{image.path}"
-            + (
-                "' or any of its extensions '" + ", ".join(e.path for e in extensions)
-                if extensions
-                else ""
-            )
-            + "', refusing."
-        )
-    # The image may not undo the profile's sandbox (not even with --force: only by naming the
-    # settings allowed). Checked before anything on the host is looked at: it is the image's.
-    findings = check_floor(
-        meta.units,
-        profile,
-        image_prefixes=derived_prefixes(arg, systemd),
-        systemd=systemd,
-        allow=options.allow_settings,
-    )
-    if findings:
-        raise floor_refusal(image.path, profile, findings)
-    # An image systemd can't start a service from is attached by portablectl without a word;
-    # here a warning each (the CLI prints them), or with --strict-image a refusal.
-    problems = check_image(image, meta.units, profile, extensions=extensions)
-    if problems and options.strict_image:
-        raise BadImage(
-            f"Image '{image.path}' can't run a portable service as is ({problems[0]}"
-            + (f"; and {len(problems) - 1} more" if len(problems) > 1 else "")
-            + "; see 'portable inspect'), refusing (--strict-image)."
-        )
     plan = AttachPlan(
         image=image,
         metadata=meta,
