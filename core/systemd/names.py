@@ -82,7 +82,7 @@ MARKER_END = "', do not edit."
 _UNIT_NAME_CHARS = re.compile(r"[A-Za-z0-9:\-_.\\@]*")
 # portablectl's extract_prefix: "a slightly reduced version of what's permitted in unit names".
 _PREFIX_CHARS = re.compile(r"[A-Za-z0-9.\-]*")
-_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+_ESCAPE = rb"\\x([0-9a-fA-F]{2})"  # compiled by re on first use: a plain attach parses no marker
 
 _IMAGE_SUFFIXES = (".sysext.raw", ".confext.raw", ".raw")
 
@@ -327,7 +327,7 @@ def unescape_marker(s: str) -> str:
     """
     # A marker read from disk may carry surrogate-escaped bytes itself: keep them as bytes.
     raw = s.encode("utf-8", "surrogateescape")
-    raw = _ESCAPE.sub(lambda m: bytes.fromhex(m.group(1).decode("ascii")), raw)
+    raw = re.sub(_ESCAPE, lambda m: bytes.fromhex(m.group(1).decode("ascii")), raw)
     return raw.decode("utf-8", "surrogateescape")
 
 

@@ -100,8 +100,9 @@ HOST_IF_PREFIX = "vp-"
 IFNAMSIZ = 15  # usable characters of an interface name
 # systemd's attached directories, where a reference to a namespace can be.
 _ATTACHED = ("/etc/systemd/system.attached", "/run/systemd/system.attached")
-_REFERENCE = re.compile(r"^\s*NetworkNamespacePath\s*=\s*(\S+)\s*$", re.MULTILINE)
-_IFNAME_OK = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Patterns, compiled by re on first use (every command loads this module, few use them).
+_REFERENCE = r"^\s*NetworkNamespacePath\s*=\s*(\S+)\s*$"
+_IFNAME_OK = r"^[A-Za-z0-9_.-]+$"
 
 # 169.254.1.0 - 169.254.254.255 in /30 blocks, minus 169.254.169.0/24 (cloud metadata).
 _POOL_THIRD_OCTETS = [n for n in range(1, 255) if n != 169]
@@ -133,7 +134,7 @@ def host_ifname(netns: str) -> str:
     have."""
     name = netns.removeprefix(NETNS_PREFIX)
     plain = HOST_IF_PREFIX + name
-    if len(plain) <= IFNAMSIZ and _IFNAME_OK.match(name):
+    if len(plain) <= IFNAMSIZ and re.match(_IFNAME_OK, name):
         return plain
     digest = _sha256(netns.encode("utf-8", "surrogateescape")).hex()[:7]
     head = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:4]
@@ -446,7 +447,7 @@ def _references_in(dropin_dir: str) -> Iterator[tuple[str, str]]:
                 text = f.read(1 << 20).decode("utf-8", "replace")
         except OSError:
             continue
-        for path in _REFERENCE.findall(text):
+        for path in re.findall(_REFERENCE, text, re.MULTILINE):
             if path.startswith(f"{NETNS_DIR}/{NETNS_PREFIX}"):
                 yield path.rsplit("/", 1)[1], f"{dropin_dir}/{conf}"
 
