@@ -28,9 +28,8 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from portable.engine.dropins import (
     MARKER_FILE,
@@ -39,7 +38,13 @@ from portable.engine.dropins import (
     path_problem,
     render_portable_dropin,
 )
-from portable.engine.reload import Outcome, for_attach, hooked_plugins, reload_as_decided
+from portable.engine.reload import (
+    Outcome,
+    Record,
+    for_attach,
+    hooked_plugins,
+    reload_as_decided,
+)
 from portable.engine.state import _MAX_MARKER_LINE, read_marker_line
 from portable.engine.sweep import sweep
 from portable.engine.transaction import Transaction, host_lock
@@ -79,6 +84,7 @@ from portable.systemd.names import (
 from portable.systemd.version import detect as detect_systemd
 
 if TYPE_CHECKING:
+    from portable.engine.activation import Activation
     from portable.systemd.manager import Manager
 
 __all__ = [
@@ -130,25 +136,56 @@ class Planned(NamedTuple):
             return False
 
 
-@dataclass(kw_only=True)
-class AttachPlan:
+class AttachPlan(Record):
     """What an attach of one image will do; built by :func:`prepare` without writing."""
 
-    image: Image
-    metadata: ImageMetadata
-    profile: Profile
-    options: AttachOptions
-    where: Path  # local path of the attached directory
-    files: dict[str, list[Planned]]  # unit name -> its files, in systemd's order
-    image_links: list[Planned] = field(default_factory=list)  # extensions first, then root
-    extra: list[ExtraSetting] = field(default_factory=list)
-    extensions: list[Image] = field(default_factory=list)
-    inspection: Inspection | None = None
-    # What the image lacks for systemd to run its services (portable.images.runnable): warnings
-    problems: list[Problem] = field(default_factory=list)
-    # An archive image's tree (portable.images.unpacked): staged by prepare(), put in place by
-    # write_plan()
-    unpacked: Unpacked | None = None
+    _FIELDS: ClassVar[tuple[str, ...]] = (
+        "image",
+        "metadata",
+        "profile",
+        "options",
+        "where",
+        "files",
+        "image_links",
+        "extra",
+        "extensions",
+        "inspection",
+        "problems",
+        "unpacked",
+    )
+
+    def __init__(
+        self,
+        *,
+        image: Image,
+        metadata: ImageMetadata,
+        profile: Profile,
+        options: AttachOptions,
+        where: Path,  # local path of the attached directory
+        files: dict[str, list[Planned]],  # unit name -> its files, in systemd's order
+        image_links: list[Planned] | None = None,  # extensions first, then root
+        extra: list[ExtraSetting] | None = None,
+        extensions: list[Image] | None = None,
+        inspection: Inspection | None = None,
+        # What the image lacks for systemd to run its services (portable.images.runnable):
+        # warnings
+        problems: list[Problem] | None = None,
+        # An archive image's tree (portable.images.unpacked): staged by prepare(), put in place
+        # by write_plan()
+        unpacked: Unpacked | None = None,
+    ) -> None:
+        self.image = image
+        self.metadata = metadata
+        self.profile = profile
+        self.options = options
+        self.where = where
+        self.files = files
+        self.image_links: list[Planned] = [] if image_links is None else image_links
+        self.extra: list[ExtraSetting] = [] if extra is None else extra
+        self.extensions: list[Image] = [] if extensions is None else extensions
+        self.inspection = inspection
+        self.problems: list[Problem] = [] if problems is None else problems
+        self.unpacked = unpacked
 
     def release(self) -> None:
         """Drop what :func:`prepare` unpacked and :func:`write_plan` did not put in place (an
@@ -170,25 +207,73 @@ class AttachPlan:
         return self.metadata.units
 
 
-@dataclass(kw_only=True)
 class AttachResult(Outcome):
-    image: Image
-    units: tuple[UnitFile, ...]
-    profile: Profile
-    changes: list[Change]
-    already_attached: bool = False
-    completed_interrupted: bool = False
-    # What the image lacks for systemd to run its services (portable.images.runnable)
-    problems: list[Problem] = field(default_factory=list)
+    _FIELDS: ClassVar[tuple[str, ...]] = (
+        *Outcome._FIELDS,
+        "image",
+        "units",
+        "profile",
+        "changes",
+        "already_attached",
+        "completed_interrupted",
+        "problems",
+    )
+
+    def __init__(
+        self,
+        *,
+        image: Image,
+        units: tuple[UnitFile, ...],
+        profile: Profile,
+        changes: list[Change],
+        already_attached: bool = False,
+        completed_interrupted: bool = False,
+        # What the image lacks for systemd to run its services (portable.images.runnable)
+        problems: list[Problem] | None = None,
+        reloaded: bool = False,
+        reload_error: str = "",
+        reload_reason: str = "",
+        activation: Activation | None = None,
+    ) -> None:
+        super().__init__(
+            reloaded=reloaded,
+            reload_error=reload_error,
+            reload_reason=reload_reason,
+            activation=activation,
+        )
+        self.image = image
+        self.units = units
+        self.profile = profile
+        self.changes = changes
+        self.already_attached = already_attached
+        self.completed_interrupted = completed_interrupted
+        self.problems: list[Problem] = [] if problems is None else problems
 
 
-@dataclass(kw_only=True)
 class AttachBatch(Outcome):
     """The outcome of :func:`attach_many`: per image, then the one reload and activation."""
 
-    results: list[AttachResult]
-    # Third-party plugins whose post-attach hooks ran: they may have changed other unit files
-    hooked_plugins: list[str] = field(default_factory=list)
+    _FIELDS: ClassVar[tuple[str, ...]] = (*Outcome._FIELDS, "results", "hooked_plugins")
+
+    def __init__(
+        self,
+        *,
+        results: list[AttachResult],
+        # Third-party plugins whose post-attach hooks ran: they may have changed other unit files
+        hooked_plugins: list[str] | None = None,
+        reloaded: bool = False,
+        reload_error: str = "",
+        reload_reason: str = "",
+        activation: Activation | None = None,
+    ) -> None:
+        super().__init__(
+            reloaded=reloaded,
+            reload_error=reload_error,
+            reload_reason=reload_reason,
+            activation=activation,
+        )
+        self.results = results
+        self.hooked_plugins: list[str] = [] if hooked_plugins is None else hooked_plugins
 
 
 def _check_prefixes(found: Inspection, prefixes: Sequence[str]) -> None:

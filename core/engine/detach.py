@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from portable.engine.dropins import MARKER_FILE, PROFILE_FILE
 from portable.engine.reload import Outcome, for_detach, hooked_plugins, reload_as_decided
@@ -36,6 +35,7 @@ from portable.systemd.names import extract_prefix, marker_matches_image, printab
 from portable.systemd.version import detect as detect_systemd
 
 if TYPE_CHECKING:
+    from portable.engine.activation import Activation
     from portable.systemd.manager import Manager
 
 __all__ = [
@@ -61,18 +61,50 @@ class NotAttached(PortableError):
     """Nothing of that image is attached (systemd's NoSuchUnit)."""
 
 
-@dataclass(kw_only=True)
 class DetachResult(Outcome):
-    images: list[str]
-    units: list[str]
-    changes: list[Change]
-    warnings: list[str] = field(default_factory=list)
-    # Units no longer attached but still loaded from a removed attached unit file (left by a
-    # killed reattach), stopped/disabled with the image's units (--now/--enable).
-    orphans: list[str] = field(default_factory=list)
-    # With clean: the units whose data PID 1 removed, and one line per unit it could not clean.
-    cleaned: list[str] = field(default_factory=list)
-    clean_errors: list[str] = field(default_factory=list)
+    _FIELDS: ClassVar[tuple[str, ...]] = (
+        *Outcome._FIELDS,
+        "images",
+        "units",
+        "changes",
+        "warnings",
+        "orphans",
+        "cleaned",
+        "clean_errors",
+    )
+
+    def __init__(
+        self,
+        *,
+        images: list[str],
+        units: list[str],
+        changes: list[Change],
+        warnings: list[str] | None = None,
+        # Units no longer attached but still loaded from a removed attached unit file (left by
+        # a killed reattach), stopped/disabled with the image's units (--now/--enable).
+        orphans: list[str] | None = None,
+        # With clean: the units whose data PID 1 removed, and one line per unit it could not
+        # clean.
+        cleaned: list[str] | None = None,
+        clean_errors: list[str] | None = None,
+        reloaded: bool = False,
+        reload_error: str = "",
+        reload_reason: str = "",
+        activation: Activation | None = None,
+    ) -> None:
+        super().__init__(
+            reloaded=reloaded,
+            reload_error=reload_error,
+            reload_reason=reload_reason,
+            activation=activation,
+        )
+        self.images = images
+        self.units = units
+        self.changes = changes
+        self.warnings: list[str] = [] if warnings is None else warnings
+        self.orphans: list[str] = [] if orphans is None else orphans
+        self.cleaned: list[str] = [] if cleaned is None else cleaned
+        self.clean_errors: list[str] = [] if clean_errors is None else clean_errors
 
 
 def active_refusal(unit: str, *, now: bool) -> str:

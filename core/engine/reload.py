@@ -26,8 +26,7 @@ what the enable links never reached PID 1's memory there either.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from portable.errors import PortableError
 from portable.systemd.names import is_template, unit_template
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Outcome",
+    "Record",
     "ReloadDecision",
     "ReloadOutcome",
     "for_attach",
@@ -166,18 +166,52 @@ class ReloadOutcome(NamedTuple):
     error: str = ""
 
 
+class Record:
+    """A plain class that shows and compares itself as a dataclass does, over ``_FIELDS`` (in
+    order): building a dataclass costs ~0.3-0.8 ms at import, and every attach and detach
+    would build two or three (Outcome's subclasses, engine.attach's AttachPlan). Subclasses
+    write their keyword-only ``__init__``; mutable, so unhashable, as a dataclass with eq."""
+
+    _FIELDS: ClassVar[tuple[str, ...]] = ()
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
+        return f"{type(self).__qualname__}({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self._FIELDS)
+
+
 # Here, not in portable.engine.activation with what fills in its ``activation``: a plain attach
 # or detach (no --enable, --now) does not import that module.
-@dataclass(kw_only=True)
-class Outcome:
+class Outcome(Record):
     """What the service manager was told once attach, reattach or detach changed the files:
     the reload, or why there was none, and the enable/disable and start/stop jobs."""
 
-    reloaded: bool = False
-    reload_error: str = ""
-    # Why PID 1 was reloaded or not ("" when no manager was asked, or --no-reload)
-    reload_reason: str = ""
-    activation: Activation | None = None
+    # Each subclass adds its own after these (the order of a dataclass's inherited fields)
+    _FIELDS: ClassVar[tuple[str, ...]] = (
+        "reloaded",
+        "reload_error",
+        "reload_reason",
+        "activation",
+    )
+
+    def __init__(
+        self,
+        *,
+        reloaded: bool = False,
+        reload_error: str = "",
+        # Why PID 1 was reloaded or not ("" when no manager was asked, or --no-reload)
+        reload_reason: str = "",
+        activation: Activation | None = None,
+    ) -> None:
+        self.reloaded = reloaded
+        self.reload_error = reload_error
+        self.reload_reason = reload_reason
+        self.activation = activation
 
     def took(self, done: ReloadOutcome) -> None:
         """Record how the reload went (:func:`reload_as_decided`)."""
