@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from portable.systemd.host import Host
 
@@ -51,8 +50,8 @@ _SHARED_LIB_PREFIX, _SHARED_LIB_SUFFIX = "libsystemd-shared-", ".so"
 _LEADING_NUMBER = re.compile(r"\s*(?:systemd\s+)?(\d+)")
 
 
-@dataclass(frozen=True, slots=True)
-class SystemdVersion:
+# A NamedTuple, not a dataclass (~0.4 ms to build): every attach and detach reads a version.
+class SystemdVersion(NamedTuple):
     """A systemd version and where we learnt it.
 
     :ivar major: e.g. 257.
