@@ -202,25 +202,41 @@ def render_table(rows: Sequence[ImageInfo], *, legend: bool, systemd: int) -> st
     as systemd ``systemd``'s prints it."""
     if not rows:
         return "No images.\n" if legend else ""
+    stamps: dict[int, str] = {}  # by the second: rows made together share a few seconds
+
+    def stamp(us: int) -> str:
+        if not us:
+            return "-"
+        text = stamps.get(us // 1_000_000)
+        if text is None:
+            text = stamps[us // 1_000_000] = format_timestamp(us)
+        return text
+
+    sizes: dict[int | None, str] = {}  # images of one size (copies) are common
+
+    def size(n: int | None) -> str:
+        text = sizes.get(n)
+        if text is None:
+            text = sizes[n] = format_bytes(n, systemd=systemd)
+        return text
+
     cells = [
-        [
+        (
             r.name,
             r.type,
             "yes" if r.read_only else "no",
-            format_timestamp(r.crtime),
-            format_timestamp(r.mtime),
-            format_bytes(r.usage, systemd=systemd),
+            stamp(r.crtime),
+            stamp(r.mtime),
+            size(r.usage),
             r.state,
-        ]
+        )
         for r in rows
     ]
-    table = [list(COLUMNS), *cells] if legend else cells
+    table = [COLUMNS, *cells] if legend else cells
     # As systemd's table: every column at least one wide, all but the last padded.
-    widths = [max(1, *(len(row[i]) for row in table)) for i in range(len(COLUMNS))]
-    lines = [
-        " ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)), row[-1]])
-        for row in table
-    ]
+    widths = [max(1, *map(len, column)) for column in zip(*table, strict=True)]
+    template = " ".join(f"{{:<{w}}}" for w in widths[:-1]) + " {}"
+    lines = [template.format(*row) for row in table]
     out = "\n".join(lines) + "\n"
     if legend:
         out += f"\n{len(rows)} images listed.\n"

@@ -118,21 +118,23 @@ def _statx_buffer() -> Any:
     return ctypes.create_string_buffer(256)
 
 
-def _stat(path: str) -> tuple[int, int, int, int, int] | None:
+def _stat(path: str, dir_fd: int = _AT_FDCWD) -> tuple[int, int, int, int, int] | None:
     """Mode, mtime (ns), 512-byte blocks, birth time (µs, 0: unknown) and mount ID (0:
-    unknown) of ``path``, links followed, in one statx(2) (Python's os.stat has neither of the
-    last two on Linux); ``None`` if it can't be looked at (gone, a dangling link, a loop)."""
+    unknown) of ``path`` (relative to ``dir_fd`` if given), links followed, in one statx(2)
+    (Python's os.stat has neither of the last two on Linux); ``None`` if it can't be looked
+    at (gone, a dangling link, a loop)."""
     statx = _statx()
     if statx is None:
         try:
-            st = os.stat(path)
+            st = os.stat(path, dir_fd=None if dir_fd == _AT_FDCWD else dir_fd)
         except OSError:
             return None
         return st.st_mode, st.st_mtime_ns, st.st_blocks, 0, 0
     buf = _statx_buffer()
-    if statx(_AT_FDCWD, os.fsencode(path), 0, _STATX_WANT, buf) != 0:
+    if statx(dir_fd, os.fsencode(path), 0, _STATX_WANT, buf) != 0:
         return None
-    mask, mode, blocks, bsec, bnsec, msec, mnsec, mnt = _STATX_FIELDS.unpack_from(buf.raw)
+    # unpack_from(buf): the buffer itself, not a copy of it (buf.raw)
+    mask, mode, blocks, bsec, bnsec, msec, mnsec, mnt = _STATX_FIELDS.unpack_from(buf)
     birth = bsec * 1_000_000 + bnsec // 1000 if mask & _STATX_BTIME else 0
     return mode, msec * 1_000_000_000 + mnsec, blocks, birth, mnt if mask & _STATX_MNT_ID else 0
 
@@ -141,10 +143,11 @@ _FS_IOC_GETFLAGS = 0x80086601
 _FS_IMMUTABLE_FL = 0x10
 
 
-def _is_immutable(path: str) -> bool:
+def _is_immutable(path: str, dir_fd: int | None = None) -> bool:
     try:
         # O_DIRECTORY: whatever the path has become since its stat, never open a device
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_DIRECTORY)
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_DIRECTORY
+        fd = os.open(path, flags, dir_fd=dir_fd)
     except OSError:
         return False
     try:
@@ -157,11 +160,19 @@ def _is_immutable(path: str) -> bool:
         os.close(fd)
 
 
-def _read_only(host_path: str, local: str, mode: int, mount: int, mounts: dict[int, bool]) -> bool:
+def _read_only(
+    host_path: str,
+    local: str,
+    mode: int,
+    mount: int,
+    mounts: dict[int, bool],
+    at: tuple[int | None, str] = (None, ""),
+) -> bool:
     """systemd's rules (spec 1.1): vendor images under /usr, read-only file systems (systemd
     asks faccessat(W_OK) for EROFS; statvfs tells the same, and for any user), the immutable
     flag on directories, no write bits on image files. ``mounts``: read-only or not by mount
-    ID (``mount``, 0 if unknown), filled here: the flag belongs to the mount."""
+    ID (``mount``, 0 if unknown), filled here: the flag belongs to the mount. ``at``: the
+    search-path directory's descriptor (if open) and the entry's name in it, to open by."""
     if host_path.startswith("/usr/"):
         return True
     ro = mounts.get(mount) if mount else None
@@ -175,7 +186,7 @@ def _read_only(host_path: str, local: str, mode: int, mount: int, mounts: dict[i
     if ro:
         return True
     if stat.S_ISDIR(mode):
-        return _is_immutable(local)
+        return _is_immutable(at[1], at[0]) if at[0] is not None else _is_immutable(local)
     if stat.S_ISREG(mode):
         return not mode & 0o222
     return False
@@ -207,9 +218,18 @@ def list_images(
     registry = registry or get_registry(root=host.root)
     formats = [r.spec for r in registry.formats() if r.spec.name_lookup]
     by_content = [f for f in formats if not f.suffixes]  # asked about entries of no suffix
-    by_suffix: dict[str, tuple[str, list[ImageFormat]]] = {}  # cached per suffix
+    by_suffix = _suffix_table(formats)
     rows: dict[str, ImageInfo] = {}
     attached = all_attached_units(host)  # once, not per image
+    # Nothing attached (the usual case on a host with many images): every image is detached,
+    # image_state's answer, without asking it 2,000 times.
+    any_attached = any(unit.has_unit_file for units in attached.values() for unit in units)
+
+    def state(host_path: str) -> str:
+        if not any_attached:
+            return "detached"
+        return image_state(host_path, host=host, manager=manager, attached=attached)
+
     mounts: dict[int, bool] = {}
     real = host.is_real
     for d in IMAGE_SEARCH_PATH:
@@ -221,52 +241,83 @@ def list_images(
             entries = _attached_entries(d, attached)
         except OSError:
             continue
-        for entry in entries:
-            host_path = f"{d}/{entry}"
-            denied = False
-            local = host_path  # the kernel follows the links (_stat: one syscall)
-            if not real:
+        # On the host, entries are looked at relative to their directory (statx and open by
+        # name, not by a path the kernel walks again for each of them).
+        dir_fd = _open_dir(d) if real else None
+        try:
+            for entry in entries:
                 try:
-                    resolved = host.resolve(host_path)
-                except UnsafePath as e:
-                    if e.reason != _EACCES:
-                        continue  # a symlink loop (below --root): not an image
-                    denied = True
-                except PermissionError:
-                    denied = True
-                else:
-                    if resolved is None:
-                        continue  # dangling link: not an image
-                    local = str(resolved)
-            st = None if denied else _stat(local)
-            if st is None:
-                if not (denied or _is_denied(local)):
-                    continue  # dangling link, loop, gone since the listing: not an image
-                row = _unreadable(entry, host_path, formats, host, manager, attached)
+                    row = _entry(entry, d, dir_fd, host, real, by_content, by_suffix, mounts, state)
+                except PermissionError:  # there, but not ours to look at
+                    row = _unreadable(entry, f"{d}/{entry}", formats, host, manager, attached)
                 if row is not None and row.name not in rows:
                     rows[row.name] = row
-                continue
-            mode, mtime_ns, blocks, birth, mount = st
-            is_file = stat.S_ISREG(mode)
-            found = _classify(entry, local, mode, formats, by_content, by_suffix)
-            if found is None:
-                continue
-            name, image_type, format_of = found
-            if name in rows or not is_valid_image_name(name):
-                continue
-            rows[name] = ImageInfo(
-                name=name,
-                type=image_type,
-                path=host_path,
-                read_only=_read_only(host_path, local, mode, mount, mounts),
-                crtime=birth,
-                # systemd reports no mtime for directories ("we don't use the dir mtime")
-                mtime=mtime_ns // 1000 if is_file else 0,
-                usage=blocks * 512 if is_file else None,
-                state=image_state(host_path, host=host, manager=manager, attached=attached),
-                format_of=format_of,
-            )
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
     return [rows[n] for n in sorted(rows)]
+
+
+def _open_dir(path: str) -> int | None:
+    """A descriptor of search-path directory ``path`` to look its entries up by (O_PATH: it
+    is only a starting point), ``None`` if it can't be had (the entries' paths are used)."""
+    try:
+        return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _entry(
+    entry: str,
+    d: str,
+    dir_fd: int | None,
+    host: Host,
+    real: bool,
+    by_content: Sequence[ImageFormat],
+    by_suffix: dict[str, tuple[str, list[ImageFormat]]],
+    mounts: dict[int, bool],
+    state: Callable[[str], str],
+) -> ImageInfo | None:
+    """The row of entry ``entry`` of search-path directory ``d`` (``dir_fd``: its descriptor
+    on the host), ``None`` if it is no image (or has no valid image name); PermissionError if
+    it is there but can't be looked at. ``state``: an image's state by its path."""
+    host_path = f"{d}/{entry}"
+    local = host_path  # the kernel follows the links (_stat: one syscall)
+    if not real:  # (host.is_real, asked once by the caller: a Path comparison)
+        try:
+            resolved = host.resolve(host_path)
+        except UnsafePath as e:
+            if e.reason != _EACCES:
+                return None  # a symlink loop (below --root): not an image
+            raise PermissionError(errno.EACCES, e.reason, host_path) from e
+        if resolved is None:
+            return None  # dangling link: not an image
+        local = str(resolved)
+    st = _stat(local) if dir_fd is None else _stat(entry, dir_fd)
+    if st is None:
+        if _is_denied(local):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), host_path)
+        return None  # dangling link, loop, gone since the listing: not an image
+    mode, mtime_ns, blocks, birth, mount = st
+    found = _classify(entry, local, mode, by_content, by_suffix)
+    if found is None:
+        return None
+    name, image_type, format_of = found
+    if not is_valid_image_name(name):
+        return None
+    is_file = stat.S_ISREG(mode)
+    return ImageInfo(
+        name=name,
+        type=image_type,
+        path=host_path,
+        read_only=_read_only(host_path, local, mode, mount, mounts, (dir_fd, entry)),
+        crtime=birth,
+        # systemd reports no mtime for directories ("we don't use the dir mtime")
+        mtime=mtime_ns // 1000 if is_file else 0,
+        usage=blocks * 512 if is_file else None,
+        state=state(host_path),
+        format_of=format_of,
+    )
 
 
 _EACCES = os.strerror(errno.EACCES).lower()  # UnsafePath's reason for it
@@ -329,33 +380,51 @@ def _unreadable(
     )
 
 
+def _suffix_table(formats: Sequence[ImageFormat]) -> dict[str, tuple[str, list[ImageFormat]]]:
+    """The formats' suffixes, longest first (.tar.gz before .gz), each with its type (``raw``
+    if every format of that suffix is raw, else empty: its formats' detect() decides) and its
+    formats, in their order."""
+    table: dict[str, tuple[str, list[ImageFormat]]] = {}
+    for suffix in sorted({s for f in formats for s in f.suffixes}, key=len, reverse=True):
+        among = [f for f in formats if suffix in f.suffixes]
+        types = {f.image_type for f in among}
+        table[suffix] = (types.pop() if types == {"raw"} else "", among)
+    return table
+
+
+def _is_builtin_directory(fmt: ImageFormat) -> bool:
+    """Whether ``fmt`` is our directory format, whose detect() is a stat we have made. (The
+    registry wraps a format's detect(); a built-in format's open() is kept as it is.)"""
+    return fmt.name == DIRECTORY.name and fmt.open is DIRECTORY.open
+
+
+_DIRECTORY_FORMAT = _Known(DIRECTORY.name)
+
+
 def _classify(
     entry: str,
     local: str,
     mode: int,
-    formats: Sequence[ImageFormat],
     by_content: Sequence[ImageFormat],
     by_suffix: dict[str, tuple[str, list[ImageFormat]]],
 ) -> tuple[str, str, Callable[[], str | None]] | None:
-    """(name, type, format finder) of a search-path entry, or ``None`` if it is no image."""
+    """(name, type, format finder) of a search-path entry, or ``None`` if it is no image.
+    ``by_suffix``: see :func:`_suffix_table`."""
     if stat.S_ISREG(mode):
-        suffixes = (s for f in formats for s in f.suffixes if entry.endswith(s))
-        suffix = max(suffixes, key=len, default=None)  # .tar.gz before .gz
-        if suffix is not None:
-            if suffix not in by_suffix:
-                among = [f for f in formats if suffix in f.suffixes]
-                types = {f.image_type for f in among}
-                by_suffix[suffix] = (types.pop() if types == {"raw"} else "", among)
-            raw, among = by_suffix[suffix]
+        for suffix, (raw, among) in by_suffix.items():
+            if not entry.endswith(suffix):
+                continue
             if raw:
                 # systemd's rule: NAME.raw is a raw image, whatever it holds; nothing is opened
                 return among[0].image_name(entry), raw, _Probe(among, local)
             for fmt in among:  # e.g. an archive a plugin unpacks: its detect() decides
                 if _claims(fmt, Path(local)):
                     return fmt.image_name(entry), fmt.image_type, _Known(fmt.name)
+            break  # only the longest suffix counts
     for fmt in by_content:  # a directory, or what a plugin recognises by content
-        if fmt is DIRECTORY and stat.S_ISDIR(mode):  # its detect(): a stat we have made
-            return entry, DIRECTORY.image_type, _Known(DIRECTORY.name)
-        if _claims(fmt, Path(local)):
+        if _is_builtin_directory(fmt):
+            if stat.S_ISDIR(mode):
+                return entry, DIRECTORY.image_type, _DIRECTORY_FORMAT
+        elif _claims(fmt, Path(local)):
             return fmt.image_name(entry), fmt.image_type, _Known(fmt.name)
     return None
