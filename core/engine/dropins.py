@@ -47,7 +47,7 @@ PROFILE_FILE = "10-profile.conf"
 PATH_SETTINGS = ("RootDirectory", "RootImage", "ExtensionDirectories", "ExtensionImages")
 _WHITESPACE = " \t\n\r"  # systemd's WHITESPACE: what it strips around values and splits at
 _RELAX = ":x-systemd.relax-extension-release-check"
-_KEY = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_KEY = r"[A-Za-z][A-Za-z0-9]*"  # compiled by re on first use: a detach writes no marker
 
 
 class UnwritableValue(PortableError):
@@ -125,7 +125,7 @@ def _check_lines(lines: Sequence[str], own: int, unit: str) -> None:
                 )
             continue
         key, _, value = line.partition("=")
-        problem = None if _KEY.fullmatch(key) else "is not a setting name"
+        problem = None if re.fullmatch(_KEY, key) else "is not a setting name"
         if problem is None:
             problem = value_problem(value)
         if problem is None and index < own and key in PATH_SETTINGS:

@@ -20,6 +20,7 @@ These are plugin profiles (priority 0): a profile of the same name in ``/etc``, 
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,12 +39,23 @@ NAMES = ("default", "nonetwork", "strict", "trusted")
 
 SYSTEMD_PROFILE_DIR = "/usr/lib/systemd/portable/profile"
 _DATA = Path(__file__).parent
+_DIGITS = frozenset("0123456789")
 
 
 @functools.cache
 def bundled_versions() -> tuple[int, ...]:
     """The systemd versions whose profile files are bundled (``systemdNNN/``), oldest first."""
-    return tuple(sorted(int(d.name.removeprefix("systemd")) for d in _DATA.glob("systemd[0-9]*")))
+    # The names Path.glob("systemd[0-9]*") finds, listed with os.scandir: the glob compiles
+    # its pattern through fnmatch (~0.1 ms) and walks pathlib's selectors, on every attach.
+    with os.scandir(_DATA) as entries:
+        names = [e.name for e in entries]
+    return tuple(
+        sorted(
+            int(name.removeprefix("systemd"))
+            for name in names
+            if name.startswith("systemd") and name[7:8] in _DIGITS
+        )
+    )
 
 
 def data_path(name: str, systemd: int, unit_type: str = "service") -> Path:
