@@ -19,9 +19,8 @@ import os
 import stat
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from portable.engine.state import AttachedUnit, ManagerView, all_attached_units, image_state
 from portable.images.confined import UnsafePath
@@ -36,8 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["ImageInfo", "list_images"]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ImageInfo:
+# A NamedTuple, not a frozen dataclass: made once per image (2,000 and more), at a third of
+# the cost; never changed once made, and only ever built by keyword.
+class ImageInfo(NamedTuple):
     """One row of ``list``. Times are µs since the epoch (0: unknown); usage ``None``: unknown.
 
     ``format_of``: finds the image's format (see :attr:`format`) when first asked.
@@ -51,7 +51,7 @@ class ImageInfo:
     mtime: int
     usage: int | None
     state: str
-    format_of: Callable[[], str | None] = field(repr=False, compare=False)
+    format_of: Callable[[], str | None]
 
     @property
     def format(self) -> str | None:
