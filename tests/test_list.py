@@ -105,3 +105,23 @@ def test_format_bytes(n, text):
     assert format_bytes(n, systemd=252) == text
     # 257 leaves out a zero decimal
     assert format_bytes(n, systemd=257) == text.replace(".0", "")
+
+
+def test_table_asks_no_detect(root, monkeypatch):
+    # Directories are known by the stat made anyway, NAME.raw by its name (systemd's rules):
+    # no format's detect() runs for the rows (list --json reads a raw file's header later).
+    from portable.plugin.hooks import Hooks
+
+    asked = []
+    detect = Hooks.detect
+
+    def spy(self, rec, fmt, path):
+        asked.append((fmt.name, str(path)))
+        return detect(self, rec, fmt, path)
+
+    monkeypatch.setattr(Hooks, "detect", spy)
+    image(root / "var/lib/portables/foo")
+    (root / "var/lib/portables/bar.raw").write_bytes(b"\0" * 4096)
+    got = rows(root)
+    assert [(r.name, r.type) for r in got] == [("bar", "raw"), ("foo", "directory")]
+    assert asked == []
