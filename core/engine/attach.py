@@ -50,7 +50,6 @@ from portable.engine.sweep import sweep
 from portable.engine.transaction import Transaction, host_lock
 from portable.errors import BadImage, PortableError
 from portable.images.arguments import derived_prefixes, effective_prefixes
-from portable.images.confined import open_root
 from portable.images.inspect import (
     Inspection,
     check_extension_compatible,
@@ -60,7 +59,6 @@ from portable.images.inspect import (
 )
 from portable.images.resolve import resolve_image
 from portable.images.runnable import Problem, check_image
-from portable.images.runnable import check as check_runnable
 from portable.images.unpacked import Unpacked, place, unpack_for_attach
 from portable.plugin.registry import Registry
 from portable.plugin.types import (
@@ -455,7 +453,9 @@ def _read_and_check(
         raise floor_refusal(image.path, profile, findings)
     # An image systemd can't start a service from is attached by portablectl without a word;
     # here a warning each (the CLI prints them), or with --strict-image a refusal.
-    problems = _runnable_problems(image, tree if opened else None, meta.units, profile, extensions)
+    problems = check_image(
+        image, meta.units, profile, extensions=extensions, tree=tree if opened else None
+    )
     if problems and options.strict_image:
         raise BadImage(
             f"Image '{image.path}' can't run a portable service as is ({problems[0]}"
@@ -463,24 +463,6 @@ def _read_and_check(
             + "; see 'portable inspect'), refusing (--strict-image)."
         )
     return found, problems
-
-
-def _runnable_problems(
-    image: Image,
-    tree: Path | None,
-    units: Sequence[UnitFile],
-    profile: Profile,
-    extensions: Sequence[Image],
-) -> list[Problem]:
-    """:func:`portable.images.runnable.check_image`, on ``tree`` when the image is open already
-    (its checks on the open root; with extensions check_image opens them all itself)."""
-    if tree is None or extensions or not any(u.type == "service" for u in units):
-        return check_image(image, units, profile, extensions=extensions)
-    try:
-        with open_root(tree) as root_fd:
-            return check_runnable(root_fd, units, profile)
-    except (OSError, PortableError):
-        return []  # as check_image: reading it fails with its own error elsewhere
 
 
 def prepare(

@@ -25,6 +25,7 @@ import shlex
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from typing import NamedTuple
 
 from portable.errors import PortableError
@@ -221,8 +222,11 @@ def check_image(
     profile: Profile,
     *,
     extensions: Sequence[Image] = (),
+    tree: Path | None = None,
 ) -> list[Problem]:
-    """:func:`check` on an image and its extensions, opened through their formats.
+    """:func:`check` on an image and its extensions, opened through their formats; ``tree``:
+    the image's root, open already (an attach that has just read it: a raw image isn't
+    mounted twice).
 
     An archive image (unpacked when attached) and an image that can't be opened are not
     checked: reading them fails with its own error elsewhere.
@@ -231,7 +235,9 @@ def check_image(
         return []
     try:
         with ExitStack() as stack:
-            root_fd = stack.enter_context(open_root(stack.enter_context(opened_tree(image))))
+            if tree is None:
+                tree = stack.enter_context(opened_tree(image))
+            root_fd = stack.enter_context(open_root(tree))
             ext_fds = [
                 stack.enter_context(open_root(stack.enter_context(opened_tree(ext))))
                 for ext in extensions
