@@ -38,9 +38,9 @@ from portable.engine.dropins import (
     path_problem,
     render_portable_dropin,
 )
+from portable.engine.record import Record
 from portable.engine.reload import (
     Outcome,
-    Record,
     for_attach,
     hooked_plugins,
     reload_as_decided,
@@ -82,7 +82,6 @@ from portable.systemd.names import (
 from portable.systemd.version import detect as detect_systemd
 
 if TYPE_CHECKING:
-    from portable.engine.activation import Activation
     from portable.systemd.manager import Manager
 
 __all__ = [
@@ -228,17 +227,8 @@ class AttachResult(Outcome):
         completed_interrupted: bool = False,
         # What the image lacks for systemd to run its services (portable.images.runnable)
         problems: list[Problem] | None = None,
-        reloaded: bool = False,
-        reload_error: str = "",
-        reload_reason: str = "",
-        activation: Activation | None = None,
     ) -> None:
-        super().__init__(
-            reloaded=reloaded,
-            reload_error=reload_error,
-            reload_reason=reload_reason,
-            activation=activation,
-        )
+        super().__init__()  # what PID 1 was told: filled in by activate()
         self.image = image
         self.units = units
         self.profile = profile
@@ -259,17 +249,8 @@ class AttachBatch(Outcome):
         results: list[AttachResult],
         # Third-party plugins whose post-attach hooks ran: they may have changed other unit files
         hooked_plugins: list[str] | None = None,
-        reloaded: bool = False,
-        reload_error: str = "",
-        reload_reason: str = "",
-        activation: Activation | None = None,
     ) -> None:
-        super().__init__(
-            reloaded=reloaded,
-            reload_error=reload_error,
-            reload_reason=reload_reason,
-            activation=activation,
-        )
+        super().__init__()  # what PID 1 was told: filled in by activate()
         self.results = results
         self.hooked_plugins: list[str] = [] if hooked_plugins is None else hooked_plugins
 

@@ -35,7 +35,6 @@ from portable.systemd.names import extract_prefix, marker_matches_image, printab
 from portable.systemd.version import detect as detect_systemd
 
 if TYPE_CHECKING:
-    from portable.engine.activation import Activation
     from portable.systemd.manager import Manager
 
 __all__ = [
@@ -87,17 +86,8 @@ class DetachResult(Outcome):
         # clean.
         cleaned: list[str] | None = None,
         clean_errors: list[str] | None = None,
-        reloaded: bool = False,
-        reload_error: str = "",
-        reload_reason: str = "",
-        activation: Activation | None = None,
     ) -> None:
-        super().__init__(
-            reloaded=reloaded,
-            reload_error=reload_error,
-            reload_reason=reload_reason,
-            activation=activation,
-        )
+        super().__init__()  # what PID 1 was told: filled in by activate()
         self.images = images
         self.units = units
         self.changes = changes

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
+from portable.engine.record import Record
 from portable.errors import PortableError
 from portable.systemd.names import is_template, unit_template
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Outcome",
-    "Record",
     "ReloadDecision",
     "ReloadOutcome",
     "for_attach",
@@ -164,25 +164,6 @@ class ReloadOutcome(NamedTuple):
     reloaded: bool
     reason: str
     error: str = ""
-
-
-class Record:
-    """A plain class that shows and compares itself as a dataclass does, over ``_FIELDS`` (in
-    order): building a dataclass costs ~0.3-0.8 ms at import, and every attach and detach
-    would build two or three (Outcome's subclasses, engine.attach's AttachPlan). Subclasses
-    write their keyword-only ``__init__``; mutable, so unhashable, as a dataclass with eq."""
-
-    _FIELDS: ClassVar[tuple[str, ...]] = ()
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
-        return f"{type(self).__qualname__}({shown})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self._FIELDS)
 
 
 # Here, not in portable.engine.activation with what fills in its ``activation``: a plain attach
