@@ -182,24 +182,12 @@ def identify(path: Path) -> str | None:
     return kind
 
 
-# The names of .gpt_table, as they were found here before it was split off.
-_GPT_TABLE_NAMES = frozenset(
-    (
-        "GPT_FLAG_NO_AUTO",
-        "GPT_FLAG_READ_ONLY",
-        "GptPartition",
-        "GptTable",
-        "RootChoice",
-        "choose_root",
-        "partition_type_name",
-        "read_gpt",
-    )
-)
-
-
 def __getattr__(name: str) -> Any:
-    if name not in _GPT_TABLE_NAMES:
+    # .gpt_table's public names, as they were found here before it was split off (a private or
+    # dunder name asked for, e.g. by hasattr, doesn't import it)
+    table = None if name.startswith("_") else importlib.import_module(f"{__package__}.gpt_table")
+    if table is None or name not in table.__all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__package__}.gpt_table"), name)
+    value = getattr(table, name)
     globals()[name] = value
     return value
