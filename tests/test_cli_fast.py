@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_probe import PROBE
+from cli_probe import PROBE, fast_path
 
 from portable.cli import guarded
 from portable.cli.fast import format_timestamp, run_fast
@@ -40,16 +40,7 @@ def both(root: Path, args: list[str], capsys) -> tuple[tuple[int, str, str], ...
     capsys.readouterr()
     answered = []
 
-    def fast_path() -> int:
-        try:
-            status = run_fast(argv)
-        except Exception:
-            answered.append(True)  # it took the call, and failed as it should (compared below)
-            raise
-        answered.append(status is not None)
-        return status or 0
-
-    fast = guarded(fast_path, debug=False)
+    fast = guarded(fast_path(argv, answered), debug=False)
     fast_out = capsys.readouterr()
     assert answered == [True], f"{args} was left to click"
     slow = guarded(lambda: run_click(argv), debug=False)
