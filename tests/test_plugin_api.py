@@ -5,6 +5,7 @@ third-party plugin can do."""
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,18 @@ def test_importing_the_api_loads_nothing_else() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert out.strip() == "['portable', 'portable.plugin']"
+
+
+def test_types_built_later_are_all_found_by_name() -> None:
+    # portable.plugin.types finds a type built on first use through its _LATER table: every
+    # type such a module defines must be in it (else it is found only once another name of
+    # that module was asked for), and is the types module's as far as anyone can tell.
+    from portable.plugin import types
+
+    modules = set(types._LATER.values())
+    for name in modules:
+        module = importlib.import_module(name)
+        assert {n for n, m in types._LATER.items() if m == name} == set(module.__all__), name
+    for name in types._LATER:
+        cls = getattr(types, name)
+        assert cls.__module__ == "portable.plugin.types" and cls.__qualname__ == name
